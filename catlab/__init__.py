@@ -1,0 +1,24 @@
+"""catlab: convolutional layers in Numba, forward and backward, with PyTorch's conventions.
+
+Submodules
+----------
+functional
+    Validating functions: ``conv2d``, ``conv2d_backward``, pooling, ReLU, linear, the loss.
+nn
+    Layer objects (``Conv2d``, ``ReLU``, ``MaxPool2d``, ``Linear``, ``Sequential`` ...).
+gradcheck
+    Numerical gradient checks by centred differences in float64.
+
+Examples
+--------
+>>> import numpy as np, catlab
+>>> layer = catlab.nn.Conv2d(3, 6, 5, rng=0)
+>>> layer(np.zeros((1, 3, 32, 32), dtype=np.float32)).shape
+(1, 6, 28, 28)
+"""
+
+__version__ = "0.1.0"
+
+from . import functional, gradcheck, nn, widgets  # noqa: E402
+
+__all__ = ["functional", "nn", "gradcheck", "widgets", "__version__"]

@@ -1,0 +1,126 @@
+"""Compiled pooling kernels.
+
+No validation happens here; :mod:`catlab.functional` checks arguments and
+allocates outputs. Arrays are C-contiguous with the batch and channel axes
+merged into one plane axis, so the loops run over independent planes:
+
+- ``x3``  : (N*C, H, W)   input
+- ``y3``  : (N*C, P, Q)   output
+
+Each plane is handled by one thread and written by no other, so the
+parallel loops never race. Padding is ``ph`` rows on top and bottom and ``pw``
+columns left and right; padded positions never win a max and count as zeros
+in an average (PyTorch's ``count_include_pad=True``).
+"""
+
+import numpy as np
+from numba import njit, prange
+
+
+@njit(cache=True, parallel=True)
+def max_pool2d_forward(x3, kh, kw, sh, sw, ph, pw, y3):
+    """y3[i, p, q] = max over the window of x3[i] at (p*sh - ph, q*sw - pw); NaN propagates."""
+    NC, H, W = x3.shape
+    P = y3.shape[1]
+    Q = y3.shape[2]
+    for i in prange(NC):
+        for p in range(P):
+            h0 = p * sh - ph
+            for q in range(Q):
+                w0 = q * sw - pw
+                m = -np.inf
+                for r in range(kh):
+                    ih = h0 + r
+                    if ih < 0 or ih >= H:
+                        continue
+                    for s in range(kw):
+                        iw = w0 + s
+                        if iw < 0 or iw >= W:
+                            continue
+                        v = x3[i, ih, iw]
+                        if v > m or np.isnan(v):
+                            m = v
+                            if np.isnan(v):
+                                break
+                y3[i, p, q] = m
+
+
+@njit(cache=True, parallel=True)
+def max_pool2d_backward(x3, dy3, kh, kw, sh, sw, ph, pw, dx3):
+    """dx3[argmax of each window] += dy3[window]; the first maximum in row-major order wins (as in PyTorch).
+
+    ``dx3`` must be zeroed by the caller.
+    """
+    NC, H, W = x3.shape
+    P = dy3.shape[1]
+    Q = dy3.shape[2]
+    for i in prange(NC):
+        for p in range(P):
+            h0 = p * sh - ph
+            for q in range(Q):
+                w0 = q * sw - pw
+                m = -np.inf
+                am = -1
+                an = -1
+                for r in range(kh):
+                    ih = h0 + r
+                    if ih < 0 or ih >= H:
+                        continue
+                    for s in range(kw):
+                        iw = w0 + s
+                        if iw < 0 or iw >= W:
+                            continue
+                        v = x3[i, ih, iw]
+                        if am < 0 or v > m or (np.isnan(v) and not np.isnan(m)):
+                            m = v
+                            am = ih
+                            an = iw
+                if am >= 0:
+                    dx3[i, am, an] += dy3[i, p, q]
+
+
+@njit(cache=True, parallel=True)
+def avg_pool2d_forward(x3, kh, kw, sh, sw, ph, pw, y3):
+    """y3[i, p, q] = sum of x3[i] over the window / (kh*kw), padded zeros included."""
+    NC, H, W = x3.shape
+    P = y3.shape[1]
+    Q = y3.shape[2]
+    inv = 1.0 / (kh * kw)
+    for i in prange(NC):
+        for p in range(P):
+            h0 = p * sh - ph
+            for q in range(Q):
+                w0 = q * sw - pw
+                acc = 0.0
+                for r in range(kh):
+                    ih = h0 + r
+                    if ih < 0 or ih >= H:
+                        continue
+                    for s in range(kw):
+                        iw = w0 + s
+                        if iw >= 0 and iw < W:
+                            acc += x3[i, ih, iw]
+                y3[i, p, q] = acc * inv
+
+
+@njit(cache=True, parallel=True)
+def avg_pool2d_backward(dy3, kh, kw, sh, sw, ph, pw, dx3):
+    """dx3[window] += dy3[window] / (kh*kw) for every window. ``dx3`` must be zeroed by the caller."""
+    NC, H, W = dx3.shape
+    P = dy3.shape[1]
+    Q = dy3.shape[2]
+    inv = 1.0 / (kh * kw)
+    for i in prange(NC):
+        for p in range(P):
+            h0 = p * sh - ph
+            for q in range(Q):
+                w0 = q * sw - pw
+                g = dy3[i, p, q] * inv
+                for r in range(kh):
+                    ih = h0 + r
+                    if ih < 0 or ih >= H:
+                        continue
+                    for s in range(kw):
+                        iw = w0 + s
+                        if iw >= 0 and iw < W:
+                            dx3[i, ih, iw] += g

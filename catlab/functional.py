@@ -1,0 +1,799 @@
+"""The functional API: validate, allocate, call a kernel.
+
+Semantics follow :mod:`torch.nn.functional`: NCHW (NCL for 1-D) layouts,
+weights of shape ``(C_out, C_in / groups, kH, kW)``, and ``stride``,
+``padding``, ``dilation`` and ``groups`` with PyTorch's meanings. Arrays may
+be float32 or float64; every output has the input's dtype, and every array
+argument must share that dtype. Each ``*_backward`` function takes the
+gradient of the loss with respect to the forward output (``dy``) and the
+forward inputs, and returns the gradients with respect to those inputs.
+
+No function modifies its inputs.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import _validate as V
+from ._kernels import activation as _act
+from ._kernels import conv as _conv
+from ._kernels import pool as _pool
+
+__all__ = [
+    "conv_output_size",
+    "conv1d",
+    "conv1d_backward",
+    "conv2d",
+    "conv2d_backward",
+    "max_pool2d",
+    "max_pool2d_backward",
+    "avg_pool2d",
+    "avg_pool2d_backward",
+    "relu",
+    "relu_backward",
+    "linear",
+    "linear_backward",
+    "softmax",
+    "softmax_cross_entropy",
+]
+
+
+# ----------------------------------------------------------------------------
+# Output sizes
+# ----------------------------------------------------------------------------
+
+
+def conv_output_size(size, kernel_size, stride=1, padding=0, dilation=1):
+    """Output length of a convolution or pooling along one axis.
+
+    ``floor((size + 2*padding - dilation*(kernel_size - 1) - 1) / stride) + 1``,
+    which for ``dilation=1`` is the familiar ``(W - F + 2P) / S + 1`` rounded down.
+
+    Parameters
+    ----------
+    size, kernel_size, stride, padding, dilation : int
+        Input length W, kernel length F, stride S, padding P per side and dilation.
+
+    Returns
+    -------
+    int
+        The output length.
+
+    Raises
+    ------
+    ValueError
+        If the dilated kernel is larger than the padded input.
+
+    Examples
+    --------
+    >>> conv_output_size(32, 5)
+    28
+    >>> conv_output_size(7, 3, stride=2)
+    3
+    """
+    span = dilation * (kernel_size - 1) + 1
+    if span > size + 2 * padding:
+        raise ValueError(
+            f"kernel_size: the kernel spans {span} but the padded input is only "
+            f"{size + 2 * padding} long (size {size} + 2 * padding {padding}); "
+            "use a smaller kernel or more padding"
+        )
+    return (size + 2 * padding - span) // stride + 1
+
+
+# ----------------------------------------------------------------------------
+# Convolution
+# ----------------------------------------------------------------------------
+
+
+def _conv_setup(x, weight, bias, stride, padding, dilation, groups, nd):
+    """Validate conv arguments; return arrays and the (..., H, W)-style geometry.
+
+    ``nd`` is 1 or 2. Returns ``x4, w4, b, (sh, sw), (ph, pw), (dh, dw), groups, (P, Q)``
+    where 1-D inputs are viewed as images of height 1.
+    """
+    layout = "(N, C, L)" if nd == 1 else "(N, C, H, W)"
+    wlayout = "(C_out, C_in / groups, kL)" if nd == 1 else "(C_out, C_in / groups, kH, kW)"
+    x = V.float_array(x, "x", nd + 2, layout)
+    weight = V.float_array(weight, "weight", nd + 2, wlayout)
+    V.same_dtype(x, "x", weight=weight)
+    if bias is not None:
+        bias = V.float_array(bias, "bias", 1, "(C_out,)")
+        V.same_dtype(x, "x", bias=bias)
+    groups = V.positive_int(groups, "groups")
+    C = x.shape[1]
+    K = weight.shape[0]
+    if C % groups:
+        raise ValueError(f"groups: input channels C={C} are not divisible by groups={groups}")
+    if K % groups:
+        raise ValueError(f"groups: output channels C_out={K} are not divisible by groups={groups}")
+    if weight.shape[1] * groups != C:
+        raise ValueError(
+            f"weight: expected shape (C_out, {C // groups}, ...) for x with {C} channels and "
+            f"groups={groups}, got {V.shape_str(weight.shape)}; weight.shape[1] must equal "
+            f"C_in / groups"
+        )
+    if bias is not None and bias.shape[0] != K:
+        raise ValueError(f"bias: expected shape ({K},) to match weight, got {V.shape_str(bias.shape)}")
+
+    stride = V.int_tuple(stride, "stride", nd, 1)
+    dilation = V.int_tuple(dilation, "dilation", nd, 1)
+    ksize = weight.shape[2:]
+    insize = x.shape[2:]
+    if isinstance(padding, str):
+        if padding == "valid":
+            pad_before = (0,) * nd
+            pad_total = (0,) * nd
+        elif padding == "same":
+            if any(s != 1 for s in stride):
+                raise ValueError("padding='same' is not supported for strided convolutions (stride > 1)")
+            pad_total = tuple(d * (k - 1) for d, k in zip(dilation, ksize))
+            pad_before = tuple(t // 2 for t in pad_total)
+        else:
+            raise ValueError(f"padding must be an int, a tuple, 'valid' or 'same', got {padding!r}")
+    else:
+        pad_before = V.int_tuple(padding, "padding", nd, 0)
+        pad_total = tuple(2 * p for p in pad_before)
+
+    out = []
+    for axis, (n, k, s, pt, d) in enumerate(zip(insize, ksize, stride, pad_total, dilation)):
+        span = d * (k - 1) + 1
+        if span > n + pt:
+            dim = "L" if nd == 1 else "HW"[axis]
+            raise ValueError(
+                f"weight: kernel size {k} (dilated span {span}) is larger than the padded input "
+                f"{dim}={n} + padding {pt} = {n + pt}; use a smaller kernel, more padding or a "
+                "larger input"
+            )
+        out.append((n + pt - span) // s + 1)
+
+    if nd == 1:
+        x4 = x.reshape(x.shape[0], C, 1, x.shape[2])
+        w4 = weight.reshape(K, weight.shape[1], 1, weight.shape[2])
+        stride, pad_before, dilation, out = (1,) + stride, (0,) + pad_before, (1,) + dilation, [1] + out
+    else:
+        x4, w4 = x, weight
+    return x4, w4, bias, stride, pad_before, dilation, groups, tuple(out)
+
+
+def _conv_forward(x, weight, bias, stride, padding, dilation, groups, nd):
+    x4, w4, b, (sh, sw), (ph, pw), (dh, dw), G, (P, Q) = _conv_setup(
+        x, weight, bias, stride, padding, dilation, groups, nd
+    )
+    N = x4.shape[0]
+    K, Cg, R, S = w4.shape
+    w3 = w4.reshape(G, K // G, Cg * R * S)  # (G, Kg, Cg*R*S)
+    if b is None:
+        b = np.zeros(K, dtype=x4.dtype)
+    y4 = np.empty((N, G, K // G, P * Q), dtype=x4.dtype)  # (N, G, Kg, P*Q)
+    _conv.conv2d_forward(x4, w3, b, R, S, sh, sw, ph, pw, dh, dw, P, Q, y4)
+    return y4.reshape((N, K, Q) if nd == 1 else (N, K, P, Q))
+
+
+def _conv_backward(dy, x, weight, stride, padding, dilation, groups, nd):
+    x4, w4, _, (sh, sw), (ph, pw), (dh, dw), G, (P, Q) = _conv_setup(
+        x, weight, None, stride, padding, dilation, groups, nd
+    )
+    N = x4.shape[0]
+    K, Cg, R, S = w4.shape
+    expected = (N, K, Q) if nd == 1 else (N, K, P, Q)
+    dy = V.float_array(dy, "dy", nd + 2)
+    V.same_dtype(x4, "x", dy=dy)
+    if dy.shape != expected:
+        raise ValueError(
+            f"dy: expected the forward output's shape {V.shape_str(expected)}, got {V.shape_str(dy.shape)}"
+        )
+    w3 = w4.reshape(G, K // G, Cg * R * S)  # (G, Kg, Cg*R*S)
+    dy4 = dy.reshape(N, G, K // G, P * Q)  # (N, G, Kg, P*Q)
+    dx = np.zeros(x4.shape, dtype=x4.dtype)  # (N, C, H, W)
+    dw3 = np.zeros(w3.shape, dtype=x4.dtype)  # (G, Kg, Cg*R*S)
+    db = np.zeros(K, dtype=x4.dtype)  # (K,)
+    _conv.conv2d_backward(x4, w3, dy4, R, S, sh, sw, ph, pw, dh, dw, P, Q, dx, dw3, db)
+    return dx.reshape(np.shape(x)), dw3.reshape(np.shape(weight)), db
+
+
+def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
+    """2-D convolution (cross-correlation, as in every deep-learning library).
+
+    ``y[n, k, p, q] = bias[k] + sum over c, r, s of
+    weight[k, c, r, s] * x_pad[n, g*Cg + c, p*sh + r*dh, q*sw + s*dw]``
+    where ``g = k // (C_out / groups)`` and ``x_pad`` is ``x`` zero-padded.
+
+    Parameters
+    ----------
+    x : ndarray of shape (N, C_in, H, W)
+        Input, float32 or float64.
+    weight : ndarray of shape (C_out, C_in / groups, kH, kW)
+        Filters, same dtype as ``x``.
+    bias : ndarray of shape (C_out,), optional
+        One bias per filter.
+    stride : int or (int, int), default 1
+    padding : int, (int, int), 'valid' or 'same', default 0
+        Zeros added on each side. ``'same'`` keeps H and W (stride 1 only);
+        with an even kernel the extra row/column goes at the bottom/right, as in PyTorch.
+    dilation : int or (int, int), default 1
+        Spacing between kernel taps.
+    groups : int, default 1
+        Split the channels into ``groups`` independent convolutions.
+
+    Returns
+    -------
+    y : ndarray of shape (N, C_out, P, Q)
+        ``P = floor((H + 2*pad - dilation*(kH - 1) - 1) / stride) + 1``, likewise Q.
+
+    Raises
+    ------
+    TypeError
+        If an array is not float32/float64, dtypes are mixed, or an int argument is not an int.
+    ValueError
+        If a shape does not match (dimensions, channels, groups, bias), stride or
+        dilation is not positive, padding is negative, or the kernel is larger
+        than the padded input.
+
+    Examples
+    --------
+    One 5x5x3 filter over a 32x32x3 image gives one 28x28 map:
+
+    >>> import numpy as np
+    >>> x = np.ones((1, 3, 32, 32), dtype=np.float32)
+    >>> w = np.ones((1, 3, 5, 5), dtype=np.float32)
+    >>> y = conv2d(x, w)
+    >>> y.shape, float(y[0, 0, 0, 0])
+    ((1, 1, 28, 28), 75.0)
+    """
+    return _conv_forward(x, weight, bias, stride, padding, dilation, groups, 2)
+
+
+def conv2d_backward(dy, x, weight, stride=1, padding=0, dilation=1, groups=1):
+    """Gradients of :func:`conv2d` with respect to its input, weight and bias.
+
+    Parameters
+    ----------
+    dy : ndarray of shape (N, C_out, P, Q)
+        Gradient of the loss with respect to the output of ``conv2d``.
+    x : ndarray of shape (N, C_in, H, W)
+        The forward input.
+    weight : ndarray of shape (C_out, C_in / groups, kH, kW)
+        The forward weights.
+    stride, padding, dilation, groups
+        As given to :func:`conv2d`.
+
+    Returns
+    -------
+    dx : ndarray of shape (N, C_in, H, W)
+        A "full" convolution of ``dy`` with the flipped filters.
+    dweight : ndarray of shape (C_out, C_in / groups, kH, kW)
+        The correlation of the input with ``dy``, summed over the batch.
+    dbias : ndarray of shape (C_out,)
+        ``dy`` summed over the batch and both spatial axes.
+
+    Raises
+    ------
+    TypeError, ValueError
+        As :func:`conv2d`, and if ``dy`` does not have the forward output's shape.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> x = np.ones((1, 1, 3, 3)); w = np.ones((1, 1, 2, 2))
+    >>> dx, dw, db = conv2d_backward(np.ones((1, 1, 2, 2)), x, w)
+    >>> dx[0, 0]
+    array([[1., 2., 1.],
+           [2., 4., 2.],
+           [1., 2., 1.]])
+    >>> dw[0, 0], db
+    (array([[4., 4.],
+           [4., 4.]]), array([4.]))
+    """
+    return _conv_backward(dy, x, weight, stride, padding, dilation, groups, 2)
+
+
+def conv1d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
+    """1-D convolution (cross-correlation), as :func:`torch.nn.functional.conv1d`.
+
+    ``y[n, k, t] = bias[k] + sum over c, s of weight[k, c, s] * x_pad[n, g*Cg + c, t*stride + s*dilation]``
+
+    Parameters
+    ----------
+    x : ndarray of shape (N, C_in, L)
+    weight : ndarray of shape (C_out, C_in / groups, kL)
+    bias : ndarray of shape (C_out,), optional
+    stride : int or (int,), default 1
+    padding : int, (int,), 'valid' or 'same', default 0
+    dilation : int or (int,), default 1
+    groups : int, default 1
+
+    Returns
+    -------
+    y : ndarray of shape (N, C_out, L_out)
+        ``L_out = floor((L + 2*pad - dilation*(kL - 1) - 1) / stride) + 1``.
+
+    Raises
+    ------
+    TypeError, ValueError
+        As :func:`conv2d`.
+
+    Examples
+    --------
+    A three-point moving average:
+
+    >>> import numpy as np
+    >>> x = np.array([[[0., 3., 6., 3., 0.]]])
+    >>> conv1d(x, np.full((1, 1, 3), 1 / 3))
+    array([[[3., 4., 3.]]])
+    """
+    return _conv_forward(x, weight, bias, stride, padding, dilation, groups, 1)
+
+
+def conv1d_backward(dy, x, weight, stride=1, padding=0, dilation=1, groups=1):
+    """Gradients of :func:`conv1d`: ``(dx, dweight, dbias)``.
+
+    Parameters
+    ----------
+    dy : ndarray of shape (N, C_out, L_out)
+    x : ndarray of shape (N, C_in, L)
+    weight : ndarray of shape (C_out, C_in / groups, kL)
+    stride, padding, dilation, groups
+        As given to :func:`conv1d`.
+
+    Returns
+    -------
+    dx : ndarray of shape (N, C_in, L)
+    dweight : ndarray of shape (C_out, C_in / groups, kL)
+    dbias : ndarray of shape (C_out,)
+
+    Raises
+    ------
+    TypeError, ValueError
+        As :func:`conv1d`, and if ``dy`` does not have the forward output's shape.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> dx, dw, db = conv1d_backward(np.ones((1, 1, 2)), np.arange(3.).reshape(1, 1, 3), np.ones((1, 1, 2)))
+    >>> dx, dw, db
+    (array([[[1., 2., 1.]]]), array([[[1., 3.]]]), array([2.]))
+    """
+    return _conv_backward(dy, x, weight, stride, padding, dilation, groups, 1)
+
+
+# ----------------------------------------------------------------------------
+# Pooling
+# ----------------------------------------------------------------------------
+
+
+def _pool_setup(x, kernel_size, stride, padding, name="x"):
+    x = V.float_array(x, name, 4, "(N, C, H, W)")
+    kh, kw = V.int_tuple(kernel_size, "kernel_size", 2, 1)
+    sh, sw = V.int_tuple(kernel_size if stride is None else stride, "stride", 2, 1)
+    ph, pw = V.int_tuple(padding, "padding", 2, 0)
+    if 2 * ph > kh or 2 * pw > kw:
+        raise ValueError(
+            f"padding: must be at most half the kernel size (kernel_size=({kh}, {kw})), got ({ph}, {pw})"
+        )
+    N, C, H, W = x.shape
+    if kh > H + 2 * ph or kw > W + 2 * pw:
+        raise ValueError(
+            f"kernel_size: ({kh}, {kw}) is larger than the padded input ({H + 2 * ph}, {W + 2 * pw}); "
+            "use a smaller window or a larger input"
+        )
+    P = (H + 2 * ph - kh) // sh + 1
+    Q = (W + 2 * pw - kw) // sw + 1
+    return x, (kh, kw), (sh, sw), (ph, pw), (P, Q)
+
+
+def _pool_dy(dy, x, P, Q):
+    N, C = x.shape[:2]
+    dy = V.float_array(dy, "dy", 4, "(N, C, P, Q)")
+    V.same_dtype(x, "x", dy=dy)
+    if dy.shape != (N, C, P, Q):
+        raise ValueError(
+            f"dy: expected the forward output's shape {V.shape_str((N, C, P, Q))}, got {V.shape_str(dy.shape)}"
+        )
+    return dy
+
+
+def max_pool2d(x, kernel_size, stride=None, padding=0):
+    """2-D max pooling, as :func:`torch.nn.functional.max_pool2d`.
+
+    Parameters
+    ----------
+    x : ndarray of shape (N, C, H, W)
+    kernel_size : int or (int, int)
+    stride : int or (int, int), optional
+        Defaults to ``kernel_size`` (non-overlapping windows).
+    padding : int or (int, int), default 0
+        Implicit -inf padding on each side; at most half the kernel size.
+
+    Returns
+    -------
+    y : ndarray of shape (N, C, P, Q)
+        ``P = floor((H + 2*padding - kernel_size) / stride) + 1``, likewise Q.
+
+    Raises
+    ------
+    TypeError, ValueError
+        For a non-float or wrongly shaped ``x``, a non-positive kernel size or
+        stride, or padding larger than half the kernel.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> x = np.arange(16.).reshape(1, 1, 4, 4)
+    >>> max_pool2d(x, 2)
+    array([[[[ 5.,  7.],
+             [13., 15.]]]])
+    """
+    x, (kh, kw), (sh, sw), (ph, pw), (P, Q) = _pool_setup(x, kernel_size, stride, padding)
+    N, C, H, W = x.shape
+    y = np.empty((N * C, P, Q), dtype=x.dtype)  # (N*C, P, Q)
+    _pool.max_pool2d_forward(x.reshape(N * C, H, W), kh, kw, sh, sw, ph, pw, y)
+    return y.reshape(N, C, P, Q)
+
+
+def max_pool2d_backward(dy, x, kernel_size, stride=None, padding=0):
+    """Gradient of :func:`max_pool2d`: each window's gradient goes to its maximum.
+
+    Where a window has several equal maxima, the first in row-major order wins,
+    as in PyTorch. Overlapping windows add their gradients.
+
+    Parameters
+    ----------
+    dy : ndarray of shape (N, C, P, Q)
+    x : ndarray of shape (N, C, H, W)
+        The forward input.
+    kernel_size, stride, padding
+        As given to :func:`max_pool2d`.
+
+    Returns
+    -------
+    dx : ndarray of shape (N, C, H, W)
+
+    Raises
+    ------
+    TypeError, ValueError
+        As :func:`max_pool2d`, and if ``dy`` does not have the forward output's shape.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> x = np.array([[[[1., 2.], [4., 3.]]]])
+    >>> max_pool2d_backward(np.array([[[[10.]]]]), x, 2)
+    array([[[[ 0.,  0.],
+             [10.,  0.]]]])
+    """
+    x, (kh, kw), (sh, sw), (ph, pw), (P, Q) = _pool_setup(x, kernel_size, stride, padding)
+    dy = _pool_dy(dy, x, P, Q)
+    N, C, H, W = x.shape
+    dx = np.zeros((N * C, H, W), dtype=x.dtype)  # (N*C, H, W)
+    _pool.max_pool2d_backward(x.reshape(N * C, H, W), dy.reshape(N * C, P, Q), kh, kw, sh, sw, ph, pw, dx)
+    return dx.reshape(N, C, H, W)
+
+
+def avg_pool2d(x, kernel_size, stride=None, padding=0):
+    """2-D average pooling, as :func:`torch.nn.functional.avg_pool2d` (``count_include_pad=True``).
+
+    Parameters
+    ----------
+    x : ndarray of shape (N, C, H, W)
+    kernel_size : int or (int, int)
+    stride : int or (int, int), optional
+        Defaults to ``kernel_size``.
+    padding : int or (int, int), default 0
+        Zero padding on each side, counted in the average; at most half the kernel size.
+
+    Returns
+    -------
+    y : ndarray of shape (N, C, P, Q)
+
+    Raises
+    ------
+    TypeError, ValueError
+        As :func:`max_pool2d`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> avg_pool2d(np.arange(16.).reshape(1, 1, 4, 4), 2)
+    array([[[[ 2.5,  4.5],
+             [10.5, 12.5]]]])
+    """
+    x, (kh, kw), (sh, sw), (ph, pw), (P, Q) = _pool_setup(x, kernel_size, stride, padding)
+    N, C, H, W = x.shape
+    y = np.empty((N * C, P, Q), dtype=x.dtype)  # (N*C, P, Q)
+    _pool.avg_pool2d_forward(x.reshape(N * C, H, W), kh, kw, sh, sw, ph, pw, y)
+    return y.reshape(N, C, P, Q)
+
+
+def avg_pool2d_backward(dy, x, kernel_size, stride=None, padding=0):
+    """Gradient of :func:`avg_pool2d`: each window spreads its gradient evenly.
+
+    Parameters
+    ----------
+    dy : ndarray of shape (N, C, P, Q)
+    x : ndarray of shape (N, C, H, W)
+        The forward input (only its shape and dtype are used).
+    kernel_size, stride, padding
+        As given to :func:`avg_pool2d`.
+
+    Returns
+    -------
+    dx : ndarray of shape (N, C, H, W)
+
+    Raises
+    ------
+    TypeError, ValueError
+        As :func:`avg_pool2d`, and if ``dy`` does not have the forward output's shape.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> avg_pool2d_backward(np.array([[[[4.]]]]), np.zeros((1, 1, 2, 2)), 2)
+    array([[[[1., 1.],
+             [1., 1.]]]])
+    """
+    x, (kh, kw), (sh, sw), (ph, pw), (P, Q) = _pool_setup(x, kernel_size, stride, padding)
+    dy = _pool_dy(dy, x, P, Q)
+    N, C, H, W = x.shape
+    dx = np.zeros((N * C, H, W), dtype=x.dtype)  # (N*C, H, W)
+    _pool.avg_pool2d_backward(dy.reshape(N * C, P, Q), kh, kw, sh, sw, ph, pw, dx)
+    return dx.reshape(N, C, H, W)
+
+
+# ----------------------------------------------------------------------------
+# ReLU
+# ----------------------------------------------------------------------------
+
+
+def relu(x):
+    """Rectified linear unit, ``max(x, 0)`` element-wise.
+
+    Parameters
+    ----------
+    x : ndarray of any shape
+        float32 or float64.
+
+    Returns
+    -------
+    y : ndarray of the same shape and dtype
+
+    Raises
+    ------
+    TypeError
+        If ``x`` is not a float32/float64 array.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> relu(np.array([-2., 0., 3.]))
+    array([0., 0., 3.])
+    """
+    x = V.float_array(x, "x")
+    y = np.empty_like(x)
+    _act.relu_forward(x.reshape(-1), y.reshape(-1))
+    return y
+
+
+def relu_backward(dy, x):
+    """Gradient of :func:`relu`: ``dy`` where ``x > 0``, else 0.
+
+    Parameters
+    ----------
+    dy : ndarray, same shape as ``x``
+    x : ndarray
+        The forward input.
+
+    Returns
+    -------
+    dx : ndarray of the same shape as ``x``
+
+    Raises
+    ------
+    TypeError, ValueError
+        If the arrays are not float32/float64 of one dtype, or shapes differ.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> relu_backward(np.array([5., 5., 5.]), np.array([-1., 0., 2.]))
+    array([0., 0., 5.])
+    """
+    x = V.float_array(x, "x")
+    dy = V.float_array(dy, "dy")
+    V.same_dtype(x, "x", dy=dy)
+    if dy.shape != x.shape:
+        raise ValueError(f"dy: expected shape {V.shape_str(x.shape)} to match x, got {V.shape_str(dy.shape)}")
+    dx = np.empty_like(x)
+    _act.relu_backward(dy.reshape(-1), x.reshape(-1), dx.reshape(-1))
+    return dx
+
+
+# ----------------------------------------------------------------------------
+# Linear
+# ----------------------------------------------------------------------------
+
+
+def _linear_setup(x, weight, bias=None):
+    x = V.float_array(x, "x", 2, "(N, in_features)")
+    weight = V.float_array(weight, "weight", 2, "(out_features, in_features)")
+    V.same_dtype(x, "x", weight=weight)
+    if weight.shape[1] != x.shape[1]:
+        raise ValueError(
+            f"weight: expected shape (out_features, {x.shape[1]}) to match x's {x.shape[1]} features, "
+            f"got {V.shape_str(weight.shape)}; flatten x first if it is an image batch"
+        )
+    if bias is not None:
+        bias = V.float_array(bias, "bias", 1, "(out_features,)")
+        V.same_dtype(x, "x", bias=bias)
+        if bias.shape[0] != weight.shape[0]:
+            raise ValueError(
+                f"bias: expected shape ({weight.shape[0]},) to match weight, got {V.shape_str(bias.shape)}"
+            )
+    return x, weight, bias
+
+
+def linear(x, weight, bias=None):
+    """Fully connected layer, ``y = x @ weight.T + bias``.
+
+    Parameters
+    ----------
+    x : ndarray of shape (N, in_features)
+    weight : ndarray of shape (out_features, in_features)
+    bias : ndarray of shape (out_features,), optional
+
+    Returns
+    -------
+    y : ndarray of shape (N, out_features)
+
+    Raises
+    ------
+    TypeError, ValueError
+        For non-float or mixed dtypes, or shapes that do not match.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> linear(np.array([[1., 2.]]), np.array([[1., 1.], [0., 1.]]), np.array([0., 10.]))
+    array([[ 3., 12.]])
+    """
+    x, weight, bias = _linear_setup(x, weight, bias)
+    y = x @ weight.T  # (N, out)
+    if bias is not None:
+        y += bias
+    return y
+
+
+def linear_backward(dy, x, weight):
+    """Gradients of :func:`linear`: ``(dx, dweight, dbias)``.
+
+    Parameters
+    ----------
+    dy : ndarray of shape (N, out_features)
+    x : ndarray of shape (N, in_features)
+    weight : ndarray of shape (out_features, in_features)
+
+    Returns
+    -------
+    dx : ndarray of shape (N, in_features)
+        ``dy @ weight``
+    dweight : ndarray of shape (out_features, in_features)
+        ``dy.T @ x``
+    dbias : ndarray of shape (out_features,)
+        ``dy`` summed over the batch.
+
+    Raises
+    ------
+    TypeError, ValueError
+        As :func:`linear`, and if ``dy`` does not have the forward output's shape.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> dx, dw, db = linear_backward(np.array([[1., 0.]]), np.array([[3., 4.]]), np.eye(2))
+    >>> dx, dw, db
+    (array([[1., 0.]]), array([[3., 4.],
+           [0., 0.]]), array([1., 0.]))
+    """
+    x, weight, _ = _linear_setup(x, weight)
+    dy = V.float_array(dy, "dy", 2, "(N, out_features)")
+    V.same_dtype(x, "x", dy=dy)
+    if dy.shape != (x.shape[0], weight.shape[0]):
+        raise ValueError(
+            f"dy: expected the forward output's shape {V.shape_str((x.shape[0], weight.shape[0]))}, "
+            f"got {V.shape_str(dy.shape)}"
+        )
+    return dy @ weight, dy.T @ x, dy.sum(axis=0)
+
+
+# ----------------------------------------------------------------------------
+# Softmax and the loss
+# ----------------------------------------------------------------------------
+
+
+def softmax(logits):
+    """Row-wise softmax, computed stably by subtracting each row's maximum.
+
+    Parameters
+    ----------
+    logits : ndarray of shape (N, num_classes)
+
+    Returns
+    -------
+    p : ndarray of shape (N, num_classes)
+        Each row sums to 1.
+
+    Raises
+    ------
+    TypeError, ValueError
+        For non-float input or a wrong number of dimensions.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> softmax(np.array([[0., 0.], [1000., 0.]]))
+    array([[0.5, 0.5],
+           [1. , 0. ]])
+    """
+    logits = V.float_array(logits, "logits", 2, "(N, num_classes)")
+    z = logits - logits.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def softmax_cross_entropy(logits, labels):
+    """Mean softmax cross-entropy loss and its gradient.
+
+    ``loss = mean over n of (logsumexp(logits[n]) - logits[n, labels[n]])``,
+    as :func:`torch.nn.functional.cross_entropy` with its default mean reduction.
+
+    Parameters
+    ----------
+    logits : ndarray of shape (N, num_classes)
+        Unnormalised scores, float32 or float64; stable for large values.
+    labels : ndarray of shape (N,)
+        Integer class indices in ``[0, num_classes)``.
+
+    Returns
+    -------
+    loss : float
+        The mean loss.
+    dlogits : ndarray of shape (N, num_classes)
+        ``(softmax(logits) - onehot(labels)) / N``, the gradient of ``loss``.
+
+    Raises
+    ------
+    TypeError
+        If ``logits`` is not float or ``labels`` is not integer.
+    ValueError
+        If shapes do not match, a label is out of range, or ``logits`` holds NaN or infinity.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> loss, d = softmax_cross_entropy(np.zeros((2, 4)), np.array([0, 3]))
+    >>> round(loss, 6) == round(float(np.log(4)), 6)
+    True
+    >>> d[0]
+    array([-0.375,  0.125,  0.125,  0.125])
+    """
+    logits = V.float_array(logits, "logits", 2, "(N, num_classes)")
+    labels = np.asarray(labels)
+    if not np.issubdtype(labels.dtype, np.integer):
+        raise TypeError(f"labels must be integer class indices, got dtype {labels.dtype}")
+    N, num_classes = logits.shape
+    if labels.shape != (N,):
+        raise ValueError(f"labels: expected shape ({N},) to match logits, got {V.shape_str(labels.shape)}")
+    if labels.min() < 0 or labels.max() >= num_classes:
+        bad = labels[(labels < 0) | (labels >= num_classes)][0]
+        raise ValueError(f"labels must lie in [0, {num_classes}) for {num_classes} classes, got {bad}")
+    V.check_finite(logits, "logits")
+    z = logits - logits.max(axis=1, keepdims=True)  # (N, num_classes), max is 0
+    e = np.exp(z)
+    s = e.sum(axis=1, keepdims=True)  # (N, 1)
+    rows = np.arange(N)
+    loss = float(np.mean(np.log(s[:, 0]) - z[rows, labels]))
+    dlogits = e / s
+    dlogits[rows, labels] -= 1.0
+    dlogits /= N
+    return loss, dlogits

@@ -1,0 +1,585 @@
+"""Layer objects: they own parameters and gradients and call :mod:`catlab.functional`.
+
+Every layer has ``forward(x)``, which keeps what ``backward`` needs, and
+``backward(dy)``, which returns ``dx`` and stores each parameter's gradient in
+``param.grad``. Constructor arguments, defaults, initialisation and
+``state_dict`` keys follow :mod:`torch.nn`, so weights move between a catlab
+:class:`Sequential` and the equivalent ``torch.nn.Sequential`` unchanged.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import OrderedDict
+
+import numpy as np
+
+from . import _validate as V
+from . import functional as F
+
+__all__ = [
+    "Parameter",
+    "Module",
+    "Conv1d",
+    "Conv2d",
+    "ReLU",
+    "MaxPool2d",
+    "AvgPool2d",
+    "Linear",
+    "Flatten",
+    "Sequential",
+]
+
+
+def _as_rng(rng) -> np.random.Generator:
+    """Turn ``None``, an int seed or a Generator into a Generator."""
+    if isinstance(rng, np.random.Generator):
+        return rng
+    if rng is None or isinstance(rng, (int, np.integer)):
+        return np.random.default_rng(rng)
+    raise TypeError(f"rng must be None, an int seed or a numpy.random.Generator, got {type(rng).__name__}")
+
+
+def _as_dtype(dtype) -> np.dtype:
+    dtype = np.dtype(dtype)
+    if dtype not in V.FLOAT_DTYPES:
+        raise TypeError(f"dtype must be float32 or float64, got {dtype}")
+    return dtype
+
+
+class Parameter:
+    """A learnable array and its gradient.
+
+    Parameters
+    ----------
+    data : ndarray
+        The values; float32 or float64.
+
+    Attributes
+    ----------
+    data : ndarray
+        The values, updated in place by optimizers.
+    grad : ndarray or None
+        The gradient from the last ``backward``, same shape as ``data``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> p = Parameter(np.zeros(3))
+    >>> p.shape, p.grad is None
+    ((3,), True)
+    """
+
+    def __init__(self, data):
+        self.data = np.ascontiguousarray(data)
+        self.grad = None
+
+    @property
+    def shape(self):
+        return self.data.shape
+
+    def __repr__(self):
+        return f"Parameter(shape={self.data.shape}, dtype={self.data.dtype})"
+
+
+class Module:
+    """Base class of every layer.
+
+    Subclasses set parameters and sub-modules as attributes; they are found in
+    the order they were assigned, which gives ``state_dict`` keys such as
+    ``"0.weight"`` for the first layer of a :class:`Sequential`, as in PyTorch.
+
+    Examples
+    --------
+    >>> m = Sequential(Linear(4, 3, rng=0), ReLU())
+    >>> list(m.state_dict())
+    ['0.weight', '0.bias']
+    """
+
+    training: bool = True
+
+    def __call__(self, x):
+        return self.forward(x)
+
+    def forward(self, x):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def backward(self, dy):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    # -- traversal -----------------------------------------------------------
+    def _children(self):
+        return [(k, v) for k, v in vars(self).items() if isinstance(v, Module)]
+
+    def named_parameters(self, prefix: str = ""):
+        """Yield ``(name, Parameter)`` pairs, with dotted names as in PyTorch."""
+        for k, v in vars(self).items():
+            if isinstance(v, Parameter):
+                yield prefix + k, v
+        for k, child in self._children():
+            yield from child.named_parameters(prefix + k + ".")
+
+    def parameters(self):
+        """Return the list of :class:`Parameter` objects (weights before biases, layer by layer)."""
+        return [p for _, p in self.named_parameters()]
+
+    def zero_grad(self):
+        """Forget every parameter's gradient (set ``grad`` to ``None``)."""
+        for p in self.parameters():
+            p.grad = None
+
+    # -- modes ---------------------------------------------------------------
+    def train(self, mode: bool = True):
+        """Switch this module and its children to training mode (or evaluation with ``mode=False``)."""
+        self.training = bool(mode)
+        for _, child in self._children():
+            child.train(mode)
+        return self
+
+    def eval(self):
+        """Switch to evaluation mode: ``forward`` keeps nothing for ``backward``."""
+        return self.train(False)
+
+    def astype(self, dtype):
+        """Convert every parameter to ``dtype`` (float32 or float64) in place and return ``self``."""
+        dtype = _as_dtype(dtype)
+        for p in self.parameters():
+            p.data = p.data.astype(dtype)
+            p.grad = None
+        return self
+
+    # -- state ---------------------------------------------------------------
+    def state_dict(self):
+        """Return an ordered mapping from parameter name to a copy of its array."""
+        return OrderedDict((k, p.data.copy()) for k, p in self.named_parameters())
+
+    def load_state_dict(self, state, strict: bool = True):
+        """Copy arrays from ``state`` into the parameters.
+
+        Parameters
+        ----------
+        state : mapping of str to array_like
+            As returned by :meth:`state_dict`, or ``{k: v.numpy()}`` of a torch ``state_dict``.
+        strict : bool, default True
+            Require exactly the same keys.
+
+        Raises
+        ------
+        KeyError
+            If keys are missing or unexpected (with ``strict``).
+        ValueError
+            Naming the first key whose shape differs, with both shapes. Nothing
+            is changed unless every array fits.
+        """
+        own = OrderedDict(self.named_parameters())
+        missing = [k for k in own if k not in state]
+        unexpected = [k for k in state if k not in own]
+        if strict and (missing or unexpected):
+            raise KeyError(f"state_dict does not match the model: missing keys {missing}, unexpected keys {unexpected}")
+        new = {}
+        for k, p in own.items():
+            if k not in state:
+                continue
+            arr = np.asarray(state[k])
+            if arr.shape != p.data.shape:
+                raise ValueError(
+                    f"state_dict[{k!r}] has shape {V.shape_str(arr.shape)} but the model's parameter "
+                    f"{k!r} has shape {V.shape_str(p.data.shape)}"
+                )
+            if not np.issubdtype(arr.dtype, np.floating):
+                raise TypeError(f"state_dict[{k!r}] must hold floats, got dtype {arr.dtype}")
+            new[k] = arr
+        for k, arr in new.items():
+            own[k].data = np.array(arr, dtype=own[k].data.dtype, copy=True, order="C")
+            own[k].grad = None
+
+    def _keep(self, **arrays):
+        """Remember forward inputs for backward (only in training mode)."""
+        self._cache = arrays if self.training else None
+
+    def _cached(self, name):
+        cache = getattr(self, "_cache", None)
+        if cache is None:
+            raise RuntimeError(
+                f"{type(self).__name__}.backward called without a forward pass in training mode; "
+                "call model.train() and forward(x) first"
+            )
+        return cache[name]
+
+
+class _ConvNd(Module):
+    _nd = 2
+
+    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1,
+                 groups=1, bias=True, *, dtype=np.float32, rng=None):
+        nd = self._nd
+        self.in_channels = V.positive_int(in_channels, "in_channels")
+        self.out_channels = V.positive_int(out_channels, "out_channels")
+        self.groups = V.positive_int(groups, "groups")
+        if in_channels % groups or out_channels % groups:
+            raise ValueError(
+                f"groups={groups} must divide in_channels={in_channels} and out_channels={out_channels}"
+            )
+        self.kernel_size = V.int_tuple(kernel_size, "kernel_size", nd, 1)
+        self.stride = V.int_tuple(stride, "stride", nd, 1)
+        self.dilation = V.int_tuple(dilation, "dilation", nd, 1)
+        if isinstance(padding, str):
+            if padding not in ("valid", "same"):
+                raise ValueError(f"padding must be an int, a tuple, 'valid' or 'same', got {padding!r}")
+            if padding == "same" and any(s != 1 for s in self.stride):
+                raise ValueError("padding='same' is not supported for strided convolutions (stride > 1)")
+            self.padding = padding
+        else:
+            self.padding = V.int_tuple(padding, "padding", nd, 0)
+        dtype = _as_dtype(dtype)
+        rng = _as_rng(rng)
+        # PyTorch's default: kaiming_uniform_(a=sqrt(5)) gives U(-1/sqrt(fan_in), 1/sqrt(fan_in)).
+        fan_in = (in_channels // groups) * math.prod(self.kernel_size)
+        bound = 1.0 / math.sqrt(fan_in)
+        shape = (out_channels, in_channels // groups) + self.kernel_size
+        self.weight = Parameter(rng.uniform(-bound, bound, shape).astype(dtype))
+        self.bias = Parameter(rng.uniform(-bound, bound, out_channels).astype(dtype)) if bias else None
+
+    def _args(self):
+        return dict(stride=self.stride, padding=self.padding, dilation=self.dilation, groups=self.groups)
+
+    def forward(self, x):
+        self._keep(x=x)
+        fwd = F.conv1d if self._nd == 1 else F.conv2d
+        b = None if self.bias is None else self.bias.data
+        return fwd(x, self.weight.data, b, **self._args())
+
+    def backward(self, dy):
+        bwd = F.conv1d_backward if self._nd == 1 else F.conv2d_backward
+        dx, dw, db = bwd(dy, self._cached("x"), self.weight.data, **self._args())
+        self.weight.grad = dw
+        if self.bias is not None:
+            self.bias.grad = db
+        return dx
+
+    def __repr__(self):
+        return (f"{type(self).__name__}({self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
+                f"stride={self.stride}, padding={self.padding})")
+
+
+class Conv2d(_ConvNd):
+    """2-D convolution layer, as :class:`torch.nn.Conv2d`.
+
+    Parameters
+    ----------
+    in_channels, out_channels : int
+    kernel_size : int or (int, int)
+    stride, dilation : int or (int, int), default 1
+    padding : int, (int, int), 'valid' or 'same', default 0
+    groups : int, default 1
+    bias : bool, default True
+    dtype : float32 or float64, default float32
+        The parameters' dtype; inputs must match it.
+    rng : None, int or numpy.random.Generator
+        Source of the initial weights, drawn from U(-1/sqrt(fan_in), 1/sqrt(fan_in))
+        as in PyTorch (fan_in = in_channels / groups * kH * kW). An int seeds it.
+
+    Attributes
+    ----------
+    weight : Parameter of shape (out_channels, in_channels / groups, kH, kW)
+    bias : Parameter of shape (out_channels,) or None
+
+    Raises
+    ------
+    TypeError, ValueError
+        For non-integer or non-positive sizes, or ``groups`` not dividing the channels.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> conv = Conv2d(3, 6, 5, rng=0)
+    >>> y = conv(np.zeros((1, 3, 32, 32), dtype=np.float32))
+    >>> y.shape, conv.weight.shape
+    ((1, 6, 28, 28), (6, 3, 5, 5))
+    >>> conv.backward(np.ones_like(y)).shape
+    (1, 3, 32, 32)
+    """
+
+    _nd = 2
+
+
+class Conv1d(_ConvNd):
+    """1-D convolution layer, as :class:`torch.nn.Conv1d`.
+
+    Parameters
+    ----------
+    in_channels, out_channels : int
+    kernel_size : int
+    stride, dilation : int, default 1
+    padding : int, 'valid' or 'same', default 0
+    groups : int, default 1
+    bias : bool, default True
+    dtype : float32 or float64, default float32
+    rng : None, int or numpy.random.Generator
+
+    Attributes
+    ----------
+    weight : Parameter of shape (out_channels, in_channels / groups, kL)
+    bias : Parameter of shape (out_channels,) or None
+
+    Raises
+    ------
+    TypeError, ValueError
+        As :class:`Conv2d`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> Conv1d(2, 4, 3, padding='same', rng=0)(np.zeros((5, 2, 10), dtype=np.float32)).shape
+    (5, 4, 10)
+    """
+
+    _nd = 1
+
+
+class ReLU(Module):
+    """Rectified linear unit layer, ``max(x, 0)``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> r = ReLU()
+    >>> r(np.array([-1., 2.])), r.backward(np.array([1., 1.]))
+    (array([0., 2.]), array([0., 1.]))
+    """
+
+    def forward(self, x):
+        self._keep(x=x)
+        return F.relu(x)
+
+    def backward(self, dy):
+        return F.relu_backward(dy, self._cached("x"))
+
+    def __repr__(self):
+        return "ReLU()"
+
+
+class _Pool2d(Module):
+    def __init__(self, kernel_size, stride=None, padding=0):
+        self.kernel_size = V.int_tuple(kernel_size, "kernel_size", 2, 1)
+        self.stride = self.kernel_size if stride is None else V.int_tuple(stride, "stride", 2, 1)
+        self.padding = V.int_tuple(padding, "padding", 2, 0)
+        if any(2 * p > k for p, k in zip(self.padding, self.kernel_size)):
+            raise ValueError(f"padding must be at most half the kernel size {self.kernel_size}, got {self.padding}")
+
+    def forward(self, x):
+        self._keep(x=x)
+        return self._fwd(x, self.kernel_size, self.stride, self.padding)
+
+    def backward(self, dy):
+        return self._bwd(dy, self._cached("x"), self.kernel_size, self.stride, self.padding)
+
+    def __repr__(self):
+        return f"{type(self).__name__}(kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding})"
+
+
+class MaxPool2d(_Pool2d):
+    """2-D max pooling layer, as :class:`torch.nn.MaxPool2d`.
+
+    Parameters
+    ----------
+    kernel_size : int or (int, int)
+    stride : int or (int, int), optional
+        Defaults to ``kernel_size``.
+    padding : int or (int, int), default 0
+
+    Raises
+    ------
+    TypeError, ValueError
+        For non-positive sizes or padding above half the kernel.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> MaxPool2d(2)(np.zeros((1, 6, 28, 28), dtype=np.float32)).shape
+    (1, 6, 14, 14)
+    """
+
+    _fwd = staticmethod(F.max_pool2d)
+    _bwd = staticmethod(F.max_pool2d_backward)
+
+
+class AvgPool2d(_Pool2d):
+    """2-D average pooling layer, as :class:`torch.nn.AvgPool2d` (``count_include_pad=True``).
+
+    Parameters
+    ----------
+    kernel_size : int or (int, int)
+    stride : int or (int, int), optional
+        Defaults to ``kernel_size``.
+    padding : int or (int, int), default 0
+
+    Raises
+    ------
+    TypeError, ValueError
+        As :class:`MaxPool2d`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> AvgPool2d(2)(np.ones((1, 1, 4, 4))).tolist()
+    [[[[1.0, 1.0], [1.0, 1.0]]]]
+    """
+
+    _fwd = staticmethod(F.avg_pool2d)
+    _bwd = staticmethod(F.avg_pool2d_backward)
+
+
+class Linear(Module):
+    """Fully connected layer, ``y = x @ weight.T + bias``, as :class:`torch.nn.Linear`.
+
+    Parameters
+    ----------
+    in_features, out_features : int
+    bias : bool, default True
+    dtype : float32 or float64, default float32
+    rng : None, int or numpy.random.Generator
+        Weights and bias from U(-1/sqrt(in_features), 1/sqrt(in_features)), as in PyTorch.
+
+    Attributes
+    ----------
+    weight : Parameter of shape (out_features, in_features)
+    bias : Parameter of shape (out_features,) or None
+
+    Raises
+    ------
+    TypeError, ValueError
+        For non-integer or non-positive sizes.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> fc = Linear(400, 120, rng=0)
+    >>> fc(np.zeros((8, 400), dtype=np.float32)).shape
+    (8, 120)
+    """
+
+    def __init__(self, in_features, out_features, bias=True, *, dtype=np.float32, rng=None):
+        self.in_features = V.positive_int(in_features, "in_features")
+        self.out_features = V.positive_int(out_features, "out_features")
+        dtype = _as_dtype(dtype)
+        rng = _as_rng(rng)
+        bound = 1.0 / math.sqrt(in_features)
+        self.weight = Parameter(rng.uniform(-bound, bound, (out_features, in_features)).astype(dtype))
+        self.bias = Parameter(rng.uniform(-bound, bound, out_features).astype(dtype)) if bias else None
+
+    def forward(self, x):
+        self._keep(x=x)
+        return F.linear(x, self.weight.data, None if self.bias is None else self.bias.data)
+
+    def backward(self, dy):
+        dx, dw, db = F.linear_backward(dy, self._cached("x"), self.weight.data)
+        self.weight.grad = dw
+        if self.bias is not None:
+            self.bias.grad = db
+        return dx
+
+    def __repr__(self):
+        return f"Linear(in_features={self.in_features}, out_features={self.out_features})"
+
+
+class Flatten(Module):
+    """Flatten dimensions ``start_dim`` to ``end_dim`` into one, as :class:`torch.nn.Flatten`.
+
+    Parameters
+    ----------
+    start_dim : int, default 1
+    end_dim : int, default -1
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> f = Flatten()
+    >>> y = f(np.zeros((2, 16, 5, 5)))
+    >>> y.shape, f.backward(y).shape
+    ((2, 400), (2, 16, 5, 5))
+    """
+
+    def __init__(self, start_dim=1, end_dim=-1):
+        self.start_dim = int(start_dim)
+        self.end_dim = int(end_dim)
+
+    def forward(self, x):
+        x = np.asarray(x)
+        nd = x.ndim
+        s = self.start_dim % nd
+        e = self.end_dim % nd
+        if s > e:
+            raise ValueError(f"start_dim={self.start_dim} comes after end_dim={self.end_dim} for a {nd}-D input")
+        self._shape = x.shape
+        return x.reshape(x.shape[:s] + (-1,) + x.shape[e + 1:])
+
+    def backward(self, dy):
+        if getattr(self, "_shape", None) is None:
+            raise RuntimeError("Flatten.backward called before forward")
+        return np.asarray(dy).reshape(self._shape)
+
+    def __repr__(self):
+        return f"Flatten(start_dim={self.start_dim}, end_dim={self.end_dim})"
+
+
+class Sequential(Module):
+    """A chain of layers, applied in order; ``backward`` runs them in reverse.
+
+    Parameters
+    ----------
+    *layers : Module
+
+    Raises
+    ------
+    TypeError
+        If an argument is not a :class:`Module`.
+
+    Examples
+    --------
+    A LeNet-5-style network on 28x28 digits:
+
+    >>> import numpy as np
+    >>> net = Sequential(
+    ...     Conv2d(1, 6, 5, padding=2, rng=0), ReLU(), MaxPool2d(2),
+    ...     Conv2d(6, 16, 5, rng=1), ReLU(), MaxPool2d(2), Flatten(),
+    ...     Linear(400, 120, rng=2), ReLU(), Linear(120, 84, rng=3), ReLU(), Linear(84, 10, rng=4))
+    >>> net(np.zeros((2, 1, 28, 28), dtype=np.float32)).shape
+    (2, 10)
+    >>> [k for k in net.state_dict()][:3]
+    ['0.weight', '0.bias', '3.weight']
+    """
+
+    def __init__(self, *layers):
+        for i, layer in enumerate(layers):
+            if not isinstance(layer, Module):
+                raise TypeError(f"layer {i} must be a catlab.nn.Module, got {type(layer).__name__}")
+            setattr(self, str(i), layer)
+        self._n = len(layers)
+
+    @property
+    def layers(self):
+        return [getattr(self, str(i)) for i in range(self._n)]
+
+    def __getitem__(self, i):
+        return self.layers[i]
+
+    def __len__(self):
+        return self._n
+
+    def __iter__(self):
+        return iter(self.layers)
+
+    def forward(self, x):
+        for layer in self.layers:
+            x = layer.forward(x)
+        return x
+
+    def backward(self, dy):
+        for layer in reversed(self.layers):
+            dy = layer.backward(dy)
+        return dy
+
+    def __repr__(self):
+        inner = "\n".join(f"  ({i}): {layer!r}" for i, layer in enumerate(self.layers))
+        return f"Sequential(\n{inner}\n)"

@@ -1,0 +1,146 @@
+"""Slow, obvious reference implementations that every fast kernel is compared with.
+
+Plain Python loops over every index, written straight from the definitions,
+in float64. Padding is given per edge: ``pad = ((top, bottom), (left, right))``.
+"""
+
+import numpy as np
+
+
+def pad_edges(padding, kernel, dilation):
+    """Turn conv ``padding`` (int, pair, 'valid' or 'same') into ((top, bottom), (left, right))."""
+    if padding == "valid":
+        return ((0, 0), (0, 0))
+    if padding == "same":
+        out = []
+        for k, d in zip(kernel, dilation):
+            total = d * (k - 1)
+            out.append((total // 2, total - total // 2))
+        return tuple(out)
+    if isinstance(padding, int):
+        padding = (padding, padding)
+    return ((padding[0], padding[0]), (padding[1], padding[1]))
+
+
+def conv2d(x, w, b, stride, pad, dilation, groups):
+    """y[n, k, p, q] = b[k] + sum_{c, r, s} w[k, c, r, s] * xp[n, g*Cg + c, p*sh + r*dh, q*sw + s*dw]."""
+    N, C, H, W = x.shape
+    K, Cg, R, S = w.shape
+    sh, sw = stride
+    dh, dw = dilation
+    xp = np.pad(x.astype(np.float64), ((0, 0), (0, 0), pad[0], pad[1]))
+    Hp, Wp = xp.shape[2:]
+    P = (Hp - dh * (R - 1) - 1) // sh + 1
+    Q = (Wp - dw * (S - 1) - 1) // sw + 1
+    Kg = K // groups
+    y = np.zeros((N, K, P, Q))
+    for n in range(N):
+        for k in range(K):
+            g = k // Kg
+            for p in range(P):
+                for q in range(Q):
+                    acc = 0.0 if b is None else float(b[k])
+                    for c in range(Cg):
+                        for r in range(R):
+                            for s in range(S):
+                                acc += w[k, c, r, s] * xp[n, g * Cg + c, p * sh + r * dh, q * sw + s * dw]
+                    y[n, k, p, q] = acc
+    return y
+
+
+def conv2d_backward(dy, x, w, stride, pad, dilation, groups):
+    """Each forward term w*x contributes dy*x to dw and dy*w to dx; summed by brute force."""
+    N, C, H, W = x.shape
+    K, Cg, R, S = w.shape
+    sh, sw = stride
+    dh, dw_ = dilation
+    xp = np.pad(x.astype(np.float64), ((0, 0), (0, 0), pad[0], pad[1]))
+    dxp = np.zeros_like(xp)
+    dwt = np.zeros(w.shape)
+    P, Q = dy.shape[2:]
+    Kg = K // groups
+    for n in range(N):
+        for k in range(K):
+            g = k // Kg
+            for p in range(P):
+                for q in range(Q):
+                    for c in range(Cg):
+                        for r in range(R):
+                            for s in range(S):
+                                ih, iw = p * sh + r * dh, q * sw + s * dw_
+                                dwt[k, c, r, s] += dy[n, k, p, q] * xp[n, g * Cg + c, ih, iw]
+                                dxp[n, g * Cg + c, ih, iw] += dy[n, k, p, q] * w[k, c, r, s]
+    dx = dxp[:, :, pad[0][0]:pad[0][0] + H, pad[1][0]:pad[1][0] + W]
+    return dx, dwt, dy.sum(axis=(0, 2, 3))
+
+
+def _windows(H, W, k, s, p):
+    P = (H + 2 * p[0] - k[0]) // s[0] + 1
+    Q = (W + 2 * p[1] - k[1]) // s[1] + 1
+    for i in range(P):
+        for j in range(Q):
+            cells = [(i * s[0] - p[0] + r, j * s[1] - p[1] + t) for r in range(k[0]) for t in range(k[1])]
+            yield i, j, [(a, b) for a, b in cells if 0 <= a < H and 0 <= b < W], P, Q
+
+
+def max_pool2d(x, k, s, p):
+    N, C, H, W = x.shape
+    out = {}
+    for i, j, cells, P, Q in _windows(H, W, k, s, p):
+        out[i, j] = cells
+    y = np.zeros((N, C, P, Q))
+    for n in range(N):
+        for c in range(C):
+            for (i, j), cells in out.items():
+                y[n, c, i, j] = max(x[n, c, a, b] for a, b in cells)
+    return y
+
+
+def max_pool2d_backward(dy, x, k, s, p):
+    N, C, H, W = x.shape
+    dx = np.zeros(x.shape)
+    for n in range(N):
+        for c in range(C):
+            for i, j, cells, _, _ in _windows(H, W, k, s, p):
+                vals = [x[n, c, a, b] for a, b in cells]
+                a, b = cells[int(np.argmax(vals))]  # first maximum in row-major order
+                dx[n, c, a, b] += dy[n, c, i, j]
+    return dx
+
+
+def avg_pool2d(x, k, s, p):
+    N, C, H, W = x.shape
+    wins = list(_windows(H, W, k, s, p))
+    P, Q = wins[0][3], wins[0][4]
+    y = np.zeros((N, C, P, Q))
+    for n in range(N):
+        for c in range(C):
+            for i, j, cells, _, _ in wins:
+                y[n, c, i, j] = sum(x[n, c, a, b] for a, b in cells) / (k[0] * k[1])
+    return y
+
+
+def avg_pool2d_backward(dy, x, k, s, p):
+    N, C, H, W = x.shape
+    dx = np.zeros(x.shape)
+    for n in range(N):
+        for c in range(C):
+            for i, j, cells, _, _ in _windows(H, W, k, s, p):
+                for a, b in cells:
+                    dx[n, c, a, b] += dy[n, c, i, j] / (k[0] * k[1])
+    return dx
+
+
+def softmax_cross_entropy(logits, labels):
+    """Mean of -log softmax(logits)[label], one row at a time, in float64 with math.fsum-like care."""
+    N, K = logits.shape
+    losses, grads = [], np.zeros((N, K))
+    for n in range(N):
+        row = logits[n].astype(np.float64)
+        m = row.max()
+        lse = m + np.log(np.sum(np.exp(row - m)))
+        losses.append(lse - row[labels[n]])
+        p = np.exp(row - lse)
+        p[labels[n]] -= 1
+        grads[n] = p / N
+    return float(np.mean(losses)), grads

@@ -1,0 +1,73 @@
+"""Bad input gets a clear error naming the argument, before any work starts."""
+
+import numpy as np
+import pytest
+
+from catlab import functional as F
+from catlab import nn
+
+X = np.zeros((2, 3, 8, 8), dtype=np.float32)
+W = np.zeros((4, 3, 3, 3), dtype=np.float32)
+
+
+@pytest.mark.parametrize("call,exc,pattern", [
+    (lambda: F.conv2d(X[0], W), ValueError, r"x must be 4-D \(N, C, H, W\), got 3-D array of shape \(3, 8, 8\)"),
+    (lambda: F.conv2d(X, W[0]), ValueError, r"weight must be 4-D"),
+    (lambda: F.conv2d(X, np.zeros((4, 2, 3, 3), np.float32)), ValueError, r"weight: expected shape \(C_out, 3, \.\.\.\)"),
+    (lambda: F.conv2d(X, W, groups=2), ValueError, r"groups: input channels C=3 are not divisible by groups=2"),
+    (lambda: F.conv2d(X, np.zeros((3, 1, 3, 3), np.float32), groups=3), None, None),
+    (lambda: F.conv2d(X, np.zeros((4, 1, 3, 3), np.float32), groups=3), ValueError, r"output channels C_out=4"),
+    (lambda: F.conv2d(X, np.zeros((4, 3, 9, 3), np.float32)), ValueError, r"weight: kernel size 9 .*H=8 \+ padding 0 = 8"),
+    (lambda: F.conv2d(X, W, dilation=5), ValueError, r"dilated span 11"),
+    (lambda: F.conv2d(X, W, stride=0), ValueError, r"stride must be positive, got 0"),
+    (lambda: F.conv2d(X, W, stride=(1, -2)), ValueError, r"stride must be positive"),
+    (lambda: F.conv2d(X, W, dilation=0), ValueError, r"dilation must be positive"),
+    (lambda: F.conv2d(X, W, padding=-1), ValueError, r"padding must be >= 0"),
+    (lambda: F.conv2d(X, W, padding="full"), ValueError, r"padding must be an int, a tuple, 'valid' or 'same', got 'full'"),
+    (lambda: F.conv2d(X, W, padding="same", stride=2), ValueError, r"padding='same' is not supported for strided"),
+    (lambda: F.conv2d(X, W, stride=1.5), TypeError, r"stride must be an int"),
+    (lambda: F.conv2d(X, W, stride=(1, 2, 3)), ValueError, r"stride must be an int or a sequence of 2 ints"),
+    (lambda: F.conv2d(X.astype(np.int32), W), TypeError, r"x must have dtype float32 or float64, got int32"),
+    (lambda: F.conv2d(X, W.astype(np.float64)), TypeError, r"weight has dtype float64 but x has dtype float32"),
+    (lambda: F.conv2d(X, W, np.zeros(5, np.float32)), ValueError, r"bias: expected shape \(4,\)"),
+    (lambda: F.conv2d(X, W, np.zeros(4, np.float64)), TypeError, r"bias has dtype float64"),
+    (lambda: F.conv2d("image", W), TypeError, r"x must be a NumPy array"),
+    (lambda: F.conv2d(np.zeros((0, 3, 8, 8), np.float32), W), ValueError, r"x must not be empty"),
+    (lambda: F.conv2d_backward(np.zeros((2, 4, 5, 5), np.float32), X, W), ValueError,
+     r"dy: expected the forward output's shape \(2, 4, 6, 6\), got \(2, 4, 5, 5\)"),
+    (lambda: F.conv1d(X, W), ValueError, r"x must be 3-D \(N, C, L\)"),
+    (lambda: F.max_pool2d(X, 0), ValueError, r"kernel_size must be positive"),
+    (lambda: F.max_pool2d(X, 2, padding=2), ValueError, r"padding: must be at most half the kernel size"),
+    (lambda: F.max_pool2d(X, 9), ValueError, r"kernel_size: \(9, 9\) is larger than the padded input \(8, 8\)"),
+    (lambda: F.avg_pool2d(X, 2, stride=0), ValueError, r"stride must be positive"),
+    (lambda: F.max_pool2d_backward(np.zeros((2, 3, 3, 3), np.float32), X, 2), ValueError, r"dy: expected .*\(2, 3, 4, 4\)"),
+    (lambda: F.relu(np.arange(3)), TypeError, r"x must have dtype float32 or float64, got int"),
+    (lambda: F.relu_backward(np.zeros(3), np.zeros(4)), ValueError, r"dy: expected shape \(4\)"),
+    (lambda: F.linear(np.zeros((2, 5)), np.zeros((3, 4))), ValueError, r"weight: expected shape \(out_features, 5\)"),
+    (lambda: F.softmax_cross_entropy(np.zeros((2, 3)), np.array([0, 3])), ValueError, r"labels must lie in \[0, 3\).*got 3"),
+    (lambda: F.softmax_cross_entropy(np.zeros((2, 3)), np.array([0, -1])), ValueError, r"got -1"),
+    (lambda: F.softmax_cross_entropy(np.zeros((2, 3)), np.array([0.0, 1.0])), TypeError, r"labels must be integer"),
+    (lambda: F.softmax_cross_entropy(np.zeros((2, 3)), np.array([0, 1, 2])), ValueError, r"labels: expected shape \(2,\)"),
+    (lambda: F.softmax_cross_entropy(np.array([[0.0, np.nan]]), np.array([0])), ValueError, r"logits contains 1 NaN"),
+    (lambda: nn.Conv2d(3, 6, 0), ValueError, r"kernel_size must be positive"),
+    (lambda: nn.Conv2d(3, 6, 5, groups=2), ValueError, r"groups=2 must divide in_channels=3"),
+    (lambda: nn.Conv2d(3.0, 6, 5), TypeError, r"in_channels must be an integer"),
+    (lambda: nn.Linear(4, 2, dtype=np.int64), TypeError, r"dtype must be float32 or float64"),
+    (lambda: nn.Linear(4, 2, rng="seed"), TypeError, r"rng must be None, an int seed or a numpy.random.Generator"),
+    (lambda: nn.MaxPool2d(2, padding=3), ValueError, r"padding must be at most half"),
+    (lambda: nn.ReLU().backward(np.zeros(3)), RuntimeError, r"without a forward pass"),
+])
+def test_bad_input_is_reported(call, exc, pattern):
+    if exc is None:
+        call()  # a valid depthwise call, for contrast
+        return
+    with pytest.raises(exc, match=pattern):
+        call()
+
+
+def test_errors_come_before_any_work_and_inputs_stay_untouched():
+    x = np.random.default_rng(0).normal(size=(1, 2, 4, 4))
+    before = x.copy()
+    with pytest.raises(ValueError):
+        F.conv2d(x, np.zeros((1, 3, 2, 2)))
+    np.testing.assert_array_equal(x, before)
