@@ -77,7 +77,9 @@ def conv_geometry(size, kernel_size, stride=1, padding=0, dilation=1, position=(
     Returns
     -------
     matplotlib.figure.Figure
-        ``fig.axes[0]`` the input, ``fig.axes[1]`` the output; ``fig.out_size`` is the output width.
+        ``fig.axes[0]`` the padded input (an RGB image: grey padding, white input,
+        orange taps), ``fig.axes[1]`` the output grid; ``fig.out_size`` is the output
+        width and ``fig.taps`` the ``(row, column)`` of each tap in padded coordinates.
 
     Raises
     ------
@@ -94,7 +96,7 @@ def conv_geometry(size, kernel_size, stride=1, padding=0, dilation=1, position=(
     (3, 'output 3x3')
     """
     import matplotlib.pyplot as plt
-    from matplotlib.patches import Rectangle
+    from matplotlib.colors import to_rgb
 
     W = _positive(size, "size")
     F = _positive(kernel_size, "kernel_size")
@@ -109,33 +111,31 @@ def conv_geometry(size, kernel_size, stride=1, padding=0, dilation=1, position=(
     if not (0 <= r < out and 0 <= c < out):
         raise ValueError(f"position must lie in the {out}x{out} output, got {position}")
     Wp = W + 2 * P
+    orange = np.array(to_rgb("tab:orange"))
+    canvas = np.full((Wp, Wp, 3), 0.85)  # (Wp, Wp, RGB): padding grey
+    canvas[P:P + W, P:P + W] = 1.0  # the input, white
+    taps = [(r * S + a * D, c * S + b * D) for a in range(F) for b in range(F)]
+    for i, j in taps:
+        canvas[i, j] = orange
+    grid = np.ones((out, out, 3))
+    grid[r, c] = orange
     fig, (ax_in, ax_out) = plt.subplots(1, 2, figsize=(8, 4), gridspec_kw={"width_ratios": [Wp, max(out, 3)]})
-    for i in range(Wp):
-        for j in range(Wp):
-            pad = not (P <= i < P + W and P <= j < P + W)
-            ax_in.add_patch(Rectangle((j, i), 1, 1, facecolor="0.85" if pad else "white", edgecolor="0.6", lw=0.5))
-    for a in range(F):
-        for b in range(F):
-            ax_in.add_patch(Rectangle((c * S + b * D, r * S + a * D), 1, 1, facecolor="tab:orange",
-                                      alpha=0.8, edgecolor="k", lw=0.8))
-    ax_in.set_xlim(0, Wp)
-    ax_in.set_ylim(Wp, 0)
-    ax_in.set_aspect("equal")
+    for ax, img, n in ((ax_in, canvas, Wp), (ax_out, grid, out)):
+        ax.imshow(img, extent=(-0.5, n - 0.5, n - 0.5, -0.5), interpolation="nearest")
+        lines = np.arange(n + 1) - 0.5
+        ax.vlines(lines, -0.5, n - 0.5, color="0.5", lw=0.5)
+        ax.hlines(lines, -0.5, n - 0.5, color="0.5", lw=0.5)
+        ticks = np.arange(0, n, max(1, n // 8))
+        ax.set_xticks(ticks)
+        ax.set_yticks(ticks)
+        ax.set_xlabel("column")
+        ax.set_ylabel("row")
+    ax_out.set_xlim(-0.5, max(out, 3) - 0.5)
+    ax_out.set_ylim(max(out, 3) - 0.5, -0.5)
     ax_in.set_title(f"input {W}x{W}, padding {P}" + (f", dilation {D}" if D > 1 else ""))
-    ax_in.set_xlabel("column")
-    ax_in.set_ylabel("row")
-    for i in range(out):
-        for j in range(out):
-            hit = (i, j) == (r, c)
-            ax_out.add_patch(Rectangle((j, i), 1, 1, facecolor="tab:orange" if hit else "white",
-                                       edgecolor="0.4", lw=0.8))
-    ax_out.set_xlim(0, max(out, 3))
-    ax_out.set_ylim(max(out, 3), 0)
-    ax_out.set_aspect("equal")
     ax_out.set_title(f"output {out}x{out}")
-    ax_out.set_xlabel("column")
-    ax_out.set_ylabel("row")
     fig.suptitle(f"(W - F + 2P) / S + 1 = ({W} - {F} + 2*{P}) / {S} + 1 -> {out}  (filter {F}x{F}, stride {S})")
+    fig.taps = taps
     fig.out_size = out
     return fig
 

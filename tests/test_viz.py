@@ -17,16 +17,13 @@ def _close():
     plt.close("all")
 
 
+ORANGE = np.array(matplotlib.colors.to_rgb("tab:orange"))
+
+
 def _orange_cells(ax):
-    """(row, col) of every orange (filter-tap / output) rectangle drawn on ax."""
-    orange = matplotlib.colors.to_rgba("tab:orange", 0.8)
-    cells = set()
-    for p in ax.patches:
-        fc = p.get_facecolor()
-        if np.allclose(fc[:3], orange[:3]):
-            x, y = p.get_xy()
-            cells.add((int(y), int(x)))
-    return cells
+    """(row, col) of every orange cell of the RGB image drawn on ax."""
+    img = np.asarray(ax.get_images()[0].get_array())
+    return {tuple(int(v) for v in rc) for rc in np.argwhere(np.all(np.isclose(img, ORANGE), axis=-1))}
 
 
 @pytest.mark.parametrize("W,F,S,P,D,out", [(7, 3, 1, 0, 1, 5), (7, 3, 2, 0, 1, 3), (32, 5, 1, 2, 1, 32),
@@ -35,15 +32,19 @@ def test_conv_geometry_output_size(W, F, S, P, D, out):
     fig = viz.conv_geometry(W, F, S, P, D)
     assert fig.out_size == out
     assert fig.axes[1].get_title() == f"output {out}x{out}"
-    # input panel: one square per padded cell plus F*F taps
-    assert len(fig.axes[0].patches) == (W + 2 * P) ** 2 + F * F
-    assert len(fig.axes[1].patches) == out * out
+    img = np.asarray(fig.axes[0].get_images()[0].get_array())
+    assert img.shape == (W + 2 * P, W + 2 * P, 3)
+    assert np.all(img[P:P + W, P:P + W][~np.all(np.isclose(img[P:P + W, P:P + W], ORANGE), -1)] == 1.0)
+    if P:
+        assert np.allclose(img[0, -1], 0.85)  # a padding corner, grey
+    assert len(_orange_cells(fig.axes[0])) == F * F  # the taps (position (0, 0))
+    assert np.asarray(fig.axes[1].get_images()[0].get_array()).shape == (out, out, 3)
 
 
 def test_conv_geometry_taps_positions():
     # output (1, 2), stride 2, dilation 2, filter 2x2 -> taps at rows 2,4 and columns 4,6
     fig = viz.conv_geometry(9, 2, stride=2, dilation=2, position=(1, 2))
-    assert _orange_cells(fig.axes[0]) == {(2, 4), (2, 6), (4, 4), (4, 6)}
+    assert _orange_cells(fig.axes[0]) == {(2, 4), (2, 6), (4, 4), (4, 6)} == set(fig.taps)
     assert _orange_cells(fig.axes[1]) == {(1, 2)}
 
 
