@@ -96,6 +96,17 @@ def test_bar_stimulus_by_hand():
     assert np.isclose(diag.sum(), 40.0, rtol=0.05)  # area length * width
 
 
+def test_paint_bar_blends_and_leaves_the_input_alone():
+    img = np.full((5, 5), 0.2)
+    out = Fi.paint_bar(img, 0.0, length=5, width=1)
+    expected = np.full((5, 5), 0.2)
+    expected[:, 2] = 1.0
+    np.testing.assert_allclose(out, expected)
+    np.testing.assert_array_equal(img, np.full((5, 5), 0.2))
+    with pytest.raises(ValueError, match="image"):
+        Fi.paint_bar(np.zeros((2, 2, 2)), 0.0, 1, 1)
+
+
 def test_to_gray():
     img = np.zeros((2, 2, 3), dtype=np.uint8)
     img[0, 0] = (255, 0, 0)
