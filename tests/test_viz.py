@@ -155,3 +155,22 @@ def test_plot_history_splits_loss_and_accuracy():
     np.testing.assert_array_equal(acc_ax.lines[1].get_xydata(), [[1, 0.2], [2, 0.4], [3, 0.8]])
     with pytest.raises(ValueError, match="empty"):
         viz.plot_history({})
+
+
+def test_mosaic_places_each_map_and_normalises():
+    maps = np.stack([np.full((2, 3), 5.0), np.arange(6.0).reshape(2, 3), -np.arange(6.0).reshape(2, 3)])
+    m = viz.mosaic(maps, ncols=2, pad=1)
+    assert m.shape == (2 * 3 - 1, 2 * 4 - 1)
+    np.testing.assert_array_equal(m[0:2, 0:3], 0.0)  # constant map -> 0
+    np.testing.assert_allclose(m[0:2, 4:7], np.arange(6.0).reshape(2, 3) / 5)
+    np.testing.assert_allclose(m[3:5, 0:3], 1 - np.arange(6.0).reshape(2, 3) / 5)
+    assert np.isnan(m[2]).all() and np.isnan(m[:2, 3]).all() and np.isnan(m[3:, 4:]).all()
+    with pytest.raises(ValueError, match="ncols"):
+        viz.mosaic(maps, ncols=0)
+
+
+def test_plot_history_integer_epoch_ticks():
+    fig = viz.plot_history({"loss": [3.0, 2.0, 1.0]})
+    fig.canvas.draw()
+    ticks = [t for t in fig.axes[0].get_xticks() if 1 <= t <= 3]
+    assert ticks == [1.0, 2.0, 3.0]
