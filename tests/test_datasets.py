@@ -168,6 +168,9 @@ def test_cifar10_download_from_a_local_url(archive, tmp_path):
     assert x.shape == (15, 3, 32, 32)
     assert sorted(p.name for p in root.iterdir()) == ["cifar-10-binary.tar.gz"]
     assert (root / "cifar-10-binary.tar.gz").read_bytes() == path.read_bytes()
+    # a verified archive in place: download=True fetches nothing (this URL would fail)
+    x2, _ = datasets.cifar10(root, download=True, md5=md5, url="http://invalid.invalid/never")
+    np.testing.assert_array_equal(x2, x)
 
 
 def test_cifar10_truncated_download_leaves_nothing(archive, tmp_path):
