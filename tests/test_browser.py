@@ -211,7 +211,10 @@ _IMAGES_JS = """async () => {
       src: src.startsWith('data:') ? 'data:' + hash(src) : src,
       decoded: img.complete && img.naturalWidth > 0,
       alt: img.getAttribute('alt'),
-      where: img.closest('.jupyter-widgets, .widget-subarea') ? 'widget'
+      // 'frame': a frame-slider picture (an HTML widget built by catlab.widgets, which sets alt);
+      // 'widget-output': a figure drawn inside another widget (interact's output area);
+      where: img.closest('.widget-html-content') ? 'frame'
+           : img.closest('.jupyter-widgets, .widget-subarea') ? 'widget-output'
            : img.closest('.bd-article') ? 'article' : 'theme',
     });
   }
@@ -493,11 +496,15 @@ def test_frame_sliders_respond(visited, name):
 
 
 @pytest.mark.parametrize("name", PAGES)
-def test_alt_text_on_widget_figures(visited, name):
-    """Frame-slider images get alt text from catlab.widgets; other figures are reported, not failed."""
+def test_alt_text_on_frame_slider_figures(visited, name):
+    """Frame-slider pictures get alt text from catlab.widgets, so a missing one is a failure here.
+
+    Other figures without alt text (matplotlib outputs without ``mystnb: image: alt:`` metadata,
+    figures inside ``interact`` outputs) are the chapters' to fix: listed in the report, not failed.
+    """
     r = visited(name)
-    bad = [img for img in r["missing_alt"] if img["where"] == "widget"]
-    assert not bad, f"{name}: widget images without alt text: {bad}"
+    bad = [img for img in r["missing_alt"] if img["where"] == "frame"]
+    assert not bad, f"{name}: frame-slider pictures without alt text: {bad}"
 
 
 @pytest.mark.parametrize("name", PAGES)
