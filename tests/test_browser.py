@@ -17,7 +17,7 @@ host is blocked and reported: a page that needs the internet fails. For each pag
 no failed request and no console error (known harmless messages are listed below with the
 reason); every image decodes; every widget renders; every frame slider (``catlab.widgets``) changes
 the shown figure when its slider moves, one step at a time; widget JavaScript is loaded exactly on
-pages holding widgets; in the dark theme every figure sits on a light background. The search page
+pages holding widgets, and MathJax exactly on pages with math; in the dark theme every figure sits on a light background. The search page
 finds each chapter by a word of its title, and every internal link and anchor in the site resolves.
 
 The bytes transferred for each page (page weight), the images lacking alt text, and screenshots
@@ -361,6 +361,7 @@ def visit(browser, base_url: str, name: str) -> dict:
     if page.evaluate("() => !!(window.MathJax && window.MathJax.startup)"):
         page.evaluate("() => window.MathJax.startup.promise")
     rec["title"] = page.locator("h1").first.inner_text() if page.locator("h1").count() else ""
+    rec["math"] = page.locator(".bd-article .math").count()  # Sphinx's math spans and blocks
     rec["images"] = page.evaluate(_IMAGES_JS)
     rec["widget_views"] = page.evaluate(_WIDGETS_JS)
     state = page.evaluate(_STATE_JS)
@@ -420,6 +421,7 @@ def visit(browser, base_url: str, name: str) -> dict:
             weight["images"] += size
     rec["weight"] = weight
     rec["widget_js_loaded"] = any("/_static/widgets/" in r.url for r in finished)
+    rec["mathjax_loaded"] = any("/_static/mathjax/" in r.url for r in finished)
     rec["missing_alt"] = [
         img for img in rec["images"]
         if img["where"] != "theme" and (not (img["alt"] or "").strip() or PATHLIKE_ALT.search(img["alt"].strip()))
@@ -482,6 +484,13 @@ def test_widget_javascript_only_on_widget_pages(visited, name):
     has_widgets = bool(r["widget_views"])
     assert r["widget_js_loaded"] == has_widgets, (
         f"{name}: widget JavaScript loaded={r['widget_js_loaded']} but page holds {len(r['widget_views'])} widgets")
+
+
+@pytest.mark.parametrize("name", PAGES)
+def test_mathjax_only_on_pages_with_math(visited, name):
+    r = visited(name)
+    assert r["mathjax_loaded"] == bool(r["math"]), (
+        f"{name}: MathJax loaded={r['mathjax_loaded']} but page holds {r['math']} formulas")
 
 
 @pytest.mark.parametrize("name", PAGES)
