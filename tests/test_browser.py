@@ -17,8 +17,10 @@ host is blocked and reported: a page that needs the internet fails. For each pag
 no failed request and no console error (known harmless messages are listed below with the
 reason); every image decodes; every widget renders; every frame slider (``catlab.widgets``) changes
 the shown figure when its slider moves, one step at a time; widget JavaScript is loaded exactly on
-pages holding widgets, and MathJax exactly on pages with math; in the dark theme every figure sits on a light background. The search page
-finds each chapter by a word of its title, and every internal link and anchor in the site resolves.
+pages holding widgets, and MathJax exactly on pages with math; in the dark theme every figure sits
+on a light background. The search page finds each chapter by a word of its title, and every
+internal link and anchor in the site resolves. ``CATLAB_SITE`` points the tests at another built
+site (default ``_build/html``).
 
 The bytes transferred for each page (page weight), the images lacking alt text, and screenshots
 (light, and dark for pages with figures) are written to ``_build/browser/`` and printed at the end
