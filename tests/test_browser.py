@@ -236,11 +236,16 @@ _WIDGETS_JS = """() => Array.from(document.querySelectorAll('%s')).map((s, i) =>
 
 _STATE_JS = """() => { const s = document.querySelector('%s'); return s ? JSON.parse(s.textContent) : null; }""" % WIDGET_STATE
 
-_SHOWN_JS = """(area) => {
+_SHOWN_JS = """async (area) => {
   const hash = %s;
-  return Array.from(area.querySelectorAll('img'))
-    .filter(i => i.getClientRects().length > 0 && i.getBoundingClientRect().width > 0)
-    .map(i => ({sig: hash(i.getAttribute('src') || ''), decoded: i.complete && i.naturalWidth > 0}));
+  const shown = Array.from(area.querySelectorAll('img'))
+    .filter(i => i.getClientRects().length > 0 && i.getBoundingClientRect().width > 0);
+  const out = [];
+  for (const i of shown) {
+    try { await i.decode(); } catch (e) { /* reported through naturalWidth */ }
+    out.push({sig: hash(i.getAttribute('src') || ''), decoded: i.complete && i.naturalWidth > 0});
+  }
+  return out;
 }""" % _HASH_JS
 
 _DARK_JS = """async () => {
@@ -386,10 +391,14 @@ def visit(browser, base_url: str, name: str) -> dict:
                 seen.add(tuple(sorted(s["sig"] for s in shown)))
                 result["undecoded"] += sum(not s["decoded"] for s in shown)
                 for _ in range(fs["frames"] - 1):
+                    before = tuple(sorted(s["sig"] for s in shown))
                     handle.focus()
                     page.keyboard.press("ArrowRight")
-                    page.wait_for_timeout(60)
-                    shown = area.evaluate(_SHOWN_JS)
+                    for _poll in range(20):  # up to about 1 s for the browser to swap the frame
+                        page.wait_for_timeout(50)
+                        shown = area.evaluate(_SHOWN_JS)
+                        if tuple(sorted(s["sig"] for s in shown)) != before:
+                            break
                     result["undecoded"] += sum(not s["decoded"] for s in shown)
                     seen.add(tuple(sorted(s["sig"] for s in shown)))
                 best = max(best, len(seen))
