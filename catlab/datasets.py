@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 __all__ = ["digits", "mnist_sample", "cat", "cifar10", "CIFAR10_CLASSES", "CIFAR10_MD5", "CIFAR10_URL",
-           "stratified_split"]
+           "stratified_split", "random_shift"]
 
 CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz"
 CIFAR10_MD5 = "c32a1d4ab5d03f1284b67883e8d87530"
@@ -89,6 +89,56 @@ def stratified_split(labels, test_fraction: float, seed: int = 0):
         train.append(idx[k:])
     train, test = np.concatenate(train), np.concatenate(test)
     return train[rng.permutation(len(train))].astype(np.int64), test[rng.permutation(len(test))].astype(np.int64)
+
+
+def random_shift(x, max_shift: int, rng):
+    """Shift each image by a random whole number of pixels, filling with zeros (data augmentation).
+
+    Each image moves by ``(dy, dx)``, each drawn uniformly from
+    ``-max_shift .. max_shift``; the input is not modified.
+
+    Parameters
+    ----------
+    x : ndarray of shape (N, C, H, W)
+    max_shift : int
+        Largest shift in pixels, >= 0 (0 returns a copy).
+    rng : numpy.random.Generator or int
+        Source of the shifts; an int seeds one.
+
+    Returns
+    -------
+    ndarray of shape (N, C, H, W)
+        Same dtype as ``x``.
+
+    Raises
+    ------
+    ValueError
+        If ``x`` is not 4-D or ``max_shift`` is negative or not smaller than H and W.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> x = np.zeros((1, 1, 3, 3)); x[0, 0, 1, 1] = 1
+    >>> y = random_shift(x, 1, rng=np.random.default_rng(1))
+    >>> int(y.sum()), y.shape
+    (1, (1, 1, 3, 3))
+    """
+    x = np.asarray(x)
+    if x.ndim != 4:
+        raise ValueError(f"x must be 4-D (N, C, H, W), got shape {x.shape}")
+    n, _, H, W = x.shape
+    if isinstance(max_shift, bool) or not isinstance(max_shift, (int, np.integer)) or not 0 <= max_shift < min(H, W):
+        raise ValueError(f"max_shift must be an integer in [0, {min(H, W)}), got {max_shift!r}")
+    rng = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
+    k = int(max_shift)
+    padded = np.pad(x, ((0, 0), (0, 0), (k, k), (k, k)))  # (N, C, H + 2k, W + 2k)
+    offsets = rng.integers(0, 2 * k + 1, size=(n, 2))
+    out = np.empty_like(x)
+    for a in range(2 * k + 1):
+        for b in range(2 * k + 1):
+            m = (offsets[:, 0] == a) & (offsets[:, 1] == b)
+            out[m] = padded[m, :, a:a + H, b:b + W]
+    return out
 
 
 def _images_split(x, y, test_fraction, seed):

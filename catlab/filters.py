@@ -240,7 +240,7 @@ def gabor_kernel(size: int, theta: float, wavelength: float, sigma: float | None
     g = np.exp(-(a**2 + (aspect * b) ** 2) / (2 * sigma**2)) * np.cos(2 * np.pi * a / wavelength + phase)
     g = g - g.mean()
     norm = np.sqrt((g**2).sum())
-    if norm == 0:  # pragma: no cover - only for degenerate 1x1 kernels
+    if norm == 0:  # a 1x1 kernel minus its mean is all zeros
         raise ValueError(f"size={size} is too small to hold a Gabor filter; use size >= 3")
     return g / norm
 

@@ -12,6 +12,8 @@ and no dilation this is ``r_L = 1 + sum_l (k_l - 1)``: three 3x3 layers see 7x7.
 
 from __future__ import annotations
 
+import numbers
+
 from . import _validate as V
 
 __all__ = ["receptive_field", "receptive_fields"]
@@ -20,8 +22,10 @@ __all__ = ["receptive_field", "receptive_fields"]
 def _per_layer(values, name, n, default):
     if values is None:
         return [default] * n
-    if isinstance(values, int) and not isinstance(values, bool):
+    if isinstance(values, numbers.Integral) and not isinstance(values, bool):
         values = [values] * n
+    if not hasattr(values, "__len__"):
+        raise TypeError(f"{name} must be an int or a sequence of ints, one per layer, got {values!r}")
     values = list(values)
     if len(values) != n:
         raise ValueError(f"{name} must have one entry per layer ({n}), got {len(values)}")
@@ -61,7 +65,7 @@ def receptive_fields(kernel_sizes, strides=None, dilations=None):
     >>> receptive_fields([11, 3, 5], strides=[4, 2, 1])   # AlexNet: conv1, pool1, conv2
     ([11, 19, 51], [4, 8, 8])
     """
-    if isinstance(kernel_sizes, int) or not hasattr(kernel_sizes, "__len__"):
+    if not hasattr(kernel_sizes, "__len__") or isinstance(kernel_sizes, str):
         raise TypeError(f"kernel_sizes must be a sequence of ints, one per layer, got {kernel_sizes!r}")
     n = len(kernel_sizes)
     if n == 0:

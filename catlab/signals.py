@@ -199,10 +199,6 @@ def moving_average(x, weights) -> np.ndarray:
     return correlate(xp, w / total, mode="valid")
 
 
-def _nonneg_int(value, name):
-    return V.nonnegative_int(value, name)
-
-
 def echo_impulse_response(delay: int, decay: float, n_echoes: int = 1) -> np.ndarray:
     """Impulse response of a repeating echo: ``h[0] = 1``, ``h[j * delay] = decay**j``.
 
@@ -235,7 +231,7 @@ def echo_impulse_response(delay: int, decay: float, n_echoes: int = 1) -> np.nda
     array([1.  , 0.  , 0.5 , 0.  , 0.25])
     """
     delay = V.positive_int(delay, "delay")
-    n_echoes = _nonneg_int(n_echoes, "n_echoes")
+    n_echoes = V.nonnegative_int(n_echoes, "n_echoes")
     if isinstance(decay, (bool, np.bool_)) or not isinstance(decay, numbers.Real):
         raise TypeError(f"decay must be a real number, got {decay!r}")
     if not 0 <= decay <= 1:

@@ -168,6 +168,9 @@ def test_cifar10_download_from_a_local_url(archive, tmp_path):
     assert x.shape == (15, 3, 32, 32)
     assert sorted(p.name for p in root.iterdir()) == ["cifar-10-binary.tar.gz"]
     assert (root / "cifar-10-binary.tar.gz").read_bytes() == path.read_bytes()
+    # a verified archive in place: download=True fetches nothing (this URL would fail)
+    x2, _ = datasets.cifar10(root, download=True, md5=md5, url="http://invalid.invalid/never")
+    np.testing.assert_array_equal(x2, x)
 
 
 def test_cifar10_truncated_download_leaves_nothing(archive, tmp_path):
@@ -259,3 +262,25 @@ def test_cifar10_bad_arguments(tmp_path):
         datasets.cifar10(tmp_path, train="yes")
     with pytest.raises(ValueError, match="md5"):
         datasets.cifar10(tmp_path, md5="abc")
+
+
+def test_random_shift_moves_whole_images_by_at_most_max_shift():
+    x = np.zeros((200, 2, 5, 6), np.float32)
+    x[:, :, 2, 3] = 1.0   # one lit pixel per channel
+    x[:, 1, 2, 3] = 2.0
+    before = x.copy()
+    y = datasets.random_shift(x, 1, np.random.default_rng(0))
+    np.testing.assert_array_equal(x, before)  # input untouched
+    assert y.shape == x.shape and y.dtype == np.float32
+    pos = np.array([np.unravel_index(np.argmax(im[0]), (5, 6)) for im in y])
+    np.testing.assert_array_equal(np.array([np.unravel_index(np.argmax(im[1]), (5, 6)) for im in y]), pos)
+    assert {tuple(p) for p in pos - [2, 3]} == {(a, b) for a in (-1, 0, 1) for b in (-1, 0, 1)}
+    np.testing.assert_array_equal(y.sum(axis=(2, 3)), np.tile([1.0, 2.0], (200, 1)))
+    np.testing.assert_array_equal(datasets.random_shift(x, 0, 0), x)
+    edge = np.zeros((1, 1, 3, 3))
+    edge[0, 0, 0, 0] = 1
+    assert {datasets.random_shift(edge, 1, s).sum() for s in range(30)} == {0.0, 1.0}  # pushed off the edge
+    with pytest.raises(ValueError, match="max_shift"):
+        datasets.random_shift(x, 5, 0)
+    with pytest.raises(ValueError, match="4-D"):
+        datasets.random_shift(x[0], 1, 0)

@@ -128,6 +128,7 @@ def test_to_gray():
         (lambda: Fi.gaussian_kernel(4, 1.0), ValueError, "odd"),
         (lambda: Fi.gaussian_kernel(5, -1.0), ValueError, "sigma"),
         (lambda: Fi.gabor_kernel(9, 0.0, 0.0), ValueError, "wavelength"),
+        (lambda: Fi.gabor_kernel(1, 0.0, 4.0), ValueError, "too small"),
         (lambda: Fi.gabor_kernel(9, float("nan"), 4.0), ValueError, "theta"),
         (lambda: Fi.gabor_kernel(9, "0", 4.0), TypeError, "theta"),
         (lambda: Fi.bar_stimulus((0, 5), 0.0, 3, 1), ValueError, "shape"),

@@ -7,6 +7,11 @@ from catlab import functional as F
 from catlab.receptive_field import receptive_field, receptive_fields
 
 
+def test_numpy_integers_are_accepted():
+    # layer 1: 3 wide, outputs 2 apart; layer 2 spans 3 of them: 0..6 in input pixels
+    assert receptive_field(np.array([3, 3]), strides=np.int64(2)) == 7
+
+
 def test_by_hand():
     assert receptive_fields([3, 3, 3]) == ([3, 5, 7], [1, 1, 1])
     assert receptive_field([5]) == 5
@@ -41,6 +46,8 @@ def test_formula_matches_nonzero_pattern_of_backward_pass(ks, ss, ds):
         (lambda: receptive_fields([3, 0]), ValueError, "kernel_sizes"),
         (lambda: receptive_fields([3, 3], strides=[1]), ValueError, "strides"),
         (lambda: receptive_fields([3], dilations=[1.5]), TypeError, "dilations"),
+        (lambda: receptive_fields([3], strides=2.0), TypeError, "strides"),
+        (lambda: receptive_fields("33"), TypeError, "sequence"),
     ],
 )
 def test_bad_arguments_are_named(call, exc, words):

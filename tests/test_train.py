@@ -187,3 +187,34 @@ def test_evaluate_and_predict_bad_input():
         predict(lambda a: a, x)
     with pytest.raises(TypeError, match="x must be a NumPy array"):
         predict(model, x.tolist())
+
+
+def test_progress_uses_tqdm_auto(monkeypatch):
+    """tqdm.auto picks a Jupyter widget or terminal text; fit must go through it."""
+    auto = pytest.importorskip("tqdm.auto")
+    made = []
+
+    class FakeBar:
+        def __init__(self, total, **kw):
+            self.total, self.n, self.closed, self.descs = total, 0, False, []
+            made.append(self)
+
+        def update(self, k):
+            self.n += k
+
+        def set_description(self, d):
+            self.descs.append(d)
+
+        def set_postfix(self, *a, **kw):
+            pass
+
+        def close(self):
+            self.closed = True
+
+    monkeypatch.setattr(auto, "tqdm", FakeBar)
+    x, y = blobs(10)
+    model = small_model()
+    fit(model, x, y, 3, 4, SGD(model.parameters(), lr=0.1), progress=True)
+    (bar,) = made
+    assert bar.total == 30 and bar.n == 30 and bar.closed
+    assert bar.descs == ["epoch 1/3", "epoch 2/3", "epoch 3/3"]
