@@ -184,7 +184,8 @@ def conv_geometry(size, kernel_size, stride=1, padding=0, dilation=1, position=(
     ax_out.set_ylim(max(out, 3) - 0.5, -0.5)
     ax_in.set_title(f"input {W}x{W}, padding {P}" + (f", dilation {D}" if D > 1 else ""))
     ax_out.set_title(f"output {out}x{out}")
-    fig.suptitle(f"(W - F + 2P) / S + 1 = ({W} - {F} + 2*{P}) / {S} + 1 -> {out}  (filter {F}x{F}, stride {S})")
+    fig.suptitle(f"(W - F + 2P) / S + 1 = ({W} - {F} + 2*{P}) / {S} + 1 -> {out}  (filter {F}x{F}, stride {S})",
+                 y=1.02)
     fig.taps = taps
     fig.out_size = out
     return fig
