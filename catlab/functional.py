@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import _threads
 from . import _validate as V
 from ._kernels import activation as _act
 from ._kernels import conv as _conv
@@ -157,6 +158,11 @@ def _conv_setup(x, weight, bias, stride, padding, dilation, groups, nd):
     return x4, w4, bias, stride, pad_before, dilation, groups, tuple(out)
 
 
+def _blocks(N, T):
+    """Blocks of output rows per sample so that ``T`` threads all get work: 1 when N >= T."""
+    return 1 if N >= T else -(-T // N)
+
+
 def _conv_forward(x, weight, bias, stride, padding, dilation, groups, nd):
     x4, w4, b, (sh, sw), (ph, pw), (dh, dw), G, (P, Q) = _conv_setup(
         x, weight, bias, stride, padding, dilation, groups, nd
@@ -167,7 +173,9 @@ def _conv_forward(x, weight, bias, stride, padding, dilation, groups, nd):
     if b is None:
         b = np.zeros(K, dtype=x4.dtype)
     y4 = np.empty((N, G, K // G, P * Q), dtype=x4.dtype)  # (N, G, Kg, P*Q)
-    _conv.conv2d_forward(x4, w3, b, R, S, sh, sw, ph, pw, dh, dw, P, Q, y4)
+    T = _threads.num_threads()
+    with _threads.single_threaded_blas():
+        _conv.conv2d_forward(x4, w3, b, R, S, sh, sw, ph, pw, dh, dw, P, Q, _blocks(N, T), T, y4)
     return y4.reshape((N, K, Q) if nd == 1 else (N, K, P, Q))
 
 
@@ -184,12 +192,15 @@ def _conv_backward(dy, x, weight, stride, padding, dilation, groups, nd):
         raise ValueError(
             f"dy: expected the forward output's shape {V.shape_str(expected)}, got {V.shape_str(dy.shape)}"
         )
-    w3 = w4.reshape(G, K // G, Cg * R * S)  # (G, Kg, Cg*R*S)
+    # (G, Cg*R*S, Kg): each group's filters transposed, contiguous for BLAS
+    wT = np.ascontiguousarray(w4.reshape(G, K // G, Cg * R * S).transpose(0, 2, 1))
     dy4 = dy.reshape(N, G, K // G, P * Q)  # (N, G, Kg, P*Q)
-    dx = np.zeros(x4.shape, dtype=x4.dtype)  # (N, C, H, W)
-    dw3 = np.zeros(w3.shape, dtype=x4.dtype)  # (G, Kg, Cg*R*S)
-    db = np.zeros(K, dtype=x4.dtype)  # (K,)
-    _conv.conv2d_backward(x4, w3, dy4, R, S, sh, sw, ph, pw, dh, dw, P, Q, dx, dw3, db)
+    dx = np.zeros(x4.shape, dtype=x4.dtype)  # (N, C, H, W), scatter-added into
+    dw3 = np.empty((G, K // G, Cg * R * S), dtype=x4.dtype)  # (G, Kg, Cg*R*S)
+    db = np.empty(K, dtype=x4.dtype)  # (K,)
+    T = _threads.num_threads()
+    with _threads.single_threaded_blas():
+        _conv.conv2d_backward(x4, wT, dy4, R, S, sh, sw, ph, pw, dh, dw, P, Q, _blocks(N, T), T, dx, dw3, db)
     return dx.reshape(np.shape(x)), dw3.reshape(np.shape(weight)), db
 
 

@@ -5,6 +5,7 @@ every argument and allocate every output. Layouts (all C-contiguous):
 
 - ``x``  : (N, C, H, W)           input
 - ``w3`` : (G, Kg, Cg*R*S)        weights, grouped and flattened per filter
+- ``wT`` : (G, Cg*R*S, Kg)        the same, transposed per group (backward)
 - ``y4`` : (N, G, Kg, P*Q)        output, grouped and flattened per map
 
 with ``G`` groups, ``Cg = C / G`` input channels and ``Kg = K / G`` filters
@@ -12,22 +13,46 @@ per group, an R x S kernel and a P x Q output. Padding is given for the top
 and left edges only; the bottom and right padding are implied by P and Q,
 which allows the asymmetric padding of ``padding='same'`` with even kernels.
 
-The method is im2col + GEMM, one sample at a time: the receptive fields of
-one sample are unrolled into the columns of a (Cg*R*S, P*Q) workspace and a
-single matrix product with the (Kg, Cg*R*S) filters gives all Kg maps. The
-workspace is sized per sample, never per batch.
+The method is im2col + GEMM: the receptive fields of one sample (or of a
+block of its output rows) are unrolled into the columns of a
+(Cg*R*S, rows*Q) workspace and one matrix product with the (Kg, Cg*R*S)
+filters gives all Kg maps. ``np.dot`` on contiguous arrays calls BLAS.
+
+Parallelism: the work is cut into ``nb`` blocks of output rows per sample
+and group; the ``T = n_chunks`` threads each take a fixed contiguous range of
+those items, with their own workspace (sized per block, never per batch).
+Each thread writes only its own outputs; sums over the batch (weight and
+bias gradients) go into per-chunk buffers that are added up afterwards in
+chunk order, so results are deterministic for a given ``n_chunks``. The
+BLAS called inside must run single-threaded (the caller arranges that).
 """
 
 import numpy as np
-from numba import njit
+from numba import njit, prange
 
 
 @njit(cache=True)
-def im2col(x_n, c0, R, S, sh, sw, ph, pw, dh, dw, P, Q, cols):
-    """Unroll receptive fields: cols[(c*R + r)*S + s, p*Q + q] = x_n[c0 + c, p*sh - ph + r*dh, q*sw - pw + s*dw].
+def _qrange(s, sw, pw, dw, W, Q):
+    """Output columns q whose input column q*sw - pw + s*dw lies in [0, W): returns (lo, hi)."""
+    a = pw - s * dw
+    lo = -((-a) // sw)  # ceil(a / sw)
+    if lo < 0:
+        lo = 0
+    hi = (W - 1 + a) // sw + 1
+    if hi > Q:
+        hi = Q
+    if hi < lo:
+        hi = lo
+    return lo, hi
 
-    Positions outside the input (zero padding) give 0. ``x_n`` is (C, H, W),
-    ``cols`` is (Cg*R*S, P*Q) and is overwritten.
+
+@njit(cache=True)
+def im2col(x_n, c0, R, S, sh, sw, ph, pw, dh, dw, p0, p1, Q, cols):
+    """Unroll the receptive fields of output rows p0 <= p < p1.
+
+    cols[(c*R + r)*S + s, (p - p0)*Q + q] = x_n[c0 + c, p*sh - ph + r*dh, q*sw - pw + s*dw],
+    0 where that lies in the padding. ``x_n`` is (C, H, W); ``cols`` is
+    (Cg*R*S, (p1 - p0)*Q) and is overwritten.
     """
     H = x_n.shape[1]
     W = x_n.shape[2]
@@ -36,94 +61,201 @@ def im2col(x_n, c0, R, S, sh, sw, ph, pw, dh, dw, P, Q, cols):
         for r in range(R):
             for s in range(S):
                 row = (c * R + r) * S + s
-                for p in range(P):
+                lo, hi = _qrange(s, sw, pw, dw, W, Q)
+                off = s * dw - pw
+                for p in range(p0, p1):
                     ih = p * sh - ph + r * dh
-                    base = p * Q
+                    base = (p - p0) * Q
                     if ih < 0 or ih >= H:
                         for q in range(Q):
                             cols[row, base + q] = 0.0
+                        continue
+                    for q in range(lo):
+                        cols[row, base + q] = 0.0
+                    if sw == 1:
+                        for q in range(lo, hi):
+                            cols[row, base + q] = x_n[c0 + c, ih, q + off]
                     else:
-                        for q in range(Q):
-                            iw = q * sw - pw + s * dw
-                            if iw >= 0 and iw < W:
-                                cols[row, base + q] = x_n[c0 + c, ih, iw]
-                            else:
-                                cols[row, base + q] = 0.0
+                        for q in range(lo, hi):
+                            cols[row, base + q] = x_n[c0 + c, ih, q * sw + off]
+                    for q in range(hi, Q):
+                        cols[row, base + q] = 0.0
 
 
 @njit(cache=True)
-def col2im_add(cols, c0, R, S, sh, sw, ph, pw, dh, dw, P, Q, dx_n):
-    """Scatter-add columns back into an image: the adjoint of :func:`im2col`.
+def col2im_channel(cols, cl, c, R, S, sh, sw, ph, pw, dh, dw, P, Q, dx_n):
+    """Scatter-add the rows of local channel ``cl`` of ``cols`` into ``dx_n[c]`` (adjoint of :func:`im2col`).
 
-    dx_n[c0 + c, ih, iw] += cols[(c*R + r)*S + s, p*Q + q] for every in-bounds
-    (ih, iw) = (p*sh - ph + r*dh, q*sw - pw + s*dw). ``dx_n`` is (C, H, W).
+    dx_n[c, ih, iw] += cols[(cl*R + r)*S + s, p*Q + q] for every in-bounds
+    (ih, iw) = (p*sh - ph + r*dh, q*sw - pw + s*dw). ``cols`` is (Cg*R*S, P*Q).
     """
     H = dx_n.shape[1]
     W = dx_n.shape[2]
-    Cg = cols.shape[0] // (R * S)
-    for c in range(Cg):
-        for r in range(R):
-            for s in range(S):
-                row = (c * R + r) * S + s
-                for p in range(P):
-                    ih = p * sh - ph + r * dh
-                    if ih < 0 or ih >= H:
-                        continue
-                    base = p * Q
-                    for q in range(Q):
-                        iw = q * sw - pw + s * dw
-                        if iw >= 0 and iw < W:
-                            dx_n[c0 + c, ih, iw] += cols[row, base + q]
+    for r in range(R):
+        for s in range(S):
+            row = (cl * R + r) * S + s
+            lo, hi = _qrange(s, sw, pw, dw, W, Q)
+            off = s * dw - pw
+            for p in range(P):
+                ih = p * sh - ph + r * dh
+                if ih < 0 or ih >= H:
+                    continue
+                base = p * Q
+                if sw == 1:
+                    for q in range(lo, hi):
+                        dx_n[c, ih, q + off] += cols[row, base + q]
+                else:
+                    for q in range(lo, hi):
+                        dx_n[c, ih, q * sw + off] += cols[row, base + q]
 
 
-@njit(cache=True)
-def conv2d_forward(x, w3, b, R, S, sh, sw, ph, pw, dh, dw, P, Q, y4):
+@njit(cache=True, parallel=True)
+def conv2d_forward(x, w3, b, R, S, sh, sw, ph, pw, dh, dw, P, Q, nb, n_chunks, y4):
     """y4[n, g] = w3[g] @ im2col(x[n], group g) + b[g*Kg:(g+1)*Kg, None].
 
     ``b`` is (K,) (zeros for no bias); ``y4`` is (N, G, Kg, P*Q), overwritten.
-    """
-    N = x.shape[0]
-    G, Kg, CRS = w3.shape
-    Cg = CRS // (R * S)
-    cols = np.empty((CRS, P * Q), dtype=x.dtype)  # (Cg*R*S, P*Q) workspace, one sample
-    for n in range(N):
-        for g in range(G):
-            im2col(x[n], g * Cg, R, S, sh, sw, ph, pw, dh, dw, P, Q, cols)
-            out = y4[n, g]  # (Kg, P*Q)
-            np.dot(w3[g], cols, out)
-            for k in range(Kg):
-                bk = b[g * Kg + k]
-                for j in range(P * Q):
-                    out[k, j] += bk
-
-
-@njit(cache=True)
-def conv2d_backward(x, w3, dy4, R, S, sh, sw, ph, pw, dh, dw, P, Q, dx, dw3, db):
-    """Gradients of :func:`conv2d_forward`.
-
-    For each sample n and group g, with cols = im2col(x[n]):
-    dw3[g] += dy4[n, g] @ cols.T, dx[n] += col2im(w3[g].T @ dy4[n, g]) and
-    db[k] = sum over n, p, q of dy. ``dx``, ``dw3`` and ``db`` must be zeroed
-    by the caller. Samples are visited in order, so the sums are deterministic.
+    Each (sample, group) is cut into ``nb`` blocks of output rows; the items
+    are shared among ``n_chunks`` threads in fixed contiguous ranges.
     """
     N = x.shape[0]
     G, Kg, CRS = w3.shape
     Cg = CRS // (R * S)
     PQ = P * Q
-    cols = np.empty((CRS, PQ), dtype=x.dtype)  # (Cg*R*S, P*Q)
-    dcols = np.empty((CRS, PQ), dtype=x.dtype)  # (Cg*R*S, P*Q)
-    dw_n = np.empty((Kg, CRS), dtype=x.dtype)  # (Kg, Cg*R*S)
+    PB = (P + nb - 1) // nb  # output rows per block
+    items = N * G * nb
+    for t in prange(n_chunks):
+        i0 = t * items // n_chunks
+        i1 = (t + 1) * items // n_chunks
+        if nb == 1:
+            if i1 <= i0:
+                continue
+            cols = np.empty((CRS, PQ), dtype=x.dtype)  # per-thread workspace (Cg*R*S, P*Q)
+            for it in range(i0, i1):
+                n = it // G
+                g = it % G
+                yg = y4[n, g]  # (Kg, P*Q)
+                im2col(x[n], g * Cg, R, S, sh, sw, ph, pw, dh, dw, 0, P, Q, cols)
+                np.dot(w3[g], cols, yg)
+                for k in range(Kg):
+                    bk = b[g * Kg + k]
+                    for j in range(PQ):
+                        yg[k, j] += bk
+        else:
+            for it in range(i0, i1):
+                n = it // (G * nb)
+                g = (it // nb) % G
+                p0 = (it % nb) * PB
+                p1 = min(P, p0 + PB)
+                if p1 <= p0:
+                    continue
+                L = (p1 - p0) * Q
+                cb = np.empty((CRS, L), dtype=x.dtype)  # (Cg*R*S, rows*Q), few items: N < threads
+                ob = np.empty((Kg, L), dtype=x.dtype)  # (Kg, rows*Q)
+                im2col(x[n], g * Cg, R, S, sh, sw, ph, pw, dh, dw, p0, p1, Q, cb)
+                np.dot(w3[g], cb, ob)
+                yg = y4[n, g]
+                j0 = p0 * Q
+                for k in range(Kg):
+                    bk = b[g * Kg + k]
+                    for j in range(L):
+                        yg[k, j0 + j] = ob[k, j] + bk
+
+
+@njit(cache=True, parallel=True)
+def conv2d_backward(x, wT, dy4, R, S, sh, sw, ph, pw, dh, dw, P, Q, nb, n_chunks, dx, dw3, db):
+    """Gradients of :func:`conv2d_forward`.
+
+    For each sample n and group g, with cols = im2col(x[n]):
+    dw3[g] = sum_n dy4[n, g] @ cols.T, dx[n] = col2im(wT[g] @ dy4[n, g]) and
+    db[k] = sum over n, p, q of dy. ``dx``, ``dw3`` and ``db`` are overwritten.
+    Per-chunk partial sums are added in chunk order (deterministic).
+    """
+    N = x.shape[0]
+    C = x.shape[1]
+    G, CRS, Kg = wT.shape
+    Cg = CRS // (R * S)
+    PQ = P * Q
+    PB = (P + nb - 1) // nb
+    items = N * G * nb
+    dw_part = np.zeros((n_chunks, G, Kg, CRS), dtype=x.dtype)  # per-chunk weight gradients
+    db_part = np.zeros((n_chunks, G * Kg), dtype=x.dtype)  # per-chunk bias gradients
+    # nb > 1 (fewer samples than threads): the column gradients of all N samples, scattered afterwards
+    dcols_all = np.empty((N if nb > 1 else 0, G, CRS, PQ), dtype=x.dtype)
+    for t in prange(n_chunks):
+        i0 = t * items // n_chunks
+        i1 = (t + 1) * items // n_chunks
+        if i1 <= i0:
+            continue
+        if nb == 1:
+            cols = np.empty((CRS, PQ), dtype=x.dtype)  # per-thread workspaces
+            dcols = np.empty((CRS, PQ), dtype=x.dtype)
+            dwn = np.empty((Kg, CRS), dtype=x.dtype)
+            for it in range(i0, i1):
+                n = it // G
+                g = it % G
+                dyg = dy4[n, g]  # (Kg, P*Q)
+                for k in range(Kg):
+                    acc = 0.0
+                    for j in range(PQ):
+                        acc += dyg[k, j]
+                    db_part[t, g * Kg + k] += acc
+                im2col(x[n], g * Cg, R, S, sh, sw, ph, pw, dh, dw, 0, P, Q, cols)
+                np.dot(dyg, cols.T, dwn)
+                dwp = dw_part[t, g]
+                for k in range(Kg):
+                    for j in range(CRS):
+                        dwp[k, j] += dwn[k, j]
+                np.dot(wT[g], dyg, dcols)
+                for cl in range(Cg):
+                    col2im_channel(dcols, cl, g * Cg + cl, R, S, sh, sw, ph, pw, dh, dw, P, Q, dx[n])
+        else:
+            dwn = np.empty((Kg, CRS), dtype=x.dtype)
+            for it in range(i0, i1):
+                n = it // (G * nb)
+                g = (it // nb) % G
+                p0 = (it % nb) * PB
+                p1 = min(P, p0 + PB)
+                if p1 <= p0:
+                    continue
+                L = (p1 - p0) * Q
+                j0 = p0 * Q
+                cb = np.empty((CRS, L), dtype=x.dtype)
+                dyb = np.empty((Kg, L), dtype=x.dtype)  # contiguous copy of this block of dy
+                dcb = np.empty((CRS, L), dtype=x.dtype)
+                dyg = dy4[n, g]
+                for k in range(Kg):
+                    acc = 0.0
+                    for j in range(L):
+                        v = dyg[k, j0 + j]
+                        dyb[k, j] = v
+                        acc += v
+                    db_part[t, g * Kg + k] += acc
+                im2col(x[n], g * Cg, R, S, sh, sw, ph, pw, dh, dw, p0, p1, Q, cb)
+                np.dot(dyb, cb.T, dwn)
+                dwp = dw_part[t, g]
+                for k in range(Kg):
+                    for j in range(CRS):
+                        dwp[k, j] += dwn[k, j]
+                np.dot(wT[g], dyb, dcb)
+                dst = dcols_all[n, g]
+                for i in range(CRS):
+                    for j in range(L):
+                        dst[i, j0 + j] = dcb[i, j]
+    if nb > 1:
+        # scatter the column gradients, one input channel per iteration (no two write the same plane)
+        for i in prange(N * C):
+            n = i // C
+            c = i % C
+            col2im_channel(dcols_all[n, c // Cg], c % Cg, c, R, S, sh, sw, ph, pw, dh, dw, P, Q, dx[n])
+    # fixed-order reduction of the per-chunk partial sums
     for g in range(G):
-        wT = np.ascontiguousarray(w3[g].T)  # (Cg*R*S, Kg)
-        for n in range(N):
-            dyg = dy4[n, g]  # (Kg, P*Q)
-            for k in range(Kg):
+        for k in range(Kg):
+            for j in range(CRS):
                 acc = 0.0
-                for j in range(PQ):
-                    acc += dyg[k, j]
-                db[g * Kg + k] += acc
-            im2col(x[n], g * Cg, R, S, sh, sw, ph, pw, dh, dw, P, Q, cols)
-            np.dot(dyg, cols.T, dw_n)
-            dw3[g] += dw_n
-            np.dot(wT, dyg, dcols)
-            col2im_add(dcols, g * Cg, R, S, sh, sw, ph, pw, dh, dw, P, Q, dx[n])
+                for t in range(n_chunks):
+                    acc += dw_part[t, g, k, j]
+                dw3[g, k, j] = acc
+            acc = 0.0
+            for t in range(n_chunks):
+                acc += db_part[t, g * Kg + k]
+            db[g * Kg + k] = acc
