@@ -325,18 +325,31 @@ def check_ops(workloads, torch=None, rtol=1e-4):
 
 def time_call(fn, repeats, min_time=2e-3):
     """Median seconds per call: warm up, then ``repeats`` samples of enough calls to last ``min_time``."""
-    fn()
-    t0 = time.perf_counter()
-    fn()
-    once = time.perf_counter() - t0
-    number = max(1, int(min_time / max(once, 1e-7)))
-    samples = []
-    for _ in range(repeats):
+    return time_interleaved({"f": fn}, repeats, min_time)["f"]
+
+
+def time_interleaved(fns, repeats, min_time=10e-3):
+    """Median seconds per call of each function in ``fns`` (a dict), sampled in turn.
+
+    Each function is warmed up, then every round takes one sample of each
+    (enough calls to last ``min_time``), so a change in the machine's load
+    hits all of them alike; the median over ``repeats`` rounds is returned.
+    """
+    number = {}
+    for key, fn in fns.items():
+        fn()
         t0 = time.perf_counter()
-        for _ in range(number):
-            fn()
-        samples.append((time.perf_counter() - t0) / number)
-    return statistics.median(samples)
+        fn()
+        number[key] = max(1, int(min_time / max(time.perf_counter() - t0, 1e-7)))
+    samples = {key: [] for key in fns}
+    for _ in range(repeats):
+        for key, fn in fns.items():
+            n = number[key]
+            t0 = time.perf_counter()
+            for _ in range(n):
+                fn()
+            samples[key].append((time.perf_counter() - t0) / n)
+    return {key: statistics.median(v) for key, v in samples.items()}
 
 
 def _rss_hwm():
@@ -481,6 +494,12 @@ def run(args):
     if args.quick:
         convs = [c for c in convs if c[0].startswith(("LeNet", "VGG"))]
         ops = ops[::3]
+    if args.only:
+        convs = [c for c in convs if args.only in c[0]]
+        ops = [o for o in ops if args.only in o[0]]
+    if args.batch:
+        convs = [c for c in convs if c[1] == args.batch]
+        ops = [o for o in ops if o[2][0] == args.batch]
 
     head = (f"{'conv2d workload':36s} {'N':>3s} {'pass':4s} {'catlab ms':>9s} {'GFLOP/s':>7s} {'%peak':>5s} "
             f"{'numpy ms':>8s} {'torch ms':>8s} {'x torch':>7s} {'mem MiB':>7s}")
@@ -494,11 +513,11 @@ def run(args):
         flops = 2.0 * N * K * C * R * S * P * Q
         rec = {"name": name, "N": N, "C": C, "H": H, "W": W, "K": K, "R": R, "S": S, "stride": stride,
                "padding": padding, "flops_forward": flops, "max_rel_err": err}
-        for who, (f, bwd) in cont.items():
-            with _blas_limit(threads):
-                tf = time_call(f, args.repeats)
-                tb = time_call(bwd, args.repeats)
-            rec[who] = {"forward_s": tf, "backward_s": tb}
+        with _blas_limit(threads):
+            tf = time_interleaved({who: fb[0] for who, fb in cont.items()}, args.repeats)
+            tb = time_interleaved({who: fb[1] for who, fb in cont.items()}, args.repeats)
+        for who in cont:
+            rec[who] = {"forward_s": tf[who], "backward_s": tb[who]}
         mem = extra_memory(lambda: (cont["catlab"][0](), cont["catlab"][1]()))
         rec["catlab"]["mem_tracemalloc_bytes"], rec["catlab"]["mem_rss_bytes"] = mem
         result["conv"].append(rec)
@@ -535,9 +554,11 @@ def run(args):
         cont = op_contenders(kind, x, extra, dy, wlin, torch)
         err = check_contenders(name, cont, args.rtol)
         rec = {"name": name, "kind": kind, "shape": list(shape), "extra": extra, "max_rel_err": err}
-        for who, (f, bwd) in cont.items():
-            with _blas_limit(threads):
-                rec[who] = {"forward_s": time_call(f, args.repeats), "backward_s": time_call(bwd, args.repeats)}
+        with _blas_limit(threads):
+            tf = time_interleaved({who: fb[0] for who, fb in cont.items()}, args.repeats)
+            tb = time_interleaved({who: fb[1] for who, fb in cont.items()}, args.repeats)
+        for who in cont:
+            rec[who] = {"forward_s": tf[who], "backward_s": tb[who]}
         c = rec["catlab"]
         line = f"{name:36s} {shape[0]:3d} {'ok':4s} {1e3 * c['forward_s']:9.3f} {1e3 * c['backward_s']:9.3f} "
         if "torch" in rec:
@@ -571,6 +592,8 @@ def main(argv=None):
     ap.add_argument("--rtol", type=float, default=1e-4, help="accepted relative error between contenders")
     ap.add_argument("--no-torch", action="store_true", help="do not compare with PyTorch even if installed")
     ap.add_argument("--no-compile-times", action="store_true", help="skip the cold/warm compile measurement")
+    ap.add_argument("--only", metavar="TEXT", help="only the workloads whose name contains TEXT")
+    ap.add_argument("--batch", type=int, choices=(1, 64), help="only this batch size")
     ap.add_argument("--json", metavar="PATH", help="also write the results as JSON to PATH")
     args = ap.parse_args(argv)
     if args.quick:

@@ -163,17 +163,32 @@ def _blocks(N, T):
     return 1 if N >= T else -(-T // N)
 
 
+#: The direct (no im2col) kernels are used up to this many input channels
+#: (stride 1, one group); above it, im2col + BLAS is faster.
+DIRECT_MAX_CHANNELS = 3
+
+
+def _use_direct(C, groups, sh, sw):
+    """Whether a convolution takes the direct small-channel kernels (forward and backward)."""
+    return C <= DIRECT_MAX_CHANNELS and groups == 1 and sh == 1 and sw == 1
+
+
 def _conv_forward(x, weight, bias, stride, padding, dilation, groups, nd):
     x4, w4, b, (sh, sw), (ph, pw), (dh, dw), G, (P, Q) = _conv_setup(
         x, weight, bias, stride, padding, dilation, groups, nd
     )
     N = x4.shape[0]
     K, Cg, R, S = w4.shape
-    w3 = w4.reshape(G, K // G, Cg * R * S)  # (G, Kg, Cg*R*S)
     if b is None:
         b = np.zeros(K, dtype=x4.dtype)
-    y4 = np.empty((N, G, K // G, P * Q), dtype=x4.dtype)  # (N, G, Kg, P*Q)
     T = _threads.num_threads()
+    if _use_direct(x4.shape[1], G, sh, sw):
+        y = np.empty((N, K, P, Q), dtype=x4.dtype)  # (N, K, P, Q)
+        kb = K if N >= T else -(-K // T)  # filters per work item: split them when samples are few
+        _conv.conv2d_forward_direct(x4, w4, b, R, S, ph, pw, dh, dw, P, Q, kb, T, y)
+        return y.reshape((N, K, Q) if nd == 1 else (N, K, P, Q))
+    w3 = w4.reshape(G, K // G, Cg * R * S)  # (G, Kg, Cg*R*S)
+    y4 = np.empty((N, G, K // G, P * Q), dtype=x4.dtype)  # (N, G, Kg, P*Q)
     with _threads.single_threaded_blas():
         _conv.conv2d_forward(x4, w3, b, R, S, sh, sw, ph, pw, dh, dw, P, Q, _blocks(N, T), T, y4)
     return y4.reshape((N, K, Q) if nd == 1 else (N, K, P, Q))
@@ -192,13 +207,19 @@ def _conv_backward(dy, x, weight, stride, padding, dilation, groups, nd):
         raise ValueError(
             f"dy: expected the forward output's shape {V.shape_str(expected)}, got {V.shape_str(dy.shape)}"
         )
+    T = _threads.num_threads()
+    if _use_direct(x4.shape[1], G, sh, sw):
+        dx = np.empty(x4.shape, dtype=x4.dtype)  # (N, C, H, W)
+        dw4 = np.empty(w4.shape, dtype=x4.dtype)  # (K, C, R, S)
+        db = np.empty(K, dtype=x4.dtype)  # (K,)
+        _conv.conv2d_backward_direct(x4, w4, dy.reshape(N, K, P, Q), R, S, ph, pw, dh, dw, P, Q, T, dx, dw4, db)
+        return dx.reshape(np.shape(x)), dw4.reshape(np.shape(weight)), db
     # (G, Cg*R*S, Kg): each group's filters transposed, contiguous for BLAS
     wT = np.ascontiguousarray(w4.reshape(G, K // G, Cg * R * S).transpose(0, 2, 1))
     dy4 = dy.reshape(N, G, K // G, P * Q)  # (N, G, Kg, P*Q)
     dx = np.zeros(x4.shape, dtype=x4.dtype)  # (N, C, H, W), scatter-added into
     dw3 = np.empty((G, K // G, Cg * R * S), dtype=x4.dtype)  # (G, Kg, Cg*R*S)
     db = np.empty(K, dtype=x4.dtype)  # (K,)
-    T = _threads.num_threads()
     with _threads.single_threaded_blas():
         _conv.conv2d_backward(x4, wT, dy4, R, S, sh, sw, ph, pw, dh, dw, P, Q, _blocks(N, T), T, dx, dw3, db)
     return dx.reshape(np.shape(x)), dw3.reshape(np.shape(weight)), db

@@ -259,3 +259,146 @@ def conv2d_backward(x, wT, dy4, R, S, sh, sw, ph, pw, dh, dw, P, Q, nb, n_chunks
             for t in range(n_chunks):
                 acc += db_part[t, g * Kg + k]
             db[g * Kg + k] = acc
+
+
+@njit(cache=True, parallel=True, fastmath={"contract"})
+def conv2d_forward_direct(x, w, b, R, S, ph, pw, dh, dw, P, Q, kb, n_chunks, y):
+    """Direct stride-1, one-group convolution for few input channels, without im2col.
+
+    y[n, k, p, q] = b[k] + sum_{c,r,s} w[k, c, r, s] * xp[n, c, p + r*dh, q + s*dw]
+    with ``xp`` the zero-padded input. Each sample is copied once into a
+    per-thread padded buffer of width Wp = Q + dw*(S-1); on that buffer flattened, output
+    (p, q) sits at j = p*Wp + q and the tap (c, r, s) at j + c*Hp*Wp + r*dh*Wp + s*dw,
+    so every tap is one long contiguous (vectorisable) multiply-add over a block
+    of output rows. Work items are (sample, block of ``kb`` filters), shared among
+    ``n_chunks`` threads in fixed ranges. ``x`` (N, C, H, W), ``w`` (K, C, R, S),
+    ``b`` (K,), ``y`` (N, K, P, Q), overwritten.
+    """
+    N, C, H, W = x.shape
+    K = w.shape[0]
+    Hp = P + dh * (R - 1)
+    Wp = Q + dw * (S - 1)
+    plane = Hp * Wp
+    RB = max(1, 1024 // Wp)  # output rows per tile: the accumulators stay in L1
+    nkb = (K + kb - 1) // kb
+    items = N * nkb
+    for t in prange(n_chunks):
+        i0 = t * items // n_chunks
+        i1 = (t + 1) * items // n_chunks
+        if i1 <= i0:
+            continue
+        xp = np.zeros(C * plane + Wp, dtype=x.dtype)  # padded sample, flattened (+ slack row)
+        acc = np.empty((kb, RB * Wp), dtype=x.dtype)
+        last = -1
+        for it in range(i0, i1):
+            n = it // nkb
+            k0 = (it % nkb) * kb
+            k1 = min(K, k0 + kb)
+            if n != last:  # the border stays zero; copy the interior
+                for c in range(C):
+                    for h in range(H):
+                        base = c * plane + (h + ph) * Wp + pw
+                        for v in range(W):
+                            xp[base + v] = x[n, c, h, v]
+                last = n
+            for p0 in range(0, P, RB):
+                p1 = min(P, p0 + RB)
+                jl = (p1 - p0 - 1) * Wp + Q
+                for kk in range(k1 - k0):
+                    for j in range(jl):
+                        acc[kk, j] = 0.0
+                for c in range(C):
+                    for r in range(R):
+                        for s in range(S):
+                            off = c * plane + (p0 + r * dh) * Wp + s * dw
+                            for kk in range(k1 - k0):
+                                wv = w[k0 + kk, c, r, s]
+                                for j in range(jl):
+                                    acc[kk, j] += wv * xp[off + j]
+                for kk in range(k1 - k0):
+                    bk = b[k0 + kk]
+                    for p in range(p0, p1):
+                        for q in range(Q):
+                            y[n, k0 + kk, p, q] = acc[kk, (p - p0) * Wp + q] + bk
+
+
+@njit(cache=True, parallel=True, fastmath={"reassoc", "contract"})
+def conv2d_backward_direct(x, w, dy, R, S, ph, pw, dh, dw, P, Q, n_chunks, dx, dwt, db):
+    """Gradients of :func:`conv2d_forward_direct` (stride 1, one group), without im2col.
+
+    On the flattened padded planes of :func:`conv2d_forward_direct` (width
+    Wp = Q + dw*(S-1)), with dy laid out at the same width (zeros between rows):
+    dwt[k, c, r, s] = sum_n sum_j dyw[k, j] * xp[c, j + r*dh*Wp + s*dw] (a long dot
+    product) and dxp[c, j + r*dh*Wp + s*dw] += w[k, c, r, s] * dyw[k, j] (a long
+    multiply-add), dx being the interior of dxp. Samples are shared among
+    ``n_chunks`` threads in fixed ranges; the weight and bias gradients are
+    summed per chunk and then over chunks in order (deterministic). ``dx``
+    (N, C, H, W), ``dwt`` (K, C, R, S) and ``db`` (K,) are overwritten.
+    """
+    N, C, H, W = x.shape
+    K = w.shape[0]
+    Hp = P + dh * (R - 1)
+    Wp = Q + dw * (S - 1)
+    plane = Hp * Wp
+    L = (P - 1) * Wp + Q
+    dw_part = np.zeros((n_chunks, K, C, R, S), dtype=x.dtype)
+    db_part = np.zeros((n_chunks, K), dtype=x.dtype)
+    for t in prange(n_chunks):
+        n0 = t * N // n_chunks
+        n1 = (t + 1) * N // n_chunks
+        if n1 <= n0:
+            continue
+        xp = np.zeros(C * plane + Wp, dtype=x.dtype)  # padded sample, flattened
+        dxp = np.empty(C * plane + Wp, dtype=x.dtype)  # its gradient
+        dyw = np.zeros((K, L), dtype=x.dtype)  # dy at width Wp; the gaps stay zero
+        zero = np.zeros(1, dtype=x.dtype)[0]
+        for n in range(n0, n1):
+            for c in range(C):
+                for h in range(H):
+                    base = c * plane + (h + ph) * Wp + pw
+                    for v in range(W):
+                        xp[base + v] = x[n, c, h, v]
+            for k in range(K):
+                acc = zero
+                for p in range(P):
+                    for q in range(Q):
+                        g = dy[n, k, p, q]
+                        dyw[k, p * Wp + q] = g
+                        acc += g
+                db_part[t, k] += acc
+            for k in range(K):
+                for c in range(C):
+                    for r in range(R):
+                        for s in range(S):
+                            off = c * plane + r * dh * Wp + s * dw
+                            acc = zero
+                            for j in range(L):
+                                acc += dyw[k, j] * xp[off + j]
+                            dw_part[t, k, c, r, s] += acc
+            for i in range(C * plane + Wp):
+                dxp[i] = 0.0
+            for c in range(C):
+                for r in range(R):
+                    for s in range(S):
+                        off = c * plane + r * dh * Wp + s * dw
+                        for k in range(K):
+                            wv = w[k, c, r, s]
+                            for j in range(L):
+                                dxp[off + j] += wv * dyw[k, j]
+            for c in range(C):
+                for h in range(H):
+                    base = c * plane + (h + ph) * Wp + pw
+                    for v in range(W):
+                        dx[n, c, h, v] = dxp[base + v]
+    for k in range(K):
+        for c in range(C):
+            for r in range(R):
+                for s in range(S):
+                    acc = 0.0
+                    for t in range(n_chunks):
+                        acc += dw_part[t, k, c, r, s]
+                    dwt[k, c, r, s] = acc
+        acc = 0.0
+        for t in range(n_chunks):
+            acc += db_part[t, k]
+        db[k] = acc
