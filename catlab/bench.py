@@ -165,9 +165,9 @@ def op_contenders(kind, x, extra, dy, wlin=None, torch=None):
     if kind == "max_pool":
         _, idx = torch.ops.aten.max_pool2d_with_indices(xt, [k, k], [s, s], [p, p])
 
-        def tf():
+        def tf():  # what torch runs in training: the forward also records each window's argmax
             with torch.no_grad():
-                return tnf.max_pool2d(xt, k, s, p)
+                return torch.ops.aten.max_pool2d_with_indices(xt, [k, k], [s, s], [p, p])[0]
 
         out["torch"] = (tf, lambda: torch.ops.aten.max_pool2d_with_indices_backward(
             dyt, xt, [k, k], [s, s], [p, p], [1, 1], False, idx))

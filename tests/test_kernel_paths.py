@@ -1,0 +1,182 @@
+"""Every convolution kernel path against the reference loops (and torch when installed).
+
+catlab.functional picks a kernel per call: the direct small-channel kernels
+(stride 1, one group, at most ``DIRECT_MAX_CHANNELS`` input channels) or
+im2col + BLAS, whose work is cut into blocks of output rows when there are
+fewer samples than threads. These tests pick configurations that select each
+path, check the choice, and also call the kernels directly with other thread
+partitions so the blocked paths are exercised on any number of cores.
+"""
+
+import numpy as np
+import pytest
+
+import reference as ref
+from catlab import _threads
+from catlab import functional as F
+from catlab._kernels import conv as K
+
+# N, C, H, W, K, R, S, stride, padding, dilation, groups
+DIRECT = [
+    (1, 1, 9, 7, 3, 3, 3, 1, 1, 1, 1),
+    (3, 3, 11, 13, 5, 5, 5, 1, 2, 1, 1),
+    (2, 2, 8, 9, 4, 2, 3, 1, "same", 1, 1),  # even kernel: asymmetric padding
+    (1, 3, 10, 10, 7, 3, 2, 1, (0, 2), (2, 3), 1),
+    (5, 1, 6, 5, 2, 1, 1, 1, 0, 1, 1),
+]
+IM2COL = [
+    (1, 4, 9, 7, 3, 3, 3, 1, 1, 1, 1),  # more channels than the direct path takes
+    (3, 6, 11, 10, 4, 5, 3, 2, 2, 1, 1),  # strided
+    (2, 3, 12, 9, 6, 3, 3, 1, 1, 1, 3),  # groups
+    (1, 2, 13, 11, 4, 3, 2, (2, 3), (1, 0), (2, 1), 2),
+    (4, 5, 7, 8, 8, 3, 3, 1, "same", 2, 1),
+]
+
+
+def _data(cfg, dtype, seed=0):
+    N, C, H, W, Kf, R, S, stride, padding, dilation, groups = cfg
+    r = np.random.default_rng(seed)
+    x = r.normal(size=(N, C, H, W)).astype(dtype)
+    w = r.normal(size=(Kf, C // groups, R, S)).astype(dtype)
+    b = r.normal(size=Kf).astype(dtype)
+    kw = dict(stride=stride, padding=padding, dilation=dilation, groups=groups)
+    return x, w, b, kw
+
+
+def _ref(cfg, x, w, b, dy):
+    N, C, H, W, Kf, R, S, stride, padding, dilation, groups = cfg
+    s2 = stride if isinstance(stride, tuple) else (stride, stride)
+    d2 = dilation if isinstance(dilation, tuple) else (dilation, dilation)
+    pad = ref.pad_edges(padding, (R, S), d2)
+    y = ref.conv2d(x, w, b, s2, pad, d2, groups)
+    return y, ref.conv2d_backward(dy, x, w, s2, pad, d2, groups)
+
+
+def _tol(dtype):
+    return dict(rtol=1e-4, atol=1e-4) if dtype == np.float32 else dict(rtol=1e-10, atol=1e-10)
+
+
+def _selects_direct(cfg):
+    C, stride, groups = cfg[1], cfg[7], cfg[10]
+    s = stride if isinstance(stride, tuple) else (stride, stride)
+    return F._use_direct(C, groups, *s)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("cfg", DIRECT + IM2COL)
+def test_each_path_matches_reference(cfg, dtype):
+    assert _selects_direct(cfg) == (cfg in DIRECT)
+    x, w, b, kw = _data(cfg, dtype)
+    y = F.conv2d(x, w, b, **kw)
+    dy = np.random.default_rng(1).normal(size=y.shape).astype(dtype)
+    y_ref, (dx_ref, dw_ref, db_ref) = _ref(cfg, x, w, b, dy)
+    assert y.dtype == dtype
+    np.testing.assert_allclose(y, y_ref, **_tol(dtype))
+    dx, dw, db = F.conv2d_backward(dy, x, w, **kw)
+    assert dx.dtype == dw.dtype == db.dtype == dtype
+    np.testing.assert_allclose(dx, dx_ref, **_tol(dtype))
+    np.testing.assert_allclose(dw, dw_ref, rtol=_tol(dtype)["rtol"], atol=10 * _tol(dtype)["atol"])
+    np.testing.assert_allclose(db, db_ref, rtol=_tol(dtype)["rtol"], atol=10 * _tol(dtype)["atol"])
+
+
+@pytest.mark.parametrize("cfg", DIRECT[:2] + IM2COL[:3])
+def test_each_path_with_non_contiguous_inputs(cfg):
+    x, w, b, kw = _data(cfg, np.float64)
+    xs = np.asfortranarray(x)[:, :, ::1, :]  # same values, other memory order
+    ws = np.asfortranarray(w)
+    dy = np.random.default_rng(2).normal(size=F.conv2d(x, w, **kw).shape)
+    dys = np.asfortranarray(dy)
+    assert not xs.flags.c_contiguous and not ws.flags.c_contiguous
+    np.testing.assert_allclose(F.conv2d(xs, ws, b, **kw), F.conv2d(x, w, b, **kw), rtol=1e-12, atol=1e-12)
+    for got, want in zip(F.conv2d_backward(dys, xs, ws, **kw), F.conv2d_backward(dy, x, w, **kw)):
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+
+
+def _geometry(cfg):
+    """Arguments the kernels take, computed here from the definitions (not from functional.py)."""
+    N, C, H, W, Kf, R, S, stride, padding, dilation, groups = cfg
+    sh, sw = stride if isinstance(stride, tuple) else (stride, stride)
+    dh, dw = dilation if isinstance(dilation, tuple) else (dilation, dilation)
+    (pt, pb), (pl, pr) = ref.pad_edges(padding, (R, S), (dh, dw))
+    P = (H + pt + pb - dh * (R - 1) - 1) // sh + 1
+    Q = (W + pl + pr - dw * (S - 1) - 1) // sw + 1
+    return sh, sw, pt, pl, dh, dw, P, Q
+
+
+@pytest.mark.parametrize("nb,chunks", [(1, 1), (1, 3), (2, 2), (3, 4), (4, 7)])
+@pytest.mark.parametrize("cfg", [IM2COL[0], IM2COL[2], IM2COL[3]])
+def test_im2col_kernels_under_every_partition(cfg, nb, chunks):
+    """Row blocks (nb > 1) and more chunks than items give the reference results."""
+    x, w, b, kw = _data(cfg, np.float64)
+    N, C, H, W, Kf, R, S, *_, groups = cfg
+    sh, sw, ph, pw, dh, dw, P, Q = _geometry(cfg)
+    Kg, Cg = Kf // groups, C // groups
+    w3 = w.reshape(groups, Kg, Cg * R * S)
+    y4 = np.empty((N, groups, Kg, P * Q))
+    K.conv2d_forward(x, w3, b, R, S, sh, sw, ph, pw, dh, dw, P, Q, nb, chunks, y4)
+    dy = np.random.default_rng(3).normal(size=(N, Kf, P, Q))
+    y_ref, (dx_ref, dw_ref, db_ref) = _ref(cfg, x, w, b, dy)
+    np.testing.assert_allclose(y4.reshape(N, Kf, P, Q), y_ref, atol=1e-10)
+    wT = np.ascontiguousarray(w3.transpose(0, 2, 1))
+    dx = np.zeros_like(x)
+    dw3 = np.empty_like(w3)
+    db = np.empty(Kf)
+    K.conv2d_backward(x, wT, dy.reshape(N, groups, Kg, P * Q), R, S, sh, sw, ph, pw, dh, dw, P, Q, nb, chunks,
+                      dx, dw3, db)
+    np.testing.assert_allclose(dx, dx_ref, atol=1e-10)
+    np.testing.assert_allclose(dw3.reshape(w.shape), dw_ref, atol=1e-10)
+    np.testing.assert_allclose(db, db_ref, atol=1e-10)
+
+
+@pytest.mark.parametrize("kb,chunks", [(1, 1), (2, 2), (3, 5), (7, 3)])
+@pytest.mark.parametrize("cfg", [DIRECT[1], DIRECT[3]])
+def test_direct_kernels_under_every_partition(cfg, kb, chunks):
+    """Filter blocks of any size and any number of chunks give the reference results."""
+    x, w, b, kw = _data(cfg, np.float64)
+    N, C, H, W, Kf, R, S = cfg[:7]
+    sh, sw, ph, pw, dh, dw, P, Q = _geometry(cfg)
+    y = np.empty((N, Kf, P, Q))
+    K.conv2d_forward_direct(x, w, b, R, S, ph, pw, dh, dw, P, Q, kb, chunks, y)
+    dy = np.random.default_rng(4).normal(size=y.shape)
+    y_ref, (dx_ref, dw_ref, db_ref) = _ref(cfg, x, w, b, dy)
+    np.testing.assert_allclose(y, y_ref, atol=1e-10)
+    dx, dwt, db = np.empty_like(x), np.empty_like(w), np.empty(Kf)
+    K.conv2d_backward_direct(x, w, dy, R, S, ph, pw, dh, dw, P, Q, chunks, dx, dwt, db)
+    np.testing.assert_allclose(dx, dx_ref, atol=1e-10)
+    np.testing.assert_allclose(dwt, dw_ref, atol=1e-10)
+    np.testing.assert_allclose(db, db_ref, atol=1e-10)
+
+
+@pytest.mark.parametrize("cfg", [DIRECT[1], IM2COL[1], IM2COL[2]])
+def test_both_paths_are_deterministic(cfg):
+    x, w, b, kw = _data(cfg, np.float32)
+    y1, y2 = F.conv2d(x, w, b, **kw), F.conv2d(x, w, b, **kw)
+    np.testing.assert_array_equal(y1, y2)
+    dy = np.random.default_rng(5).normal(size=y1.shape).astype(np.float32)
+    for u, v in zip(F.conv2d_backward(dy, x, w, **kw), F.conv2d_backward(dy, x, w, **kw)):
+        np.testing.assert_array_equal(u, v)
+
+
+def test_single_threaded_blas_restores_the_thread_counts():
+    libs = _threads._kernel_blas()
+    before = [lib.num_threads for lib in libs]
+    with _threads.single_threaded_blas():
+        assert all(lib.num_threads == 1 for lib in libs)
+    assert [lib.num_threads for lib in libs] == before
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("cfg", [DIRECT[0], DIRECT[1], DIRECT[3], IM2COL[0], IM2COL[1], IM2COL[3]])
+def test_each_path_matches_torch(cfg, dtype):
+    torch = pytest.importorskip("torch")
+    x, w, b, kw = _data(cfg, dtype)
+    if kw["padding"] == "same":
+        pytest.fail("pick configurations without 'same' here")  # keeps torch's warning out
+    xt, wt, bt = (torch.tensor(a, requires_grad=True) for a in (x, w, b))
+    yt = torch.nn.functional.conv2d(xt, wt, bt, **kw)
+    y = F.conv2d(x, w, b, **kw)
+    np.testing.assert_allclose(y, yt.detach().numpy(), **_tol(dtype))
+    dy = np.random.default_rng(6).normal(size=y.shape).astype(dtype)
+    yt.backward(torch.tensor(dy))
+    for mine, theirs in zip(F.conv2d_backward(dy, x, w, **kw), (xt.grad, wt.grad, bt.grad)):
+        np.testing.assert_allclose(mine, theirs.numpy(), **_tol(dtype))
