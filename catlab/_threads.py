@@ -1,4 +1,11 @@
-"""Keep the BLAS that compiled kernels call single-threaded while they run in parallel.
+"""Run compiled kernels on several threads, and keep their BLAS single-threaded meanwhile.
+
+:func:`run_chunks` calls a kernel once per chunk of the work, chunk 0 on the
+calling thread and the others on a small pool of Python threads; the kernels
+release the GIL (``nogil=True``), so the chunks run at the same time. Idle
+pool threads sleep instead of spinning, so they do not steal cores from
+NumPy's, torch's or Numba's own thread pools. The chunks are fixed by their
+number alone, so results do not depend on which thread runs which chunk.
 
 ``np.dot`` inside a Numba kernel calls the BLAS that SciPy ships (a copy
 separate from NumPy's). The parallel kernels already give each thread its own
@@ -12,6 +19,8 @@ same, only slower).
 from __future__ import annotations
 
 import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import numba
 
@@ -63,6 +72,59 @@ class single_threaded_blas:
         for lib, n in self._saved:
             lib.set_num_threads(n)
         return False
+
+
+_pool = None
+_pool_lock = threading.Lock()
+
+
+def _executor():
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(max_workers=max(1, numba.config.NUMBA_NUM_THREADS - 1),
+                                       thread_name_prefix="catlab")
+        return _pool
+
+
+def run_chunks(work, n_chunks: int) -> None:
+    """Call ``work(t)`` for t = 0 .. n_chunks - 1, at the same time on up to ``n_chunks`` threads.
+
+    Exceptions raised by any chunk are re-raised here.
+
+    Examples
+    --------
+    >>> out = [0] * 3
+    >>> def work(t):
+    ...     out[t] = t * t
+    >>> run_chunks(work, 3); out
+    [0, 1, 4]
+    """
+    if n_chunks <= 1:
+        work(0)
+        return
+    pool = _executor()
+    futures = [pool.submit(work, t) for t in range(1, n_chunks)]
+    try:
+        work(0)
+    finally:
+        for f in futures:
+            f.result()
+
+
+def chunks_for(items: int, work_per_item: float, threads: int, min_work: float = 2e5) -> int:
+    """How many chunks to cut ``items`` into: one per thread, but none smaller than ``min_work``.
+
+    ``work_per_item`` is in multiply-adds; handing a chunk to another thread costs
+    some tens of microseconds, so tiny calls stay on the calling thread.
+
+    Examples
+    --------
+    >>> chunks_for(64, 1e6, 2), chunks_for(1, 1e3, 2), chunks_for(1, 1e6, 4)
+    (2, 1, 1)
+    """
+    by_work = int(items * work_per_item // min_work)
+    return max(1, min(threads, items, by_work))
 
 
 def num_threads() -> int:

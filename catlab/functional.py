@@ -163,6 +163,103 @@ def _blocks(N, T):
     return 1 if N >= T else -(-T // N)
 
 
+def _split(items, n, t):
+    """Items of chunk t when ``items`` are cut into ``n`` contiguous chunks: (start, stop)."""
+    return t * items // n, (t + 1) * items // n
+
+
+def _im2col_forward(x4, w3, b, R, S, sh, sw, ph, pw, dh, dw, P, Q, T, y4):
+    """Run :func:`catlab._kernels.conv.fwd_chunk` over ``y4`` (N, G, Kg, P*Q) on up to ``T`` threads."""
+    N = x4.shape[0]
+    G, Kg, CRS = w3.shape
+    nb = _blocks(N, T)
+    n = _threads.chunks_for(N * G * nb, Kg * CRS * P * Q / nb, T)
+    if n == 1:
+        nb = 1
+    items = N * G * nb
+
+    def work(t):
+        i0, i1 = _split(items, n, t)
+        if i1 > i0:
+            _conv.fwd_chunk(x4, w3, b, R, S, sh, sw, ph, pw, dh, dw, P, Q, nb, i0, i1, y4)
+
+    with _threads.single_threaded_blas():
+        _threads.run_chunks(work, n)
+
+
+def _im2col_backward(x4, wT, dy4, R, S, sh, sw, ph, pw, dh, dw, P, Q, T, dx, dw3, db):
+    """Run :func:`catlab._kernels.conv.bwd_chunk` on up to ``T`` threads; ``dx`` must be zeros.
+
+    Per-chunk weight and bias gradients are summed afterwards in chunk order.
+    """
+    N, C = x4.shape[:2]
+    G, CRS, Kg = wT.shape
+    nb = _blocks(N, T)
+    n = _threads.chunks_for(N * G * nb, 2 * Kg * CRS * P * Q / nb, T)
+    if n == 1:
+        nb = 1
+    items = N * G * nb
+    dw_part = np.zeros((n, G, Kg, CRS), dtype=x4.dtype)  # per-chunk weight gradients
+    db_part = np.zeros((n, G * Kg), dtype=x4.dtype)  # per-chunk bias gradients
+    # nb > 1 (fewer samples than threads): column gradients of all N samples, scattered afterwards
+    dcols_all = np.empty((N if nb > 1 else 0, G, CRS, P * Q), dtype=x4.dtype)
+
+    def work(t):
+        i0, i1 = _split(items, n, t)
+        if i1 > i0:
+            _conv.bwd_chunk(x4, wT, dy4, R, S, sh, sw, ph, pw, dh, dw, P, Q, nb, i0, i1, dw_part[t], db_part[t],
+                            dcols_all, dx)
+
+    def scatter(t):  # one input plane per item: no two chunks write the same plane
+        i0, i1 = _split(N * C, n, t)
+        if i1 > i0:
+            _conv.col2im_chunk(dcols_all, R, S, sh, sw, ph, pw, dh, dw, P, Q, i0, i1, dx)
+
+    with _threads.single_threaded_blas():
+        _threads.run_chunks(work, n)
+    if nb > 1:
+        _threads.run_chunks(scatter, n)
+    np.sum(dw_part, axis=0, out=dw3)
+    np.sum(db_part, axis=0, out=db)
+
+
+def _direct_forward(x4, w4, b, R, S, ph, pw, dh, dw, P, Q, T, y):
+    """Run :func:`catlab._kernels.conv.direct_fwd_chunk` over ``y`` (N, K, P, Q) on up to ``T`` threads."""
+    N, C = x4.shape[:2]
+    K = w4.shape[0]
+    kb = K if N >= T else -(-K // T)  # filters per item: split them when samples are few
+    nkb = -(-K // kb)
+    n = _threads.chunks_for(N * nkb, kb * C * R * S * P * Q, T)
+    if n == 1:
+        kb, nkb = K, 1
+    items = N * nkb
+
+    def work(t):
+        i0, i1 = _split(items, n, t)
+        if i1 > i0:
+            _conv.direct_fwd_chunk(x4, w4, b, R, S, ph, pw, dh, dw, P, Q, kb, i0, i1, y)
+
+    _threads.run_chunks(work, n)
+
+
+def _direct_backward(x4, w4, dy, R, S, ph, pw, dh, dw, P, Q, T, dx, dw4, db):
+    """Run :func:`catlab._kernels.conv.direct_bwd_chunk` on up to ``T`` threads (samples split among them)."""
+    N, C = x4.shape[:2]
+    K = w4.shape[0]
+    n = _threads.chunks_for(N, 2 * K * C * R * S * P * Q, T)
+    dw_part = np.zeros((n,) + w4.shape, dtype=x4.dtype)  # per-chunk weight gradients
+    db_part = np.zeros((n, K), dtype=x4.dtype)
+
+    def work(t):
+        n0, n1 = _split(N, n, t)
+        if n1 > n0:
+            _conv.direct_bwd_chunk(x4, w4, dy, R, S, ph, pw, dh, dw, P, Q, n0, n1, dx, dw_part[t], db_part[t])
+
+    _threads.run_chunks(work, n)
+    np.sum(dw_part, axis=0, out=dw4)
+    np.sum(db_part, axis=0, out=db)
+
+
 #: The direct (no im2col) kernels are used up to this many input channels
 #: (stride 1, one group); above it, im2col + BLAS is faster.
 DIRECT_MAX_CHANNELS = 3
@@ -184,13 +281,11 @@ def _conv_forward(x, weight, bias, stride, padding, dilation, groups, nd):
     T = _threads.num_threads()
     if _use_direct(x4.shape[1], G, sh, sw):
         y = np.empty((N, K, P, Q), dtype=x4.dtype)  # (N, K, P, Q)
-        kb = K if N >= T else -(-K // T)  # filters per work item: split them when samples are few
-        _conv.conv2d_forward_direct(x4, w4, b, R, S, ph, pw, dh, dw, P, Q, kb, T, y)
+        _direct_forward(x4, w4, b, R, S, ph, pw, dh, dw, P, Q, T, y)
         return y.reshape((N, K, Q) if nd == 1 else (N, K, P, Q))
     w3 = w4.reshape(G, K // G, Cg * R * S)  # (G, Kg, Cg*R*S)
     y4 = np.empty((N, G, K // G, P * Q), dtype=x4.dtype)  # (N, G, Kg, P*Q)
-    with _threads.single_threaded_blas():
-        _conv.conv2d_forward(x4, w3, b, R, S, sh, sw, ph, pw, dh, dw, P, Q, _blocks(N, T), T, y4)
+    _im2col_forward(x4, w3, b, R, S, sh, sw, ph, pw, dh, dw, P, Q, T, y4)
     return y4.reshape((N, K, Q) if nd == 1 else (N, K, P, Q))
 
 
@@ -212,7 +307,7 @@ def _conv_backward(dy, x, weight, stride, padding, dilation, groups, nd):
         dx = np.empty(x4.shape, dtype=x4.dtype)  # (N, C, H, W)
         dw4 = np.empty(w4.shape, dtype=x4.dtype)  # (K, C, R, S)
         db = np.empty(K, dtype=x4.dtype)  # (K,)
-        _conv.conv2d_backward_direct(x4, w4, dy.reshape(N, K, P, Q), R, S, ph, pw, dh, dw, P, Q, T, dx, dw4, db)
+        _direct_backward(x4, w4, dy.reshape(N, K, P, Q), R, S, ph, pw, dh, dw, P, Q, T, dx, dw4, db)
         return dx.reshape(np.shape(x)), dw4.reshape(np.shape(weight)), db
     # (G, Cg*R*S, Kg): each group's filters transposed, contiguous for BLAS
     wT = np.ascontiguousarray(w4.reshape(G, K // G, Cg * R * S).transpose(0, 2, 1))
@@ -220,8 +315,7 @@ def _conv_backward(dy, x, weight, stride, padding, dilation, groups, nd):
     dx = np.zeros(x4.shape, dtype=x4.dtype)  # (N, C, H, W), scatter-added into
     dw3 = np.empty((G, K // G, Cg * R * S), dtype=x4.dtype)  # (G, Kg, Cg*R*S)
     db = np.empty(K, dtype=x4.dtype)  # (K,)
-    with _threads.single_threaded_blas():
-        _conv.conv2d_backward(x4, wT, dy4, R, S, sh, sw, ph, pw, dh, dw, P, Q, _blocks(N, T), T, dx, dw3, db)
+    _im2col_backward(x4, wT, dy4, R, S, sh, sw, ph, pw, dh, dw, P, Q, T, dx, dw3, db)
     return dx.reshape(np.shape(x)), dw3.reshape(np.shape(weight)), db
 
 

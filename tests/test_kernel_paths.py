@@ -103,48 +103,89 @@ def _geometry(cfg):
     return sh, sw, pt, pl, dh, dw, P, Q
 
 
+def _ranges(items, chunks):
+    return [(t * items // chunks, (t + 1) * items // chunks) for t in range(chunks)]
+
+
 @pytest.mark.parametrize("nb,chunks", [(1, 1), (1, 3), (2, 2), (3, 4), (4, 7)])
 @pytest.mark.parametrize("cfg", [IM2COL[0], IM2COL[2], IM2COL[3]])
 def test_im2col_kernels_under_every_partition(cfg, nb, chunks):
-    """Row blocks (nb > 1) and more chunks than items give the reference results."""
+    """Row blocks (nb > 1), any number of chunks (some empty), in any order: the reference results."""
     x, w, b, kw = _data(cfg, np.float64)
     N, C, H, W, Kf, R, S, *_, groups = cfg
     sh, sw, ph, pw, dh, dw, P, Q = _geometry(cfg)
     Kg, Cg = Kf // groups, C // groups
     w3 = w.reshape(groups, Kg, Cg * R * S)
+    items = N * groups * nb
     y4 = np.empty((N, groups, Kg, P * Q))
-    K.conv2d_forward(x, w3, b, R, S, sh, sw, ph, pw, dh, dw, P, Q, nb, chunks, y4)
+    for i0, i1 in reversed(_ranges(items, chunks)):  # chunks are independent of each other
+        K.fwd_chunk(x, w3, b, R, S, sh, sw, ph, pw, dh, dw, P, Q, nb, i0, i1, y4)
     dy = np.random.default_rng(3).normal(size=(N, Kf, P, Q))
     y_ref, (dx_ref, dw_ref, db_ref) = _ref(cfg, x, w, b, dy)
     np.testing.assert_allclose(y4.reshape(N, Kf, P, Q), y_ref, atol=1e-10)
     wT = np.ascontiguousarray(w3.transpose(0, 2, 1))
     dx = np.zeros_like(x)
-    dw3 = np.empty_like(w3)
-    db = np.empty(Kf)
-    K.conv2d_backward(x, wT, dy.reshape(N, groups, Kg, P * Q), R, S, sh, sw, ph, pw, dh, dw, P, Q, nb, chunks,
-                      dx, dw3, db)
+    dw_part = np.zeros((chunks,) + w3.shape)
+    db_part = np.zeros((chunks, Kf))
+    dcols_all = np.empty((N if nb > 1 else 0, groups, Cg * R * S, P * Q))
+    for t, (i0, i1) in enumerate(_ranges(items, chunks)):
+        K.bwd_chunk(x, wT, dy.reshape(N, groups, Kg, P * Q), R, S, sh, sw, ph, pw, dh, dw, P, Q, nb, i0, i1,
+                    dw_part[t], db_part[t], dcols_all, dx)
+    if nb > 1:
+        for i0, i1 in _ranges(N * C, chunks):
+            K.col2im_chunk(dcols_all, R, S, sh, sw, ph, pw, dh, dw, P, Q, i0, i1, dx)
     np.testing.assert_allclose(dx, dx_ref, atol=1e-10)
-    np.testing.assert_allclose(dw3.reshape(w.shape), dw_ref, atol=1e-10)
-    np.testing.assert_allclose(db, db_ref, atol=1e-10)
+    np.testing.assert_allclose(dw_part.sum(axis=0).reshape(w.shape), dw_ref, atol=1e-10)
+    np.testing.assert_allclose(db_part.sum(axis=0), db_ref, atol=1e-10)
 
 
 @pytest.mark.parametrize("kb,chunks", [(1, 1), (2, 2), (3, 5), (7, 3)])
 @pytest.mark.parametrize("cfg", [DIRECT[1], DIRECT[3]])
 def test_direct_kernels_under_every_partition(cfg, kb, chunks):
-    """Filter blocks of any size and any number of chunks give the reference results."""
+    """Filter blocks of any size and any number of chunks (some empty) give the reference results."""
     x, w, b, kw = _data(cfg, np.float64)
     N, C, H, W, Kf, R, S = cfg[:7]
     sh, sw, ph, pw, dh, dw, P, Q = _geometry(cfg)
     y = np.empty((N, Kf, P, Q))
-    K.conv2d_forward_direct(x, w, b, R, S, ph, pw, dh, dw, P, Q, kb, chunks, y)
+    for i0, i1 in reversed(_ranges(N * -(-Kf // kb), chunks)):
+        K.direct_fwd_chunk(x, w, b, R, S, ph, pw, dh, dw, P, Q, kb, i0, i1, y)
     dy = np.random.default_rng(4).normal(size=y.shape)
     y_ref, (dx_ref, dw_ref, db_ref) = _ref(cfg, x, w, b, dy)
     np.testing.assert_allclose(y, y_ref, atol=1e-10)
-    dx, dwt, db = np.empty_like(x), np.empty_like(w), np.empty(Kf)
-    K.conv2d_backward_direct(x, w, dy, R, S, ph, pw, dh, dw, P, Q, chunks, dx, dwt, db)
+    dx = np.empty_like(x)
+    dw_part, db_part = np.zeros((chunks,) + w.shape), np.zeros((chunks, Kf))
+    for t, (n0, n1) in enumerate(_ranges(N, chunks)):
+        K.direct_bwd_chunk(x, w, dy, R, S, ph, pw, dh, dw, P, Q, n0, n1, dx, dw_part[t], db_part[t])
     np.testing.assert_allclose(dx, dx_ref, atol=1e-10)
-    np.testing.assert_allclose(dwt, dw_ref, atol=1e-10)
-    np.testing.assert_allclose(db, db_ref, atol=1e-10)
+    np.testing.assert_allclose(dw_part.sum(axis=0), dw_ref, atol=1e-10)
+    np.testing.assert_allclose(db_part.sum(axis=0), db_ref, atol=1e-10)
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+@pytest.mark.parametrize("cfg", [(1, 2, 64, 64, 16, 3, 3, 1, 1), (1, 8, 40, 40, 16, 3, 3, 1, 1),
+                                 (3, 8, 40, 40, 16, 3, 3, 2, 1), (5, 3, 30, 30, 8, 5, 5, 1, 2)])
+def test_functional_dispatch_for_any_thread_count(cfg, threads, monkeypatch):
+    """The thread count the wrappers plan for (blocks, chunks) never changes the answer.
+
+    The layers are large enough to be split among threads; the expected values
+    come from the benchmark's independent NumPy im2col implementation.
+    """
+    from catlab import _threads as TH
+    from catlab.bench import numpy_conv2d, numpy_conv2d_backward
+
+    N, C, H, W, Kf, R, S, stride, pad = cfg
+    monkeypatch.setattr(TH, "num_threads", lambda: threads)
+    used = []
+    run = TH.run_chunks
+    monkeypatch.setattr(TH, "run_chunks", lambda work, n: (used.append(n), run(work, n)))
+    r = np.random.default_rng(8)
+    x, w, b = r.normal(size=(N, C, H, W)), r.normal(size=(Kf, C, R, S)), r.normal(size=Kf)
+    y = F.conv2d(x, w, b, stride, pad)
+    np.testing.assert_allclose(y, numpy_conv2d(x, w, b, stride, pad), atol=1e-10)
+    dy = r.normal(size=y.shape)
+    for got, want in zip(F.conv2d_backward(dy, x, w, stride, pad), numpy_conv2d_backward(dy, x, w, stride, pad)):
+        np.testing.assert_allclose(got, want, atol=1e-10)
+    assert max(used) == threads  # the work really was split among that many chunks
 
 
 @pytest.mark.parametrize("cfg", [DIRECT[1], IM2COL[1], IM2COL[2]])

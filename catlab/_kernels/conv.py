@@ -18,17 +18,19 @@ block of its output rows) are unrolled into the columns of a
 (Cg*R*S, rows*Q) workspace and one matrix product with the (Kg, Cg*R*S)
 filters gives all Kg maps. ``np.dot`` on contiguous arrays calls BLAS.
 
-Parallelism: the work is cut into ``nb`` blocks of output rows per sample
-and group; the ``T = n_chunks`` threads each take a fixed contiguous range of
-those items, with their own workspace (sized per block, never per batch).
-Each thread writes only its own outputs; sums over the batch (weight and
-bias gradients) go into per-chunk buffers that are added up afterwards in
-chunk order, so results are deterministic for a given ``n_chunks``. The
-BLAS called inside must run single-threaded (the caller arranges that).
+Parallelism: the work is cut into items (a sample and group, or a block of
+``nb`` output rows of one when there are fewer samples than threads). The
+``*_chunk`` kernels each do one fixed contiguous range of items with their
+own workspace (sized per item, never per batch) and release the GIL, so
+:mod:`catlab._threads` runs the chunks on several threads at once. Each chunk
+writes only its own outputs; sums over the batch (weight and bias gradients)
+go into per-chunk buffers that the caller adds up in chunk order, so results
+are deterministic for a given number of chunks. The BLAS called inside must
+run single-threaded (the caller arranges that).
 """
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 
 @njit(cache=True)
@@ -109,171 +111,126 @@ def col2im_channel(cols, cl, c, R, S, sh, sw, ph, pw, dh, dw, P, Q, dx_n):
                         dx_n[c, ih, q * sw + off] += cols[row, base + q]
 
 
-@njit(cache=True, parallel=True)
-def conv2d_forward(x, w3, b, R, S, sh, sw, ph, pw, dh, dw, P, Q, nb, n_chunks, y4):
-    """y4[n, g] = w3[g] @ im2col(x[n], group g) + b[g*Kg:(g+1)*Kg, None].
-
-    ``b`` is (K,) (zeros for no bias); ``y4`` is (N, G, Kg, P*Q), overwritten.
-    Each (sample, group) is cut into ``nb`` blocks of output rows; the items
-    are shared among ``n_chunks`` threads in fixed contiguous ranges.
-    """
-    N = x.shape[0]
+@njit(cache=True, nogil=True)
+def fwd_chunk(x, w3, b, R, S, sh, sw, ph, pw, dh, dw, P, Q, nb, i0, i1, y4):
+    """Forward items i0 <= it < i1 of :func:`conv2d_forward`, with this chunk's own workspace."""
     G, Kg, CRS = w3.shape
     Cg = CRS // (R * S)
     PQ = P * Q
+    if nb == 1:
+        cols = np.empty((CRS, PQ), dtype=x.dtype)  # workspace (Cg*R*S, P*Q), one per chunk
+        for it in range(i0, i1):
+            n = it // G
+            g = it % G
+            yg = y4[n, g]  # (Kg, P*Q)
+            im2col(x[n], g * Cg, R, S, sh, sw, ph, pw, dh, dw, 0, P, Q, cols)
+            np.dot(w3[g], cols, yg)
+            for k in range(Kg):
+                bk = b[g * Kg + k]
+                for j in range(PQ):
+                    yg[k, j] += bk
+        return
     PB = (P + nb - 1) // nb  # output rows per block
-    items = N * G * nb
-    for t in prange(n_chunks):
-        i0 = t * items // n_chunks
-        i1 = (t + 1) * items // n_chunks
-        if nb == 1:
-            if i1 <= i0:
-                continue
-            cols = np.empty((CRS, PQ), dtype=x.dtype)  # per-thread workspace (Cg*R*S, P*Q)
-            for it in range(i0, i1):
-                n = it // G
-                g = it % G
-                yg = y4[n, g]  # (Kg, P*Q)
-                im2col(x[n], g * Cg, R, S, sh, sw, ph, pw, dh, dw, 0, P, Q, cols)
-                np.dot(w3[g], cols, yg)
-                for k in range(Kg):
-                    bk = b[g * Kg + k]
-                    for j in range(PQ):
-                        yg[k, j] += bk
-        else:
-            for it in range(i0, i1):
-                n = it // (G * nb)
-                g = (it // nb) % G
-                p0 = (it % nb) * PB
-                p1 = min(P, p0 + PB)
-                if p1 <= p0:
-                    continue
-                L = (p1 - p0) * Q
-                cb = np.empty((CRS, L), dtype=x.dtype)  # (Cg*R*S, rows*Q), few items: N < threads
-                ob = np.empty((Kg, L), dtype=x.dtype)  # (Kg, rows*Q)
-                im2col(x[n], g * Cg, R, S, sh, sw, ph, pw, dh, dw, p0, p1, Q, cb)
-                np.dot(w3[g], cb, ob)
-                yg = y4[n, g]
-                j0 = p0 * Q
-                for k in range(Kg):
-                    bk = b[g * Kg + k]
-                    for j in range(L):
-                        yg[k, j0 + j] = ob[k, j] + bk
+    for it in range(i0, i1):
+        n = it // (G * nb)
+        g = (it // nb) % G
+        p0 = (it % nb) * PB
+        p1 = min(P, p0 + PB)
+        if p1 <= p0:
+            continue
+        L = (p1 - p0) * Q
+        cb = np.empty((CRS, L), dtype=x.dtype)  # (Cg*R*S, rows*Q); few items, as N < threads
+        ob = np.empty((Kg, L), dtype=x.dtype)  # (Kg, rows*Q)
+        im2col(x[n], g * Cg, R, S, sh, sw, ph, pw, dh, dw, p0, p1, Q, cb)
+        np.dot(w3[g], cb, ob)
+        yg = y4[n, g]
+        j0 = p0 * Q
+        for k in range(Kg):
+            bk = b[g * Kg + k]
+            for j in range(L):
+                yg[k, j0 + j] = ob[k, j] + bk
 
 
-@njit(cache=True, parallel=True)
-def conv2d_backward(x, wT, dy4, R, S, sh, sw, ph, pw, dh, dw, P, Q, nb, n_chunks, dx, dw3, db):
-    """Gradients of :func:`conv2d_forward`.
-
-    For each sample n and group g, with cols = im2col(x[n]):
-    dw3[g] = sum_n dy4[n, g] @ cols.T, dx[n] = col2im(wT[g] @ dy4[n, g]) and
-    db[k] = sum over n, p, q of dy. ``dx``, ``dw3`` and ``db`` are overwritten.
-    Per-chunk partial sums are added in chunk order (deterministic).
-    """
-    N = x.shape[0]
-    C = x.shape[1]
+@njit(cache=True, nogil=True)
+def bwd_chunk(x, wT, dy4, R, S, sh, sw, ph, pw, dh, dw, P, Q, nb, i0, i1, dw_t, db_t, dcols_all, dx):
+    """Backward items i0 <= it < i1 of :func:`conv2d_backward`; sums go to this chunk's dw_t, db_t."""
     G, CRS, Kg = wT.shape
     Cg = CRS // (R * S)
     PQ = P * Q
+    dwn = np.empty((Kg, CRS), dtype=x.dtype)
+    if nb == 1:
+        cols = np.empty((CRS, PQ), dtype=x.dtype)  # workspaces, one per chunk
+        dcols = np.empty((CRS, PQ), dtype=x.dtype)
+        for it in range(i0, i1):
+            n = it // G
+            g = it % G
+            dyg = dy4[n, g]  # (Kg, P*Q)
+            for k in range(Kg):
+                acc = 0.0
+                for j in range(PQ):
+                    acc += dyg[k, j]
+                db_t[g * Kg + k] += acc
+            im2col(x[n], g * Cg, R, S, sh, sw, ph, pw, dh, dw, 0, P, Q, cols)
+            np.dot(dyg, cols.T, dwn)
+            dwp = dw_t[g]
+            for k in range(Kg):
+                for j in range(CRS):
+                    dwp[k, j] += dwn[k, j]
+            np.dot(wT[g], dyg, dcols)
+            for cl in range(Cg):
+                col2im_channel(dcols, cl, g * Cg + cl, R, S, sh, sw, ph, pw, dh, dw, P, Q, dx[n])
+        return
     PB = (P + nb - 1) // nb
-    items = N * G * nb
-    dw_part = np.zeros((n_chunks, G, Kg, CRS), dtype=x.dtype)  # per-chunk weight gradients
-    db_part = np.zeros((n_chunks, G * Kg), dtype=x.dtype)  # per-chunk bias gradients
-    # nb > 1 (fewer samples than threads): the column gradients of all N samples, scattered afterwards
-    dcols_all = np.empty((N if nb > 1 else 0, G, CRS, PQ), dtype=x.dtype)
-    for t in prange(n_chunks):
-        i0 = t * items // n_chunks
-        i1 = (t + 1) * items // n_chunks
-        if i1 <= i0:
+    for it in range(i0, i1):
+        n = it // (G * nb)
+        g = (it // nb) % G
+        p0 = (it % nb) * PB
+        p1 = min(P, p0 + PB)
+        if p1 <= p0:
             continue
-        if nb == 1:
-            cols = np.empty((CRS, PQ), dtype=x.dtype)  # per-thread workspaces
-            dcols = np.empty((CRS, PQ), dtype=x.dtype)
-            dwn = np.empty((Kg, CRS), dtype=x.dtype)
-            for it in range(i0, i1):
-                n = it // G
-                g = it % G
-                dyg = dy4[n, g]  # (Kg, P*Q)
-                for k in range(Kg):
-                    acc = 0.0
-                    for j in range(PQ):
-                        acc += dyg[k, j]
-                    db_part[t, g * Kg + k] += acc
-                im2col(x[n], g * Cg, R, S, sh, sw, ph, pw, dh, dw, 0, P, Q, cols)
-                np.dot(dyg, cols.T, dwn)
-                dwp = dw_part[t, g]
-                for k in range(Kg):
-                    for j in range(CRS):
-                        dwp[k, j] += dwn[k, j]
-                np.dot(wT[g], dyg, dcols)
-                for cl in range(Cg):
-                    col2im_channel(dcols, cl, g * Cg + cl, R, S, sh, sw, ph, pw, dh, dw, P, Q, dx[n])
-        else:
-            dwn = np.empty((Kg, CRS), dtype=x.dtype)
-            for it in range(i0, i1):
-                n = it // (G * nb)
-                g = (it // nb) % G
-                p0 = (it % nb) * PB
-                p1 = min(P, p0 + PB)
-                if p1 <= p0:
-                    continue
-                L = (p1 - p0) * Q
-                j0 = p0 * Q
-                cb = np.empty((CRS, L), dtype=x.dtype)
-                dyb = np.empty((Kg, L), dtype=x.dtype)  # contiguous copy of this block of dy
-                dcb = np.empty((CRS, L), dtype=x.dtype)
-                dyg = dy4[n, g]
-                for k in range(Kg):
-                    acc = 0.0
-                    for j in range(L):
-                        v = dyg[k, j0 + j]
-                        dyb[k, j] = v
-                        acc += v
-                    db_part[t, g * Kg + k] += acc
-                im2col(x[n], g * Cg, R, S, sh, sw, ph, pw, dh, dw, p0, p1, Q, cb)
-                np.dot(dyb, cb.T, dwn)
-                dwp = dw_part[t, g]
-                for k in range(Kg):
-                    for j in range(CRS):
-                        dwp[k, j] += dwn[k, j]
-                np.dot(wT[g], dyb, dcb)
-                dst = dcols_all[n, g]
-                for i in range(CRS):
-                    for j in range(L):
-                        dst[i, j0 + j] = dcb[i, j]
-    if nb > 1:
-        # scatter the column gradients, one input channel per iteration (no two write the same plane)
-        for i in prange(N * C):
-            n = i // C
-            c = i % C
-            col2im_channel(dcols_all[n, c // Cg], c % Cg, c, R, S, sh, sw, ph, pw, dh, dw, P, Q, dx[n])
-    # fixed-order reduction of the per-chunk partial sums
-    for g in range(G):
+        L = (p1 - p0) * Q
+        j0 = p0 * Q
+        cb = np.empty((CRS, L), dtype=x.dtype)
+        dyb = np.empty((Kg, L), dtype=x.dtype)  # contiguous copy of this block of dy
+        dcb = np.empty((CRS, L), dtype=x.dtype)
+        dyg = dy4[n, g]
+        for k in range(Kg):
+            acc = 0.0
+            for j in range(L):
+                v = dyg[k, j0 + j]
+                dyb[k, j] = v
+                acc += v
+            db_t[g * Kg + k] += acc
+        im2col(x[n], g * Cg, R, S, sh, sw, ph, pw, dh, dw, p0, p1, Q, cb)
+        np.dot(dyb, cb.T, dwn)
+        dwp = dw_t[g]
         for k in range(Kg):
             for j in range(CRS):
-                acc = 0.0
-                for t in range(n_chunks):
-                    acc += dw_part[t, g, k, j]
-                dw3[g, k, j] = acc
-            acc = 0.0
-            for t in range(n_chunks):
-                acc += db_part[t, g * Kg + k]
-            db[g * Kg + k] = acc
+                dwp[k, j] += dwn[k, j]
+        np.dot(wT[g], dyb, dcb)
+        dst = dcols_all[n, g]
+        for i in range(CRS):
+            for j in range(L):
+                dst[i, j0 + j] = dcb[i, j]
 
 
-@njit(cache=True, parallel=True, fastmath={"contract"})
-def conv2d_forward_direct(x, w, b, R, S, ph, pw, dh, dw, P, Q, kb, n_chunks, y):
-    """Direct stride-1, one-group convolution for few input channels, without im2col.
+@njit(cache=True, nogil=True)
+def col2im_chunk(dcols_all, R, S, sh, sw, ph, pw, dh, dw, P, Q, i0, i1, dx):
+    """Scatter column gradients into planes i0 <= i < i1 of dx viewed as (N*C, H, W).
 
-    y[n, k, p, q] = b[k] + sum_{c,r,s} w[k, c, r, s] * xp[n, c, p + r*dh, q + s*dw]
-    with ``xp`` the zero-padded input. Each sample is copied once into a
-    per-thread padded buffer of width Wp = Q + dw*(S-1); on that buffer flattened, output
-    (p, q) sits at j = p*Wp + q and the tap (c, r, s) at j + c*Hp*Wp + r*dh*Wp + s*dw,
-    so every tap is one long contiguous (vectorisable) multiply-add over a block
-    of output rows. Work items are (sample, block of ``kb`` filters), shared among
-    ``n_chunks`` threads in fixed ranges. ``x`` (N, C, H, W), ``w`` (K, C, R, S),
-    ``b`` (K,), ``y`` (N, K, P, Q), overwritten.
+    ``dcols_all`` is (N, G, Cg*R*S, P*Q); plane i is sample i // C, channel i % C.
     """
+    C = dx.shape[1]
+    Cg = dcols_all.shape[2] // (R * S)
+    for i in range(i0, i1):
+        n = i // C
+        c = i % C
+        col2im_channel(dcols_all[n, c // Cg], c % Cg, c, R, S, sh, sw, ph, pw, dh, dw, P, Q, dx[n])
+
+
+@njit(cache=True, nogil=True, fastmath={"contract"})
+def direct_fwd_chunk(x, w, b, R, S, ph, pw, dh, dw, P, Q, kb, i0, i1, y):
+    """Items i0 <= it < i1 (sample, block of ``kb`` filters) of :func:`conv2d_forward_direct`."""
     N, C, H, W = x.shape
     K = w.shape[0]
     Hp = P + dh * (R - 1)
@@ -281,124 +238,91 @@ def conv2d_forward_direct(x, w, b, R, S, ph, pw, dh, dw, P, Q, kb, n_chunks, y):
     plane = Hp * Wp
     RB = max(1, 1024 // Wp)  # output rows per tile: the accumulators stay in L1
     nkb = (K + kb - 1) // kb
-    items = N * nkb
-    for t in prange(n_chunks):
-        i0 = t * items // n_chunks
-        i1 = (t + 1) * items // n_chunks
-        if i1 <= i0:
-            continue
-        xp = np.zeros(C * plane + Wp, dtype=x.dtype)  # padded sample, flattened (+ slack row)
-        acc = np.empty((kb, RB * Wp), dtype=x.dtype)
-        last = -1
-        for it in range(i0, i1):
-            n = it // nkb
-            k0 = (it % nkb) * kb
-            k1 = min(K, k0 + kb)
-            if n != last:  # the border stays zero; copy the interior
-                for c in range(C):
-                    for h in range(H):
-                        base = c * plane + (h + ph) * Wp + pw
-                        for v in range(W):
-                            xp[base + v] = x[n, c, h, v]
-                last = n
-            for p0 in range(0, P, RB):
-                p1 = min(P, p0 + RB)
-                jl = (p1 - p0 - 1) * Wp + Q
-                for kk in range(k1 - k0):
-                    for j in range(jl):
-                        acc[kk, j] = 0.0
-                for c in range(C):
-                    for r in range(R):
-                        for s in range(S):
-                            off = c * plane + (p0 + r * dh) * Wp + s * dw
-                            for kk in range(k1 - k0):
-                                wv = w[k0 + kk, c, r, s]
-                                for j in range(jl):
-                                    acc[kk, j] += wv * xp[off + j]
-                for kk in range(k1 - k0):
-                    bk = b[k0 + kk]
-                    for p in range(p0, p1):
-                        for q in range(Q):
-                            y[n, k0 + kk, p, q] = acc[kk, (p - p0) * Wp + q] + bk
+    xp = np.zeros(C * plane + Wp, dtype=x.dtype)  # padded sample, flattened (+ slack row)
+    acc = np.empty((kb, RB * Wp), dtype=x.dtype)
+    last = -1
+    for it in range(i0, i1):
+        n = it // nkb
+        k0 = (it % nkb) * kb
+        k1 = min(K, k0 + kb)
+        if n != last:  # the border stays zero; copy the interior
+            for c in range(C):
+                for h in range(H):
+                    base = c * plane + (h + ph) * Wp + pw
+                    for v in range(W):
+                        xp[base + v] = x[n, c, h, v]
+            last = n
+        for p0 in range(0, P, RB):
+            p1 = min(P, p0 + RB)
+            jl = (p1 - p0 - 1) * Wp + Q
+            for kk in range(k1 - k0):
+                for j in range(jl):
+                    acc[kk, j] = 0.0
+            for c in range(C):
+                for r in range(R):
+                    for s in range(S):
+                        off = c * plane + (p0 + r * dh) * Wp + s * dw
+                        for kk in range(k1 - k0):
+                            wv = w[k0 + kk, c, r, s]
+                            for j in range(jl):
+                                acc[kk, j] += wv * xp[off + j]
+            for kk in range(k1 - k0):
+                bk = b[k0 + kk]
+                for p in range(p0, p1):
+                    for q in range(Q):
+                        y[n, k0 + kk, p, q] = acc[kk, (p - p0) * Wp + q] + bk
 
 
-@njit(cache=True, parallel=True, fastmath={"reassoc", "contract"})
-def conv2d_backward_direct(x, w, dy, R, S, ph, pw, dh, dw, P, Q, n_chunks, dx, dwt, db):
-    """Gradients of :func:`conv2d_forward_direct` (stride 1, one group), without im2col.
-
-    On the flattened padded planes of :func:`conv2d_forward_direct` (width
-    Wp = Q + dw*(S-1)), with dy laid out at the same width (zeros between rows):
-    dwt[k, c, r, s] = sum_n sum_j dyw[k, j] * xp[c, j + r*dh*Wp + s*dw] (a long dot
-    product) and dxp[c, j + r*dh*Wp + s*dw] += w[k, c, r, s] * dyw[k, j] (a long
-    multiply-add), dx being the interior of dxp. Samples are shared among
-    ``n_chunks`` threads in fixed ranges; the weight and bias gradients are
-    summed per chunk and then over chunks in order (deterministic). ``dx``
-    (N, C, H, W), ``dwt`` (K, C, R, S) and ``db`` (K,) are overwritten.
-    """
+@njit(cache=True, nogil=True, fastmath={"reassoc", "contract"})
+def direct_bwd_chunk(x, w, dy, R, S, ph, pw, dh, dw, P, Q, n0, n1, dx, dw_t, db_t):
+    """Samples n0 <= n < n1 of :func:`conv2d_backward_direct`; sums go to this chunk's dw_t, db_t."""
     N, C, H, W = x.shape
     K = w.shape[0]
     Hp = P + dh * (R - 1)
     Wp = Q + dw * (S - 1)
     plane = Hp * Wp
     L = (P - 1) * Wp + Q
-    dw_part = np.zeros((n_chunks, K, C, R, S), dtype=x.dtype)
-    db_part = np.zeros((n_chunks, K), dtype=x.dtype)
-    for t in prange(n_chunks):
-        n0 = t * N // n_chunks
-        n1 = (t + 1) * N // n_chunks
-        if n1 <= n0:
-            continue
-        xp = np.zeros(C * plane + Wp, dtype=x.dtype)  # padded sample, flattened
-        dxp = np.empty(C * plane + Wp, dtype=x.dtype)  # its gradient
-        dyw = np.zeros((K, L), dtype=x.dtype)  # dy at width Wp; the gaps stay zero
-        zero = np.zeros(1, dtype=x.dtype)[0]
-        for n in range(n0, n1):
-            for c in range(C):
-                for h in range(H):
-                    base = c * plane + (h + ph) * Wp + pw
-                    for v in range(W):
-                        xp[base + v] = x[n, c, h, v]
-            for k in range(K):
-                acc = zero
-                for p in range(P):
-                    for q in range(Q):
-                        g = dy[n, k, p, q]
-                        dyw[k, p * Wp + q] = g
-                        acc += g
-                db_part[t, k] += acc
-            for k in range(K):
-                for c in range(C):
-                    for r in range(R):
-                        for s in range(S):
-                            off = c * plane + r * dh * Wp + s * dw
-                            acc = zero
-                            for j in range(L):
-                                acc += dyw[k, j] * xp[off + j]
-                            dw_part[t, k, c, r, s] += acc
-            for i in range(C * plane + Wp):
-                dxp[i] = 0.0
+    xp = np.zeros(C * plane + Wp, dtype=x.dtype)  # padded sample, flattened
+    dxp = np.empty(C * plane + Wp, dtype=x.dtype)  # its gradient
+    dyw = np.zeros((K, L), dtype=x.dtype)  # dy at width Wp; the gaps stay zero
+    zero = np.zeros(1, dtype=x.dtype)[0]
+    for n in range(n0, n1):
+        for c in range(C):
+            for h in range(H):
+                base = c * plane + (h + ph) * Wp + pw
+                for v in range(W):
+                    xp[base + v] = x[n, c, h, v]
+        for k in range(K):
+            acc = zero
+            for p in range(P):
+                for q in range(Q):
+                    g = dy[n, k, p, q]
+                    dyw[k, p * Wp + q] = g
+                    acc += g
+            db_t[k] += acc
+        for k in range(K):
             for c in range(C):
                 for r in range(R):
                     for s in range(S):
                         off = c * plane + r * dh * Wp + s * dw
-                        for k in range(K):
-                            wv = w[k, c, r, s]
-                            for j in range(L):
-                                dxp[off + j] += wv * dyw[k, j]
-            for c in range(C):
-                for h in range(H):
-                    base = c * plane + (h + ph) * Wp + pw
-                    for v in range(W):
-                        dx[n, c, h, v] = dxp[base + v]
-    for k in range(K):
+                        acc = zero
+                        for j in range(L):
+                            acc += dyw[k, j] * xp[off + j]
+                        dw_t[k, c, r, s] += acc
+        for i in range(C * plane + Wp):
+            dxp[i] = 0.0
         for c in range(C):
             for r in range(R):
                 for s in range(S):
-                    acc = 0.0
-                    for t in range(n_chunks):
-                        acc += dw_part[t, k, c, r, s]
-                    dwt[k, c, r, s] = acc
-        acc = 0.0
-        for t in range(n_chunks):
-            acc += db_part[t, k]
-        db[k] = acc
+                    off = c * plane + r * dh * Wp + s * dw
+                    for k in range(K):
+                        wv = w[k, c, r, s]
+                        for j in range(L):
+                            dxp[off + j] += wv * dyw[k, j]
+        for c in range(C):
+            for h in range(H):
+                base = c * plane + (h + ph) * Wp + pw
+                for v in range(W):
+                    dx[n, c, h, v] = dxp[base + v]
+
+
