@@ -489,6 +489,18 @@ def conv1d_backward(dy, x, weight, stride=1, padding=0, dilation=1, groups=1):
 # ----------------------------------------------------------------------------
 
 
+def _planes(items, work_per_item, kernel):
+    """Call ``kernel(i0, i1)`` over contiguous ranges covering ``range(items)``, on up to all threads."""
+    n = _threads.chunks_for(items, work_per_item, _threads.num_threads())
+
+    def work(t):
+        i0, i1 = _split(items, n, t)
+        if i1 > i0:
+            kernel(i0, i1)
+
+    _threads.run_chunks(work, n)
+
+
 def _pool_setup(x, kernel_size, stride, padding, name="x"):
     x = V.float_array(x, name, 4, "(N, C, H, W)")
     kh, kw = V.int_tuple(kernel_size, "kernel_size", 2, 1)
@@ -554,7 +566,8 @@ def max_pool2d(x, kernel_size, stride=None, padding=0):
     x, (kh, kw), (sh, sw), (ph, pw), (P, Q) = _pool_setup(x, kernel_size, stride, padding)
     N, C, H, W = x.shape
     y = np.empty((N * C, P, Q), dtype=x.dtype)  # (N*C, P, Q)
-    _pool.max_pool2d_forward(x.reshape(N * C, H, W), kh, kw, sh, sw, ph, pw, y)
+    x3 = x.reshape(N * C, H, W)
+    _planes(N * C, kh * kw * P * Q, lambda i0, i1: _pool.max_pool2d_forward(x3, kh, kw, sh, sw, ph, pw, i0, i1, y))
     return y.reshape(N, C, P, Q)
 
 
@@ -592,8 +605,10 @@ def max_pool2d_backward(dy, x, kernel_size, stride=None, padding=0):
     x, (kh, kw), (sh, sw), (ph, pw), (P, Q) = _pool_setup(x, kernel_size, stride, padding)
     dy = _pool_dy(dy, x, P, Q)
     N, C, H, W = x.shape
-    dx = np.zeros((N * C, H, W), dtype=x.dtype)  # (N*C, H, W)
-    _pool.max_pool2d_backward(x.reshape(N * C, H, W), dy.reshape(N * C, P, Q), kh, kw, sh, sw, ph, pw, dx)
+    dx = np.empty((N * C, H, W), dtype=x.dtype)  # (N*C, H, W), every plane overwritten
+    x3, dy3 = x.reshape(N * C, H, W), dy.reshape(N * C, P, Q)
+    _planes(N * C, kh * kw * P * Q + H * W,
+            lambda i0, i1: _pool.max_pool2d_backward(x3, dy3, kh, kw, sh, sw, ph, pw, i0, i1, dx))
     return dx.reshape(N, C, H, W)
 
 
@@ -628,7 +643,8 @@ def avg_pool2d(x, kernel_size, stride=None, padding=0):
     x, (kh, kw), (sh, sw), (ph, pw), (P, Q) = _pool_setup(x, kernel_size, stride, padding)
     N, C, H, W = x.shape
     y = np.empty((N * C, P, Q), dtype=x.dtype)  # (N*C, P, Q)
-    _pool.avg_pool2d_forward(x.reshape(N * C, H, W), kh, kw, sh, sw, ph, pw, y)
+    x3 = x.reshape(N * C, H, W)
+    _planes(N * C, kh * kw * P * Q, lambda i0, i1: _pool.avg_pool2d_forward(x3, kh, kw, sh, sw, ph, pw, i0, i1, y))
     return y.reshape(N, C, P, Q)
 
 
@@ -662,8 +678,10 @@ def avg_pool2d_backward(dy, x, kernel_size, stride=None, padding=0):
     x, (kh, kw), (sh, sw), (ph, pw), (P, Q) = _pool_setup(x, kernel_size, stride, padding)
     dy = _pool_dy(dy, x, P, Q)
     N, C, H, W = x.shape
-    dx = np.zeros((N * C, H, W), dtype=x.dtype)  # (N*C, H, W)
-    _pool.avg_pool2d_backward(dy.reshape(N * C, P, Q), kh, kw, sh, sw, ph, pw, dx)
+    dx = np.empty((N * C, H, W), dtype=x.dtype)  # (N*C, H, W), every plane overwritten
+    dy3 = dy.reshape(N * C, P, Q)
+    _planes(N * C, kh * kw * P * Q + H * W,
+            lambda i0, i1: _pool.avg_pool2d_backward(dy3, kh, kw, sh, sw, ph, pw, i0, i1, dx))
     return dx.reshape(N, C, H, W)
 
 
@@ -697,7 +715,8 @@ def relu(x):
     """
     x = V.float_array(x, "x")
     y = np.empty_like(x)
-    _act.relu_forward(x.reshape(-1), y.reshape(-1))
+    xf, yf = x.reshape(-1), y.reshape(-1)
+    _planes(xf.shape[0], 4, lambda i0, i1: _act.relu_forward(xf, i0, i1, yf))
     return y
 
 
@@ -731,7 +750,8 @@ def relu_backward(dy, x):
     if dy.shape != x.shape:
         raise ValueError(f"dy: expected shape {V.shape_str(x.shape)} to match x, got {V.shape_str(dy.shape)}")
     dx = np.empty_like(x)
-    _act.relu_backward(dy.reshape(-1), x.reshape(-1), dx.reshape(-1))
+    dyf, xf, dxf = dy.reshape(-1), x.reshape(-1), dx.reshape(-1)
+    _planes(xf.shape[0], 4, lambda i0, i1: _act.relu_backward(dyf, xf, i0, i1, dxf))
     return dx
 
 
@@ -829,7 +849,11 @@ def linear_backward(dy, x, weight):
             f"dy: expected the forward output's shape {V.shape_str((x.shape[0], weight.shape[0]))}, "
             f"got {V.shape_str(dy.shape)}"
         )
-    return dy @ weight, dy.T @ x, dy.sum(axis=0)
+    if x.shape[0] == 1:  # an outer product: much faster than a matrix product with inner size 1
+        dweight = np.outer(dy[0], x[0])
+    else:
+        dweight = dy.T @ x
+    return dy @ weight, dweight, dy.sum(axis=0)
 
 
 # ----------------------------------------------------------------------------

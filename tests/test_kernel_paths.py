@@ -221,3 +221,42 @@ def test_each_path_matches_torch(cfg, dtype):
     yt.backward(torch.tensor(dy))
     for mine, theirs in zip(F.conv2d_backward(dy, x, w, **kw), (xt.grad, wt.grad, bt.grad)):
         np.testing.assert_allclose(mine, theirs.numpy(), **_tol(dtype))
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_pool_and_relu_split_among_threads(threads, monkeypatch):
+    """Large enough to be split into chunks; expected values from NumPy reshapes (2x2 windows, no ties)."""
+    from catlab import _threads as TH
+
+    monkeypatch.setattr(TH, "num_threads", lambda: threads)
+    used = []
+    run = TH.run_chunks
+    monkeypatch.setattr(TH, "run_chunks", lambda work, n: (used.append(n), run(work, n)))
+    r = np.random.default_rng(9)
+    x = r.normal(size=(8, 16, 96, 94))
+    win = x.reshape(8, 16, 48, 2, 47, 2)
+    dy = r.normal(size=(8, 16, 48, 47))
+    up = np.repeat(np.repeat(dy, 2, axis=2), 2, axis=3)  # each window's gradient on its four cells
+
+    y = F.max_pool2d(x, 2)
+    np.testing.assert_array_equal(y, win.max(axis=(3, 5)))
+    winner = x == np.repeat(np.repeat(y, 2, axis=2), 2, axis=3)
+    np.testing.assert_array_equal(F.max_pool2d_backward(dy, x, 2), np.where(winner, up, 0.0))
+    np.testing.assert_allclose(F.avg_pool2d(x, 2), win.mean(axis=(3, 5)), atol=1e-14)
+    np.testing.assert_allclose(F.avg_pool2d_backward(dy, x, 2), up / 4, atol=1e-14)
+    np.testing.assert_array_equal(F.relu(x), np.maximum(x, 0.0))
+    np.testing.assert_array_equal(F.relu_backward(up, x), np.where(x > 0, up, 0.0))
+    assert used == [threads] * 6  # every one of the six calls was split
+
+
+def test_linear_backward_batch_one_matches_batch_two():
+    """N = 1 takes the outer-product path; it must agree with the matrix-product path row by row."""
+    r = np.random.default_rng(10)
+    x, w, dy = r.normal(size=(2, 7)), r.normal(size=(3, 7)), r.normal(size=(2, 3))
+    dx1, dw1, db1 = F.linear_backward(dy[:1], x[:1], w)
+    np.testing.assert_allclose(dw1, np.outer(dy[0], x[0]), atol=1e-14)
+    dx2, dw2, db2 = F.linear_backward(dy, x, w)
+    dxb, dwb, dbb = F.linear_backward(dy[1:], x[1:], w)
+    np.testing.assert_allclose(dw1 + dwb, dw2, atol=1e-12)
+    np.testing.assert_allclose(np.vstack([dx1, dxb]), dx2, atol=1e-12)
+    np.testing.assert_allclose(db1 + dbb, db2, atol=1e-12)
