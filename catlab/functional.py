@@ -260,14 +260,15 @@ def _direct_backward(x4, w4, dy, R, S, ph, pw, dh, dw, P, Q, T, dx, dw4, db):
     np.sum(db_part, axis=0, out=db)
 
 
-#: The direct (no im2col) kernels are used up to this many input channels
-#: (stride 1, one group); above it, im2col + BLAS is faster.
+#: The direct (no im2col) kernels are used up to this many input channels and
+#: filters (stride 1, one group); above them, im2col + BLAS was faster here.
 DIRECT_MAX_CHANNELS = 3
+DIRECT_MAX_FILTERS = 8
 
 
-def _use_direct(C, groups, sh, sw):
+def _use_direct(C, K, groups, sh, sw):
     """Whether a convolution takes the direct small-channel kernels (forward and backward)."""
-    return C <= DIRECT_MAX_CHANNELS and groups == 1 and sh == 1 and sw == 1
+    return C <= DIRECT_MAX_CHANNELS and K <= DIRECT_MAX_FILTERS and groups == 1 and sh == 1 and sw == 1
 
 
 def _conv_forward(x, weight, bias, stride, padding, dilation, groups, nd):
@@ -279,7 +280,7 @@ def _conv_forward(x, weight, bias, stride, padding, dilation, groups, nd):
     if b is None:
         b = np.zeros(K, dtype=x4.dtype)
     T = _threads.num_threads()
-    if _use_direct(x4.shape[1], G, sh, sw):
+    if _use_direct(x4.shape[1], K, G, sh, sw):
         y = np.empty((N, K, P, Q), dtype=x4.dtype)  # (N, K, P, Q)
         _direct_forward(x4, w4, b, R, S, ph, pw, dh, dw, P, Q, T, y)
         return y.reshape((N, K, Q) if nd == 1 else (N, K, P, Q))
@@ -303,7 +304,7 @@ def _conv_backward(dy, x, weight, stride, padding, dilation, groups, nd):
             f"dy: expected the forward output's shape {V.shape_str(expected)}, got {V.shape_str(dy.shape)}"
         )
     T = _threads.num_threads()
-    if _use_direct(x4.shape[1], G, sh, sw):
+    if _use_direct(x4.shape[1], K, G, sh, sw):
         dx = np.empty(x4.shape, dtype=x4.dtype)  # (N, C, H, W)
         dw4 = np.empty(w4.shape, dtype=x4.dtype)  # (K, C, R, S)
         db = np.empty(K, dtype=x4.dtype)  # (K,)

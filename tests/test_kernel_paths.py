@@ -1,7 +1,8 @@
 """Every convolution kernel path against the reference loops (and torch when installed).
 
 catlab.functional picks a kernel per call: the direct small-channel kernels
-(stride 1, one group, at most ``DIRECT_MAX_CHANNELS`` input channels) or
+(stride 1, one group, at most ``DIRECT_MAX_CHANNELS`` input channels and
+``DIRECT_MAX_FILTERS`` filters) or
 im2col + BLAS, whose work is cut into blocks of output rows when there are
 fewer samples than threads. These tests pick configurations that select each
 path, check the choice, and also call the kernels directly with other thread
@@ -26,6 +27,7 @@ DIRECT = [
 ]
 IM2COL = [
     (1, 4, 9, 7, 3, 3, 3, 1, 1, 1, 1),  # more channels than the direct path takes
+    (2, 2, 9, 8, 9, 3, 3, 1, 1, 1, 1),  # more filters than the direct path takes
     (3, 6, 11, 10, 4, 5, 3, 2, 2, 1, 1),  # strided
     (2, 3, 12, 9, 6, 3, 3, 1, 1, 1, 3),  # groups
     (1, 2, 13, 11, 4, 3, 2, (2, 3), (1, 0), (2, 1), 2),
@@ -57,9 +59,9 @@ def _tol(dtype):
 
 
 def _selects_direct(cfg):
-    C, stride, groups = cfg[1], cfg[7], cfg[10]
+    C, Kf, stride, groups = cfg[1], cfg[4], cfg[7], cfg[10]
     s = stride if isinstance(stride, tuple) else (stride, stride)
-    return F._use_direct(C, groups, *s)
+    return F._use_direct(C, Kf, groups, *s)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

@@ -74,12 +74,16 @@ def im2col(x_n, c0, R, S, sh, sw, ph, pw, dh, dw, p0, p1, Q, cols):
                         continue
                     for q in range(lo):
                         cols[row, base + q] = 0.0
+                    # views indexed by the loop counter alone let LLVM vectorise the copy
+                    dst = cols[row, base + lo:base + hi]
                     if sw == 1:
-                        for q in range(lo, hi):
-                            cols[row, base + q] = x_n[c0 + c, ih, q + off]
+                        src = x_n[c0 + c, ih, lo + off:hi + off]
+                        for q in range(hi - lo):
+                            dst[q] = src[q]
                     else:
-                        for q in range(lo, hi):
-                            cols[row, base + q] = x_n[c0 + c, ih, q * sw + off]
+                        src2 = x_n[c0 + c, ih, lo * sw + off:]
+                        for q in range(hi - lo):
+                            dst[q] = src2[q * sw]
                     for q in range(hi, Q):
                         cols[row, base + q] = 0.0
 
@@ -103,12 +107,15 @@ def col2im_channel(cols, cl, c, R, S, sh, sw, ph, pw, dh, dw, P, Q, dx_n):
                 if ih < 0 or ih >= H:
                     continue
                 base = p * Q
+                src = cols[row, base + lo:base + hi]
                 if sw == 1:
-                    for q in range(lo, hi):
-                        dx_n[c, ih, q + off] += cols[row, base + q]
+                    dst = dx_n[c, ih, lo + off:hi + off]
+                    for q in range(hi - lo):
+                        dst[q] += src[q]
                 else:
-                    for q in range(lo, hi):
-                        dx_n[c, ih, q * sw + off] += cols[row, base + q]
+                    dst2 = dx_n[c, ih, lo * sw + off:]
+                    for q in range(hi - lo):
+                        dst2[q * sw] += src[q]
 
 
 @njit(cache=True, nogil=True)
@@ -262,10 +269,12 @@ def direct_fwd_chunk(x, w, b, R, S, ph, pw, dh, dw, P, Q, kb, i0, i1, y):
                 for r in range(R):
                     for s in range(S):
                         off = c * plane + (p0 + r * dh) * Wp + s * dw
+                        xs = xp[off:off + jl]  # views indexed by the loop counter vectorise
                         for kk in range(k1 - k0):
                             wv = w[k0 + kk, c, r, s]
+                            a = acc[kk]
                             for j in range(jl):
-                                acc[kk, j] += wv * xp[off + j]
+                                a[j] += wv * xs[j]
             for kk in range(k1 - k0):
                 bk = b[k0 + kk]
                 for p in range(p0, p1):
@@ -305,9 +314,11 @@ def direct_bwd_chunk(x, w, dy, R, S, ph, pw, dh, dw, P, Q, n0, n1, dx, dw_t, db_
                 for r in range(R):
                     for s in range(S):
                         off = c * plane + r * dh * Wp + s * dw
+                        xs = xp[off:off + L]
+                        dk = dyw[k]
                         acc = zero
                         for j in range(L):
-                            acc += dyw[k, j] * xp[off + j]
+                            acc += dk[j] * xs[j]
                         dw_t[k, c, r, s] += acc
         for i in range(C * plane + Wp):
             dxp[i] = 0.0
@@ -315,10 +326,12 @@ def direct_bwd_chunk(x, w, dy, R, S, ph, pw, dh, dw, P, Q, n0, n1, dx, dw_t, db_
             for r in range(R):
                 for s in range(S):
                     off = c * plane + r * dh * Wp + s * dw
+                    ds = dxp[off:off + L]
                     for k in range(K):
                         wv = w[k, c, r, s]
+                        dk = dyw[k]
                         for j in range(L):
-                            dxp[off + j] += wv * dyw[k, j]
+                            ds[j] += wv * dk[j]
         for c in range(C):
             for h in range(H):
                 base = c * plane + (h + ph) * Wp + pw
