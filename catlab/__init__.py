@@ -8,6 +8,11 @@ nn
     Layer objects (``Conv2d``, ``ReLU``, ``MaxPool2d``, ``Linear``, ``Sequential`` ...).
 gradcheck
     Numerical gradient checks by centred differences in float64.
+optim, train
+    ``SGD`` and ``Adam`` as in ``torch.optim``; ``fit``, ``evaluate``, ``predict``.
+datasets, checkpoint, interop
+    Offline data sets (digits, an MNIST sample, the cat, CIFAR-10 binary); ``.npz``
+    checkpoints; moving weights to and from PyTorch.
 
 Examples
 --------
@@ -20,5 +25,7 @@ Examples
 __version__ = "0.1.0"
 
 from . import functional, gradcheck, nn, widgets  # noqa: E402
+from . import checkpoint, datasets, interop, optim, train  # noqa: E402
 
-__all__ = ["functional", "nn", "gradcheck", "widgets", "__version__"]
+__all__ = ["functional", "nn", "gradcheck", "widgets", "optim", "train", "datasets", "checkpoint", "interop",
+           "__version__"]

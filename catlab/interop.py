@@ -1,0 +1,155 @@
+"""PyTorch interop: move weights and whole Sequential models between catlab and torch.
+
+A catlab :class:`~catlab.nn.Sequential` and the equivalent ``torch.nn.Sequential``
+have the same ``state_dict`` keys and shapes, so weights move both ways
+unchanged. torch is imported only inside the functions that need it, never
+when catlab is imported.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+import numpy as np
+
+from . import nn
+
+__all__ = ["to_torch_state_dict", "from_torch_state_dict", "to_torch"]
+
+
+def _torch():
+    try:
+        import torch
+    except ImportError as e:
+        raise ImportError("this function needs PyTorch, which catlab does not install; `pip install torch`") from e
+    return torch
+
+
+def to_torch_state_dict(model):
+    """A torch ``state_dict`` (an OrderedDict of tensors) from a catlab model or state.
+
+    Parameters
+    ----------
+    model : catlab.nn.Module or mapping of str to ndarray
+
+    Returns
+    -------
+    OrderedDict of str to torch.Tensor
+        Copies, in the arrays' dtypes; load with ``torch_model.load_state_dict(...)``.
+
+    Raises
+    ------
+    ImportError
+        If torch is not installed.
+    TypeError
+        If ``model`` is neither a Module nor a mapping.
+
+    Examples
+    --------
+    Needs torch, so shown rather than run here (tests/test_interop.py runs it)::
+
+        tnet = torch.nn.Sequential(torch.nn.Linear(3, 2))
+        tnet.load_state_dict(to_torch_state_dict(nn.Sequential(nn.Linear(3, 2, rng=0))))
+    """
+    state = model.state_dict() if isinstance(model, nn.Module) else model
+    if not hasattr(state, "items"):
+        raise TypeError(f"model must be a catlab.nn.Module or a mapping of arrays, got {type(model).__name__}")
+    torch = _torch()
+    return OrderedDict((k, torch.from_numpy(np.array(v, copy=True))) for k, v in state.items())
+
+
+def from_torch_state_dict(state):
+    """A catlab state (an OrderedDict of NumPy arrays) from a torch ``state_dict``.
+
+    Parameters
+    ----------
+    state : mapping of str to torch.Tensor (or anything with ``.detach().cpu().numpy()``, or arrays)
+
+    Returns
+    -------
+    OrderedDict of str to ndarray
+        Copies; load with ``model.load_state_dict(...)``, which names any mismatched key.
+
+    Raises
+    ------
+    TypeError
+        If ``state`` is not a mapping.
+
+    Examples
+    --------
+    Arrays pass through (tensors are detached and copied the same way):
+
+    >>> import numpy as np
+    >>> from_torch_state_dict({"weight": np.ones((2, 3))})["weight"].shape
+    (2, 3)
+    """
+    if not hasattr(state, "items"):
+        raise TypeError(f"state must be a mapping (a torch state_dict), got {type(state).__name__}")
+    out = OrderedDict()
+    for k, v in state.items():
+        if hasattr(v, "detach"):
+            v = v.detach().cpu().numpy()
+        out[k] = np.array(v, copy=True)
+    return out
+
+
+def to_torch(model):
+    """Build the equivalent ``torch.nn`` module, with the same weights, from a catlab model.
+
+    Supports :class:`~catlab.nn.Sequential` of ``Conv1d``, ``Conv2d``, ``ReLU``,
+    ``MaxPool2d``, ``AvgPool2d``, ``Linear`` and ``Flatten`` (and each of those alone).
+
+    Parameters
+    ----------
+    model : catlab.nn.Module
+
+    Returns
+    -------
+    torch.nn.Module
+        In float64 if the catlab model is, float32 otherwise; its ``state_dict``
+        equals ``model.state_dict()``.
+
+    Raises
+    ------
+    ImportError
+        If torch is not installed.
+    TypeError
+        For a layer with no torch equivalent here, naming it.
+
+    Examples
+    --------
+    Needs torch, so shown rather than run here (tests/test_interop.py runs it)::
+
+        tnet = to_torch(nn.Sequential(nn.Conv2d(1, 6, 5, padding=2), nn.ReLU()))
+        # Sequential((0): Conv2d(1, 6, kernel_size=(5, 5), stride=(1, 1), padding=(2, 2)), (1): ReLU())
+    """
+    torch = _torch()
+    tnn = torch.nn
+
+    def convert(m, where):
+        if isinstance(m, nn.Sequential):
+            return tnn.Sequential(*[convert(layer, f"{where}[{i}]") for i, layer in enumerate(m.layers)])
+        if isinstance(m, (nn.Conv1d, nn.Conv2d)):
+            cls = tnn.Conv1d if isinstance(m, nn.Conv1d) else tnn.Conv2d
+            return cls(m.in_channels, m.out_channels, m.kernel_size, stride=m.stride, padding=m.padding,
+                       dilation=m.dilation, groups=m.groups, bias=m.bias is not None)
+        if isinstance(m, nn.Linear):
+            return tnn.Linear(m.in_features, m.out_features, bias=m.bias is not None)
+        if isinstance(m, nn.ReLU):
+            return tnn.ReLU()
+        if isinstance(m, nn.MaxPool2d):
+            return tnn.MaxPool2d(m.kernel_size, m.stride, m.padding)
+        if isinstance(m, nn.AvgPool2d):
+            return tnn.AvgPool2d(m.kernel_size, m.stride, m.padding)
+        if isinstance(m, nn.Flatten):
+            return tnn.Flatten(m.start_dim, m.end_dim)
+        raise TypeError(f"model{where}: no torch equivalent for {type(m).__name__}")
+
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a catlab.nn.Module, got {type(model).__name__}")
+    tmodel = convert(model, "")
+    params = model.parameters()
+    if params and params[0].data.dtype == np.float64:
+        tmodel = tmodel.double()
+    tmodel.load_state_dict(to_torch_state_dict(model))
+    return tmodel

@@ -1,0 +1,143 @@
+"""catlab.filters: hand-made kernels and stimuli, against hand-computed answers and scipy/skimage."""
+
+import numpy as np
+import pytest
+
+from catlab import filters as Fi
+from catlab import functional as F
+
+
+def test_box_kernel_sums_to_one_and_blurs_an_impulse():
+    k = Fi.box_kernel(3)
+    assert k.shape == (3, 3) and np.isclose(k.sum(), 1.0)
+    x = np.zeros((1, 1, 5, 5))
+    x[0, 0, 2, 2] = 9.0
+    y = F.conv2d(x, k[None, None], padding=1)[0, 0]
+    expected = np.zeros((5, 5))
+    expected[1:4, 1:4] = 1.0  # 9 spread evenly over the 3x3 neighbourhood
+    np.testing.assert_allclose(y, expected)
+
+
+def test_gaussian_kernel_matches_formula_by_hand():
+    k = Fi.gaussian_kernel(3, 1.0)
+    e = np.exp(-0.5)
+    g = np.array([e, 1.0, e])
+    np.testing.assert_allclose(k, np.outer(g, g) / (1 + 2 * e) ** 2)
+
+
+def test_gaussian_kernel_matches_scipy_filter_response():
+    ndimage = pytest.importorskip("scipy.ndimage")
+    x = np.zeros((9, 9))
+    x[4, 4] = 1.0
+    ref = ndimage.gaussian_filter(x, sigma=1.5, truncate=(4 - 0.0) / 1.5, mode="constant")
+    k = Fi.gaussian_kernel(9, 1.5)
+    # scipy normalises the 1-D kernel over the same 9 taps, so the impulse response is our kernel
+    np.testing.assert_allclose(ref, k, atol=1e-12)
+
+
+def test_sobel_responds_to_a_left_to_right_step_with_the_right_sign():
+    x = np.zeros((1, 1, 5, 5))
+    x[0, 0, :, 3:] = 1.0  # dark left, bright right
+    gx = F.conv2d(x, Fi.sobel_x()[None, None])[0, 0]
+    gy = F.conv2d(x, Fi.sobel_y()[None, None])[0, 0]
+    # windows centred on columns 1, 2, 3: the step is seen by the windows at columns 2 and 3
+    np.testing.assert_array_equal(gx, np.array([[0.0, 4.0, 4.0]] * 3))
+    np.testing.assert_array_equal(gy, np.zeros((3, 3)))
+
+
+def test_sobel_matches_skimage_sign_convention():
+    skf = pytest.importorskip("skimage.filters")
+    rng = np.random.default_rng(0)
+    img = rng.random((12, 12))
+    ours = F.conv2d(img[None, None], Fi.sobel_x()[None, None])[0, 0]
+    # skimage.filters.sobel_v finds vertical edges (change along columns), kernel normalised by 4
+    ref = skf.sobel_v(img)[1:-1, 1:-1] * 4
+    np.testing.assert_allclose(ours, ref, atol=1e-12)
+
+
+def test_gabor_zero_mean_unit_norm_and_rotation():
+    g0 = Fi.gabor_kernel(15, 0.0, 6.0)
+    assert abs(g0.sum()) < 1e-12 and np.isclose((g0**2).sum(), 1.0)
+    np.testing.assert_allclose(Fi.gabor_kernel(15, np.pi / 2, 6.0), g0.T, atol=1e-12)
+    # rotating by 90 degrees on screen (anticlockwise) is np.rot90
+    g30 = Fi.gabor_kernel(15, np.pi / 6, 6.0)
+    g120 = Fi.gabor_kernel(15, np.pi / 6 + np.pi / 2, 6.0)
+    np.testing.assert_allclose(np.rot90(g30), g120, atol=1e-12)
+
+
+def test_gabor_theta_zero_varies_along_columns_only_in_its_carrier():
+    g = Fi.gabor_kernel(11, 0.0, 4.0, aspect=1e-9)  # envelope nearly flat along the stripes
+    # each column is (almost) constant: the filter prefers vertical structure
+    assert np.max(np.std(g, axis=0)) < 1e-6
+    assert np.std(g[5]) > 0.05  # ...but varies across the columns
+
+
+def test_gabor_prefers_the_bar_with_its_own_orientation():
+    for theta in np.deg2rad([0, 30, 60, 90, 135]):
+        g = Fi.gabor_kernel(21, theta, 8.0)
+        angles = np.deg2rad(np.arange(0, 180, 15))
+        responses = [np.sum(g * Fi.bar_stimulus((21, 21), a, 17, 3)) for a in angles]
+        best = angles[int(np.argmax(responses))]
+        assert np.isclose(best, theta)
+
+
+def test_bar_stimulus_by_hand():
+    horiz = Fi.bar_stimulus((5, 5), np.pi / 2, length=3, width=1)
+    expected = np.zeros((5, 5))
+    expected[2, 1:4] = 1.0
+    np.testing.assert_allclose(horiz, expected, atol=1e-12)
+    off = Fi.bar_stimulus((5, 5), 0.0, length=1, width=1, center=(0, 4))
+    expected = np.zeros((5, 5))
+    expected[0, 4] = 1.0
+    np.testing.assert_allclose(off, expected, atol=1e-12)
+    diag = Fi.bar_stimulus((31, 31), np.pi / 4, length=20, width=2)
+    np.testing.assert_allclose(diag, diag.T[::-1, ::-1], atol=1e-12)  # symmetric about its own line
+    assert 0 <= diag.min() and diag.max() <= 1
+    assert np.isclose(diag.sum(), 40.0, rtol=0.05)  # area length * width
+
+
+def test_paint_bar_blends_and_leaves_the_input_alone():
+    img = np.full((5, 5), 0.2)
+    out = Fi.paint_bar(img, 0.0, length=5, width=1)
+    expected = np.full((5, 5), 0.2)
+    expected[:, 2] = 1.0
+    np.testing.assert_allclose(out, expected)
+    np.testing.assert_array_equal(img, np.full((5, 5), 0.2))
+    with pytest.raises(ValueError, match="image"):
+        Fi.paint_bar(np.zeros((2, 2, 2)), 0.0, 1, 1)
+
+
+def test_to_gray():
+    img = np.zeros((2, 2, 3), dtype=np.uint8)
+    img[0, 0] = (255, 0, 0)
+    img[1, 1] = (255, 255, 255)
+    g = Fi.to_gray(img)
+    np.testing.assert_allclose(g, [[0.299, 0.0], [0.0, 1.0]])
+    f = np.full((2, 2), 0.5)
+    np.testing.assert_array_equal(Fi.to_gray(f), f)
+    before = img.copy()
+    Fi.to_gray(img)
+    np.testing.assert_array_equal(img, before)
+
+
+@pytest.mark.parametrize(
+    "call, exc, words",
+    [
+        (lambda: Fi.box_kernel(0), ValueError, "size"),
+        (lambda: Fi.box_kernel(2.5), TypeError, "size"),
+        (lambda: Fi.gaussian_kernel(4, 1.0), ValueError, "odd"),
+        (lambda: Fi.gaussian_kernel(5, -1.0), ValueError, "sigma"),
+        (lambda: Fi.gabor_kernel(9, 0.0, 0.0), ValueError, "wavelength"),
+        (lambda: Fi.gabor_kernel(1, 0.0, 4.0), ValueError, "too small"),
+        (lambda: Fi.gabor_kernel(9, float("nan"), 4.0), ValueError, "theta"),
+        (lambda: Fi.gabor_kernel(9, "0", 4.0), TypeError, "theta"),
+        (lambda: Fi.bar_stimulus((0, 5), 0.0, 3, 1), ValueError, "shape"),
+        (lambda: Fi.bar_stimulus((5, 5), 0.0, 3, 0), ValueError, "width"),
+        (lambda: Fi.bar_stimulus((5, 5), 0.0, 3, 1, center=(1,)), ValueError, "center"),
+        (lambda: Fi.to_gray(np.zeros((2, 2, 4))), ValueError, "(H, W, 3)"),
+        (lambda: Fi.to_gray([[0.0]]), TypeError, "image"),
+    ],
+)
+def test_bad_arguments_are_named(call, exc, words):
+    with pytest.raises(exc, match=words.replace("(", r"\(").replace(")", r"\)")):
+        call()
