@@ -75,15 +75,18 @@ class single_threaded_blas:
 
 
 _pool = None
+_pool_pid = None
 _pool_lock = threading.Lock()
 
 
 def _executor():
-    global _pool
+    """The shared pool of worker threads, made on first use (and again in a forked child, which has none)."""
+    global _pool, _pool_pid
     with _pool_lock:
-        if _pool is None:
+        if _pool is None or _pool_pid != os.getpid():
             _pool = ThreadPoolExecutor(max_workers=max(1, numba.config.NUMBA_NUM_THREADS - 1),
                                        thread_name_prefix="catlab")
+            _pool_pid = os.getpid()
         return _pool
 
 

@@ -262,3 +262,30 @@ def test_linear_backward_batch_one_matches_batch_two():
     np.testing.assert_allclose(dw1 + dwb, dw2, atol=1e-12)
     np.testing.assert_allclose(np.vstack([dx1, dxb]), dx2, atol=1e-12)
     np.testing.assert_allclose(db1 + dbb, db2, atol=1e-12)
+
+
+def test_thread_pool_works_in_a_forked_child():
+    """A child made by fork has none of the parent's worker threads; the pool must be made again there."""
+    import multiprocessing as mp
+
+    if "fork" not in mp.get_all_start_methods():
+        pytest.skip("no fork on this platform")
+    from catlab import _threads as TH
+
+    TH.run_chunks(lambda t: None, 2)  # the parent's pool exists now
+    ctx = mp.get_context("fork")
+    with ctx.Pool(1) as pool:
+        out = pool.apply_async(_split_in_child).get(timeout=60)
+    assert out == [0, 1, 4]
+
+
+def _split_in_child():
+    from catlab import _threads as TH
+
+    out = [None] * 3
+
+    def work(t):
+        out[t] = t * t
+
+    TH.run_chunks(work, 3)
+    return out
