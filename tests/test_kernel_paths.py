@@ -289,3 +289,18 @@ def _split_in_child():
 
     TH.run_chunks(work, 3)
     return out
+
+
+def test_max_pool_nan_and_minus_infinity_by_hand():
+    """A NaN anywhere in a window wins, even followed by larger numbers; a window of -inf gives -inf."""
+    x = np.array([[[[np.nan, 5.0, 1.0, 2.0],
+                    [9.0, 1.0, 3.0, np.nan],
+                    [-np.inf, -np.inf, 0.0, 1.0],
+                    [-np.inf, -np.inf, 7.0, 1.0]]]])
+    y = F.max_pool2d(x, 2)
+    assert np.isnan(y[0, 0, 0, 0]) and np.isnan(y[0, 0, 0, 1])
+    assert y[0, 0, 1, 0] == -np.inf and y[0, 0, 1, 1] == 7.0
+    dx = F.max_pool2d_backward(np.ones((1, 1, 2, 2)), x, 2)
+    expected = np.zeros((4, 4))
+    expected[0, 0] = expected[1, 3] = expected[2, 0] = expected[3, 2] = 1.0  # NaNs, first -inf, the 7
+    np.testing.assert_array_equal(dx[0, 0], expected)
