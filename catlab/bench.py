@@ -476,6 +476,9 @@ def run(args):
     import numba
 
     threads = args.threads or numba.get_num_threads()
+    if threads > numba.config.NUMBA_NUM_THREADS:
+        raise SystemExit(f"--threads {threads}: Numba was started with {numba.config.NUMBA_NUM_THREADS} threads; "
+                         f"set NUMBA_NUM_THREADS={threads} in the environment to use more")
     numba.set_num_threads(threads)
     torch = None if args.no_torch else _torch()
     if torch is not None:
@@ -502,7 +505,7 @@ def run(args):
         ops = [o for o in ops if o[2][0] == args.batch]
 
     head = (f"{'conv2d workload':36s} {'N':>3s} {'pass':4s} {'catlab ms':>9s} {'GFLOP/s':>7s} {'%peak':>5s} "
-            f"{'numpy ms':>8s} {'torch ms':>8s} {'x torch':>7s} {'mem MiB':>7s}")
+            f"{'numpy ms':>8s} {'torch ms':>8s} {'x torch':>7s} {'mem MiB':>11s}")
     print(head)
     print("-" * len(head))
     for name, N, C, H, W, K, R, S, stride, padding in convs:
@@ -543,7 +546,7 @@ def run(args):
             print(f"{label:36s} {N:3d} {'ok':4s} {1e3 * c:9.3f} {gf:7.1f} {100 * gf / peak:5.1f} "
                   f"{1e3 * nm:8.3f} {'-' if tt is None else f'{1e3 * tt:8.3f}':>8s} "
                   f"{'-' if tt is None else f'{c / tt:7.2f}':>7s} "
-                  f"{_fmt_mem(mem[1]) if phase == 'fwd+bwd' else '':>7s}")
+                  f"{(_fmt_mem(mem[0]) + '/' + _fmt_mem(mem[1])) if phase == 'fwd+bwd' else '':>11s}")
 
     head = (f"\n{'layer workload':36s} {'N':>3s} {'pass':4s} {'fwd ms':>9s} {'bwd ms':>9s} "
             f"{'torch fwd':>9s} {'torch bwd':>9s} {'x torch':>7s} {'fwd x':>6s} {'bwd x':>6s}")
@@ -578,7 +581,9 @@ def run(args):
             print(f"  {label}: import catlab {d['import']:.2f}, first conv2d forward+backward {d['conv_fwd_bwd']:.2f}, "
                   f"rest of LeNet forward+backward {d['rest_of_lenet']:.2f}, total {d['total']:.2f}")
     print("\nx torch: catlab's time / torch's time at equal threads (below 1 means catlab is faster); "
-          "%peak: share of the matmul peak above; mem: resident-set peak increase of one forward+backward call.")
+          "%peak: share of the matmul peak above;\nmem: extra memory of one forward+backward call, "
+          "tracemalloc peak (NumPy arrays: outputs, per-chunk sums) / resident-set peak increase "
+          "(also Numba workspaces, but not memory reused from earlier calls).")
     return result
 
 
