@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import _threads
 from . import _validate as V
 from ._kernels import activation as _act
 from ._kernels import conv as _conv
@@ -157,17 +158,135 @@ def _conv_setup(x, weight, bias, stride, padding, dilation, groups, nd):
     return x4, w4, bias, stride, pad_before, dilation, groups, tuple(out)
 
 
+def _blocks(N, T):
+    """Blocks of output rows per sample so that ``T`` threads all get work: 1 when N >= T."""
+    return 1 if N >= T else -(-T // N)
+
+
+def _split(items, n, t):
+    """Items of chunk t when ``items`` are cut into ``n`` contiguous chunks: (start, stop)."""
+    return t * items // n, (t + 1) * items // n
+
+
+def _im2col_forward(x4, w3, b, R, S, sh, sw, ph, pw, dh, dw, P, Q, T, y4):
+    """Run :func:`catlab._kernels.conv.fwd_chunk` over ``y4`` (N, G, Kg, P*Q) on up to ``T`` threads."""
+    N = x4.shape[0]
+    G, Kg, CRS = w3.shape
+    nb = _blocks(N, T)
+    n = _threads.chunks_for(N * G * nb, Kg * CRS * P * Q / nb, T)
+    if n == 1:
+        nb = 1
+    items = N * G * nb
+
+    def work(t):
+        i0, i1 = _split(items, n, t)
+        if i1 > i0:
+            _conv.fwd_chunk(x4, w3, b, R, S, sh, sw, ph, pw, dh, dw, P, Q, nb, i0, i1, y4)
+
+    with _threads.single_threaded_blas():
+        _threads.run_chunks(work, n)
+
+
+def _im2col_backward(x4, wT, dy4, R, S, sh, sw, ph, pw, dh, dw, P, Q, T, dx, dw3, db):
+    """Run :func:`catlab._kernels.conv.bwd_chunk` on up to ``T`` threads; ``dx`` must be zeros.
+
+    Per-chunk weight and bias gradients are summed afterwards in chunk order.
+    """
+    N, C = x4.shape[:2]
+    G, CRS, Kg = wT.shape
+    nb = _blocks(N, T)
+    n = _threads.chunks_for(N * G * nb, 2 * Kg * CRS * P * Q / nb, T)
+    if n == 1:
+        nb = 1
+    items = N * G * nb
+    dw_part = np.zeros((n, G, Kg, CRS), dtype=x4.dtype)  # per-chunk weight gradients
+    db_part = np.zeros((n, G * Kg), dtype=x4.dtype)  # per-chunk bias gradients
+    # nb > 1 (fewer samples than threads): column gradients of all N samples, scattered afterwards
+    dcols_all = np.empty((N if nb > 1 else 0, G, CRS, P * Q), dtype=x4.dtype)
+
+    def work(t):
+        i0, i1 = _split(items, n, t)
+        if i1 > i0:
+            _conv.bwd_chunk(x4, wT, dy4, R, S, sh, sw, ph, pw, dh, dw, P, Q, nb, i0, i1, dw_part[t], db_part[t],
+                            dcols_all, dx)
+
+    def scatter(t):  # one input plane per item: no two chunks write the same plane
+        i0, i1 = _split(N * C, n, t)
+        if i1 > i0:
+            _conv.col2im_chunk(dcols_all, R, S, sh, sw, ph, pw, dh, dw, P, Q, i0, i1, dx)
+
+    with _threads.single_threaded_blas():
+        _threads.run_chunks(work, n)
+    if nb > 1:
+        _threads.run_chunks(scatter, n)
+    np.sum(dw_part, axis=0, out=dw3)
+    np.sum(db_part, axis=0, out=db)
+
+
+def _direct_forward(x4, w4, b, R, S, ph, pw, dh, dw, P, Q, T, y):
+    """Run :func:`catlab._kernels.conv.direct_fwd_chunk` over ``y`` (N, K, P, Q) on up to ``T`` threads."""
+    N, C = x4.shape[:2]
+    K = w4.shape[0]
+    kb = K if N >= T else -(-K // T)  # filters per item: split them when samples are few
+    nkb = -(-K // kb)
+    n = _threads.chunks_for(N * nkb, kb * C * R * S * P * Q, T)
+    if n == 1:
+        kb, nkb = K, 1
+    items = N * nkb
+
+    def work(t):
+        i0, i1 = _split(items, n, t)
+        if i1 > i0:
+            _conv.direct_fwd_chunk(x4, w4, b, R, S, ph, pw, dh, dw, P, Q, kb, i0, i1, y)
+
+    _threads.run_chunks(work, n)
+
+
+def _direct_backward(x4, w4, dy, R, S, ph, pw, dh, dw, P, Q, T, dx, dw4, db):
+    """Run :func:`catlab._kernels.conv.direct_bwd_chunk` on up to ``T`` threads (samples split among them)."""
+    N, C = x4.shape[:2]
+    K = w4.shape[0]
+    n = _threads.chunks_for(N, 2 * K * C * R * S * P * Q, T)
+    dw_part = np.zeros((n,) + w4.shape, dtype=x4.dtype)  # per-chunk weight gradients
+    db_part = np.zeros((n, K), dtype=x4.dtype)
+
+    def work(t):
+        n0, n1 = _split(N, n, t)
+        if n1 > n0:
+            _conv.direct_bwd_chunk(x4, w4, dy, R, S, ph, pw, dh, dw, P, Q, n0, n1, dx, dw_part[t], db_part[t])
+
+    _threads.run_chunks(work, n)
+    np.sum(dw_part, axis=0, out=dw4)
+    np.sum(db_part, axis=0, out=db)
+
+
+#: The direct (no im2col) kernels are used up to this many input channels and
+#: filters (stride 1, one group); above them, im2col + BLAS was faster here.
+DIRECT_MAX_CHANNELS = 3
+DIRECT_MAX_FILTERS = 8
+
+
+def _use_direct(C, K, groups, sh, sw):
+    """Whether a convolution takes the direct small-channel kernels (forward and backward)."""
+    return C <= DIRECT_MAX_CHANNELS and K <= DIRECT_MAX_FILTERS and groups == 1 and sh == 1 and sw == 1
+
+
 def _conv_forward(x, weight, bias, stride, padding, dilation, groups, nd):
     x4, w4, b, (sh, sw), (ph, pw), (dh, dw), G, (P, Q) = _conv_setup(
         x, weight, bias, stride, padding, dilation, groups, nd
     )
     N = x4.shape[0]
     K, Cg, R, S = w4.shape
-    w3 = w4.reshape(G, K // G, Cg * R * S)  # (G, Kg, Cg*R*S)
     if b is None:
         b = np.zeros(K, dtype=x4.dtype)
+    T = _threads.num_threads()
+    if _use_direct(x4.shape[1], K, G, sh, sw):
+        y = np.empty((N, K, P, Q), dtype=x4.dtype)  # (N, K, P, Q)
+        _direct_forward(x4, w4, b, R, S, ph, pw, dh, dw, P, Q, T, y)
+        return y.reshape((N, K, Q) if nd == 1 else (N, K, P, Q))
+    w3 = w4.reshape(G, K // G, Cg * R * S)  # (G, Kg, Cg*R*S)
     y4 = np.empty((N, G, K // G, P * Q), dtype=x4.dtype)  # (N, G, Kg, P*Q)
-    _conv.conv2d_forward(x4, w3, b, R, S, sh, sw, ph, pw, dh, dw, P, Q, y4)
+    _im2col_forward(x4, w3, b, R, S, sh, sw, ph, pw, dh, dw, P, Q, T, y4)
     return y4.reshape((N, K, Q) if nd == 1 else (N, K, P, Q))
 
 
@@ -184,12 +303,20 @@ def _conv_backward(dy, x, weight, stride, padding, dilation, groups, nd):
         raise ValueError(
             f"dy: expected the forward output's shape {V.shape_str(expected)}, got {V.shape_str(dy.shape)}"
         )
-    w3 = w4.reshape(G, K // G, Cg * R * S)  # (G, Kg, Cg*R*S)
+    T = _threads.num_threads()
+    if _use_direct(x4.shape[1], K, G, sh, sw):
+        dx = np.empty(x4.shape, dtype=x4.dtype)  # (N, C, H, W)
+        dw4 = np.empty(w4.shape, dtype=x4.dtype)  # (K, C, R, S)
+        db = np.empty(K, dtype=x4.dtype)  # (K,)
+        _direct_backward(x4, w4, dy.reshape(N, K, P, Q), R, S, ph, pw, dh, dw, P, Q, T, dx, dw4, db)
+        return dx.reshape(np.shape(x)), dw4.reshape(np.shape(weight)), db
+    # (G, Cg*R*S, Kg): each group's filters transposed, contiguous for BLAS
+    wT = np.ascontiguousarray(w4.reshape(G, K // G, Cg * R * S).transpose(0, 2, 1))
     dy4 = dy.reshape(N, G, K // G, P * Q)  # (N, G, Kg, P*Q)
-    dx = np.zeros(x4.shape, dtype=x4.dtype)  # (N, C, H, W)
-    dw3 = np.zeros(w3.shape, dtype=x4.dtype)  # (G, Kg, Cg*R*S)
-    db = np.zeros(K, dtype=x4.dtype)  # (K,)
-    _conv.conv2d_backward(x4, w3, dy4, R, S, sh, sw, ph, pw, dh, dw, P, Q, dx, dw3, db)
+    dx = np.zeros(x4.shape, dtype=x4.dtype)  # (N, C, H, W), scatter-added into
+    dw3 = np.empty((G, K // G, Cg * R * S), dtype=x4.dtype)  # (G, Kg, Cg*R*S)
+    db = np.empty(K, dtype=x4.dtype)  # (K,)
+    _im2col_backward(x4, wT, dy4, R, S, sh, sw, ph, pw, dh, dw, P, Q, T, dx, dw3, db)
     return dx.reshape(np.shape(x)), dw3.reshape(np.shape(weight)), db
 
 
@@ -363,6 +490,18 @@ def conv1d_backward(dy, x, weight, stride=1, padding=0, dilation=1, groups=1):
 # ----------------------------------------------------------------------------
 
 
+def _planes(items, work_per_item, kernel):
+    """Call ``kernel(i0, i1)`` over contiguous ranges covering ``range(items)``, on up to all threads."""
+    n = _threads.chunks_for(items, work_per_item, _threads.num_threads())
+
+    def work(t):
+        i0, i1 = _split(items, n, t)
+        if i1 > i0:
+            kernel(i0, i1)
+
+    _threads.run_chunks(work, n)
+
+
 def _pool_setup(x, kernel_size, stride, padding, name="x"):
     x = V.float_array(x, name, 4, "(N, C, H, W)")
     kh, kw = V.int_tuple(kernel_size, "kernel_size", 2, 1)
@@ -428,7 +567,8 @@ def max_pool2d(x, kernel_size, stride=None, padding=0):
     x, (kh, kw), (sh, sw), (ph, pw), (P, Q) = _pool_setup(x, kernel_size, stride, padding)
     N, C, H, W = x.shape
     y = np.empty((N * C, P, Q), dtype=x.dtype)  # (N*C, P, Q)
-    _pool.max_pool2d_forward(x.reshape(N * C, H, W), kh, kw, sh, sw, ph, pw, y)
+    x3 = x.reshape(N * C, H, W)
+    _planes(N * C, kh * kw * P * Q, lambda i0, i1: _pool.max_pool2d_forward(x3, kh, kw, sh, sw, ph, pw, i0, i1, y))
     return y.reshape(N, C, P, Q)
 
 
@@ -466,8 +606,10 @@ def max_pool2d_backward(dy, x, kernel_size, stride=None, padding=0):
     x, (kh, kw), (sh, sw), (ph, pw), (P, Q) = _pool_setup(x, kernel_size, stride, padding)
     dy = _pool_dy(dy, x, P, Q)
     N, C, H, W = x.shape
-    dx = np.zeros((N * C, H, W), dtype=x.dtype)  # (N*C, H, W)
-    _pool.max_pool2d_backward(x.reshape(N * C, H, W), dy.reshape(N * C, P, Q), kh, kw, sh, sw, ph, pw, dx)
+    dx = np.empty((N * C, H, W), dtype=x.dtype)  # (N*C, H, W), every plane overwritten
+    x3, dy3 = x.reshape(N * C, H, W), dy.reshape(N * C, P, Q)
+    _planes(N * C, kh * kw * P * Q + H * W,
+            lambda i0, i1: _pool.max_pool2d_backward(x3, dy3, kh, kw, sh, sw, ph, pw, i0, i1, dx))
     return dx.reshape(N, C, H, W)
 
 
@@ -502,7 +644,8 @@ def avg_pool2d(x, kernel_size, stride=None, padding=0):
     x, (kh, kw), (sh, sw), (ph, pw), (P, Q) = _pool_setup(x, kernel_size, stride, padding)
     N, C, H, W = x.shape
     y = np.empty((N * C, P, Q), dtype=x.dtype)  # (N*C, P, Q)
-    _pool.avg_pool2d_forward(x.reshape(N * C, H, W), kh, kw, sh, sw, ph, pw, y)
+    x3 = x.reshape(N * C, H, W)
+    _planes(N * C, kh * kw * P * Q, lambda i0, i1: _pool.avg_pool2d_forward(x3, kh, kw, sh, sw, ph, pw, i0, i1, y))
     return y.reshape(N, C, P, Q)
 
 
@@ -536,8 +679,10 @@ def avg_pool2d_backward(dy, x, kernel_size, stride=None, padding=0):
     x, (kh, kw), (sh, sw), (ph, pw), (P, Q) = _pool_setup(x, kernel_size, stride, padding)
     dy = _pool_dy(dy, x, P, Q)
     N, C, H, W = x.shape
-    dx = np.zeros((N * C, H, W), dtype=x.dtype)  # (N*C, H, W)
-    _pool.avg_pool2d_backward(dy.reshape(N * C, P, Q), kh, kw, sh, sw, ph, pw, dx)
+    dx = np.empty((N * C, H, W), dtype=x.dtype)  # (N*C, H, W), every plane overwritten
+    dy3 = dy.reshape(N * C, P, Q)
+    _planes(N * C, kh * kw * P * Q + H * W,
+            lambda i0, i1: _pool.avg_pool2d_backward(dy3, kh, kw, sh, sw, ph, pw, i0, i1, dx))
     return dx.reshape(N, C, H, W)
 
 
@@ -571,7 +716,8 @@ def relu(x):
     """
     x = V.float_array(x, "x")
     y = np.empty_like(x)
-    _act.relu_forward(x.reshape(-1), y.reshape(-1))
+    xf, yf = x.reshape(-1), y.reshape(-1)
+    _planes(xf.shape[0], 4, lambda i0, i1: _act.relu_forward(xf, i0, i1, yf))
     return y
 
 
@@ -605,7 +751,8 @@ def relu_backward(dy, x):
     if dy.shape != x.shape:
         raise ValueError(f"dy: expected shape {V.shape_str(x.shape)} to match x, got {V.shape_str(dy.shape)}")
     dx = np.empty_like(x)
-    _act.relu_backward(dy.reshape(-1), x.reshape(-1), dx.reshape(-1))
+    dyf, xf, dxf = dy.reshape(-1), x.reshape(-1), dx.reshape(-1)
+    _planes(xf.shape[0], 4, lambda i0, i1: _act.relu_backward(dyf, xf, i0, i1, dxf))
     return dx
 
 
@@ -703,7 +850,11 @@ def linear_backward(dy, x, weight):
             f"dy: expected the forward output's shape {V.shape_str((x.shape[0], weight.shape[0]))}, "
             f"got {V.shape_str(dy.shape)}"
         )
-    return dy @ weight, dy.T @ x, dy.sum(axis=0)
+    if x.shape[0] == 1:  # an outer product: much faster than a matrix product with inner size 1
+        dweight = np.outer(dy[0], x[0])
+    else:
+        dweight = dy.T @ x
+    return dy @ weight, dweight, dy.sum(axis=0)
 
 
 # ----------------------------------------------------------------------------

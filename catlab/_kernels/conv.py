@@ -5,6 +5,7 @@ every argument and allocate every output. Layouts (all C-contiguous):
 
 - ``x``  : (N, C, H, W)           input
 - ``w3`` : (G, Kg, Cg*R*S)        weights, grouped and flattened per filter
+- ``wT`` : (G, Cg*R*S, Kg)        the same, transposed per group (backward)
 - ``y4`` : (N, G, Kg, P*Q)        output, grouped and flattened per map
 
 with ``G`` groups, ``Cg = C / G`` input channels and ``Kg = K / G`` filters
@@ -12,10 +13,20 @@ per group, an R x S kernel and a P x Q output. Padding is given for the top
 and left edges only; the bottom and right padding are implied by P and Q,
 which allows the asymmetric padding of ``padding='same'`` with even kernels.
 
-The method is im2col + GEMM, one sample at a time: the receptive fields of
-one sample are unrolled into the columns of a (Cg*R*S, P*Q) workspace and a
-single matrix product with the (Kg, Cg*R*S) filters gives all Kg maps. The
-workspace is sized per sample, never per batch.
+The method is im2col + GEMM: the receptive fields of one sample (or of a
+block of its output rows) are unrolled into the columns of a
+(Cg*R*S, rows*Q) workspace and one matrix product with the (Kg, Cg*R*S)
+filters gives all Kg maps. ``np.dot`` on contiguous arrays calls BLAS.
+
+Parallelism: the work is cut into items (a sample and group, or a block of
+``nb`` output rows of one when there are fewer samples than threads). The
+``*_chunk`` kernels each do one fixed contiguous range of items with their
+own workspace (sized per item, never per batch) and release the GIL, so
+:mod:`catlab._threads` runs the chunks on several threads at once. Each chunk
+writes only its own outputs; sums over the batch (weight and bias gradients)
+go into per-chunk buffers that the caller adds up in chunk order, so results
+are deterministic for a given number of chunks. The BLAS called inside must
+run single-threaded (the caller arranges that).
 """
 
 import numpy as np
@@ -23,11 +34,27 @@ from numba import njit
 
 
 @njit(cache=True)
-def im2col(x_n, c0, R, S, sh, sw, ph, pw, dh, dw, P, Q, cols):
-    """Unroll receptive fields: cols[(c*R + r)*S + s, p*Q + q] = x_n[c0 + c, p*sh - ph + r*dh, q*sw - pw + s*dw].
+def _qrange(s, sw, pw, dw, W, Q):
+    """Output columns q whose input column q*sw - pw + s*dw lies in [0, W): returns (lo, hi)."""
+    a = pw - s * dw
+    lo = -((-a) // sw)  # ceil(a / sw)
+    if lo < 0:
+        lo = 0
+    hi = (W - 1 + a) // sw + 1
+    if hi > Q:
+        hi = Q
+    if hi < lo:
+        hi = lo
+    return lo, hi
 
-    Positions outside the input (zero padding) give 0. ``x_n`` is (C, H, W),
-    ``cols`` is (Cg*R*S, P*Q) and is overwritten.
+
+@njit(cache=True)
+def im2col(x_n, c0, R, S, sh, sw, ph, pw, dh, dw, p0, p1, Q, cols):
+    """Unroll the receptive fields of output rows p0 <= p < p1.
+
+    cols[(c*R + r)*S + s, (p - p0)*Q + q] = x_n[c0 + c, p*sh - ph + r*dh, q*sw - pw + s*dw],
+    0 where that lies in the padding. ``x_n`` is (C, H, W); ``cols`` is
+    (Cg*R*S, (p1 - p0)*Q) and is overwritten.
     """
     H = x_n.shape[1]
     W = x_n.shape[2]
@@ -36,94 +63,279 @@ def im2col(x_n, c0, R, S, sh, sw, ph, pw, dh, dw, P, Q, cols):
         for r in range(R):
             for s in range(S):
                 row = (c * R + r) * S + s
-                for p in range(P):
+                lo, hi = _qrange(s, sw, pw, dw, W, Q)
+                off = s * dw - pw
+                for p in range(p0, p1):
                     ih = p * sh - ph + r * dh
-                    base = p * Q
+                    base = (p - p0) * Q
                     if ih < 0 or ih >= H:
                         for q in range(Q):
                             cols[row, base + q] = 0.0
+                        continue
+                    for q in range(lo):
+                        cols[row, base + q] = 0.0
+                    # views indexed by the loop counter alone let LLVM vectorise the copy
+                    dst = cols[row, base + lo:base + hi]
+                    if sw == 1:
+                        src = x_n[c0 + c, ih, lo + off:hi + off]
+                        for q in range(hi - lo):
+                            dst[q] = src[q]
                     else:
-                        for q in range(Q):
-                            iw = q * sw - pw + s * dw
-                            if iw >= 0 and iw < W:
-                                cols[row, base + q] = x_n[c0 + c, ih, iw]
-                            else:
-                                cols[row, base + q] = 0.0
+                        src2 = x_n[c0 + c, ih, lo * sw + off:]
+                        for q in range(hi - lo):
+                            dst[q] = src2[q * sw]
+                    for q in range(hi, Q):
+                        cols[row, base + q] = 0.0
 
 
 @njit(cache=True)
-def col2im_add(cols, c0, R, S, sh, sw, ph, pw, dh, dw, P, Q, dx_n):
-    """Scatter-add columns back into an image: the adjoint of :func:`im2col`.
+def col2im_channel(cols, cl, c, R, S, sh, sw, ph, pw, dh, dw, P, Q, dx_n):
+    """Scatter-add the rows of local channel ``cl`` of ``cols`` into ``dx_n[c]`` (adjoint of :func:`im2col`).
 
-    dx_n[c0 + c, ih, iw] += cols[(c*R + r)*S + s, p*Q + q] for every in-bounds
-    (ih, iw) = (p*sh - ph + r*dh, q*sw - pw + s*dw). ``dx_n`` is (C, H, W).
+    dx_n[c, ih, iw] += cols[(cl*R + r)*S + s, p*Q + q] for every in-bounds
+    (ih, iw) = (p*sh - ph + r*dh, q*sw - pw + s*dw). ``cols`` is (Cg*R*S, P*Q).
     """
     H = dx_n.shape[1]
     W = dx_n.shape[2]
-    Cg = cols.shape[0] // (R * S)
-    for c in range(Cg):
-        for r in range(R):
-            for s in range(S):
-                row = (c * R + r) * S + s
-                for p in range(P):
-                    ih = p * sh - ph + r * dh
-                    if ih < 0 or ih >= H:
-                        continue
-                    base = p * Q
-                    for q in range(Q):
-                        iw = q * sw - pw + s * dw
-                        if iw >= 0 and iw < W:
-                            dx_n[c0 + c, ih, iw] += cols[row, base + q]
+    for r in range(R):
+        for s in range(S):
+            row = (cl * R + r) * S + s
+            lo, hi = _qrange(s, sw, pw, dw, W, Q)
+            off = s * dw - pw
+            for p in range(P):
+                ih = p * sh - ph + r * dh
+                if ih < 0 or ih >= H:
+                    continue
+                base = p * Q
+                src = cols[row, base + lo:base + hi]
+                if sw == 1:
+                    dst = dx_n[c, ih, lo + off:hi + off]
+                    for q in range(hi - lo):
+                        dst[q] += src[q]
+                else:
+                    dst2 = dx_n[c, ih, lo * sw + off:]
+                    for q in range(hi - lo):
+                        dst2[q * sw] += src[q]
 
 
-@njit(cache=True)
-def conv2d_forward(x, w3, b, R, S, sh, sw, ph, pw, dh, dw, P, Q, y4):
-    """y4[n, g] = w3[g] @ im2col(x[n], group g) + b[g*Kg:(g+1)*Kg, None].
-
-    ``b`` is (K,) (zeros for no bias); ``y4`` is (N, G, Kg, P*Q), overwritten.
-    """
-    N = x.shape[0]
-    G, Kg, CRS = w3.shape
-    Cg = CRS // (R * S)
-    cols = np.empty((CRS, P * Q), dtype=x.dtype)  # (Cg*R*S, P*Q) workspace, one sample
-    for n in range(N):
-        for g in range(G):
-            im2col(x[n], g * Cg, R, S, sh, sw, ph, pw, dh, dw, P, Q, cols)
-            out = y4[n, g]  # (Kg, P*Q)
-            np.dot(w3[g], cols, out)
-            for k in range(Kg):
-                bk = b[g * Kg + k]
-                for j in range(P * Q):
-                    out[k, j] += bk
-
-
-@njit(cache=True)
-def conv2d_backward(x, w3, dy4, R, S, sh, sw, ph, pw, dh, dw, P, Q, dx, dw3, db):
-    """Gradients of :func:`conv2d_forward`.
-
-    For each sample n and group g, with cols = im2col(x[n]):
-    dw3[g] += dy4[n, g] @ cols.T, dx[n] += col2im(w3[g].T @ dy4[n, g]) and
-    db[k] = sum over n, p, q of dy. ``dx``, ``dw3`` and ``db`` must be zeroed
-    by the caller. Samples are visited in order, so the sums are deterministic.
-    """
-    N = x.shape[0]
+@njit(cache=True, nogil=True)
+def fwd_chunk(x, w3, b, R, S, sh, sw, ph, pw, dh, dw, P, Q, nb, i0, i1, y4):
+    """Forward items i0 <= it < i1 of :func:`conv2d_forward`, with this chunk's own workspace."""
     G, Kg, CRS = w3.shape
     Cg = CRS // (R * S)
     PQ = P * Q
-    cols = np.empty((CRS, PQ), dtype=x.dtype)  # (Cg*R*S, P*Q)
-    dcols = np.empty((CRS, PQ), dtype=x.dtype)  # (Cg*R*S, P*Q)
-    dw_n = np.empty((Kg, CRS), dtype=x.dtype)  # (Kg, Cg*R*S)
-    for g in range(G):
-        wT = np.ascontiguousarray(w3[g].T)  # (Cg*R*S, Kg)
-        for n in range(N):
+    if nb == 1:
+        cols = np.empty((CRS, PQ), dtype=x.dtype)  # workspace (Cg*R*S, P*Q), one per chunk
+        for it in range(i0, i1):
+            n = it // G
+            g = it % G
+            yg = y4[n, g]  # (Kg, P*Q)
+            im2col(x[n], g * Cg, R, S, sh, sw, ph, pw, dh, dw, 0, P, Q, cols)
+            np.dot(w3[g], cols, yg)
+            for k in range(Kg):
+                bk = b[g * Kg + k]
+                for j in range(PQ):
+                    yg[k, j] += bk
+        return
+    PB = (P + nb - 1) // nb  # output rows per block
+    for it in range(i0, i1):
+        n = it // (G * nb)
+        g = (it // nb) % G
+        p0 = (it % nb) * PB
+        p1 = min(P, p0 + PB)
+        if p1 <= p0:
+            continue
+        L = (p1 - p0) * Q
+        cb = np.empty((CRS, L), dtype=x.dtype)  # (Cg*R*S, rows*Q); few items, as N < threads
+        ob = np.empty((Kg, L), dtype=x.dtype)  # (Kg, rows*Q)
+        im2col(x[n], g * Cg, R, S, sh, sw, ph, pw, dh, dw, p0, p1, Q, cb)
+        np.dot(w3[g], cb, ob)
+        yg = y4[n, g]
+        j0 = p0 * Q
+        for k in range(Kg):
+            bk = b[g * Kg + k]
+            for j in range(L):
+                yg[k, j0 + j] = ob[k, j] + bk
+
+
+@njit(cache=True, nogil=True)
+def bwd_chunk(x, wT, dy4, R, S, sh, sw, ph, pw, dh, dw, P, Q, nb, i0, i1, dw_t, db_t, dcols_all, dx):
+    """Backward items i0 <= it < i1 of :func:`conv2d_backward`; sums go to this chunk's dw_t, db_t."""
+    G, CRS, Kg = wT.shape
+    Cg = CRS // (R * S)
+    PQ = P * Q
+    dwn = np.empty((Kg, CRS), dtype=x.dtype)
+    if nb == 1:
+        cols = np.empty((CRS, PQ), dtype=x.dtype)  # workspaces, one per chunk
+        dcols = np.empty((CRS, PQ), dtype=x.dtype)
+        for it in range(i0, i1):
+            n = it // G
+            g = it % G
             dyg = dy4[n, g]  # (Kg, P*Q)
             for k in range(Kg):
                 acc = 0.0
                 for j in range(PQ):
                     acc += dyg[k, j]
-                db[g * Kg + k] += acc
-            im2col(x[n], g * Cg, R, S, sh, sw, ph, pw, dh, dw, P, Q, cols)
-            np.dot(dyg, cols.T, dw_n)
-            dw3[g] += dw_n
-            np.dot(wT, dyg, dcols)
-            col2im_add(dcols, g * Cg, R, S, sh, sw, ph, pw, dh, dw, P, Q, dx[n])
+                db_t[g * Kg + k] += acc
+            im2col(x[n], g * Cg, R, S, sh, sw, ph, pw, dh, dw, 0, P, Q, cols)
+            np.dot(dyg, cols.T, dwn)
+            dwp = dw_t[g]
+            for k in range(Kg):
+                for j in range(CRS):
+                    dwp[k, j] += dwn[k, j]
+            np.dot(wT[g], dyg, dcols)
+            for cl in range(Cg):
+                col2im_channel(dcols, cl, g * Cg + cl, R, S, sh, sw, ph, pw, dh, dw, P, Q, dx[n])
+        return
+    PB = (P + nb - 1) // nb
+    for it in range(i0, i1):
+        n = it // (G * nb)
+        g = (it // nb) % G
+        p0 = (it % nb) * PB
+        p1 = min(P, p0 + PB)
+        if p1 <= p0:
+            continue
+        L = (p1 - p0) * Q
+        j0 = p0 * Q
+        cb = np.empty((CRS, L), dtype=x.dtype)
+        dyb = np.empty((Kg, L), dtype=x.dtype)  # contiguous copy of this block of dy
+        dcb = np.empty((CRS, L), dtype=x.dtype)
+        dyg = dy4[n, g]
+        for k in range(Kg):
+            acc = 0.0
+            for j in range(L):
+                v = dyg[k, j0 + j]
+                dyb[k, j] = v
+                acc += v
+            db_t[g * Kg + k] += acc
+        im2col(x[n], g * Cg, R, S, sh, sw, ph, pw, dh, dw, p0, p1, Q, cb)
+        np.dot(dyb, cb.T, dwn)
+        dwp = dw_t[g]
+        for k in range(Kg):
+            for j in range(CRS):
+                dwp[k, j] += dwn[k, j]
+        np.dot(wT[g], dyb, dcb)
+        dst = dcols_all[n, g]
+        for i in range(CRS):
+            for j in range(L):
+                dst[i, j0 + j] = dcb[i, j]
+
+
+@njit(cache=True, nogil=True)
+def col2im_chunk(dcols_all, R, S, sh, sw, ph, pw, dh, dw, P, Q, i0, i1, dx):
+    """Scatter column gradients into planes i0 <= i < i1 of dx viewed as (N*C, H, W).
+
+    ``dcols_all`` is (N, G, Cg*R*S, P*Q); plane i is sample i // C, channel i % C.
+    """
+    C = dx.shape[1]
+    Cg = dcols_all.shape[2] // (R * S)
+    for i in range(i0, i1):
+        n = i // C
+        c = i % C
+        col2im_channel(dcols_all[n, c // Cg], c % Cg, c, R, S, sh, sw, ph, pw, dh, dw, P, Q, dx[n])
+
+
+@njit(cache=True, nogil=True, fastmath={"contract"})
+def direct_fwd_chunk(x, w, b, R, S, ph, pw, dh, dw, P, Q, kb, i0, i1, y):
+    """Items i0 <= it < i1 (sample, block of ``kb`` filters) of :func:`conv2d_forward_direct`."""
+    N, C, H, W = x.shape
+    K = w.shape[0]
+    Hp = P + dh * (R - 1)
+    Wp = Q + dw * (S - 1)
+    plane = Hp * Wp
+    RB = max(1, 1024 // Wp)  # output rows per tile: the accumulators stay in L1
+    nkb = (K + kb - 1) // kb
+    xp = np.zeros(C * plane + Wp, dtype=x.dtype)  # padded sample, flattened (+ slack row)
+    acc = np.empty((kb, RB * Wp), dtype=x.dtype)
+    last = -1
+    for it in range(i0, i1):
+        n = it // nkb
+        k0 = (it % nkb) * kb
+        k1 = min(K, k0 + kb)
+        if n != last:  # the border stays zero; copy the interior
+            for c in range(C):
+                for h in range(H):
+                    base = c * plane + (h + ph) * Wp + pw
+                    for v in range(W):
+                        xp[base + v] = x[n, c, h, v]
+            last = n
+        for p0 in range(0, P, RB):
+            p1 = min(P, p0 + RB)
+            jl = (p1 - p0 - 1) * Wp + Q
+            for kk in range(k1 - k0):
+                for j in range(jl):
+                    acc[kk, j] = 0.0
+            for c in range(C):
+                for r in range(R):
+                    for s in range(S):
+                        off = c * plane + (p0 + r * dh) * Wp + s * dw
+                        xs = xp[off:off + jl]  # views indexed by the loop counter vectorise
+                        for kk in range(k1 - k0):
+                            wv = w[k0 + kk, c, r, s]
+                            a = acc[kk]
+                            for j in range(jl):
+                                a[j] += wv * xs[j]
+            for kk in range(k1 - k0):
+                bk = b[k0 + kk]
+                for p in range(p0, p1):
+                    for q in range(Q):
+                        y[n, k0 + kk, p, q] = acc[kk, (p - p0) * Wp + q] + bk
+
+
+@njit(cache=True, nogil=True, fastmath={"reassoc", "contract"})
+def direct_bwd_chunk(x, w, dy, R, S, ph, pw, dh, dw, P, Q, n0, n1, dx, dw_t, db_t):
+    """Samples n0 <= n < n1 of :func:`conv2d_backward_direct`; sums go to this chunk's dw_t, db_t."""
+    N, C, H, W = x.shape
+    K = w.shape[0]
+    Hp = P + dh * (R - 1)
+    Wp = Q + dw * (S - 1)
+    plane = Hp * Wp
+    L = (P - 1) * Wp + Q
+    xp = np.zeros(C * plane + Wp, dtype=x.dtype)  # padded sample, flattened
+    dxp = np.empty(C * plane + Wp, dtype=x.dtype)  # its gradient
+    dyw = np.zeros((K, L), dtype=x.dtype)  # dy at width Wp; the gaps stay zero
+    zero = np.zeros(1, dtype=x.dtype)[0]
+    for n in range(n0, n1):
+        for c in range(C):
+            for h in range(H):
+                base = c * plane + (h + ph) * Wp + pw
+                for v in range(W):
+                    xp[base + v] = x[n, c, h, v]
+        for k in range(K):
+            acc = zero
+            for p in range(P):
+                for q in range(Q):
+                    g = dy[n, k, p, q]
+                    dyw[k, p * Wp + q] = g
+                    acc += g
+            db_t[k] += acc
+        for k in range(K):
+            for c in range(C):
+                for r in range(R):
+                    for s in range(S):
+                        off = c * plane + r * dh * Wp + s * dw
+                        xs = xp[off:off + L]
+                        dk = dyw[k]
+                        acc = zero
+                        for j in range(L):
+                            acc += dk[j] * xs[j]
+                        dw_t[k, c, r, s] += acc
+        for i in range(C * plane + Wp):
+            dxp[i] = 0.0
+        for c in range(C):
+            for r in range(R):
+                for s in range(S):
+                    off = c * plane + r * dh * Wp + s * dw
+                    ds = dxp[off:off + L]
+                    for k in range(K):
+                        wv = w[k, c, r, s]
+                        dk = dyw[k]
+                        for j in range(L):
+                            ds[j] += wv * dk[j]
+        for c in range(C):
+            for h in range(H):
+                base = c * plane + (h + ph) * Wp + pw
+                for v in range(W):
+                    dx[n, c, h, v] = dxp[base + v]
+
+

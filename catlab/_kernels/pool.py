@@ -7,54 +7,86 @@ merged into one plane axis, so the loops run over independent planes:
 - ``x3``  : (N*C, H, W)   input
 - ``y3``  : (N*C, P, Q)   output
 
-Each plane is handled by one thread and written by no other, so the
-parallel loops never race. Padding is ``ph`` rows on top and bottom and ``pw``
+Each kernel handles the planes i0 <= i < i1 and releases the GIL, so
+:mod:`catlab._threads` runs disjoint ranges of planes on several threads at
+once; a plane is written by one call only, so they never race. Padding is ``ph`` rows on top and bottom and ``pw``
 columns left and right; padded positions never win a max and count as zeros
 in an average (PyTorch's ``count_include_pad=True``).
 """
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 
-@njit(cache=True, parallel=True)
-def max_pool2d_forward(x3, kh, kw, sh, sw, ph, pw, y3):
-    """y3[i, p, q] = max over the window of x3[i] at (p*sh - ph, q*sw - pw); NaN propagates."""
+@njit(cache=True)
+def _clamp(o, k, n):
+    """Window offsets r in [lo, hi) with 0 <= o + r < n, for a window of k starting at o."""
+    lo = -o if o < 0 else 0
+    hi = n - o if n - o < k else k
+    return lo, hi
+
+
+@njit(cache=True)
+def _qspan(s, sw, pw, W, Q):
+    """Output columns q whose input column q*sw - pw + s lies in [0, W): returns (lo, hi)."""
+    a = pw - s
+    lo = -((-a) // sw)  # ceil(a / sw)
+    if lo < 0:
+        lo = 0
+    hi = (W - 1 + a) // sw + 1
+    if hi > Q:
+        hi = Q
+    if hi < lo:
+        hi = lo
+    return lo, hi
+
+
+@njit(cache=True, nogil=True)
+def max_pool2d_forward(x3, kh, kw, sh, sw, ph, pw, i0, i1, y3):
+    """y3[i, p, q] = max over the window of x3[i] at (p*sh - ph, q*sw - pw), for planes i0 <= i < i1; NaN propagates.
+
+    One output row at a time: for each window offset (r, s), a select over the
+    whole row of windows, which LLVM vectorises.
+    """
     NC, H, W = x3.shape
     P = y3.shape[1]
     Q = y3.shape[2]
-    for i in prange(NC):
+    for i in range(i0, i1):
+        xi = x3[i]
+        yi = y3[i]
         for p in range(P):
             h0 = p * sh - ph
+            r0, r1 = _clamp(h0, kh, H)
+            m = yi[p]
             for q in range(Q):
-                w0 = q * sw - pw
-                m = -np.inf
-                for r in range(kh):
-                    ih = h0 + r
-                    if ih < 0 or ih >= H:
+                m[q] = -np.inf
+            for r in range(r0, r1):
+                row = xi[h0 + r]
+                for s in range(kw):
+                    lo, hi = _qspan(s, sw, pw, W, Q)
+                    if hi <= lo:
                         continue
-                    for s in range(kw):
-                        iw = w0 + s
-                        if iw < 0 or iw >= W:
-                            continue
-                        v = x3[i, ih, iw]
-                        if v > m or np.isnan(v):
-                            m = v
-                            if np.isnan(v):
-                                break
-                y3[i, p, q] = m
+                    src = row[lo * sw - pw + s:]
+                    ms = m[lo:hi]
+                    for j in range(hi - lo):
+                        v = src[j * sw]
+                        mj = ms[j]
+                        ms[j] = v if (v > mj) | (v != v) else mj  # a NaN, once in, stays
 
 
-@njit(cache=True, parallel=True)
-def max_pool2d_backward(x3, dy3, kh, kw, sh, sw, ph, pw, dx3):
+@njit(cache=True, nogil=True)
+def max_pool2d_backward(x3, dy3, kh, kw, sh, sw, ph, pw, i0, i1, dx3):
     """dx3[argmax of each window] += dy3[window]; the first maximum in row-major order wins (as in PyTorch).
 
-    ``dx3`` must be zeroed by the caller.
+    Planes i0 <= i < i1 of ``dx3`` are overwritten.
     """
     NC, H, W = x3.shape
     P = dy3.shape[1]
     Q = dy3.shape[2]
-    for i in prange(NC):
+    for i in range(i0, i1):
+        for h in range(H):
+            for v in range(W):
+                dx3[i, h, v] = 0.0
         for p in range(P):
             h0 = p * sh - ph
             for q in range(Q):
@@ -79,14 +111,14 @@ def max_pool2d_backward(x3, dy3, kh, kw, sh, sw, ph, pw, dx3):
                     dx3[i, am, an] += dy3[i, p, q]
 
 
-@njit(cache=True, parallel=True)
-def avg_pool2d_forward(x3, kh, kw, sh, sw, ph, pw, y3):
-    """y3[i, p, q] = sum of x3[i] over the window / (kh*kw), padded zeros included."""
+@njit(cache=True, nogil=True)
+def avg_pool2d_forward(x3, kh, kw, sh, sw, ph, pw, i0, i1, y3):
+    """y3[i, p, q] = sum of x3[i] over the window / (kh*kw), padded zeros included, for planes i0 <= i < i1."""
     NC, H, W = x3.shape
     P = y3.shape[1]
     Q = y3.shape[2]
     inv = 1.0 / (kh * kw)
-    for i in prange(NC):
+    for i in range(i0, i1):
         for p in range(P):
             h0 = p * sh - ph
             for q in range(Q):
@@ -103,14 +135,17 @@ def avg_pool2d_forward(x3, kh, kw, sh, sw, ph, pw, y3):
                 y3[i, p, q] = acc * inv
 
 
-@njit(cache=True, parallel=True)
-def avg_pool2d_backward(dy3, kh, kw, sh, sw, ph, pw, dx3):
-    """dx3[window] += dy3[window] / (kh*kw) for every window. ``dx3`` must be zeroed by the caller."""
+@njit(cache=True, nogil=True)
+def avg_pool2d_backward(dy3, kh, kw, sh, sw, ph, pw, i0, i1, dx3):
+    """dx3[window] += dy3[window] / (kh*kw) for every window; planes i0 <= i < i1 of ``dx3`` are overwritten."""
     NC, H, W = dx3.shape
     P = dy3.shape[1]
     Q = dy3.shape[2]
     inv = 1.0 / (kh * kw)
-    for i in prange(NC):
+    for i in range(i0, i1):
+        for h in range(H):
+            for v in range(W):
+                dx3[i, h, v] = 0.0
         for p in range(P):
             h0 = p * sh - ph
             for q in range(Q):
