@@ -11,12 +11,12 @@ an existing checkpoint stays as it was.
 from __future__ import annotations
 
 import os
-import tempfile
 import zipfile
 from pathlib import Path
 
 import numpy as np
 
+from ._io import atomic_write
 from .nn import Module
 
 __all__ = ["save", "load"]
@@ -76,19 +76,8 @@ def save(model, path) -> Path:
     directory = path.parent
     if not directory.is_dir():
         raise FileNotFoundError(f"path: directory {directory} does not exist; create it first")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+    with atomic_write(path) as f:
+        np.savez(f, **arrays)
     return path
 
 

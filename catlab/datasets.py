@@ -18,12 +18,13 @@ import hashlib
 import importlib
 import os
 import tarfile
-import tempfile
 import urllib.request
 import zlib
 from pathlib import Path
 
 import numpy as np
+
+from ._io import atomic_write
 
 __all__ = ["digits", "mnist_sample", "cat", "cifar10", "CIFAR10_CLASSES", "CIFAR10_MD5", "CIFAR10_URL",
            "stratified_split", "random_shift"]
@@ -277,18 +278,14 @@ def _download(url: str, dest: Path, md5: str | None, timeout: float = 60.0) -> N
     On any failure the temporary file is removed and ``dest`` is left as it was.
     """
     dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
-    try:
+    with atomic_write(dest, suffix=".part") as out, urllib.request.urlopen(url, timeout=timeout) as resp:
         h = hashlib.md5()
         n = 0
-        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as resp:
-            length = resp.headers.get("Content-Length") if getattr(resp, "headers", None) else None
-            for chunk in iter(lambda: resp.read(1 << 20), b""):
-                out.write(chunk)
-                h.update(chunk)
-                n += len(chunk)
-            out.flush()
-            os.fsync(out.fileno())
+        length = resp.headers.get("Content-Length") if getattr(resp, "headers", None) else None
+        for chunk in iter(lambda: resp.read(1 << 20), b""):
+            out.write(chunk)
+            h.update(chunk)
+            n += len(chunk)
         if length is not None and int(length) != n:
             raise OSError(f"download of {url} was truncated: got {n} of {int(length)} bytes; try again")
         if md5 is not None and h.hexdigest() != md5:
@@ -296,13 +293,6 @@ def _download(url: str, dest: Path, md5: str | None, timeout: float = 60.0) -> N
                 f"download of {url} has md5 {h.hexdigest()}, expected {md5}: the file is corrupt or "
                 "not the CIFAR-10 binary archive; nothing was saved"
             )
-        os.replace(tmp, dest)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
 
 
 def _read_member(tar: tarfile.TarFile, name: str, path: Path) -> tuple[np.ndarray, np.ndarray]:
