@@ -533,7 +533,26 @@ def _pool_dy(dy, x, P, Q):
     return dy
 
 
-def max_pool2d(x, kernel_size, stride=None, padding=0):
+def _pool_indices(indices, shape, plane):
+    """Check max-pooling ``indices``: int64, the forward output's ``shape``, values in [0, plane)."""
+    if not isinstance(indices, np.ndarray):
+        raise TypeError(f"indices: expected a NumPy array of int64, got {type(indices).__name__}")
+    if indices.dtype != np.int64:
+        raise TypeError(f"indices: expected dtype int64 (as returned by max_pool2d), got {indices.dtype}")
+    if indices.shape != shape:
+        raise ValueError(
+            f"indices: expected the forward output's shape {V.shape_str(shape)}, got {V.shape_str(indices.shape)}"
+        )
+    indices = np.ascontiguousarray(indices)
+    if indices.size and (indices.min() < 0 or indices.max() >= plane):
+        raise ValueError(
+            f"indices: values must lie in [0, H*W) = [0, {plane}), got the range "
+            f"[{indices.min()}, {indices.max()}]; pass the indices max_pool2d returned for this x"
+        )
+    return indices
+
+
+def max_pool2d(x, kernel_size, stride=None, padding=0, return_indices=False):
     """2-D max pooling, as :func:`torch.nn.functional.max_pool2d`.
 
     Parameters
@@ -544,11 +563,19 @@ def max_pool2d(x, kernel_size, stride=None, padding=0):
         Defaults to ``kernel_size`` (non-overlapping windows).
     padding : int or (int, int), default 0
         Implicit -inf padding on each side; at most half the kernel size.
+    return_indices : bool, default False
+        Also return where each maximum came from, as PyTorch's
+        ``return_indices=True``; pass them to :func:`max_pool2d_backward` to
+        skip searching the windows again.
 
     Returns
     -------
     y : ndarray of shape (N, C, P, Q)
         ``P = floor((H + 2*padding - kernel_size) / stride) + 1``, likewise Q.
+    indices : ndarray of int64, shape (N, C, P, Q)
+        Only with ``return_indices=True``: the flat index ``h*W + w`` of each
+        window's maximum in its (H, W) input plane. The first maximum in
+        row-major order wins; in a window holding NaNs, the last NaN wins.
 
     Raises
     ------
@@ -563,20 +590,31 @@ def max_pool2d(x, kernel_size, stride=None, padding=0):
     >>> max_pool2d(x, 2)
     array([[[[ 5.,  7.],
              [13., 15.]]]])
+    >>> y, idx = max_pool2d(x, 2, return_indices=True)
+    >>> idx
+    array([[[[ 5,  7],
+             [13, 15]]]])
     """
     x, (kh, kw), (sh, sw), (ph, pw), (P, Q) = _pool_setup(x, kernel_size, stride, padding)
     N, C, H, W = x.shape
     y = np.empty((N * C, P, Q), dtype=x.dtype)  # (N*C, P, Q)
     x3 = x.reshape(N * C, H, W)
-    _planes(N * C, kh * kw * P * Q, lambda i0, i1: _pool.max_pool2d_forward(x3, kh, kw, sh, sw, ph, pw, i0, i1, y))
-    return y.reshape(N, C, P, Q)
+    if not return_indices:
+        _planes(N * C, kh * kw * P * Q,
+                lambda i0, i1: _pool.max_pool2d_forward(x3, kh, kw, sh, sw, ph, pw, i0, i1, y))
+        return y.reshape(N, C, P, Q)
+    ind = np.empty((N * C, P, Q), dtype=np.int64)  # (N*C, P, Q), flat indices into each H*W plane
+    _planes(N * C, kh * kw * P * Q,
+            lambda i0, i1: _pool.max_pool2d_forward_indices(x3, kh, kw, sh, sw, ph, pw, i0, i1, y, ind))
+    return y.reshape(N, C, P, Q), ind.reshape(N, C, P, Q)
 
 
-def max_pool2d_backward(dy, x, kernel_size, stride=None, padding=0):
+def max_pool2d_backward(dy, x, kernel_size, stride=None, padding=0, indices=None):
     """Gradient of :func:`max_pool2d`: each window's gradient goes to its maximum.
 
     Where a window has several equal maxima, the first in row-major order wins,
-    as in PyTorch. Overlapping windows add their gradients.
+    and in a window holding NaNs the last NaN wins, as in PyTorch. Overlapping
+    windows add their gradients.
 
     Parameters
     ----------
@@ -585,6 +623,11 @@ def max_pool2d_backward(dy, x, kernel_size, stride=None, padding=0):
         The forward input.
     kernel_size, stride, padding
         As given to :func:`max_pool2d`.
+    indices : ndarray of int64, shape (N, C, P, Q), optional
+        The indices returned by ``max_pool2d(..., return_indices=True)`` for
+        this ``x``. When given, ``dy`` is scattered to them directly and ``x``
+        is only used for its shape and dtype; otherwise every window's maximum
+        is searched again.
 
     Returns
     -------
@@ -593,7 +636,9 @@ def max_pool2d_backward(dy, x, kernel_size, stride=None, padding=0):
     Raises
     ------
     TypeError, ValueError
-        As :func:`max_pool2d`, and if ``dy`` does not have the forward output's shape.
+        As :func:`max_pool2d`, if ``dy`` does not have the forward output's
+        shape, or if ``indices`` is not an int64 array of that shape with
+        values in ``[0, H*W)``.
 
     Examples
     --------
@@ -602,10 +647,20 @@ def max_pool2d_backward(dy, x, kernel_size, stride=None, padding=0):
     >>> max_pool2d_backward(np.array([[[[10.]]]]), x, 2)
     array([[[[ 0.,  0.],
              [10.,  0.]]]])
+    >>> y, idx = max_pool2d(x, 2, return_indices=True)
+    >>> max_pool2d_backward(np.array([[[[10.]]]]), x, 2, indices=idx)
+    array([[[[ 0.,  0.],
+             [10.,  0.]]]])
     """
     x, (kh, kw), (sh, sw), (ph, pw), (P, Q) = _pool_setup(x, kernel_size, stride, padding)
     dy = _pool_dy(dy, x, P, Q)
     N, C, H, W = x.shape
+    if indices is not None:
+        ind = _pool_indices(indices, (N, C, P, Q), H * W)
+        dx = np.empty((N * C, H * W), dtype=x.dtype)  # (N*C, H*W), every plane overwritten
+        dy2, ind2 = dy.reshape(N * C, P * Q), ind.reshape(N * C, P * Q)
+        _planes(N * C, P * Q + H * W, lambda i0, i1: _pool.max_pool2d_backward_indices(dy2, ind2, i0, i1, dx))
+        return dx.reshape(N, C, H, W)
     dx = np.empty((N * C, H, W), dtype=x.dtype)  # (N*C, H, W), every plane overwritten
     x3, dy3 = x.reshape(N * C, H, W), dy.reshape(N * C, P, Q)
     _planes(N * C, kh * kw * P * Q + H * W,
