@@ -223,6 +223,54 @@ def _im2col_backward(x4, wT, dy4, R, S, sh, sw, ph, pw, dh, dw, P, Q, T, dx, dw3
     np.sum(db_part, axis=0, out=db)
 
 
+def _wide_forward(x4, w3, b, R, S, ph, pw, dh, dw, P, Q, T, y4):
+    """Run :func:`catlab._kernels.conv.fwd_wide_chunk` (stride 1) over ``y4`` (N, G, Kg, P*Q) on up to ``T`` threads."""
+    N = x4.shape[0]
+    G, Kg, CRS = w3.shape
+    items = N * G
+    n = _threads.chunks_for(items, Kg * CRS * P * Q, T)
+
+    def work(t):
+        i0, i1 = _split(items, n, t)
+        if i1 > i0:
+            _conv.fwd_wide_chunk(x4, w3, b, R, S, ph, pw, dh, dw, P, Q, i0, i1, y4)
+
+    with _threads.single_threaded_blas():
+        _threads.run_chunks(work, n)
+
+
+def _wide_backward(x4, wT, dy4, R, S, ph, pw, dh, dw, P, Q, T, dx, dw3, db):
+    """Run :func:`catlab._kernels.conv.bwd_wide_chunk` (stride 1) on up to ``T`` threads; chunk sums added in order."""
+    N = x4.shape[0]
+    G, CRS, Kg = wT.shape
+    items = N * G
+    n = _threads.chunks_for(items, 2 * Kg * CRS * P * Q, T)
+    dw_part = np.zeros((n, G, Kg, CRS), dtype=x4.dtype)  # per-chunk weight gradients
+    db_part = np.zeros((n, G * Kg), dtype=x4.dtype)  # per-chunk bias gradients
+
+    def work(t):
+        i0, i1 = _split(items, n, t)
+        if i1 > i0:
+            _conv.bwd_wide_chunk(x4, wT, dy4, R, S, ph, pw, dh, dw, P, Q, i0, i1, dw_part[t], db_part[t], dx)
+
+    with _threads.single_threaded_blas():
+        _threads.run_chunks(work, n)
+    np.sum(dw_part, axis=0, out=dw3)
+    np.sum(db_part, axis=0, out=db)
+
+
+#: The stride-1 "wide column" kernels compute each output row at the padded
+#: width Wp = Q + dw*(S-1) (extra columns discarded), which turns im2col into
+#: contiguous copies; used when that adds at most this share of extra work.
+WIDE_MAX_EXTRA = 0.5
+
+
+def _use_wide(N, T, sh, sw, P, Q, S, dw):
+    """Whether a stride-1 convolution takes the wide-column kernels (enough samples for every thread)."""
+    L = (P - 1) * (Q + dw * (S - 1)) + Q
+    return sh == 1 and sw == 1 and N >= T and L <= (1 + WIDE_MAX_EXTRA) * P * Q
+
+
 def _direct_forward(x4, w4, b, R, S, ph, pw, dh, dw, P, Q, T, y):
     """Run :func:`catlab._kernels.conv.direct_fwd_chunk` over ``y`` (N, K, P, Q) on up to ``T`` threads."""
     N, C = x4.shape[:2]
@@ -286,7 +334,10 @@ def _conv_forward(x, weight, bias, stride, padding, dilation, groups, nd):
         return y.reshape((N, K, Q) if nd == 1 else (N, K, P, Q))
     w3 = w4.reshape(G, K // G, Cg * R * S)  # (G, Kg, Cg*R*S)
     y4 = np.empty((N, G, K // G, P * Q), dtype=x4.dtype)  # (N, G, Kg, P*Q)
-    _im2col_forward(x4, w3, b, R, S, sh, sw, ph, pw, dh, dw, P, Q, T, y4)
+    if _use_wide(N, T, sh, sw, P, Q, S, dw):
+        _wide_forward(x4, w3, b, R, S, ph, pw, dh, dw, P, Q, T, y4)
+    else:
+        _im2col_forward(x4, w3, b, R, S, sh, sw, ph, pw, dh, dw, P, Q, T, y4)
     return y4.reshape((N, K, Q) if nd == 1 else (N, K, P, Q))
 
 
@@ -313,9 +364,13 @@ def _conv_backward(dy, x, weight, stride, padding, dilation, groups, nd):
     # (G, Cg*R*S, Kg): each group's filters transposed, contiguous for BLAS
     wT = np.ascontiguousarray(w4.reshape(G, K // G, Cg * R * S).transpose(0, 2, 1))
     dy4 = dy.reshape(N, G, K // G, P * Q)  # (N, G, Kg, P*Q)
-    dx = np.zeros(x4.shape, dtype=x4.dtype)  # (N, C, H, W), scatter-added into
     dw3 = np.empty((G, K // G, Cg * R * S), dtype=x4.dtype)  # (G, Kg, Cg*R*S)
     db = np.empty(K, dtype=x4.dtype)  # (K,)
+    if _use_wide(N, T, sh, sw, P, Q, S, dw):
+        dx = np.empty(x4.shape, dtype=x4.dtype)  # (N, C, H, W), every (sample, group) written once
+        _wide_backward(x4, wT, dy4, R, S, ph, pw, dh, dw, P, Q, T, dx, dw3, db)
+        return dx.reshape(np.shape(x)), dw3.reshape(np.shape(weight)), db
+    dx = np.zeros(x4.shape, dtype=x4.dtype)  # (N, C, H, W), scatter-added into
     _im2col_backward(x4, wT, dy4, R, S, sh, sw, ph, pw, dh, dw, P, Q, T, dx, dw3, db)
     return dx.reshape(np.shape(x)), dw3.reshape(np.shape(weight)), db
 
