@@ -19,6 +19,7 @@ from . import _threads
 from . import _validate as V
 from ._kernels import activation as _act
 from ._kernels import conv as _conv
+from ._kernels import linear as _linear
 from ._kernels import pool as _pool
 
 __all__ = [
@@ -960,11 +961,14 @@ def linear_backward(dy, x, weight):
             f"dy: expected the forward output's shape {V.shape_str((x.shape[0], weight.shape[0]))}, "
             f"got {V.shape_str(dy.shape)}"
         )
+    dx = dy @ weight  # first, while the weight may still be in cache: writing dweight evicts it
     if x.shape[0] == 1:  # an outer product: much faster than a matrix product with inner size 1
-        dweight = np.outer(dy[0], x[0])
+        dweight = np.empty(weight.shape, dtype=x.dtype)  # (out_features, in_features)
+        a, b = dy[0], x[0]
+        _planes(weight.shape[0], weight.shape[1], lambda i0, i1: _linear.outer_rows(a, b, i0, i1, dweight))
     else:
         dweight = dy.T @ x
-    return dy @ weight, dweight, dy.sum(axis=0)
+    return dx, dweight, dy.sum(axis=0)
 
 
 # ----------------------------------------------------------------------------
