@@ -164,7 +164,7 @@ def bwd_chunk(x, wT, dy4, R, S, sh, sw, ph, pw, dh, dw, P, Q, nb, i0, i1, dw_t, 
     G, CRS, Kg = wT.shape
     Cg = CRS // (R * S)
     PQ = P * Q
-    dwn = np.empty((Kg, CRS), dtype=x.dtype)
+    dwnT = np.empty((CRS, Kg), dtype=x.dtype)  # one item's weight gradient, transposed
     if nb == 1:
         cols = np.empty((CRS, PQ), dtype=x.dtype)  # workspaces, one per chunk
         dcols = np.empty((CRS, PQ), dtype=x.dtype)
@@ -178,11 +178,11 @@ def bwd_chunk(x, wT, dy4, R, S, sh, sw, ph, pw, dh, dw, P, Q, nb, i0, i1, dw_t, 
                     acc += dyg[k, j]
                 db_t[g * Kg + k] += acc
             im2col(x[n], g * Cg, R, S, sh, sw, ph, pw, dh, dw, 0, P, Q, cols)
-            np.dot(dyg, cols.T, dwn)
+            np.dot(cols, dyg.T, dwnT)  # faster in BLAS than dyg @ cols.T for these shapes
             dwp = dw_t[g]
-            for k in range(Kg):
-                for j in range(CRS):
-                    dwp[k, j] += dwn[k, j]
+            for j in range(CRS):
+                for k in range(Kg):
+                    dwp[k, j] += dwnT[j, k]
             np.dot(wT[g], dyg, dcols)
             for cl in range(Cg):
                 col2im_channel(dcols, cl, g * Cg + cl, R, S, sh, sw, ph, pw, dh, dw, P, Q, dx[n])
@@ -209,11 +209,11 @@ def bwd_chunk(x, wT, dy4, R, S, sh, sw, ph, pw, dh, dw, P, Q, nb, i0, i1, dw_t, 
                 acc += v
             db_t[g * Kg + k] += acc
         im2col(x[n], g * Cg, R, S, sh, sw, ph, pw, dh, dw, p0, p1, Q, cb)
-        np.dot(dyb, cb.T, dwn)
+        np.dot(cb, dyb.T, dwnT)
         dwp = dw_t[g]
-        for k in range(Kg):
-            for j in range(CRS):
-                dwp[k, j] += dwn[k, j]
+        for j in range(CRS):
+            for k in range(Kg):
+                dwp[k, j] += dwnT[j, k]
         np.dot(wT[g], dyb, dcb)
         dst = dcols_all[n, g]
         for i in range(CRS):
