@@ -4,7 +4,8 @@ catlab.functional picks a kernel per call: the direct small-channel kernels
 (stride 1, one group, at most ``DIRECT_MAX_CHANNELS`` input channels and
 ``DIRECT_MAX_FILTERS`` filters) or
 im2col + BLAS, whose work is cut into blocks of output rows when there are
-fewer samples than threads. These tests pick configurations that select each
+fewer samples than threads (the stride-1 "wide column" variant has its own
+tests in test_conv_wide.py). These tests pick configurations that select each
 path, check the choice, and also call the kernels directly with other thread
 partitions so the blocked paths are exercised on any number of cores.
 """

@@ -17,6 +17,9 @@ The method is im2col + GEMM: the receptive fields of one sample (or of a
 block of its output rows) are unrolled into the columns of a
 (Cg*R*S, rows*Q) workspace and one matrix product with the (Kg, Cg*R*S)
 filters gives all Kg maps. ``np.dot`` on contiguous arrays calls BLAS.
+With stride 1 and a sample per thread, the ``*_wide_chunk`` kernels (at the
+end of this module) unroll the zero-padded sample instead, at the padded
+width, which makes every row of the workspace one contiguous copy.
 
 Parallelism: the work is cut into items (a sample and group, or a block of
 ``nb`` output rows of one when there are fewer samples than threads). The
