@@ -126,6 +126,33 @@ def max_pool2d_forward_indices(x3, kh, kw, sh, sw, ph, pw, i0, i1, y3, ind3):
     NC, H, W = x3.shape
     P = y3.shape[1]
     Q = y3.shape[2]
+    if kh == 2 and kw == 2 and sh == 2 and sw == 2 and ph == 0 and pw == 0:  # the common case, unrolled
+        for i in range(i0, i1):
+            xi = x3[i]
+            for p in range(P):
+                a = xi[2 * p]
+                b = xi[2 * p + 1]
+                ym = y3[i, p]
+                yi = ind3[i, p]
+                base = 2 * p * W
+                for q in range(Q):
+                    m = a[2 * q]
+                    am = base + 2 * q
+                    v = a[2 * q + 1]
+                    take = (v > m) | (v != v)
+                    am = base + 2 * q + 1 if take else am
+                    m = v if take else m
+                    v = b[2 * q]
+                    take = (v > m) | (v != v)
+                    am = base + W + 2 * q if take else am
+                    m = v if take else m
+                    v = b[2 * q + 1]
+                    take = (v > m) | (v != v)
+                    am = base + W + 2 * q + 1 if take else am
+                    m = v if take else m
+                    ym[q] = m
+                    yi[q] = am
+        return
     for i in range(i0, i1):
         xi = x3[i]
         yi = y3[i]
