@@ -150,9 +150,12 @@ def op_contenders(kind, x, extra, dy, wlin=None, torch=None):
     """Forward and backward callables for pooling, ReLU or linear."""
     if kind in ("max_pool", "avg_pool"):
         k, s, p = extra
-        fwd = F.max_pool2d if kind == "max_pool" else F.avg_pool2d
-        bwd = F.max_pool2d_backward if kind == "max_pool" else F.avg_pool2d_backward
-        out = {"catlab": (lambda: fwd(x, k, s, p), lambda: bwd(dy, x, k, s, p))}
+        if kind == "max_pool":  # as torch in training: the forward records the argmax, the backward uses it
+            _, ind = F.max_pool2d(x, k, s, p, return_indices=True)
+            out = {"catlab": (lambda: F.max_pool2d(x, k, s, p, return_indices=True)[0],
+                              lambda: F.max_pool2d_backward(dy, x, k, s, p, indices=ind))}
+        else:
+            out = {"catlab": (lambda: F.avg_pool2d(x, k, s, p), lambda: F.avg_pool2d_backward(dy, x, k, s, p))}
     elif kind == "relu":
         out = {"catlab": (lambda: F.relu(x), lambda: F.relu_backward(dy, x))}
     else:
@@ -435,7 +438,7 @@ y = F.conv2d(x, w, b, padding=2)
 dx, dw, db = F.conv2d_backward(np.ones_like(y), x, w, padding=2)
 t2 = time.perf_counter()
 h = F.relu(y); F.relu_backward(h, y)
-p = F.max_pool2d(h, 2); F.max_pool2d_backward(p, h, 2)
+p, pi = F.max_pool2d(h, 2, return_indices=True); F.max_pool2d_backward(p, h, 2, indices=pi)
 w2 = np.full((16, 6, 5, 5), 0.1, np.float32)
 y2 = F.conv2d(p, w2, np.zeros(16, np.float32)); F.conv2d_backward(y2, p, w2)
 a = F.avg_pool2d(y2, 2); F.avg_pool2d_backward(a, y2, 2)

@@ -19,6 +19,7 @@ from . import _threads
 from . import _validate as V
 from ._kernels import activation as _act
 from ._kernels import conv as _conv
+from ._kernels import linear as _linear
 from ._kernels import pool as _pool
 
 __all__ = [
@@ -223,6 +224,54 @@ def _im2col_backward(x4, wT, dy4, R, S, sh, sw, ph, pw, dh, dw, P, Q, T, dx, dw3
     np.sum(db_part, axis=0, out=db)
 
 
+def _wide_forward(x4, w3, b, R, S, ph, pw, dh, dw, P, Q, T, y4):
+    """Run :func:`catlab._kernels.conv.fwd_wide_chunk` (stride 1) over ``y4`` (N, G, Kg, P*Q) on up to ``T`` threads."""
+    N = x4.shape[0]
+    G, Kg, CRS = w3.shape
+    items = N * G
+    n = _threads.chunks_for(items, Kg * CRS * P * Q, T)
+
+    def work(t):
+        i0, i1 = _split(items, n, t)
+        if i1 > i0:
+            _conv.fwd_wide_chunk(x4, w3, b, R, S, ph, pw, dh, dw, P, Q, i0, i1, y4)
+
+    with _threads.single_threaded_blas():
+        _threads.run_chunks(work, n)
+
+
+def _wide_backward(x4, wT, dy4, R, S, ph, pw, dh, dw, P, Q, T, dx, dw3, db):
+    """Run :func:`catlab._kernels.conv.bwd_wide_chunk` (stride 1) on up to ``T`` threads; chunk sums added in order."""
+    N = x4.shape[0]
+    G, CRS, Kg = wT.shape
+    items = N * G
+    n = _threads.chunks_for(items, 2 * Kg * CRS * P * Q, T)
+    dw_part = np.zeros((n, G, Kg, CRS), dtype=x4.dtype)  # per-chunk weight gradients
+    db_part = np.zeros((n, G * Kg), dtype=x4.dtype)  # per-chunk bias gradients
+
+    def work(t):
+        i0, i1 = _split(items, n, t)
+        if i1 > i0:
+            _conv.bwd_wide_chunk(x4, wT, dy4, R, S, ph, pw, dh, dw, P, Q, i0, i1, dw_part[t], db_part[t], dx)
+
+    with _threads.single_threaded_blas():
+        _threads.run_chunks(work, n)
+    np.sum(dw_part, axis=0, out=dw3)
+    np.sum(db_part, axis=0, out=db)
+
+
+#: The stride-1 "wide column" kernels compute each output row at the padded
+#: width Wp = Q + dw*(S-1) (extra columns discarded), which turns im2col into
+#: contiguous copies; used when that adds at most this share of extra work.
+WIDE_MAX_EXTRA = 0.5
+
+
+def _use_wide(N, T, sh, sw, P, Q, S, dw):
+    """Whether a stride-1 convolution takes the wide-column kernels (enough samples for every thread)."""
+    L = (P - 1) * (Q + dw * (S - 1)) + Q
+    return sh == 1 and sw == 1 and N >= T and L <= (1 + WIDE_MAX_EXTRA) * P * Q
+
+
 def _direct_forward(x4, w4, b, R, S, ph, pw, dh, dw, P, Q, T, y):
     """Run :func:`catlab._kernels.conv.direct_fwd_chunk` over ``y`` (N, K, P, Q) on up to ``T`` threads."""
     N, C = x4.shape[:2]
@@ -286,7 +335,10 @@ def _conv_forward(x, weight, bias, stride, padding, dilation, groups, nd):
         return y.reshape((N, K, Q) if nd == 1 else (N, K, P, Q))
     w3 = w4.reshape(G, K // G, Cg * R * S)  # (G, Kg, Cg*R*S)
     y4 = np.empty((N, G, K // G, P * Q), dtype=x4.dtype)  # (N, G, Kg, P*Q)
-    _im2col_forward(x4, w3, b, R, S, sh, sw, ph, pw, dh, dw, P, Q, T, y4)
+    if _use_wide(N, T, sh, sw, P, Q, S, dw):
+        _wide_forward(x4, w3, b, R, S, ph, pw, dh, dw, P, Q, T, y4)
+    else:
+        _im2col_forward(x4, w3, b, R, S, sh, sw, ph, pw, dh, dw, P, Q, T, y4)
     return y4.reshape((N, K, Q) if nd == 1 else (N, K, P, Q))
 
 
@@ -313,9 +365,13 @@ def _conv_backward(dy, x, weight, stride, padding, dilation, groups, nd):
     # (G, Cg*R*S, Kg): each group's filters transposed, contiguous for BLAS
     wT = np.ascontiguousarray(w4.reshape(G, K // G, Cg * R * S).transpose(0, 2, 1))
     dy4 = dy.reshape(N, G, K // G, P * Q)  # (N, G, Kg, P*Q)
-    dx = np.zeros(x4.shape, dtype=x4.dtype)  # (N, C, H, W), scatter-added into
     dw3 = np.empty((G, K // G, Cg * R * S), dtype=x4.dtype)  # (G, Kg, Cg*R*S)
     db = np.empty(K, dtype=x4.dtype)  # (K,)
+    if _use_wide(N, T, sh, sw, P, Q, S, dw):
+        dx = np.empty(x4.shape, dtype=x4.dtype)  # (N, C, H, W), every (sample, group) written once
+        _wide_backward(x4, wT, dy4, R, S, ph, pw, dh, dw, P, Q, T, dx, dw3, db)
+        return dx.reshape(np.shape(x)), dw3.reshape(np.shape(weight)), db
+    dx = np.zeros(x4.shape, dtype=x4.dtype)  # (N, C, H, W), scatter-added into
     _im2col_backward(x4, wT, dy4, R, S, sh, sw, ph, pw, dh, dw, P, Q, T, dx, dw3, db)
     return dx.reshape(np.shape(x)), dw3.reshape(np.shape(weight)), db
 
@@ -533,7 +589,26 @@ def _pool_dy(dy, x, P, Q):
     return dy
 
 
-def max_pool2d(x, kernel_size, stride=None, padding=0):
+def _pool_indices(indices, shape, plane):
+    """Check max-pooling ``indices``: int64, the forward output's ``shape``, values in [0, plane)."""
+    if not isinstance(indices, np.ndarray):
+        raise TypeError(f"indices: expected a NumPy array of int64, got {type(indices).__name__}")
+    if indices.dtype != np.int64:
+        raise TypeError(f"indices: expected dtype int64 (as returned by max_pool2d), got {indices.dtype}")
+    if indices.shape != shape:
+        raise ValueError(
+            f"indices: expected the forward output's shape {V.shape_str(shape)}, got {V.shape_str(indices.shape)}"
+        )
+    indices = np.ascontiguousarray(indices)
+    if indices.size and (indices.min() < 0 or indices.max() >= plane):
+        raise ValueError(
+            f"indices: values must lie in [0, H*W) = [0, {plane}), got the range "
+            f"[{indices.min()}, {indices.max()}]; pass the indices max_pool2d returned for this x"
+        )
+    return indices
+
+
+def max_pool2d(x, kernel_size, stride=None, padding=0, return_indices=False):
     """2-D max pooling, as :func:`torch.nn.functional.max_pool2d`.
 
     Parameters
@@ -544,11 +619,19 @@ def max_pool2d(x, kernel_size, stride=None, padding=0):
         Defaults to ``kernel_size`` (non-overlapping windows).
     padding : int or (int, int), default 0
         Implicit -inf padding on each side; at most half the kernel size.
+    return_indices : bool, default False
+        Also return where each maximum came from, as PyTorch's
+        ``return_indices=True``; pass them to :func:`max_pool2d_backward` to
+        skip searching the windows again.
 
     Returns
     -------
     y : ndarray of shape (N, C, P, Q)
         ``P = floor((H + 2*padding - kernel_size) / stride) + 1``, likewise Q.
+    indices : ndarray of int64, shape (N, C, P, Q)
+        Only with ``return_indices=True``: the flat index ``h*W + w`` of each
+        window's maximum in its (H, W) input plane. The first maximum in
+        row-major order wins; in a window holding NaNs, the last NaN wins.
 
     Raises
     ------
@@ -563,20 +646,31 @@ def max_pool2d(x, kernel_size, stride=None, padding=0):
     >>> max_pool2d(x, 2)
     array([[[[ 5.,  7.],
              [13., 15.]]]])
+    >>> y, idx = max_pool2d(x, 2, return_indices=True)
+    >>> idx
+    array([[[[ 5,  7],
+             [13, 15]]]])
     """
     x, (kh, kw), (sh, sw), (ph, pw), (P, Q) = _pool_setup(x, kernel_size, stride, padding)
     N, C, H, W = x.shape
     y = np.empty((N * C, P, Q), dtype=x.dtype)  # (N*C, P, Q)
     x3 = x.reshape(N * C, H, W)
-    _planes(N * C, kh * kw * P * Q, lambda i0, i1: _pool.max_pool2d_forward(x3, kh, kw, sh, sw, ph, pw, i0, i1, y))
-    return y.reshape(N, C, P, Q)
+    if not return_indices:
+        _planes(N * C, kh * kw * P * Q,
+                lambda i0, i1: _pool.max_pool2d_forward(x3, kh, kw, sh, sw, ph, pw, i0, i1, y))
+        return y.reshape(N, C, P, Q)
+    ind = np.empty((N * C, P, Q), dtype=np.int64)  # (N*C, P, Q), flat indices into each H*W plane
+    _planes(N * C, kh * kw * P * Q,
+            lambda i0, i1: _pool.max_pool2d_forward_indices(x3, kh, kw, sh, sw, ph, pw, i0, i1, y, ind))
+    return y.reshape(N, C, P, Q), ind.reshape(N, C, P, Q)
 
 
-def max_pool2d_backward(dy, x, kernel_size, stride=None, padding=0):
+def max_pool2d_backward(dy, x, kernel_size, stride=None, padding=0, indices=None):
     """Gradient of :func:`max_pool2d`: each window's gradient goes to its maximum.
 
     Where a window has several equal maxima, the first in row-major order wins,
-    as in PyTorch. Overlapping windows add their gradients.
+    and in a window holding NaNs the last NaN wins, as in PyTorch. Overlapping
+    windows add their gradients.
 
     Parameters
     ----------
@@ -585,6 +679,11 @@ def max_pool2d_backward(dy, x, kernel_size, stride=None, padding=0):
         The forward input.
     kernel_size, stride, padding
         As given to :func:`max_pool2d`.
+    indices : ndarray of int64, shape (N, C, P, Q), optional
+        The indices returned by ``max_pool2d(..., return_indices=True)`` for
+        this ``x``. When given, ``dy`` is scattered to them directly and ``x``
+        is only used for its shape and dtype; otherwise every window's maximum
+        is searched again.
 
     Returns
     -------
@@ -593,7 +692,9 @@ def max_pool2d_backward(dy, x, kernel_size, stride=None, padding=0):
     Raises
     ------
     TypeError, ValueError
-        As :func:`max_pool2d`, and if ``dy`` does not have the forward output's shape.
+        As :func:`max_pool2d`, if ``dy`` does not have the forward output's
+        shape, or if ``indices`` is not an int64 array of that shape with
+        values in ``[0, H*W)``.
 
     Examples
     --------
@@ -602,10 +703,20 @@ def max_pool2d_backward(dy, x, kernel_size, stride=None, padding=0):
     >>> max_pool2d_backward(np.array([[[[10.]]]]), x, 2)
     array([[[[ 0.,  0.],
              [10.,  0.]]]])
+    >>> y, idx = max_pool2d(x, 2, return_indices=True)
+    >>> max_pool2d_backward(np.array([[[[10.]]]]), x, 2, indices=idx)
+    array([[[[ 0.,  0.],
+             [10.,  0.]]]])
     """
     x, (kh, kw), (sh, sw), (ph, pw), (P, Q) = _pool_setup(x, kernel_size, stride, padding)
     dy = _pool_dy(dy, x, P, Q)
     N, C, H, W = x.shape
+    if indices is not None:
+        ind = _pool_indices(indices, (N, C, P, Q), H * W)
+        dx = np.empty((N * C, H * W), dtype=x.dtype)  # (N*C, H*W), every plane overwritten
+        dy2, ind2 = dy.reshape(N * C, P * Q), ind.reshape(N * C, P * Q)
+        _planes(N * C, P * Q + H * W, lambda i0, i1: _pool.max_pool2d_backward_indices(dy2, ind2, i0, i1, dx))
+        return dx.reshape(N, C, H, W)
     dx = np.empty((N * C, H, W), dtype=x.dtype)  # (N*C, H, W), every plane overwritten
     x3, dy3 = x.reshape(N * C, H, W), dy.reshape(N * C, P, Q)
     _planes(N * C, kh * kw * P * Q + H * W,
@@ -850,11 +961,14 @@ def linear_backward(dy, x, weight):
             f"dy: expected the forward output's shape {V.shape_str((x.shape[0], weight.shape[0]))}, "
             f"got {V.shape_str(dy.shape)}"
         )
+    dx = dy @ weight  # first, while the weight may still be in cache: writing dweight evicts it
     if x.shape[0] == 1:  # an outer product: much faster than a matrix product with inner size 1
-        dweight = np.outer(dy[0], x[0])
+        dweight = np.empty(weight.shape, dtype=x.dtype)  # (out_features, in_features)
+        a, b = dy[0], x[0]
+        _planes(weight.shape[0], weight.shape[1], lambda i0, i1: _linear.outer_rows(a, b, i0, i1, dweight))
     else:
         dweight = dy.T @ x
-    return dy @ weight, dweight, dy.sum(axis=0)
+    return dx, dweight, dy.sum(axis=0)
 
 
 # ----------------------------------------------------------------------------

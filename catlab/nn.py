@@ -398,10 +398,27 @@ class MaxPool2d(_Pool2d):
     >>> import numpy as np
     >>> MaxPool2d(2)(np.zeros((1, 6, 28, 28), dtype=np.float32)).shape
     (1, 6, 14, 14)
+
+    In training mode the forward pass records each window's argmax, as
+    PyTorch does, so that :meth:`backward` scatters the gradient to it without
+    searching the windows again; in evaluation mode nothing is stored.
     """
 
     _fwd = staticmethod(F.max_pool2d)
     _bwd = staticmethod(F.max_pool2d_backward)
+
+    def forward(self, x):
+        if not self.training:
+            self._keep(x=x)
+            return F.max_pool2d(x, self.kernel_size, self.stride, self.padding)
+        y, indices = F.max_pool2d(x, self.kernel_size, self.stride, self.padding, return_indices=True)
+        self._keep(x=x, indices=indices)
+        return y
+
+    def backward(self, dy):
+        x = self._cached("x")
+        return F.max_pool2d_backward(dy, x, self.kernel_size, self.stride, self.padding,
+                                     indices=self._cache["indices"])
 
 
 class AvgPool2d(_Pool2d):

@@ -144,3 +144,21 @@ def softmax_cross_entropy(logits, labels):
         p[labels[n]] -= 1
         grads[n] = p / N
     return float(np.mean(losses)), grads
+
+
+def max_pool2d_indices(x, k, s, p):
+    """PyTorch's ``return_indices``: flat h*W + w of the first strict maximum in row-major order; the last NaN wins."""
+    N, C, H, W = x.shape
+    wins = list(_windows(H, W, k, s, p))
+    P, Q = wins[0][3], wins[0][4]
+    ind = np.zeros((N, C, P, Q), dtype=np.int64)
+    for n in range(N):
+        for c in range(C):
+            for i, j, cells, _, _ in wins:
+                best, where = -np.inf, cells[0]
+                for a, b in cells:
+                    v = x[n, c, a, b]
+                    if v > best or np.isnan(v):
+                        best, where = v, (a, b)
+                ind[n, c, i, j] = where[0] * W + where[1]
+    return ind

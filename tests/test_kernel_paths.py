@@ -4,7 +4,8 @@ catlab.functional picks a kernel per call: the direct small-channel kernels
 (stride 1, one group, at most ``DIRECT_MAX_CHANNELS`` input channels and
 ``DIRECT_MAX_FILTERS`` filters) or
 im2col + BLAS, whose work is cut into blocks of output rows when there are
-fewer samples than threads. These tests pick configurations that select each
+fewer samples than threads (the stride-1 "wide column" variant has its own
+tests in test_conv_wide.py). These tests pick configurations that select each
 path, check the choice, and also call the kernels directly with other thread
 partitions so the blocked paths are exercised on any number of cores.
 """
@@ -304,3 +305,26 @@ def test_max_pool_nan_and_minus_infinity_by_hand():
     expected = np.zeros((4, 4))
     expected[0, 0] = expected[1, 3] = expected[2, 0] = expected[3, 2] = 1.0  # NaNs, first -inf, the 7
     np.testing.assert_array_equal(dx[0, 0], expected)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_linear_backward_batch_one_split_among_threads(threads, dtype, monkeypatch):
+    """The batch-1 weight gradient is written in row ranges by several threads: every row, exactly once."""
+    from catlab import _threads as TH
+    from catlab._kernels import linear as KL
+
+    monkeypatch.setattr(TH, "num_threads", lambda: threads)
+    used = []
+    run = TH.run_chunks
+    monkeypatch.setattr(TH, "run_chunks", lambda work, n: (used.append(n), run(work, n)))
+    r = np.random.default_rng(11)
+    x, w, dy = (r.normal(size=s).astype(dtype) for s in ((1, 1000), (701, 1000), (1, 701)))
+    dx, dw, db = F.linear_backward(dy, x, w)
+    assert max(used) == threads
+    np.testing.assert_array_equal(dw, np.outer(dy[0], x[0]))  # one product per element: exact
+    np.testing.assert_allclose(dx, dy @ w, rtol=1e-5)
+    np.testing.assert_array_equal(db, dy[0])
+    out = np.full((3, 2), np.nan, dtype)
+    KL.outer_rows(np.array([1.0, 2.0, 3.0], dtype), np.array([4.0, 5.0], dtype), 1, 3, out)
+    np.testing.assert_array_equal(out, [[np.nan, np.nan], [8.0, 10.0], [12.0, 15.0]])  # only rows 1 and 2

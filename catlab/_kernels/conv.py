@@ -17,6 +17,9 @@ The method is im2col + GEMM: the receptive fields of one sample (or of a
 block of its output rows) are unrolled into the columns of a
 (Cg*R*S, rows*Q) workspace and one matrix product with the (Kg, Cg*R*S)
 filters gives all Kg maps. ``np.dot`` on contiguous arrays calls BLAS.
+With stride 1 and a sample per thread, the ``*_wide_chunk`` kernels (at the
+end of this module) unroll the zero-padded sample instead, at the padded
+width, which makes every row of the workspace one contiguous copy.
 
 Parallelism: the work is cut into items (a sample and group, or a block of
 ``nb`` output rows of one when there are fewer samples than threads). The
@@ -164,7 +167,7 @@ def bwd_chunk(x, wT, dy4, R, S, sh, sw, ph, pw, dh, dw, P, Q, nb, i0, i1, dw_t, 
     G, CRS, Kg = wT.shape
     Cg = CRS // (R * S)
     PQ = P * Q
-    dwn = np.empty((Kg, CRS), dtype=x.dtype)
+    dwnT = np.empty((CRS, Kg), dtype=x.dtype)  # one item's weight gradient, transposed
     if nb == 1:
         cols = np.empty((CRS, PQ), dtype=x.dtype)  # workspaces, one per chunk
         dcols = np.empty((CRS, PQ), dtype=x.dtype)
@@ -178,11 +181,11 @@ def bwd_chunk(x, wT, dy4, R, S, sh, sw, ph, pw, dh, dw, P, Q, nb, i0, i1, dw_t, 
                     acc += dyg[k, j]
                 db_t[g * Kg + k] += acc
             im2col(x[n], g * Cg, R, S, sh, sw, ph, pw, dh, dw, 0, P, Q, cols)
-            np.dot(dyg, cols.T, dwn)
+            np.dot(cols, dyg.T, dwnT)  # faster in BLAS than dyg @ cols.T for these shapes
             dwp = dw_t[g]
-            for k in range(Kg):
-                for j in range(CRS):
-                    dwp[k, j] += dwn[k, j]
+            for j in range(CRS):
+                for k in range(Kg):
+                    dwp[k, j] += dwnT[j, k]
             np.dot(wT[g], dyg, dcols)
             for cl in range(Cg):
                 col2im_channel(dcols, cl, g * Cg + cl, R, S, sh, sw, ph, pw, dh, dw, P, Q, dx[n])
@@ -209,11 +212,11 @@ def bwd_chunk(x, wT, dy4, R, S, sh, sw, ph, pw, dh, dw, P, Q, nb, i0, i1, dw_t, 
                 acc += v
             db_t[g * Kg + k] += acc
         im2col(x[n], g * Cg, R, S, sh, sw, ph, pw, dh, dw, p0, p1, Q, cb)
-        np.dot(dyb, cb.T, dwn)
+        np.dot(cb, dyb.T, dwnT)
         dwp = dw_t[g]
-        for k in range(Kg):
-            for j in range(CRS):
-                dwp[k, j] += dwn[k, j]
+        for j in range(CRS):
+            for k in range(Kg):
+                dwp[k, j] += dwnT[j, k]
         np.dot(wT[g], dyb, dcb)
         dst = dcols_all[n, g]
         for i in range(CRS):
@@ -339,3 +342,135 @@ def direct_bwd_chunk(x, w, dy, R, S, ph, pw, dh, dw, P, Q, n0, n1, dx, dw_t, db_
                     dx[n, c, h, v] = dxp[base + v]
 
 
+
+
+# ----------------------------------------------------------------------------
+# Stride-1 im2col over the padded plane ("wide" columns)
+# ----------------------------------------------------------------------------
+#
+# With stride 1, copy a sample's Cg channels once into a zero-bordered buffer
+# xp of Cg planes of Hp x Wp (Hp = P + dh*(R-1), Wp = Q + dw*(S-1)), flattened.
+# The output pixel (p, q) then reads xp at c*Hp*Wp + (p + r*dh)*Wp + q + s*dw,
+# so if the output is computed at width Wp instead of Q (columns j = p*Wp + q,
+# L = (P-1)*Wp + Q of them, the Wp - Q extra columns per row being discarded),
+# each im2col row (c, r, s) is ONE contiguous slice of xp of length L:
+#
+#     cols[(c*R + r)*S + s, j] = xp[c*Hp*Wp + r*dh*Wp + s*dw + j]
+#
+# a plain vectorised copy instead of P short copies with padding checks, and
+# col2im is the same slice added back. The matrix products grow by L / (P*Q)
+# (the caller uses this layout only when that is small); the backward pass
+# puts zeros in dy's extra columns, so they contribute nothing.
+
+
+@njit(cache=True)
+def _pad_group(x_n, c0, ph, pw, Hp, Wp, xp):
+    """Copy channels c0 .. c0 + Cg - 1 of x_n (C, H, W) into the interiors of xp's Cg planes; the border is left as is."""
+    H = x_n.shape[1]
+    W = x_n.shape[2]
+    Cg = xp.shape[0] // (Hp * Wp)
+    for c in range(Cg):
+        for h in range(H):
+            dst = xp[c * Hp * Wp + (h + ph) * Wp + pw:]
+            src = x_n[c0 + c, h]
+            for v in range(W):
+                dst[v] = src[v]
+
+
+@njit(cache=True)
+def _wide_cols(xp, R, S, dh, dw, Hp, Wp, L, cols):
+    """cols[(c*R + r)*S + s, j] = xp[c*Hp*Wp + r*dh*Wp + s*dw + j] for j < L (see the section comment)."""
+    Cg = cols.shape[0] // (R * S)
+    for c in range(Cg):
+        for r in range(R):
+            for s in range(S):
+                src = xp[c * Hp * Wp + r * dh * Wp + s * dw:]
+                dst = cols[(c * R + r) * S + s]
+                for j in range(L):
+                    dst[j] = src[j]
+
+
+@njit(cache=True, nogil=True)
+def fwd_wide_chunk(x, w3, b, R, S, ph, pw, dh, dw, P, Q, i0, i1, y4):
+    """Stride-1 forward of items (sample n, group g) = divmod(it, G), i0 <= it < i1, via wide columns."""
+    G, Kg, CRS = w3.shape
+    Cg = CRS // (R * S)
+    Hp = P + dh * (R - 1)
+    Wp = Q + dw * (S - 1)
+    L = (P - 1) * Wp + Q
+    xp = np.zeros(Cg * Hp * Wp, dtype=x.dtype)  # padded channels of one group; the border stays zero
+    cols = np.empty((CRS, L), dtype=x.dtype)  # workspace (Cg*R*S, L), one per chunk
+    yw = np.empty((Kg, L), dtype=x.dtype)  # output at width Wp
+    for it in range(i0, i1):
+        n = it // G
+        g = it % G
+        _pad_group(x[n], g * Cg, ph, pw, Hp, Wp, xp)
+        _wide_cols(xp, R, S, dh, dw, Hp, Wp, L, cols)
+        np.dot(w3[g], cols, yw)
+        yg = y4[n, g]
+        for k in range(Kg):
+            bk = b[g * Kg + k]
+            for p in range(P):
+                src = yw[k, p * Wp:]
+                dst = yg[k, p * Q:]
+                for q in range(Q):
+                    dst[q] = src[q] + bk
+
+
+@njit(cache=True, nogil=True)
+def bwd_wide_chunk(x, wT, dy4, R, S, ph, pw, dh, dw, P, Q, i0, i1, dw_t, db_t, dx):
+    """Stride-1 backward of items i0 <= it < i1 via wide columns; sums go to this chunk's dw_t, db_t.
+
+    Writes the channels of group g of ``dx[n]`` for each item (n, g).
+    """
+    G, CRS, Kg = wT.shape
+    Cg = CRS // (R * S)
+    H = x.shape[2]
+    W = x.shape[3]
+    Hp = P + dh * (R - 1)
+    Wp = Q + dw * (S - 1)
+    L = (P - 1) * Wp + Q
+    xp = np.zeros(Cg * Hp * Wp, dtype=x.dtype)
+    dxp = np.empty(Cg * Hp * Wp, dtype=x.dtype)
+    cols = np.empty((CRS, L), dtype=x.dtype)
+    dcols = np.empty((CRS, L), dtype=x.dtype)
+    dyw = np.zeros((Kg, L), dtype=x.dtype)  # dy at width Wp; the extra columns stay zero
+    dwnT = np.empty((CRS, Kg), dtype=x.dtype)  # this sample's weight gradient, transposed
+    for it in range(i0, i1):
+        n = it // G
+        g = it % G
+        dyg = dy4[n, g]  # (Kg, P*Q)
+        for k in range(Kg):
+            acc = 0.0
+            for p in range(P):
+                src = dyg[k, p * Q:]
+                dst = dyw[k, p * Wp:]
+                for q in range(Q):
+                    v = src[q]
+                    dst[q] = v
+                    acc += v
+            db_t[g * Kg + k] += acc
+        _pad_group(x[n], g * Cg, ph, pw, Hp, Wp, xp)
+        _wide_cols(xp, R, S, dh, dw, Hp, Wp, L, cols)
+        # cols @ dyw.T runs about twice as fast in BLAS as dyw @ cols.T for these shapes (few filters)
+        np.dot(cols, dyw.T, dwnT)
+        dwp = dw_t[g]
+        for j in range(CRS):
+            for k in range(Kg):
+                dwp[k, j] += dwnT[j, k]
+        np.dot(wT[g], dyw, dcols)
+        for i in range(Cg * Hp * Wp):
+            dxp[i] = 0.0
+        for c in range(Cg):
+            for r in range(R):
+                for s in range(S):
+                    dst = dxp[c * Hp * Wp + r * dh * Wp + s * dw:]
+                    src = dcols[(c * R + r) * S + s]
+                    for j in range(L):
+                        dst[j] += src[j]
+        for c in range(Cg):
+            for h in range(H):
+                src = dxp[c * Hp * Wp + (h + ph) * Wp + pw:]
+                dst = dx[n, g * Cg + c, h]
+                for v in range(W):
+                    dst[v] = src[v]

@@ -76,7 +76,10 @@ def max_pool2d_forward(x3, kh, kw, sh, sw, ph, pw, i0, i1, y3):
 
 @njit(cache=True, nogil=True)
 def max_pool2d_backward(x3, dy3, kh, kw, sh, sw, ph, pw, i0, i1, dx3):
-    """dx3[argmax of each window] += dy3[window]; the first maximum in row-major order wins (as in PyTorch).
+    """dx3[argmax of each window] += dy3[window], recomputing each argmax from ``x3``.
+
+    As in PyTorch, the first maximum in row-major order wins, and in a window
+    holding NaNs the last NaN wins.
 
     Planes i0 <= i < i1 of ``dx3`` are overwritten.
     """
@@ -103,12 +106,93 @@ def max_pool2d_backward(x3, dy3, kh, kw, sh, sw, ph, pw, i0, i1, dx3):
                         if iw < 0 or iw >= W:
                             continue
                         v = x3[i, ih, iw]
-                        if am < 0 or v > m or (np.isnan(v) and not np.isnan(m)):
+                        if am < 0 or v > m or np.isnan(v):  # as PyTorch: the last NaN wins
                             m = v
                             am = ih
                             an = iw
                 if am >= 0:
                     dx3[i, am, an] += dy3[i, p, q]
+
+
+@njit(cache=True, nogil=True)
+def max_pool2d_forward_indices(x3, kh, kw, sh, sw, ph, pw, i0, i1, y3, ind3):
+    """As :func:`max_pool2d_forward`, also writing each window's argmax to ``ind3`` (N*C, P, Q), int64.
+
+    ``ind3[i, p, q]`` is the flat index ``h*W + w`` of the maximum in plane i,
+    PyTorch's convention: the first strict maximum in row-major order wins, the
+    last NaN wins over any number, and a window of -inf points at its first
+    position inside the input.
+    """
+    NC, H, W = x3.shape
+    P = y3.shape[1]
+    Q = y3.shape[2]
+    if kh == 2 and kw == 2 and sh == 2 and sw == 2 and ph == 0 and pw == 0:  # the common case, unrolled
+        for i in range(i0, i1):
+            xi = x3[i]
+            for p in range(P):
+                a = xi[2 * p]
+                b = xi[2 * p + 1]
+                ym = y3[i, p]
+                yi = ind3[i, p]
+                base = 2 * p * W
+                for q in range(Q):
+                    m = a[2 * q]
+                    am = base + 2 * q
+                    v = a[2 * q + 1]
+                    take = (v > m) | (v != v)
+                    am = base + 2 * q + 1 if take else am
+                    m = v if take else m
+                    v = b[2 * q]
+                    take = (v > m) | (v != v)
+                    am = base + W + 2 * q if take else am
+                    m = v if take else m
+                    v = b[2 * q + 1]
+                    take = (v > m) | (v != v)
+                    am = base + W + 2 * q + 1 if take else am
+                    m = v if take else m
+                    ym[q] = m
+                    yi[q] = am
+        return
+    for i in range(i0, i1):
+        xi = x3[i]
+        yi = y3[i]
+        ii = ind3[i]
+        for p in range(P):
+            h0 = p * sh - ph
+            r0, r1 = _clamp(h0, kh, H)
+            for q in range(Q):
+                w0 = q * sw - pw
+                c0, c1 = _clamp(w0, kw, W)
+                m = -np.inf
+                am = (h0 + r0) * W + w0 + c0
+                for r in range(r0, r1):
+                    row = xi[h0 + r]
+                    base = (h0 + r) * W + w0
+                    for s in range(c0, c1):
+                        v = row[w0 + s]
+                        take = (v > m) | (v != v)
+                        am = base + s if take else am
+                        m = v if take else m
+                yi[p, q] = m
+                ii[p, q] = am
+
+
+@njit(cache=True, nogil=True)
+def max_pool2d_backward_indices(dy2, ind2, i0, i1, dx2):
+    """dx2[i, ind2[i, k]] += dy2[i, k]: scatter (N*C, P*Q) gradients to (N*C, H*W) planes by stored argmax.
+
+    Planes i0 <= i < i1 of ``dx2`` are overwritten; every index must lie in [0, H*W).
+    """
+    HW = dx2.shape[1]
+    PQ = dy2.shape[1]
+    for i in range(i0, i1):
+        d = dx2[i]
+        for h in range(HW):
+            d[h] = 0.0
+        g = dy2[i]
+        k = ind2[i]
+        for j in range(PQ):
+            d[k[j]] += g[j]
 
 
 @njit(cache=True, nogil=True)
