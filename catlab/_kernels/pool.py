@@ -17,27 +17,14 @@ in an average (PyTorch's ``count_include_pad=True``).
 import numpy as np
 from numba import njit
 
+from .conv import _qrange
+
 
 @njit(cache=True)
 def _clamp(o, k, n):
     """Window offsets r in [lo, hi) with 0 <= o + r < n, for a window of k starting at o."""
     lo = -o if o < 0 else 0
     hi = n - o if n - o < k else k
-    return lo, hi
-
-
-@njit(cache=True)
-def _qspan(s, sw, pw, W, Q):
-    """Output columns q whose input column q*sw - pw + s lies in [0, W): returns (lo, hi)."""
-    a = pw - s
-    lo = -((-a) // sw)  # ceil(a / sw)
-    if lo < 0:
-        lo = 0
-    hi = (W - 1 + a) // sw + 1
-    if hi > Q:
-        hi = Q
-    if hi < lo:
-        hi = lo
     return lo, hi
 
 
@@ -63,7 +50,7 @@ def max_pool2d_forward(x3, kh, kw, sh, sw, ph, pw, i0, i1, y3):
             for r in range(r0, r1):
                 row = xi[h0 + r]
                 for s in range(kw):
-                    lo, hi = _qspan(s, sw, pw, W, Q)
+                    lo, hi = _qrange(s, sw, pw, 1, W, Q)
                     if hi <= lo:
                         continue
                     src = row[lo * sw - pw + s:]
