@@ -121,6 +121,19 @@ def col2im_channel(cols, cl, c, R, S, sh, sw, ph, pw, dh, dw, P, Q, dx_n):
                         dst2[q * sw] += src[q]
 
 
+@njit(cache=True)
+def _row_block(it, G, nb, P):
+    """Work item ``it`` of the row-block split: sample n, group g and output rows p0 <= p < p1.
+
+    Items run over (sample, group, block) with ``nb`` blocks of ceil(P / nb) rows each.
+    """
+    PB = (P + nb - 1) // nb  # output rows per block
+    n = it // (G * nb)
+    g = (it // nb) % G
+    p0 = (it % nb) * PB
+    return n, g, p0, min(P, p0 + PB)
+
+
 @njit(cache=True, nogil=True)
 def fwd_chunk(x, w3, b, R, S, sh, sw, ph, pw, dh, dw, P, Q, nb, i0, i1, y4):
     """Forward items i0 <= it < i1 of :func:`conv2d_forward`, with this chunk's own workspace."""
@@ -140,12 +153,8 @@ def fwd_chunk(x, w3, b, R, S, sh, sw, ph, pw, dh, dw, P, Q, nb, i0, i1, y4):
                 for j in range(PQ):
                     yg[k, j] += bk
         return
-    PB = (P + nb - 1) // nb  # output rows per block
     for it in range(i0, i1):
-        n = it // (G * nb)
-        g = (it // nb) % G
-        p0 = (it % nb) * PB
-        p1 = min(P, p0 + PB)
+        n, g, p0, p1 = _row_block(it, G, nb, P)
         if p1 <= p0:
             continue
         L = (p1 - p0) * Q
@@ -190,12 +199,8 @@ def bwd_chunk(x, wT, dy4, R, S, sh, sw, ph, pw, dh, dw, P, Q, nb, i0, i1, dw_t, 
             for cl in range(Cg):
                 col2im_channel(dcols, cl, g * Cg + cl, R, S, sh, sw, ph, pw, dh, dw, P, Q, dx[n])
         return
-    PB = (P + nb - 1) // nb
     for it in range(i0, i1):
-        n = it // (G * nb)
-        g = (it // nb) % G
-        p0 = (it % nb) * PB
-        p1 = min(P, p0 + PB)
+        n, g, p0, p1 = _row_block(it, G, nb, P)
         if p1 <= p0:
             continue
         L = (p1 - p0) * Q
