@@ -12,7 +12,7 @@ BOOK = os.path.join(os.path.dirname(__file__), os.pardir, "book")
 
 def test_pytorch_chapter_includes_the_snippet():
     """The appendix shows the file this module runs (a literalinclude), not a copy of it."""
-    with open(os.path.join(BOOK, "11_to_pytorch.ipynb"), encoding="utf-8") as f:
+    with open(os.path.join(BOOK, "17_to_pytorch.ipynb"), encoding="utf-8") as f:
         nb = json.load(f)
     sources = ["".join(c["source"]) for c in nb["cells"]]
     assert any("```{literalinclude} snippets/to_pytorch.py" in s for s in sources)
