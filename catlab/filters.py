@@ -177,15 +177,20 @@ def gabor_kernel(size: int, theta: float, wavelength: float, sigma: float | None
     """An oriented Gabor filter with zero mean: a model of a V1 simple cell.
 
     ``g(u, v) = exp(-(a^2 + aspect^2 b^2) / (2 sigma^2)) * cos(2 pi a / wavelength + phase)``
-    with ``a = u cos(theta) + v sin(theta)`` (across the stripes) and
-    ``b = -u sin(theta) + v cos(theta)`` (along them), where ``u`` is the column
+    with ``a = u cos(theta) - v sin(theta)`` (across the stripes) and
+    ``b = u sin(theta) + v cos(theta)`` (along them), where ``u`` is the column
     offset (rightwards) and ``v`` the row offset (downwards) from the centre.
-    The mean is then subtracted, so a uniform image gives exactly zero.
+    Because rows go *down* the screen, the direction ``(u, v) = (cos theta,
+    -sin theta)`` across the stripes is turned **anticlockwise on screen** by
+    ``theta`` from the rightward direction. The mean is then subtracted, so a
+    uniform image gives exactly zero; finally the kernel is scaled to unit norm.
 
-    The stripes run perpendicular to direction ``theta``: with ``theta = 0``
-    the filter varies from left to right and prefers a **vertical** bar;
-    a bar is preferred when its own angle (measured from the vertical,
-    anticlockwise on screen as in :func:`bar_stimulus`) equals ``theta``.
+    With ``theta = 0`` the filter varies from left to right only (its
+    stripes are vertical) and prefers a **vertical** bar; a bar is preferred
+    when its own angle (measured from the vertical, anticlockwise on screen as
+    in :func:`bar_stimulus`) equals ``theta``. Adding ``pi / 2`` to ``theta``
+    turns the kernel by 90 degrees anticlockwise:
+    ``gabor_kernel(k, theta + pi / 2, ...) == np.rot90(gabor_kernel(k, theta, ...))``.
 
     Parameters
     ----------
@@ -224,6 +229,10 @@ def gabor_kernel(size: int, theta: float, wavelength: float, sigma: float | None
     >>> bool(np.allclose(g, g.T))   # theta=0: varies along columns, not symmetric under transpose
     False
     >>> bool(np.allclose(gabor_kernel(9, np.pi / 2, 6.0), g.T))
+    True
+    >>> g60 = gabor_kernel(9, np.pi / 3, 6.0, phase=0.5)
+    >>> bool(np.allclose(gabor_kernel(9, np.pi / 3 + np.pi / 2, 6.0, phase=0.5),
+    ...                  np.rot90(g60)))
     True
     """
     size = _odd_size(size)

@@ -141,3 +141,64 @@ def test_to_gray():
 def test_bad_arguments_are_named(call, exc, words):
     with pytest.raises(exc, match=words.replace("(", r"\(").replace(")", r"\)")):
         call()
+
+
+def _printed_gabor_formula(name):
+    """The expression for ``name`` as printed in gabor_kernel's docstring, as Python."""
+    import re
+
+    doc = Fi.gabor_kernel.__doc__
+    found = re.search(r"``" + re.escape(name) + r" = ([^`]+)``", doc)
+    assert found, f"gabor_kernel's docstring no longer prints {name} = ..."
+    expr = found.group(1).replace("^", "**")
+    # implicit products of the printed maths: "2 pi a", "u cos(theta)", "aspect**2 b**2"
+    expr = re.sub(r"(?<=[\w)]) +(?=[a-z(])", " * ", expr)
+    for fn in ("exp", "cos", "sin"):
+        expr = re.sub(rf"\b{fn}\(", f"np.{fn}(", expr)
+    return re.sub(r"\bpi\b", "np.pi", expr)
+
+
+def test_gabor_docstring_formula_is_what_the_code_computes():
+    # evaluate the docstring's formulas literally, pixel by pixel, for several
+    # orientations and phases: a sign error in the printed rotation fails here
+    a_expr, b_expr = _printed_gabor_formula("a"), _printed_gabor_formula("b")
+    g_expr = _printed_gabor_formula("g(u, v)")
+    size, wavelength, aspect = 11, 5.0, 0.5
+    sigma = 0.5 * wavelength
+    for theta in (0.0, 0.4, np.pi / 3, 2.0):
+        for phase in (0.0, 1.0):
+            g = np.zeros((size, size))
+            for row in range(size):
+                for col in range(size):
+                    u, v = col - size // 2, row - size // 2
+                    a = eval(a_expr)
+                    b = eval(b_expr)
+                    g[row, col] = eval(g_expr)
+            g -= g.mean()
+            g /= np.sqrt((g**2).sum())
+            code = Fi.gabor_kernel(size, theta, wavelength, phase=phase, aspect=aspect)
+            np.testing.assert_allclose(code, g, atol=1e-12, err_msg=f"{theta=}, {phase=}")
+
+
+def test_gabor_orientation_convention():
+    # theta = 0: stripes are vertical, so an odd (phase pi/2) filter is an
+    # antisymmetric left-right edge detector and symmetric top to bottom
+    odd = Fi.gabor_kernel(11, 0.0, 6.0, phase=np.pi / 2)
+    np.testing.assert_allclose(odd[:, ::-1], -odd, atol=1e-12)
+    np.testing.assert_allclose(odd[::-1, :], odd, atol=1e-12)
+    # cos(2 pi u / wavelength + pi / 2) = -sin(...): negative just right of the centre
+    assert odd[5, 6] < 0 < odd[5, 4]
+    # adding 90 degrees to theta is np.rot90 (anticlockwise on screen), any phase
+    for theta in (0.0, 0.3, np.pi / 4, 1.2):
+        for phase in (0.0, np.pi / 2, 1.0):
+            g = Fi.gabor_kernel(13, theta, 5.0, phase=phase)
+            g90 = Fi.gabor_kernel(13, theta + np.pi / 2, 5.0, phase=phase)
+            np.testing.assert_allclose(g90, np.rot90(g), atol=1e-12)
+    # theta = pi / 4 prefers the bar at +45 degrees, not the one at 135
+    even = Fi.gabor_kernel(21, np.pi / 4, 8.0)
+    bar45 = Fi.bar_stimulus((21, 21), np.pi / 4, 17, 3)
+    bar135 = Fi.bar_stimulus((21, 21), 3 * np.pi / 4, 17, 3)
+    assert np.sum(even * bar45) > 0.5 and abs(np.sum(even * bar135)) < 0.1
+    # a bar at +45 degrees (anticlockwise from vertical) leans to the upper left:
+    # the pixel up and to the left of the centre is on it, up-right is not
+    assert bar45[10 - 5, 10 - 5] == 1.0 and bar45[10 - 5, 10 + 5] == 0.0
