@@ -202,3 +202,33 @@ def test_gabor_orientation_convention():
     # a bar at +45 degrees (anticlockwise from vertical) leans to the upper left:
     # the pixel up and to the left of the centre is on it, up-right is not
     assert bar45[10 - 5, 10 - 5] == 1.0 and bar45[10 - 5, 10 + 5] == 0.0
+
+
+def test_disk_kernel_by_hand_and_its_symmetries():
+    # radius 1 with 2x2 sub-pixels: the centre pixel's four sub-pixel centres
+    # (+-0.25, +-0.25) are inside; each edge neighbour has two of four inside
+    # (e.g. (0.75, +-0.25): 0.625 <= 1); a corner's nearest (0.75, 0.75) is out
+    k = Fi.disk_kernel(1.0, oversample=2)
+    expected = np.array([[0, 2, 0], [2, 4, 2], [0, 2, 0]]) / 12
+    np.testing.assert_allclose(k, expected, atol=1e-15)
+    big = Fi.disk_kernel(4.5)
+    assert big.shape == (11, 11) and np.isclose(big.sum(), 1.0) and big.min() >= 0
+    np.testing.assert_allclose(np.rot90(big), big, atol=1e-15)
+    np.testing.assert_allclose(big[::-1], big, atol=1e-15)
+    # the covered area tends to pi r^2 pixels
+    area = np.count_nonzero(big == big.max()) + (big[big < big.max()].sum() / big.max())
+    assert abs(area - np.pi * 4.5**2) < 0.02 * np.pi * 4.5**2
+
+
+@pytest.mark.parametrize(
+    "call, exc, words",
+    [
+        (lambda: Fi.disk_kernel(0.0), ValueError, "radius"),
+        (lambda: Fi.disk_kernel("2"), TypeError, "radius"),
+        (lambda: Fi.disk_kernel(2.0, oversample=0), ValueError, "oversample"),
+        (lambda: Fi.disk_kernel(2.0, oversample=2.0), TypeError, "oversample"),
+    ],
+)
+def test_disk_kernel_bad_arguments_are_named(call, exc, words):
+    with pytest.raises(exc, match=words):
+        call()
