@@ -164,16 +164,17 @@ def test_gabor_docstring_formula_is_what_the_code_computes():
     a_expr, b_expr = _printed_gabor_formula("a"), _printed_gabor_formula("b")
     g_expr = _printed_gabor_formula("g(u, v)")
     size, wavelength, aspect = 11, 5.0, 0.5
-    sigma = 0.5 * wavelength
     for theta in (0.0, 0.4, np.pi / 3, 2.0):
         for phase in (0.0, 1.0):
             g = np.zeros((size, size))
             for row in range(size):
                 for col in range(size):
-                    u, v = col - size // 2, row - size // 2
-                    a = eval(a_expr)
-                    b = eval(b_expr)
-                    g[row, col] = eval(g_expr)
+                    names = {"np": np, "theta": theta, "phase": phase, "aspect": aspect,
+                             "wavelength": wavelength, "sigma": 0.5 * wavelength,
+                             "u": col - size // 2, "v": row - size // 2}
+                    names["a"] = eval(a_expr, names)
+                    names["b"] = eval(b_expr, names)
+                    g[row, col] = eval(g_expr, names)
             g -= g.mean()
             g /= np.sqrt((g**2).sum())
             code = Fi.gabor_kernel(size, theta, wavelength, phase=phase, aspect=aspect)
