@@ -87,35 +87,6 @@ class Parameter:
         return f"Parameter(shape={self.data.shape}, dtype={self.data.dtype})"
 
 
-class Buffer:
-    """State a layer keeps and saves but does not learn, such as a running mean.
-
-    Buffers appear in ``state_dict`` (after the module's parameters, as in
-    PyTorch) but not in :meth:`Module.parameters`, so optimizers never touch them.
-
-    Parameters
-    ----------
-    data : ndarray
-        The values (float, or int64 for counters such as ``num_batches_tracked``).
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> Buffer(np.zeros(3)).shape
-    (3,)
-    """
-
-    def __init__(self, data):
-        self.data = np.asarray(data, order="C")  # keeps 0-d arrays 0-d
-
-    @property
-    def shape(self):
-        return self.data.shape
-
-    def __repr__(self):
-        return f"Buffer(shape={self.data.shape}, dtype={self.data.dtype})"
-
-
 class Module:
     """Base class of every layer.
 
@@ -659,6 +630,35 @@ class Sequential(Module):
     def __repr__(self):
         inner = "\n".join(f"  ({i}): {layer!r}" for i, layer in enumerate(self.layers))
         return f"Sequential(\n{inner}\n)"
+
+
+class Buffer:
+    """State a layer keeps and saves but does not learn, such as a running mean.
+
+    Buffers appear in ``state_dict`` (after the module's parameters, as in
+    PyTorch) but not in :meth:`Module.parameters`, so optimizers never touch them.
+
+    Parameters
+    ----------
+    data : ndarray
+        The values (float, or int64 for counters such as ``num_batches_tracked``).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> Buffer(np.zeros(3)).shape
+    (3,)
+    """
+
+    def __init__(self, data):
+        self.data = np.asarray(data, order="C")  # keeps 0-d arrays 0-d
+
+    @property
+    def shape(self):
+        return self.data.shape
+
+    def __repr__(self):
+        return f"Buffer(shape={self.data.shape}, dtype={self.data.dtype})"
 
 
 def _number(value, name, lo, hi=None):
