@@ -481,3 +481,28 @@ def test_bench_new_workloads_agree_with_torch():
     torch = pytest.importorskip("torch")
     errs = bench.check_ops(tiny, torch=torch)
     assert len(errs) == 4 and all(e < 1e-5 for e in errs)
+
+
+def test_fit_with_batchnorm_dropout_and_residual_is_reproducible():
+    from catlab.optim import Adam
+    from catlab.train import fit
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(64, 1, 6, 6)).astype(np.float32)
+    y = (x[:, 0, :3].mean(axis=(1, 2)) > x[:, 0, 3:].mean(axis=(1, 2))).astype(np.int64)
+
+    def model():
+        return nn.Sequential(nn.Conv2d(1, 4, 3, padding=1, bias=False, rng=0), nn.BatchNorm2d(4), nn.ReLU(),
+                             basic_block(4, 4, 1, seed=1, dtype=np.float32), nn.ReLU(),
+                             nn.AdaptiveAvgPool2d(2), nn.Flatten(), nn.Dropout(0.2, rng=3), nn.Linear(16, 2, rng=4))
+
+    histories = []
+    for _ in range(2):
+        m = model()
+        h = fit(m, x, y, epochs=5, batch_size=16, optimizer=Adam(m.parameters(), lr=1e-2), progress=False)
+        histories.append((h["loss"], m.state_dict()))
+        assert int(m[1].num_batches_tracked.data) == 5 * 4  # 4 batches per epoch
+        assert h["loss"][-1] < h["loss"][0]
+    assert histories[0][0] == histories[1][0]
+    for k in histories[0][1]:
+        np.testing.assert_array_equal(histories[0][1][k], histories[1][1][k], err_msg=k)
