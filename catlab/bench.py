@@ -46,7 +46,8 @@ CONV_WORKLOADS = [
     ("strided 64x32x32 -> 128@3x3 s2 p1", 64, 64, 32, 32, 128, 3, 3, 2, 1),
 ]
 
-# (name, kind, shape, extra): pooling (kernel, stride, padding), ReLU, linear (out_features)
+# (name, kind, shape, extra): pooling (kernel, stride, padding), ReLU, linear (out_features),
+# batch norm in training (None), dropout (p), adaptive average pooling (output size)
 OP_WORKLOADS = [
     ("maxpool 6x28x28 k2", "max_pool", (64, 6, 28, 28), (2, 2, 0)),
     ("maxpool 16x10x10 k2", "max_pool", (64, 16, 10, 10), (2, 2, 0)),
@@ -58,6 +59,12 @@ OP_WORKLOADS = [
     ("linear 400 -> 120", "linear", (64, 400), 120),
     ("linear 120 -> 84", "linear", (64, 120), 84),
     ("linear 4096 -> 1024", "linear", (64, 4096), 1024),
+    ("batchnorm 16x28x28", "batch_norm", (64, 16, 28, 28), None),
+    ("batchnorm 64x32x32", "batch_norm", (64, 64, 32, 32), None),
+    ("dropout 64x32x32 p0.5", "dropout", (64, 64, 32, 32), 0.5),
+    ("dropout 4096 p0.5", "dropout", (64, 4096), 0.5),
+    ("global avgpool 64x32x32", "adaptive_avg_pool", (64, 64, 32, 32), 1),
+    ("global avgpool 512x7x7", "adaptive_avg_pool", (64, 512, 7, 7), 1),
 ]
 
 
@@ -158,6 +165,17 @@ def op_contenders(kind, x, extra, dy, wlin=None, torch=None):
             out = {"catlab": (lambda: F.avg_pool2d(x, k, s, p), lambda: F.avg_pool2d_backward(dy, x, k, s, p))}
     elif kind == "relu":
         out = {"catlab": (lambda: F.relu(x), lambda: F.relu_backward(dy, x))}
+    elif kind == "batch_norm":  # training mode: batch statistics, running statistics updated
+        w, b = wlin
+        rm, rv = np.zeros_like(w), np.ones_like(w)
+        out = {"catlab": (lambda: F.batch_norm(x, rm, rv, w, b, True, 0.1, 1e-5)[0],
+                          lambda: F.batch_norm_backward(dy, x, None, None, w, True, 1e-5))}
+    elif kind == "dropout":
+        _, mask = F.dropout(x, extra, rng=0, return_mask=True)
+        out = {"catlab": (lambda: F.dropout(x, extra, rng=0), lambda: F.dropout_backward(dy, mask, extra))}
+    elif kind == "adaptive_avg_pool":
+        out = {"catlab": (lambda: F.adaptive_avg_pool2d(x, extra),
+                          lambda: F.adaptive_avg_pool2d_backward(dy, x, extra))}
     else:
         wl, bl = wlin
         out = {"catlab": (lambda: F.linear(x, wl, bl), lambda: F.linear_backward(dy, x, wl))}
@@ -187,6 +205,32 @@ def op_contenders(kind, x, extra, dy, wlin=None, torch=None):
                 return torch.relu(xt)
 
         out["torch"] = (tf, lambda: torch.ops.aten.threshold_backward(dyt, xt, 0))
+    elif kind == "batch_norm":
+        wt, bt = torch.from_numpy(wlin[0]), torch.from_numpy(wlin[1])
+        rmt, rvt = torch.zeros_like(wt), torch.ones_like(wt)
+        _, smean, sinv = torch.ops.aten.native_batch_norm(xt, wt, bt, rmt, rvt, True, 0.1, 1e-5)
+
+        def tf():  # the kernel autograd calls: output, saved mean and inverse std; running stats updated
+            with torch.no_grad():
+                return torch.ops.aten.native_batch_norm(xt, wt, bt, rmt, rvt, True, 0.1, 1e-5)[0]
+
+        out["torch"] = (tf, lambda: torch.ops.aten.native_batch_norm_backward(
+            dyt, xt, wt, rmt, rvt, smean, sinv, True, 1e-5, [True, True, True]))
+    elif kind == "dropout":
+        maskt = torch.from_numpy(F.dropout(x, extra, rng=0, return_mask=True)[1])
+
+        def tf():  # a different random mask than catlab's: only the shape is compared
+            with torch.no_grad():
+                return torch.ops.aten.native_dropout(xt, extra, True)[0]
+
+        tf.random = True
+        out["torch"] = (tf, lambda: torch.ops.aten.native_dropout_backward(dyt, maskt, 1.0 / (1.0 - extra)))
+    elif kind == "adaptive_avg_pool":
+        def tf():
+            with torch.no_grad():
+                return tnf.adaptive_avg_pool2d(xt, extra)
+
+        out["torch"] = (tf, lambda: torch.ops.aten._adaptive_avg_pool2d_backward(dyt, xt))
     else:
         wt, bt = torch.from_numpy(wlin[0]), torch.from_numpy(wlin[1])
 
@@ -234,7 +278,11 @@ def check_contenders(label, contenders, rtol):
     for name, (f, b) in contenders.items():
         if name == "catlab":
             continue
-        worst = max(worst, _agree(f"{label}: {name} forward", f(), ref_f, rtol))
+        if getattr(f, "random", False):  # random output (dropout): compare shapes only
+            if tuple(_as_numpy(f()).shape) != tuple(np.shape(ref_f)):
+                raise AssertionError(f"{label}: {name} forward shape differs")
+        else:
+            worst = max(worst, _agree(f"{label}: {name} forward", f(), ref_f, rtol))
         got = b()
         got = got if isinstance(got, tuple) else (got,)
         for i, (g, r) in enumerate(zip(got, ref_b)):
@@ -289,15 +337,20 @@ def check_conv(workloads, torch=None, rtol=1e-4):
 
 
 def make_op_data(kind, shape, extra, seed=0, dtype=np.float32):
-    """Seeded x, dy and (for linear) (weight, bias) for an op workload."""
+    """Seeded x, dy and (for linear and batch norm) (weight, bias) for an op workload."""
     rng = np.random.default_rng(seed)
     x = rng.standard_normal(shape).astype(dtype)
     wlin = None
     if kind in ("max_pool", "avg_pool"):
         k, s, p = extra
         yshape = shape[:2] + (F.conv_output_size(shape[2], k, s, p), F.conv_output_size(shape[3], k, s, p))
-    elif kind == "relu":
+    elif kind in ("relu", "dropout"):
         yshape = shape
+    elif kind == "batch_norm":
+        yshape = shape
+        wlin = (rng.uniform(0.5, 1.5, shape[1]).astype(dtype), rng.standard_normal(shape[1]).astype(dtype))
+    elif kind == "adaptive_avg_pool":
+        yshape = shape[:2] + (extra, extra)
     else:
         wlin = ((rng.standard_normal((extra, shape[1])) / np.sqrt(shape[1])).astype(dtype),
                 rng.standard_normal(extra).astype(dtype))

@@ -1,5 +1,8 @@
 """Checkpoints: a model's ``state_dict`` saved to and loaded from ``.npz``, never pickled.
 
+The ``state_dict`` includes buffers such as a :class:`~catlab.nn.BatchNorm2d`'s
+running statistics and its int64 ``num_batches_tracked``.
+
 The file holds one array per ``state_dict`` key (``"0.weight"``, ``"0.bias"`` ...),
 so ``np.load(path)`` reads it anywhere, PyTorch included
 (``{k: torch.from_numpy(v) for k, v in np.load(path).items()}``).
@@ -46,7 +49,7 @@ def save(model, path) -> Path:
     Raises
     ------
     TypeError
-        If ``model`` is neither a Module nor a mapping of float arrays, or ``path`` is not a path.
+        If ``model`` is neither a Module nor a mapping of float (or integer) arrays, or ``path`` is not a path.
     FileNotFoundError
         If the directory does not exist.
 
@@ -70,8 +73,9 @@ def save(model, path) -> Path:
         if not isinstance(k, str):
             raise TypeError(f"state keys must be strings, got {k!r}")
         a = np.asarray(v)
-        if not np.issubdtype(a.dtype, np.floating):
-            raise TypeError(f"state[{k!r}] must be a float array, got dtype {a.dtype}")
+        if not (np.issubdtype(a.dtype, np.floating) or np.issubdtype(a.dtype, np.integer)):
+            raise TypeError(f"state[{k!r}] must be a float (or, for counters such as num_batches_tracked, "
+                            f"integer) array, got dtype {a.dtype}")
         arrays[k] = a
     directory = path.parent
     if not directory.is_dir():

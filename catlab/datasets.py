@@ -27,11 +27,13 @@ import numpy as np
 from ._io import atomic_write
 
 __all__ = ["digits", "mnist_sample", "cat", "cifar10", "CIFAR10_CLASSES", "CIFAR10_MD5", "CIFAR10_URL",
+           "CIFAR10_BYTES",
            "stratified_split", "random_shift"]
 
 CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz"
 CIFAR10_MD5 = "c32a1d4ab5d03f1284b67883e8d87530"
 CIFAR10_ARCHIVE = "cifar-10-binary.tar.gz"
+CIFAR10_BYTES = 170_052_171  # size of the official archive (about 170 MB, 162 MiB)
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 _CIFAR_DIR = "cifar-10-batches-bin"
 _CIFAR_RECORD = 1 + 3 * 32 * 32  # label byte + 1024 R + 1024 G + 1024 B
@@ -361,7 +363,7 @@ def cifar10(root, train: bool = True, download: bool = False, *, md5: str | None
 
     Examples
     --------
-    ``x, y = cifar10("~/data", download=True)`` fetches the archive once (163 MB)
+    ``x, y = cifar10("~/data", download=True)`` fetches the archive once (170 MB)
     and gives ``x.shape == (50000, 3, 32, 32)``. Nothing is fetched unless asked:
 
     >>> import tempfile
@@ -390,7 +392,7 @@ def cifar10(root, train: bool = True, download: bool = False, *, md5: str | None
         if not download:
             if problem == "missing":
                 raise FileNotFoundError(
-                    f"{path} not found; pass download=True to fetch it from {url} (about 163 MB), "
+                    f"{path} not found; pass download=True to fetch it from {url} ({CIFAR10_BYTES:,} bytes), "
                     f"or place {CIFAR10_ARCHIVE} (the binary version) in {Path(root)}"
                 )
             raise ValueError(f"{path} {problem}; delete it, or pass download=True to replace it with a verified copy")

@@ -23,6 +23,8 @@ paint_bar
     A copy of a gray image with such a bar painted over it.
 to_gray
     RGB image (uint8 or float) to a float64 gray image in [0, 1].
+disk_kernel
+    A uniform disk (pillbox), the point-spread function of a defocused lens.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ __all__ = [
     "bar_stimulus",
     "paint_bar",
     "to_gray",
+    "disk_kernel",
 ]
 
 
@@ -177,15 +180,20 @@ def gabor_kernel(size: int, theta: float, wavelength: float, sigma: float | None
     """An oriented Gabor filter with zero mean: a model of a V1 simple cell.
 
     ``g(u, v) = exp(-(a^2 + aspect^2 b^2) / (2 sigma^2)) * cos(2 pi a / wavelength + phase)``
-    with ``a = u cos(theta) + v sin(theta)`` (across the stripes) and
-    ``b = -u sin(theta) + v cos(theta)`` (along them), where ``u`` is the column
+    with ``a = u cos(theta) - v sin(theta)`` (across the stripes) and
+    ``b = u sin(theta) + v cos(theta)`` (along them), where ``u`` is the column
     offset (rightwards) and ``v`` the row offset (downwards) from the centre.
-    The mean is then subtracted, so a uniform image gives exactly zero.
+    Because rows go *down* the screen, the direction ``(u, v) = (cos theta,
+    -sin theta)`` across the stripes is turned **anticlockwise on screen** by
+    ``theta`` from the rightward direction. The mean is then subtracted, so a
+    uniform image gives exactly zero; finally the kernel is scaled to unit norm.
 
-    The stripes run perpendicular to direction ``theta``: with ``theta = 0``
-    the filter varies from left to right and prefers a **vertical** bar;
-    a bar is preferred when its own angle (measured from the vertical,
-    anticlockwise on screen as in :func:`bar_stimulus`) equals ``theta``.
+    With ``theta = 0`` the filter varies from left to right only (its
+    stripes are vertical) and prefers a **vertical** bar; a bar is preferred
+    when its own angle (measured from the vertical, anticlockwise on screen as
+    in :func:`bar_stimulus`) equals ``theta``. Adding ``pi / 2`` to ``theta``
+    turns the kernel by 90 degrees anticlockwise:
+    ``gabor_kernel(k, theta + pi / 2, ...) == np.rot90(gabor_kernel(k, theta, ...))``.
 
     Parameters
     ----------
@@ -224,6 +232,10 @@ def gabor_kernel(size: int, theta: float, wavelength: float, sigma: float | None
     >>> bool(np.allclose(g, g.T))   # theta=0: varies along columns, not symmetric under transpose
     False
     >>> bool(np.allclose(gabor_kernel(9, np.pi / 2, 6.0), g.T))
+    True
+    >>> g60 = gabor_kernel(9, np.pi / 3, 6.0, phase=0.5)
+    >>> bool(np.allclose(gabor_kernel(9, np.pi / 3 + np.pi / 2, 6.0, phase=0.5),
+    ...                  np.rot90(g60)))
     True
     """
     size = _odd_size(size)
@@ -389,3 +401,58 @@ def to_gray(image) -> np.ndarray:
     if np.issubdtype(image.dtype, np.integer):
         img = img / 255.0
     return img
+
+
+def disk_kernel(radius: float, oversample: int = 8) -> np.ndarray:
+    """A uniform disk ("pillbox") kernel summing to 1: a defocused lens's point-spread function.
+
+    In geometric optics a point of light seen through a defocused lens with a
+    circular aperture spreads into a uniformly lit disk, the circle of
+    confusion. Each pixel's weight is the fraction of it covered by the disk
+    of the given radius centred on the middle pixel (estimated on an
+    ``oversample x oversample`` grid of sub-pixels), then normalised.
+
+    Parameters
+    ----------
+    radius : float
+        Radius of the disk in pixels, positive.
+    oversample : int, default 8
+        Sub-pixels per pixel side used to estimate the covered fraction.
+
+    Returns
+    -------
+    kernel : ndarray of shape (2 * ceil(radius) + 1, 2 * ceil(radius) + 1)
+        Non-negative, summing to 1, unchanged by ``np.rot90`` and by flips.
+
+    Raises
+    ------
+    TypeError
+        If ``radius`` is not a real number or ``oversample`` not an integer.
+    ValueError
+        If ``radius`` is not positive and finite or ``oversample`` < 1.
+
+    Examples
+    --------
+    >>> k = disk_kernel(1.0, oversample=2)
+    >>> k.shape, round(float(k.sum()), 12)
+    ((3, 3), 1.0)
+    >>> bool(k[1, 1] == k.max()) and bool((k[0, 0] == 0.0))
+    True
+    """
+    if isinstance(radius, (bool, np.bool_)) or not isinstance(radius, numbers.Real):
+        raise TypeError(f"radius must be a real number, got {radius!r}")
+    if not np.isfinite(radius) or radius <= 0:
+        raise ValueError(f"radius must be a positive finite number, got {radius!r}")
+    if isinstance(oversample, (bool, np.bool_)) or not isinstance(oversample, numbers.Integral):
+        raise TypeError(f"oversample must be an integer, got {oversample!r}")
+    if oversample < 1:
+        raise ValueError(f"oversample must be at least 1, got {oversample!r}")
+    half = int(np.ceil(radius))
+    # sub-pixel centres, symmetric about each pixel's centre
+    sub = (np.arange(oversample) + 0.5) / oversample - 0.5
+    offsets = (np.arange(-half, half + 1)[:, None] + sub[None, :]).ravel()
+    rows, cols = np.meshgrid(offsets, offsets, indexing="ij")
+    inside = (rows**2 + cols**2 <= float(radius) ** 2).astype(np.float64)
+    n = 2 * half + 1
+    cover = inside.reshape(n, oversample, n, oversample).mean(axis=(1, 3))
+    return cover / cover.sum()

@@ -20,6 +20,7 @@ from . import _validate as V
 from ._kernels import activation as _act
 from ._kernels import conv as _conv
 from ._kernels import linear as _linear
+from ._kernels import norm as _norm
 from ._kernels import pool as _pool
 
 __all__ = [
@@ -38,6 +39,12 @@ __all__ = [
     "linear_backward",
     "softmax",
     "softmax_cross_entropy",
+    "batch_norm",
+    "batch_norm_backward",
+    "dropout",
+    "dropout_backward",
+    "adaptive_avg_pool2d",
+    "adaptive_avg_pool2d_backward",
 ]
 
 
@@ -1062,3 +1069,419 @@ def softmax_cross_entropy(logits, labels):
     dlogits[rows, labels] -= 1.0
     dlogits /= N
     return loss, dlogits
+
+
+# ----------------------------------------------------------------------------
+# Batch normalization
+# ----------------------------------------------------------------------------
+
+
+def _channel_vector(v, name, C, dtype):
+    """Check an optional per-channel vector of shape (C,) and x's dtype."""
+    if v is None:
+        return None
+    v = V.float_array(v, name, 1, "(C,)")
+    if v.shape[0] != C:
+        raise ValueError(f"{name}: expected shape ({C},) for x with {C} channels, got {V.shape_str(v.shape)}")
+    if v.dtype != dtype:
+        raise TypeError(f"{name} has dtype {v.dtype} but x has dtype {dtype}; convert with "
+                        f"{name}.astype(x.dtype)")
+    return v
+
+
+def _bn_setup(x, running_mean, running_var, weight, bias, training, eps):
+    x = V.float_array(x, "x", None)
+    if x.ndim < 2:
+        raise ValueError(f"x must be at least 2-D (N, C, ...), got {x.ndim}-D array of shape {V.shape_str(x.shape)}")
+    if not isinstance(training, (bool, np.bool_)):
+        raise TypeError(f"training must be True or False, got {training!r}")
+    if isinstance(eps, (bool, np.bool_)) or not isinstance(eps, (int, float, np.floating, np.integer)) \
+            or not eps >= 0:
+        raise ValueError(f"eps must be a non-negative number, got {eps!r}")
+    N, C = x.shape[:2]
+    if (running_mean is None) != (running_var is None):
+        raise ValueError("running_mean and running_var must be given together (or both None)")
+    running_mean = _channel_vector(running_mean, "running_mean", C, x.dtype)
+    running_var = _channel_vector(running_var, "running_var", C, x.dtype)
+    weight = _channel_vector(weight, "weight", C, x.dtype)
+    bias = _channel_vector(bias, "bias", C, x.dtype)
+    x3 = x.reshape(N, C, -1)  # (N, C, L)
+    M = N * x3.shape[2]
+    if training and M < 2:
+        raise ValueError(f"x: batch statistics need more than 1 value per channel in training, got shape "
+                         f"{V.shape_str(x.shape)}; use a larger batch or training=False")
+    if not training:
+        if running_mean is None:
+            raise ValueError("running_mean and running_var are needed when training=False "
+                             "(evaluation normalises with them)")
+        if (running_var < 0).any():
+            raise ValueError("running_var must be non-negative")
+    return x, x3, running_mean, running_var, weight, bias, M
+
+
+def _bn_channels(C, work, kernel):
+    _planes(C, work, kernel)
+
+
+def batch_norm(x, running_mean=None, running_var=None, weight=None, bias=None, training=False,
+               momentum=0.1, eps=1e-5):
+    """Batch normalization (Ioffe and Szegedy, 2015), as :func:`torch.nn.functional.batch_norm`.
+
+    Each channel c is normalised, ``xhat = (x - mean_c) / sqrt(var_c + eps)``, then
+    scaled and shifted, ``y = weight_c * xhat + bias_c``. In training the mean and
+    the *biased* variance come from the batch (over N and the spatial axes); in
+    evaluation they are ``running_mean`` and ``running_var``.
+
+    Unlike torch, which updates the running statistics in place, this function
+    never modifies its inputs: in training it returns the updated statistics,
+    ``(1 - momentum) * running + momentum * batch``, where the batch variance
+    is the *unbiased* one (divided by ``N*H*W - 1``), as torch does.
+
+    Parameters
+    ----------
+    x : ndarray of shape (N, C, H, W) (or (N, C) or (N, C, L))
+    running_mean, running_var : ndarray of shape (C,), optional
+        Required when ``training`` is False; may both be None in training.
+    weight, bias : ndarray of shape (C,), optional
+        The affine scale (default 1) and shift (default 0).
+    training : bool, default False
+    momentum : float in [0, 1], default 0.1
+        Weight of the batch statistics in the running update.
+    eps : float, default 1e-5
+        Added to the variance before the square root.
+
+    Returns
+    -------
+    y : ndarray of x's shape
+        In evaluation (``training=False``), only ``y``.
+    running_mean, running_var : ndarray of shape (C,) or None
+        In training, ``(y, running_mean, running_var)``: the updated statistics
+        as new arrays (None if none were given).
+
+    Raises
+    ------
+    TypeError, ValueError
+        For non-float or mixed dtypes, vectors not of shape (C,), a negative
+        ``momentum`` or one above 1, a negative ``eps``, one value per
+        channel in training, or missing running statistics in evaluation.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> x = np.array([1., 3.]).reshape(2, 1, 1, 1)
+    >>> y, rm, rv = batch_norm(x, np.zeros(1), np.ones(1), training=True, eps=0.0)
+    >>> y.ravel(), rm, rv
+    (array([-1.,  1.]), array([0.2]), array([1.1]))
+    >>> batch_norm(x, np.array([1.]), np.array([4.]), eps=0.0).ravel()
+    array([0., 1.])
+    """
+    x, x3, rm, rv, weight, bias, M = _bn_setup(x, running_mean, running_var, weight, bias, training, eps)
+    if isinstance(momentum, (bool, np.bool_)) or not isinstance(momentum, (int, float, np.floating, np.integer)) \
+            or not 0 <= momentum <= 1:
+        raise ValueError(f"momentum must be a number in [0, 1], got {momentum!r}")
+    N, C, L = x3.shape
+    if training:
+        shift = x3[0, :, 0].astype(np.float64)  # (C,)
+        sx, sxx = np.empty(C), np.empty(C)
+        _bn_channels(C, N * L, lambda c0, c1: _norm.sums(x3, shift, c0, c1, sx, sxx))
+        m = sx / M
+        mean = shift + m
+        var = np.maximum(sxx / M - m * m, 0.0)
+    else:
+        mean, var = rm.astype(np.float64), rv.astype(np.float64)
+    invstd = 1.0 / np.sqrt(var + eps)
+    a = invstd if weight is None else weight * invstd  # (C,) float64
+    b = -mean * a if bias is None else bias - mean * a
+    y = np.empty_like(x)
+    _bn_channels(C, N * L, lambda c0, c1: _norm.scale_shift(x3, a.astype(x.dtype), b.astype(x.dtype), c0, c1,
+                                                             y.reshape(N, C, L)))
+    if not training:
+        return y
+    if rm is None:
+        return y, None, None
+    new_rm = ((1 - momentum) * rm + momentum * mean).astype(x.dtype)
+    new_rv = ((1 - momentum) * rv + momentum * var * (M / (M - 1))).astype(x.dtype)
+    return y, new_rm, new_rv
+
+
+def batch_norm_backward(dy, x, running_mean=None, running_var=None, weight=None, training=False, eps=1e-5):
+    """Gradients of :func:`batch_norm`: ``(dx, dweight, dbias)``.
+
+    In training the batch statistics depend on ``x`` too, which gives
+    ``dx = weight * invstd * (dy - mean(dy) - xhat * mean(dy * xhat))``
+    (means per channel); in evaluation ``dx = weight * invstd * dy``.
+
+    Parameters
+    ----------
+    dy : ndarray of x's shape
+    x : ndarray of shape (N, C, H, W) (or (N, C) or (N, C, L))
+        The forward input.
+    running_mean, running_var, weight, training, eps
+        As given to :func:`batch_norm` (the running statistics before its update;
+        they are only used in evaluation).
+
+    Returns
+    -------
+    dx : ndarray of x's shape
+    dweight, dbias : ndarray of shape (C,)
+        ``sum(dy * xhat)`` and ``sum(dy)`` per channel, computed even when
+        ``weight`` is None.
+
+    Raises
+    ------
+    TypeError, ValueError
+        As :func:`batch_norm`, and if ``dy`` does not have x's shape.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> x = np.array([1., 3.]).reshape(2, 1, 1, 1)
+    >>> dx, dw, db = batch_norm_backward(np.array([1., 1.]).reshape(2, 1, 1, 1), x, training=True)
+    >>> dx.ravel(), db
+    (array([0., 0.]), array([2.]))
+    """
+    x, x3, rm, rv, weight, _, M = _bn_setup(x, running_mean, running_var, weight, None, training, eps)
+    dy = V.float_array(dy, "dy", x.ndim)
+    V.same_dtype(x, "x", dy=dy)
+    if dy.shape != x.shape:
+        raise ValueError(f"dy: expected x's shape {V.shape_str(x.shape)}, got {V.shape_str(dy.shape)}")
+    N, C, L = x3.shape
+    dy3 = dy.reshape(N, C, L)
+    shift = x3[0, :, 0].astype(np.float64) if training else rm.astype(np.float64)  # (C,)
+    sx, sxx, sdy, sdyx = np.empty(C), np.empty(C), np.empty(C), np.empty(C)
+    _bn_channels(C, 2 * N * L, lambda c0, c1: _norm.sums_backward(x3, dy3, shift, c0, c1, sx, sxx, sdy, sdyx))
+    w = np.ones(C) if weight is None else weight.astype(np.float64)
+    if training:
+        m = sx / M
+        mean = shift + m
+        invstd = 1.0 / np.sqrt(np.maximum(sxx / M - m * m, 0.0) + eps)
+        dweight = invstd * (sdyx - m * sdy)  # sum dy * xhat
+        a = w * invstd
+        k = -a * invstd * dweight / M
+        const = -a * sdy / M - k * mean
+    else:
+        invstd = 1.0 / np.sqrt(rv.astype(np.float64) + eps)
+        dweight = invstd * sdyx
+        a = w * invstd
+        k = np.zeros(C)
+        const = np.zeros(C)
+    dx = np.empty_like(x)
+    dt = x.dtype
+    _bn_channels(C, N * L, lambda c0, c1: _norm.scale_shift2(dy3, x3, a.astype(dt), k.astype(dt), const.astype(dt),
+                                                              c0, c1, dx.reshape(N, C, L)))
+    return dx, dweight.astype(dt), sdy.astype(dt)
+
+
+# ----------------------------------------------------------------------------
+# Dropout
+# ----------------------------------------------------------------------------
+
+
+def _dropout_p(p):
+    if isinstance(p, (bool, np.bool_)) or not isinstance(p, (int, float, np.floating, np.integer)) \
+            or not 0 <= p <= 1:
+        raise ValueError(f"p must be a probability in [0, 1], got {p!r}")
+    return float(p)
+
+
+def _rng(rng):
+    if isinstance(rng, np.random.Generator):
+        return rng
+    if rng is None or (isinstance(rng, (int, np.integer)) and not isinstance(rng, (bool, np.bool_))):
+        return np.random.default_rng(rng)
+    raise TypeError(f"rng must be None, an int seed or a numpy.random.Generator, got {type(rng).__name__}")
+
+
+def dropout(x, p=0.5, training=True, rng=None, return_mask=False):
+    """Inverted dropout (Srivastava et al., 2014), as :func:`torch.nn.functional.dropout`.
+
+    In training each element is zeroed with probability ``p`` and the survivors
+    are scaled by ``1 / (1 - p)``, so the expected output equals the input and
+    evaluation needs no rescaling; in evaluation the output is a copy of ``x``.
+
+    Parameters
+    ----------
+    x : ndarray of any shape
+    p : float in [0, 1], default 0.5
+        Probability of dropping an element.
+    training : bool, default True
+    rng : None, int or numpy.random.Generator
+        Source of the mask; an int seeds it (the same seed gives the same mask).
+    return_mask : bool, default False
+        Also return the mask of kept elements, for :func:`dropout_backward`.
+
+    Returns
+    -------
+    y : ndarray of x's shape and dtype
+    mask : ndarray of bool, x's shape
+        Only with ``return_mask``: True where the element was kept.
+
+    Raises
+    ------
+    TypeError, ValueError
+        For a non-float ``x``, ``p`` outside [0, 1] or a bad ``rng``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> y = dropout(np.ones(8), 0.5, rng=0)
+    >>> sorted(set(y.tolist()))
+    [0.0, 2.0]
+    >>> dropout(np.ones(3), 0.5, training=False)
+    array([1., 1., 1.])
+    """
+    x = V.float_array(x, "x")
+    p = _dropout_p(p)
+    if not isinstance(training, (bool, np.bool_)):
+        raise TypeError(f"training must be True or False, got {training!r}")
+    rng = _rng(rng)
+    if not training or p == 0.0:
+        y = x.copy()
+        return (y, np.ones(x.shape, dtype=bool)) if return_mask else y
+    mask = rng.random(x.shape, dtype=np.float32) >= p  # P(keep) = 1 - p
+    y = np.empty_like(x)
+    scale = 0.0 if p == 1.0 else 1.0 / (1.0 - p)
+    xf, mf, yf = x.reshape(-1), mask.reshape(-1), y.reshape(-1)
+    _planes(xf.shape[0], 2, lambda i0, i1: _norm.masked_scale(xf, mf, scale, i0, i1, yf))
+    return (y, mask) if return_mask else y
+
+
+def dropout_backward(dy, mask, p):
+    """Gradient of :func:`dropout`: ``dy / (1 - p)`` where the element was kept, else 0.
+
+    Parameters
+    ----------
+    dy : ndarray
+    mask : ndarray of bool, dy's shape
+        As returned by ``dropout(..., return_mask=True)``.
+    p : float in [0, 1]
+        As given to :func:`dropout`.
+
+    Returns
+    -------
+    dx : ndarray of dy's shape
+
+    Raises
+    ------
+    TypeError, ValueError
+        For a non-float ``dy``, a non-boolean ``mask`` or a shape mismatch, ``p`` outside [0, 1].
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> dropout_backward(np.ones(3), np.array([True, False, True]), 0.5)
+    array([2., 0., 2.])
+    """
+    dy = V.float_array(dy, "dy")
+    p = _dropout_p(p)
+    mask = np.asarray(mask)
+    if mask.dtype != np.bool_:
+        raise TypeError(f"mask must be a boolean array (from dropout(..., return_mask=True)), got dtype {mask.dtype}")
+    if mask.shape != dy.shape:
+        raise ValueError(f"mask: expected dy's shape {V.shape_str(dy.shape)}, got {V.shape_str(mask.shape)}")
+    mask = np.ascontiguousarray(mask)
+    dx = np.empty_like(dy)
+    scale = 0.0 if p == 1.0 else 1.0 / (1.0 - p)
+    df, mf, xf = dy.reshape(-1), mask.reshape(-1), dx.reshape(-1)
+    _planes(df.shape[0], 2, lambda i0, i1: _norm.masked_scale(df, mf, scale, i0, i1, xf))
+    return dx
+
+
+# ----------------------------------------------------------------------------
+# Adaptive average pooling
+# ----------------------------------------------------------------------------
+
+
+def _adaptive_size(output_size, H, W):
+    if isinstance(output_size, (tuple, list)):
+        if len(output_size) != 2:
+            raise ValueError(f"output_size must be an int or a pair (int or None), got {output_size!r}")
+        sizes = [H if s is None else s for s in output_size]
+        sizes = [V.positive_int(s, "output_size") for s in sizes]
+    else:
+        sizes = [V.positive_int(output_size, "output_size")] * 2
+    return tuple(sizes)
+
+
+def adaptive_avg_pool2d(x, output_size):
+    """Adaptive 2-D average pooling, as :func:`torch.nn.functional.adaptive_avg_pool2d`.
+
+    Output row p averages input rows ``floor(p*H/P)`` to ``ceil((p+1)*H/P) - 1``
+    (likewise columns), so any input size gives a (P, Q) output; windows may
+    differ in size and overlap. ``output_size=1`` is global average pooling.
+
+    Parameters
+    ----------
+    x : ndarray of shape (N, C, H, W)
+    output_size : int or (int or None, int or None)
+        (P, Q); None keeps the input's size along that axis.
+
+    Returns
+    -------
+    y : ndarray of shape (N, C, P, Q)
+
+    Raises
+    ------
+    TypeError, ValueError
+        For a non-float or non-4-D ``x`` or a non-positive size.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> adaptive_avg_pool2d(np.arange(6.).reshape(1, 1, 2, 3), 1).ravel()
+    array([2.5])
+    >>> adaptive_avg_pool2d(np.arange(5.).reshape(1, 1, 1, 5), (1, 2)).ravel()
+    array([1., 3.])
+    """
+    x = V.float_array(x, "x", 4, "(N, C, H, W)")
+    N, C, H, W = x.shape
+    P, Q = _adaptive_size(output_size, H, W)
+    y = np.empty((N * C, P, Q), dtype=x.dtype)  # (N*C, P, Q)
+    if P == 1 and Q == 1:  # global average pooling: one contiguous sum per plane
+        x2, y1 = x.reshape(N * C, H * W), y.reshape(N * C)
+        _planes(N * C, H * W, lambda i0, i1: _norm.global_avg_pool_forward(x2, i0, i1, y1))
+        return y.reshape(N, C, 1, 1)
+    x3 = x.reshape(N * C, H, W)
+    _planes(N * C, H * W + P * Q, lambda i0, i1: _norm.adaptive_avg_pool2d_forward(x3, i0, i1, y))
+    return y.reshape(N, C, P, Q)
+
+
+def adaptive_avg_pool2d_backward(dy, x, output_size):
+    """Gradient of :func:`adaptive_avg_pool2d`: each window spreads its gradient evenly over its inputs.
+
+    Parameters
+    ----------
+    dy : ndarray of shape (N, C, P, Q)
+    x : ndarray of shape (N, C, H, W)
+        The forward input (only its shape and dtype are used).
+    output_size
+        As given to :func:`adaptive_avg_pool2d`.
+
+    Returns
+    -------
+    dx : ndarray of shape (N, C, H, W)
+
+    Raises
+    ------
+    TypeError, ValueError
+        As :func:`adaptive_avg_pool2d`, and if ``dy`` does not have the forward output's shape.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> adaptive_avg_pool2d_backward(np.array([[[[4.]]]]), np.zeros((1, 1, 2, 2)), 1)
+    array([[[[1., 1.],
+             [1., 1.]]]])
+    """
+    x = V.float_array(x, "x", 4, "(N, C, H, W)")
+    N, C, H, W = x.shape
+    P, Q = _adaptive_size(output_size, H, W)
+    dy = V.float_array(dy, "dy", 4, "(N, C, P, Q)")
+    V.same_dtype(x, "x", dy=dy)
+    if dy.shape != (N, C, P, Q):
+        raise ValueError(f"dy: expected the forward output's shape {V.shape_str((N, C, P, Q))}, "
+                         f"got {V.shape_str(dy.shape)}")
+    dx = np.empty((N * C, H, W), dtype=x.dtype)  # (N*C, H, W), every plane overwritten
+    dy3 = dy.reshape(N * C, P, Q)
+    _planes(N * C, H * W + P * Q, lambda i0, i1: _norm.adaptive_avg_pool2d_backward(dy3, i0, i1, dx))
+    return dx.reshape(N, C, H, W)

@@ -93,11 +93,39 @@ def from_torch_state_dict(state):
     return out
 
 
+_RESIDUAL = None
+
+
+def _torch_residual():
+    """The torch module class for :class:`catlab.nn.Residual`, defined on first use (torch imported lazily)."""
+    global _RESIDUAL
+    if _RESIDUAL is None:
+        tnn = _torch().nn
+
+        class Residual(tnn.Module):
+            """``body(x) + shortcut(x)``; the shortcut is the identity when None (catlab.nn.Residual)."""
+
+            def __init__(self, body, shortcut=None):
+                super().__init__()
+                self.body = body
+                self.shortcut = tnn.Identity() if shortcut is None else shortcut
+
+            def forward(self, x):
+                return self.body(x) + self.shortcut(x)
+
+        _RESIDUAL = Residual
+    return _RESIDUAL
+
+
 def to_torch(model):
     """Build the equivalent ``torch.nn`` module, with the same weights, from a catlab model.
 
     Supports :class:`~catlab.nn.Sequential` of ``Conv1d``, ``Conv2d``, ``ReLU``,
-    ``MaxPool2d``, ``AvgPool2d``, ``Linear`` and ``Flatten`` (and each of those alone).
+    ``MaxPool2d``, ``AvgPool2d``, ``Linear``, ``Flatten``, ``BatchNorm2d``,
+    ``Dropout``, ``AdaptiveAvgPool2d`` and ``Residual`` (and each of those alone).
+    A ``Residual`` becomes a small torch module (``body(x) + shortcut(x)``)
+    whose ``state_dict`` keys match catlab's. The torch model is in training
+    or evaluation mode as the catlab model is (``Dropout`` draws its own masks).
 
     Parameters
     ----------
@@ -107,7 +135,7 @@ def to_torch(model):
     -------
     torch.nn.Module
         In float64 if the catlab model is, float32 otherwise; its ``state_dict``
-        equals ``model.state_dict()``.
+        (buffers included) equals ``model.state_dict()``.
 
     Raises
     ------
@@ -143,13 +171,24 @@ def to_torch(model):
             return tnn.AvgPool2d(m.kernel_size, m.stride, m.padding)
         if isinstance(m, nn.Flatten):
             return tnn.Flatten(m.start_dim, m.end_dim)
+        if isinstance(m, nn.BatchNorm2d):
+            return tnn.BatchNorm2d(m.num_features, eps=m.eps, momentum=m.momentum, affine=m.affine,
+                                   track_running_stats=m.track_running_stats)
+        if isinstance(m, nn.Dropout):
+            return tnn.Dropout(m.p)
+        if isinstance(m, nn.AdaptiveAvgPool2d):
+            return tnn.AdaptiveAvgPool2d(m.output_size)
+        if isinstance(m, nn.Residual):
+            short = None if m.shortcut is None else convert(m.shortcut, f"{where}.shortcut")
+            return _torch_residual()(convert(m.body, f"{where}.body"), short)
         raise TypeError(f"model{where}: no torch equivalent for {type(m).__name__}")
 
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a catlab.nn.Module, got {type(model).__name__}")
     tmodel = convert(model, "")
-    params = model.parameters()
-    if params and params[0].data.dtype == np.float64:
+    floats = [p.data for p in model.parameters()] + [
+        b.data for _, b in model.named_buffers() if np.issubdtype(b.data.dtype, np.floating)]
+    if floats and floats[0].dtype == np.float64:
         tmodel = tmodel.double()
     tmodel.load_state_dict(to_torch_state_dict(model))
-    return tmodel
+    return tmodel.train(model.training)

@@ -28,6 +28,11 @@ __all__ = [
     "Linear",
     "Flatten",
     "Sequential",
+    "Buffer",
+    "BatchNorm2d",
+    "Dropout",
+    "AdaptiveAvgPool2d",
+    "Residual",
 ]
 
 
@@ -123,6 +128,25 @@ class Module:
         """Return the list of :class:`Parameter` objects (weights before biases, layer by layer)."""
         return [p for _, p in self.named_parameters()]
 
+    def named_buffers(self, prefix: str = ""):
+        """Yield ``(name, Buffer)`` pairs: state that is saved but not learned (running statistics)."""
+        for k, v in vars(self).items():
+            if isinstance(v, Buffer):
+                yield prefix + k, v
+        for k, child in self._children():
+            yield from child.named_buffers(prefix + k + ".")
+
+    def _named_state(self, prefix: str = ""):
+        """Parameters then buffers of this module, then each child's: torch's ``state_dict`` order."""
+        for k, v in vars(self).items():
+            if isinstance(v, Parameter):
+                yield prefix + k, v
+        for k, v in vars(self).items():
+            if isinstance(v, Buffer):
+                yield prefix + k, v
+        for k, child in self._children():
+            yield from child._named_state(prefix + k + ".")
+
     def zero_grad(self):
         """Forget every parameter's gradient (set ``grad`` to ``None``)."""
         for p in self.parameters():
@@ -146,12 +170,15 @@ class Module:
         for p in self.parameters():
             p.data = p.data.astype(dtype)
             p.grad = None
+        for _, b in self.named_buffers():
+            if np.issubdtype(b.data.dtype, np.floating):
+                b.data = b.data.astype(dtype)
         return self
 
     # -- state ---------------------------------------------------------------
     def state_dict(self):
-        """Return an ordered mapping from parameter name to a copy of its array."""
-        return OrderedDict((k, p.data.copy()) for k, p in self.named_parameters())
+        """Return an ordered mapping from parameter (and buffer) name to a copy of its array."""
+        return OrderedDict((k, p.data.copy()) for k, p in self._named_state())
 
     def load_state_dict(self, state, strict: bool = True):
         """Copy arrays from ``state`` into the parameters.
@@ -171,7 +198,7 @@ class Module:
             Naming the first key whose shape differs, with both shapes. Nothing
             is changed unless every array fits.
         """
-        own = OrderedDict(self.named_parameters())
+        own = OrderedDict(self._named_state())
         missing = [k for k in own if k not in state]
         unexpected = [k for k in state if k not in own]
         if strict and (missing or unexpected):
@@ -186,12 +213,15 @@ class Module:
                     f"state_dict[{k!r}] has shape {V.shape_str(arr.shape)} but the model's parameter "
                     f"{k!r} has shape {V.shape_str(p.data.shape)}"
                 )
-            if not np.issubdtype(arr.dtype, np.floating):
-                raise TypeError(f"state_dict[{k!r}] must hold floats, got dtype {arr.dtype}")
+            kind = np.floating if np.issubdtype(p.data.dtype, np.floating) else np.integer
+            if not np.issubdtype(arr.dtype, kind):
+                raise TypeError(f"state_dict[{k!r}] must hold {'floats' if kind is np.floating else 'integers'}, "
+                                f"got dtype {arr.dtype}")
             new[k] = arr
         for k, arr in new.items():
             own[k].data = np.array(arr, dtype=own[k].data.dtype, copy=True, order="C")
-            own[k].grad = None
+            if isinstance(own[k], Parameter):
+                own[k].grad = None
 
     def _keep(self, **arrays):
         """Remember forward inputs for backward (only in training mode)."""
@@ -600,3 +630,304 @@ class Sequential(Module):
     def __repr__(self):
         inner = "\n".join(f"  ({i}): {layer!r}" for i, layer in enumerate(self.layers))
         return f"Sequential(\n{inner}\n)"
+
+
+class Buffer:
+    """State a layer keeps and saves but does not learn, such as a running mean.
+
+    Buffers appear in ``state_dict`` (after the module's parameters, as in
+    PyTorch) but not in :meth:`Module.parameters`, so optimizers never touch them.
+
+    Parameters
+    ----------
+    data : ndarray
+        The values (float, or int64 for counters such as ``num_batches_tracked``).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> Buffer(np.zeros(3)).shape
+    (3,)
+    """
+
+    def __init__(self, data):
+        self.data = np.asarray(data, order="C")  # keeps 0-d arrays 0-d
+
+    @property
+    def shape(self):
+        return self.data.shape
+
+    def __repr__(self):
+        return f"Buffer(shape={self.data.shape}, dtype={self.data.dtype})"
+
+
+def _number(value, name, lo, hi=None):
+    """A float in [lo, hi] (hi None: no upper bound), else a ValueError naming the argument."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)) \
+            or not (value >= lo and (hi is None or value <= hi)):
+        want = f"in [{lo}, {hi}]" if hi is not None else f">= {lo}"
+        raise ValueError(f"{name} must be a number {want}, got {value!r}")
+    return float(value)
+
+
+class BatchNorm2d(Module):
+    """Batch normalization over (N, H, W) per channel, as :class:`torch.nn.BatchNorm2d`.
+
+    In training, each channel is normalised with the batch's mean and biased
+    variance, and the running statistics are updated with the batch mean and
+    the *unbiased* variance: ``running = (1 - momentum) * running + momentum * batch``
+    (with ``momentum=None``, a cumulative average over the ``num_batches_tracked``
+    batches seen). In evaluation the running statistics are used, so the output
+    of a sample no longer depends on the rest of its batch.
+
+    Parameters
+    ----------
+    num_features : int
+        The number of channels C.
+    eps : float, default 1e-5
+    momentum : float in [0, 1] or None, default 0.1
+    affine : bool, default True
+        Learn a per-channel scale ``weight`` (initially 1) and shift ``bias`` (initially 0).
+    track_running_stats : bool, default True
+        Keep running statistics; without them, batch statistics are used in evaluation too.
+    dtype : float32 or float64, default float32
+
+    Attributes
+    ----------
+    weight, bias : Parameter of shape (C,) or None
+    running_mean, running_var : Buffer of shape (C,) or None
+        Initially 0 and 1. Buffers: saved in ``state_dict``, never seen by optimizers.
+    num_batches_tracked : Buffer of shape () and dtype int64, or None
+
+    Raises
+    ------
+    TypeError, ValueError
+        For a non-positive ``num_features``, a negative ``eps`` or ``momentum``
+        outside [0, 1]; in ``forward``, for an input that is not (N, C, H, W).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> bn = BatchNorm2d(3)
+    >>> list(bn.state_dict())
+    ['weight', 'bias', 'running_mean', 'running_var', 'num_batches_tracked']
+    >>> x = np.random.default_rng(0).normal(5.0, 2.0, (8, 3, 4, 4)).astype(np.float32)
+    >>> y = bn(x)
+    >>> bool(abs(y.mean()) < 1e-5), int(bn.num_batches_tracked.data)
+    (True, 1)
+    >>> bn.backward(np.ones_like(y)).shape
+    (8, 3, 4, 4)
+    """
+
+    def __init__(self, num_features, eps=1e-5, momentum=0.1, affine=True, track_running_stats=True, *,
+                 dtype=np.float32):
+        self.num_features = V.positive_int(num_features, "num_features")
+        self.eps = _number(eps, "eps", 0)
+        self.momentum = None if momentum is None else _number(momentum, "momentum", 0, 1)
+        self.affine = bool(affine)
+        self.track_running_stats = bool(track_running_stats)
+        dtype = _as_dtype(dtype)
+        C = self.num_features
+        self.weight = Parameter(np.ones(C, dtype=dtype)) if affine else None
+        self.bias = Parameter(np.zeros(C, dtype=dtype)) if affine else None
+        if track_running_stats:
+            self.running_mean = Buffer(np.zeros(C, dtype=dtype))
+            self.running_var = Buffer(np.ones(C, dtype=dtype))
+            self.num_batches_tracked = Buffer(np.array(0, dtype=np.int64))
+        else:
+            self.running_mean = self.running_var = self.num_batches_tracked = None
+
+    def _check(self, x):
+        x = np.asarray(x)
+        if x.ndim != 4 or x.shape[1] != self.num_features:
+            raise ValueError(f"x: expected shape (N, {self.num_features}, H, W) for {self!r}, got "
+                             f"{x.ndim}-D array of shape {V.shape_str(x.shape)}")
+
+    def forward(self, x):
+        self._check(x)
+        w = None if self.weight is None else self.weight.data
+        b = None if self.bias is None else self.bias.data
+        use_batch = self.training or self.running_mean is None
+        if not use_batch:
+            self._keep(x=x, use_batch=False)
+            return F.batch_norm(x, self.running_mean.data, self.running_var.data, w, b, False, 0.0, self.eps)
+        track = self.training and self.running_mean is not None
+        if track:
+            n = int(self.num_batches_tracked.data) + 1
+            factor = 1.0 / n if self.momentum is None else self.momentum
+            y, rm, rv = F.batch_norm(x, self.running_mean.data, self.running_var.data, w, b, True, factor, self.eps)
+            self.running_mean.data, self.running_var.data = rm, rv
+            self.num_batches_tracked.data = np.array(n, dtype=np.int64)
+        else:
+            y, _, _ = F.batch_norm(x, None, None, w, b, True, 0.0, self.eps)
+        self._keep(x=x, use_batch=True)
+        return y
+
+    def backward(self, dy):
+        x = self._cached("x")
+        w = None if self.weight is None else self.weight.data
+        if self._cache["use_batch"]:
+            dx, dw, db = F.batch_norm_backward(dy, x, None, None, w, True, self.eps)
+        else:  # training mode cannot get here (it always uses batch statistics); kept for completeness
+            dx, dw, db = F.batch_norm_backward(dy, x, self.running_mean.data, self.running_var.data, w, False,
+                                               self.eps)
+        if self.weight is not None:
+            self.weight.grad = dw
+            self.bias.grad = db
+        return dx
+
+    def __repr__(self):
+        return (f"BatchNorm2d({self.num_features}, eps={self.eps:g}, momentum={self.momentum}, "
+                f"affine={self.affine}, track_running_stats={self.track_running_stats})")
+
+
+class Dropout(Module):
+    """Inverted dropout, as :class:`torch.nn.Dropout`: identity in evaluation.
+
+    In training, each element is zeroed with probability ``p`` and the rest are
+    scaled by ``1 / (1 - p)``; a new mask is drawn at every forward pass from
+    the layer's own generator, so a seed makes a whole training run repeatable.
+
+    Parameters
+    ----------
+    p : float in [0, 1], default 0.5
+    rng : None, int or numpy.random.Generator
+        Source of the masks; an int seeds it.
+
+    Raises
+    ------
+    ValueError, TypeError
+        For ``p`` outside [0, 1] or a bad ``rng``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> d = Dropout(0.5, rng=0)
+    >>> y = d(np.ones((2, 4)))
+    >>> sorted(set(y.ravel().tolist()))
+    [0.0, 2.0]
+    >>> d.eval()(np.ones(3))
+    array([1., 1., 1.])
+    """
+
+    def __init__(self, p=0.5, *, rng=None):
+        self.p = _number(p, "p", 0, 1)
+        self._rng = _as_rng(rng)
+
+    def forward(self, x):
+        if not self.training:
+            self._keep()
+            return F.dropout(x, self.p, training=False)
+        y, mask = F.dropout(x, self.p, training=True, rng=self._rng, return_mask=True)
+        self._keep(mask=mask)
+        return y
+
+    def backward(self, dy):
+        return F.dropout_backward(dy, self._cached("mask"), self.p)
+
+    def __repr__(self):
+        return f"Dropout(p={self.p})"
+
+
+class AdaptiveAvgPool2d(Module):
+    """Adaptive 2-D average pooling to a fixed output size, as :class:`torch.nn.AdaptiveAvgPool2d`.
+
+    ``AdaptiveAvgPool2d(1)`` is global average pooling, which Network in
+    Network and ResNet use instead of large fully connected layers.
+
+    Parameters
+    ----------
+    output_size : int or (int or None, int or None)
+        (P, Q); None keeps the input's size along that axis.
+
+    Raises
+    ------
+    TypeError, ValueError
+        For a non-positive size.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> gap = AdaptiveAvgPool2d(1)
+    >>> gap(np.ones((2, 8, 7, 7), dtype=np.float32)).shape
+    (2, 8, 1, 1)
+    """
+
+    def __init__(self, output_size):
+        F._adaptive_size(output_size, 1, 1)  # validates
+        self.output_size = output_size
+
+    def forward(self, x):
+        self._keep(x=x)
+        return F.adaptive_avg_pool2d(x, self.output_size)
+
+    def backward(self, dy):
+        return F.adaptive_avg_pool2d_backward(dy, self._cached("x"), self.output_size)
+
+    def __repr__(self):
+        return f"AdaptiveAvgPool2d(output_size={self.output_size})"
+
+
+class Residual(Module):
+    """A residual block: ``forward(x) = body(x) + shortcut(x)``, as in ResNet (He et al., 2016).
+
+    The backward pass splits the gradient: ``dy`` flows back through ``body``
+    and through ``shortcut`` (unchanged when the shortcut is the identity), and
+    the two input gradients are added. Put a :class:`ReLU` after the block as
+    ResNet does.
+
+    Parameters
+    ----------
+    body : Module
+        The residual branch, e.g. conv-BN-ReLU-conv-BN.
+    shortcut : Module, optional
+        Default: the identity. When ``body`` changes the shape (stride or
+        channels), a projection such as a 1x1 :class:`Conv2d` with that stride.
+
+    Attributes
+    ----------
+    body, shortcut : Module (shortcut may be None)
+        ``state_dict`` keys are ``"body.<...>"`` and ``"shortcut.<...>"``.
+
+    Raises
+    ------
+    TypeError
+        If ``body`` or ``shortcut`` is not a Module.
+    ValueError
+        In ``forward``, if the two branches give different shapes.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> block = Residual(Sequential(Conv2d(4, 4, 3, padding=1, rng=0), ReLU(), Conv2d(4, 4, 3, padding=1, rng=1)))
+    >>> x = np.zeros((2, 4, 6, 6), dtype=np.float32)
+    >>> block(x).shape, block.backward(np.ones((2, 4, 6, 6), dtype=np.float32)).shape
+    ((2, 4, 6, 6), (2, 4, 6, 6))
+    """
+
+    def __init__(self, body, shortcut=None):
+        if not isinstance(body, Module):
+            raise TypeError(f"body must be a catlab.nn.Module, got {type(body).__name__}")
+        if shortcut is not None and not isinstance(shortcut, Module):
+            raise TypeError(f"shortcut must be a catlab.nn.Module or None, got {type(shortcut).__name__}")
+        self.body = body
+        self.shortcut = shortcut
+
+    def forward(self, x):
+        yb = self.body.forward(x)
+        ys = np.asarray(x) if self.shortcut is None else self.shortcut.forward(x)
+        if yb.shape != ys.shape:
+            raise ValueError(
+                f"Residual: body output has shape {V.shape_str(yb.shape)} but the shortcut gives "
+                f"{V.shape_str(ys.shape)}; give a shortcut that matches, e.g. a 1x1 Conv2d with the body's "
+                "stride and output channels")
+        return yb + ys
+
+    def backward(self, dy):
+        dx = self.body.backward(dy)
+        return dx + (dy if self.shortcut is None else self.shortcut.backward(dy))
+
+    def __repr__(self):
+        body = "\n".join("  " + line for line in repr(self.body).splitlines())
+        short = "identity" if self.shortcut is None else repr(self.shortcut)
+        return f"Residual(\n  body={body.strip()},\n  shortcut={short}\n)"

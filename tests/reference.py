@@ -162,3 +162,100 @@ def max_pool2d_indices(x, k, s, p):
                         best, where = v, (a, b)
                 ind[n, c, i, j] = where[0] * W + where[1]
     return ind
+
+
+def batch_norm(x, mean, var, weight, bias, eps):
+    """y[n, c, h, w] = weight[c] * (x[n, c, h, w] - mean[c]) / sqrt(var[c] + eps) + bias[c], loop by loop."""
+    N, C, H, W = x.shape
+    y = np.zeros((N, C, H, W))
+    for n in range(N):
+        for c in range(C):
+            for h in range(H):
+                for w in range(W):
+                    y[n, c, h, w] = weight[c] * (x[n, c, h, w] - mean[c]) / np.sqrt(var[c] + eps) + bias[c]
+    return y
+
+
+def batch_stats(x):
+    """Per-channel mean, biased and unbiased variance, by explicit sums."""
+    N, C, H, W = x.shape
+    M = N * H * W
+    mean, biased, unbiased = np.zeros(C), np.zeros(C), np.zeros(C)
+    for c in range(C):
+        s = 0.0
+        for n in range(N):
+            for h in range(H):
+                for w in range(W):
+                    s += x[n, c, h, w]
+        mean[c] = s / M
+        ss = 0.0
+        for n in range(N):
+            for h in range(H):
+                for w in range(W):
+                    ss += (x[n, c, h, w] - mean[c]) ** 2
+        biased[c] = ss / M
+        unbiased[c] = ss / (M - 1)
+    return mean, biased, unbiased
+
+
+def batch_norm_train_backward(dy, x, weight, eps):
+    """dx by the full Jacobian of training-mode batch norm, entry by entry.
+
+    Within a channel, with M values, xhat_i = (x_i - mean) * invstd and
+    d y_j / d x_i = weight * invstd * (delta_ij - 1/M - xhat_i * xhat_j / M).
+    """
+    N, C, H, W = x.shape
+    mean, var, _ = batch_stats(x)
+    dx = np.zeros(x.shape)
+    dw = np.zeros(C)
+    db = np.zeros(C)
+    idx = [(n, h, w) for n in range(N) for h in range(H) for w in range(W)]
+    M = len(idx)
+    for c in range(C):
+        invstd = 1.0 / np.sqrt(var[c] + eps)
+        for (n, h, w) in idx:
+            xh = (x[n, c, h, w] - mean[c]) * invstd
+            dw[c] += dy[n, c, h, w] * xh
+            db[c] += dy[n, c, h, w]
+        for (n, h, w) in idx:
+            xi = (x[n, c, h, w] - mean[c]) * invstd
+            acc = 0.0
+            for (m, u, v) in idx:
+                xj = (x[m, c, u, v] - mean[c]) * invstd
+                jac = weight[c] * invstd * ((1.0 if (n, h, w) == (m, u, v) else 0.0) - 1.0 / M - xi * xj / M)
+                acc += dy[m, c, u, v] * jac
+            dx[n, c, h, w] = acc
+    return dx, dw, db
+
+
+def adaptive_windows(size, out):
+    """torch's adaptive windows along one axis: [floor(i*size/out), ceil((i+1)*size/out))."""
+    return [(int(np.floor(i * size / out)), int(np.ceil((i + 1) * size / out))) for i in range(out)]
+
+
+def adaptive_avg_pool2d(x, P, Q):
+    N, C, H, W = x.shape
+    y = np.zeros((N, C, P, Q))
+    for n in range(N):
+        for c in range(C):
+            for p, (h0, h1) in enumerate(adaptive_windows(H, P)):
+                for q, (w0, w1) in enumerate(adaptive_windows(W, Q)):
+                    s = 0.0
+                    for h in range(h0, h1):
+                        for w in range(w0, w1):
+                            s += x[n, c, h, w]
+                    y[n, c, p, q] = s / ((h1 - h0) * (w1 - w0))
+    return y
+
+
+def adaptive_avg_pool2d_backward(dy, H, W):
+    N, C, P, Q = dy.shape
+    dx = np.zeros((N, C, H, W))
+    for n in range(N):
+        for c in range(C):
+            for p, (h0, h1) in enumerate(adaptive_windows(H, P)):
+                for q, (w0, w1) in enumerate(adaptive_windows(W, Q)):
+                    for h in range(h0, h1):
+                        for w in range(w0, w1):
+                            dx[n, c, h, w] += dy[n, c, p, q] / ((h1 - h0) * (w1 - w0))
+    return dx

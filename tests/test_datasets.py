@@ -161,6 +161,15 @@ def test_cifar10_missing_archive(tmp_path):
     assert not (tmp_path / "nowhere").exists()
 
 
+def test_cifar10_archive_size_is_stated_exactly(tmp_path):
+    # The official cifar-10-binary.tar.gz is 170,052,171 bytes (about 170 MB, 162 MiB; the
+    # book's "163 MB" was wrong): the constant the chapters print, and the missing-file message.
+    assert datasets.CIFAR10_BYTES == 170_052_171
+    assert round(datasets.CIFAR10_BYTES / 1e6) == 170 and round(datasets.CIFAR10_BYTES / 2**20) == 162
+    with pytest.raises(FileNotFoundError, match="170,052,171 bytes"):
+        datasets.cifar10(tmp_path)
+
+
 def test_cifar10_download_from_a_local_url(archive, tmp_path):
     path, md5, *_ = archive
     root = tmp_path / "cache" / "cifar"

@@ -141,3 +141,95 @@ def test_to_gray():
 def test_bad_arguments_are_named(call, exc, words):
     with pytest.raises(exc, match=words.replace("(", r"\(").replace(")", r"\)")):
         call()
+
+
+def _printed_gabor_formula(name):
+    """The expression for ``name`` as printed in gabor_kernel's docstring, as Python."""
+    import re
+
+    doc = Fi.gabor_kernel.__doc__
+    found = re.search(r"``" + re.escape(name) + r" = ([^`]+)``", doc)
+    assert found, f"gabor_kernel's docstring no longer prints {name} = ..."
+    expr = found.group(1).replace("^", "**")
+    # implicit products of the printed maths: "2 pi a", "u cos(theta)", "aspect**2 b**2"
+    expr = re.sub(r"(?<=[\w)]) +(?=[a-z(])", " * ", expr)
+    for fn in ("exp", "cos", "sin"):
+        expr = re.sub(rf"\b{fn}\(", f"np.{fn}(", expr)
+    return re.sub(r"\bpi\b", "np.pi", expr)
+
+
+def test_gabor_docstring_formula_is_what_the_code_computes():
+    # evaluate the docstring's formulas literally, pixel by pixel, for several
+    # orientations and phases: a sign error in the printed rotation fails here
+    a_expr, b_expr = _printed_gabor_formula("a"), _printed_gabor_formula("b")
+    g_expr = _printed_gabor_formula("g(u, v)")
+    size, wavelength, aspect = 11, 5.0, 0.5
+    for theta in (0.0, 0.4, np.pi / 3, 2.0):
+        for phase in (0.0, 1.0):
+            g = np.zeros((size, size))
+            for row in range(size):
+                for col in range(size):
+                    names = {"np": np, "theta": theta, "phase": phase, "aspect": aspect,
+                             "wavelength": wavelength, "sigma": 0.5 * wavelength,
+                             "u": col - size // 2, "v": row - size // 2}
+                    names["a"] = eval(a_expr, names)
+                    names["b"] = eval(b_expr, names)
+                    g[row, col] = eval(g_expr, names)
+            g -= g.mean()
+            g /= np.sqrt((g**2).sum())
+            code = Fi.gabor_kernel(size, theta, wavelength, phase=phase, aspect=aspect)
+            np.testing.assert_allclose(code, g, atol=1e-12, err_msg=f"{theta=}, {phase=}")
+
+
+def test_gabor_orientation_convention():
+    # theta = 0: stripes are vertical, so an odd (phase pi/2) filter is an
+    # antisymmetric left-right edge detector and symmetric top to bottom
+    odd = Fi.gabor_kernel(11, 0.0, 6.0, phase=np.pi / 2)
+    np.testing.assert_allclose(odd[:, ::-1], -odd, atol=1e-12)
+    np.testing.assert_allclose(odd[::-1, :], odd, atol=1e-12)
+    # cos(2 pi u / wavelength + pi / 2) = -sin(...): negative just right of the centre
+    assert odd[5, 6] < 0 < odd[5, 4]
+    # adding 90 degrees to theta is np.rot90 (anticlockwise on screen), any phase
+    for theta in (0.0, 0.3, np.pi / 4, 1.2):
+        for phase in (0.0, np.pi / 2, 1.0):
+            g = Fi.gabor_kernel(13, theta, 5.0, phase=phase)
+            g90 = Fi.gabor_kernel(13, theta + np.pi / 2, 5.0, phase=phase)
+            np.testing.assert_allclose(g90, np.rot90(g), atol=1e-12)
+    # theta = pi / 4 prefers the bar at +45 degrees, not the one at 135
+    even = Fi.gabor_kernel(21, np.pi / 4, 8.0)
+    bar45 = Fi.bar_stimulus((21, 21), np.pi / 4, 17, 3)
+    bar135 = Fi.bar_stimulus((21, 21), 3 * np.pi / 4, 17, 3)
+    assert np.sum(even * bar45) > 0.5 and abs(np.sum(even * bar135)) < 0.1
+    # a bar at +45 degrees (anticlockwise from vertical) leans to the upper left:
+    # the pixel up and to the left of the centre is on it, up-right is not
+    assert bar45[10 - 5, 10 - 5] == 1.0 and bar45[10 - 5, 10 + 5] == 0.0
+
+
+def test_disk_kernel_by_hand_and_its_symmetries():
+    # radius 1 with 2x2 sub-pixels: the centre pixel's four sub-pixel centres
+    # (+-0.25, +-0.25) are inside; each edge neighbour has two of four inside
+    # (e.g. (0.75, +-0.25): 0.625 <= 1); a corner's nearest (0.75, 0.75) is out
+    k = Fi.disk_kernel(1.0, oversample=2)
+    expected = np.array([[0, 2, 0], [2, 4, 2], [0, 2, 0]]) / 12
+    np.testing.assert_allclose(k, expected, atol=1e-15)
+    big = Fi.disk_kernel(4.5)
+    assert big.shape == (11, 11) and np.isclose(big.sum(), 1.0) and big.min() >= 0
+    np.testing.assert_allclose(np.rot90(big), big, atol=1e-15)
+    np.testing.assert_allclose(big[::-1], big, atol=1e-15)
+    # the covered area tends to pi r^2 pixels
+    area = np.count_nonzero(big == big.max()) + (big[big < big.max()].sum() / big.max())
+    assert abs(area - np.pi * 4.5**2) < 0.02 * np.pi * 4.5**2
+
+
+@pytest.mark.parametrize(
+    "call, exc, words",
+    [
+        (lambda: Fi.disk_kernel(0.0), ValueError, "radius"),
+        (lambda: Fi.disk_kernel("2"), TypeError, "radius"),
+        (lambda: Fi.disk_kernel(2.0, oversample=0), ValueError, "oversample"),
+        (lambda: Fi.disk_kernel(2.0, oversample=2.0), TypeError, "oversample"),
+    ],
+)
+def test_disk_kernel_bad_arguments_are_named(call, exc, words):
+    with pytest.raises(exc, match=words):
+        call()
