@@ -36,12 +36,13 @@ import http.server
 import json
 import os
 import re
-import shutil
 import threading
 import urllib.parse
 from pathlib import Path
 
 import pytest
+
+from chromium import CHROMIUM_ARGS, find_chromium
 
 MODE = os.environ.get("CATLAB_BROWSER_TESTS", "").strip().lower()
 if MODE in ("", "0", "no", "false"):
@@ -65,12 +66,6 @@ HARMLESS = {
     "Got invalid theme mode":
         "pydata-sphinx-theme's first visit with empty localStorage: it resets the mode to 'auto'.",
 }
-
-CHROMIUM_ARGS = [
-    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-    "--disable-dev-shm-usage",
-]
 
 WIDGET_VIEW = 'script[type="application/vnd.jupyter.widget-view+json"]'
 WIDGET_STATE = 'script[type="application/vnd.jupyter.widget-state+json"]'
@@ -148,21 +143,13 @@ def base_url(site):
     server.server_close()
 
 
-def _chromium() -> str | None:
-    for candidate in (os.environ.get("CHROMIUM"), "chromium", "chromium-browser", "google-chrome",
-                      "google-chrome-stable"):
-        if candidate and shutil.which(candidate):
-            return shutil.which(candidate)
-    return None
-
-
 @pytest.fixture(scope="module")
 def browser(site):
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:
         _unavailable('Playwright for Python is not installed: pip install -e ".[browser]"')
-    executable = _chromium()
+    executable = find_chromium()
     if executable is None:
         _unavailable("no Chromium found (apt-get install chromium, or set $CHROMIUM)")
     with sync_playwright() as p:
