@@ -35,7 +35,7 @@ from . import checkpoint
 from ._io import atomic_write
 from .train import _check_images, _check_labels, _check_model, _num_classes
 
-__all__ = ["train_data_parallel", "free_port"]
+__all__ = ["free_port", "train_data_parallel"]
 
 
 def free_port() -> int:
@@ -217,8 +217,8 @@ def train_data_parallel(model, x, y, *, world_size=2, epochs=1, batch_size=32,
     to_torch(model)  # ImportError if torch is missing; TypeError for a layer torch lacks
     import torch.multiprocessing as mp
     y = np.ascontiguousarray(y, dtype=np.int64)
-    cfg = dict(epochs=epochs, batch_size=batch_size, lr=lr, momentum=momentum,
-               seed=int(seed), threads=threads, timeout=timeout)
+    cfg = {"epochs": epochs, "batch_size": batch_size, "lr": lr, "momentum": momentum,
+               "seed": int(seed), "threads": threads, "timeout": timeout}
     port = free_port() if world_size > 1 else 0
     with tempfile.TemporaryDirectory(prefix="catlab-ddp-") as outdir:
         # The catlab model and the arrays are pickled into each process's arguments:

@@ -55,7 +55,7 @@ def test_two_gloo_processes_give_the_weights_of_one(mnist):
     x, y, xt, yt = mnist
     model = lenet5(SEED)
     before = {k: v.copy() for k, v in model.state_dict().items()}
-    kw = dict(epochs=1, batch_size=BATCH, lr=LR, momentum=MOMENTUM, seed=SEED)
+    kw = {"epochs": 1, "batch_size": BATCH, "lr": LR, "momentum": MOMENTUM, "seed": SEED}
     two = train_data_parallel(model, x, y, world_size=2, **kw)
     one = train_data_parallel(model, x, y, world_size=1, **kw)
 
@@ -100,16 +100,16 @@ def test_two_gloo_processes_give_the_weights_of_one(mnist):
 
 
 @pytest.mark.parametrize("kwargs, error, words", [
-    (dict(world_size=0), ValueError, "world_size"),
-    (dict(world_size=2.0), TypeError, "world_size"),
-    (dict(batch_size=33), ValueError, "batch_size"),
-    (dict(epochs=0), ValueError, "epochs"),
-    (dict(lr=0.0), ValueError, "lr"),
-    (dict(lr="0.1"), TypeError, "lr"),
-    (dict(momentum=1.0), ValueError, "momentum"),
-    (dict(seed=1.5), TypeError, "seed"),
-    (dict(threads=0), ValueError, "threads"),
-    (dict(timeout=0), ValueError, "timeout"),
+    ({"world_size": 0}, ValueError, "world_size"),
+    ({"world_size": 2.0}, TypeError, "world_size"),
+    ({"batch_size": 33}, ValueError, "batch_size"),
+    ({"epochs": 0}, ValueError, "epochs"),
+    ({"lr": 0.0}, ValueError, "lr"),
+    ({"lr": "0.1"}, TypeError, "lr"),
+    ({"momentum": 1.0}, ValueError, "momentum"),
+    ({"seed": 1.5}, TypeError, "seed"),
+    ({"threads": 0}, ValueError, "threads"),
+    ({"timeout": 0}, ValueError, "timeout"),
 ])
 def test_bad_arguments_are_named_before_any_work(kwargs, error, words):
     x = np.zeros((8, 1, 28, 28), np.float32)
