@@ -125,7 +125,7 @@ def _check_float(value, name, low, high, low_open=False):
 
 
 def train_data_parallel(model, x, y, *, world_size=2, epochs=1, batch_size=32,
-                        lr=0.05, momentum=0.9, seed=0, threads=1, timeout=120):
+                        lr=0.1, momentum=0.0, seed=0, threads=1, timeout=120):
     """Train a copy of a catlab model with PyTorch DDP on ``world_size`` local processes.
 
     Each process trains a torch copy of ``model`` (:func:`catlab.interop.to_torch`)
@@ -153,7 +153,7 @@ def train_data_parallel(model, x, y, *, world_size=2, epochs=1, batch_size=32,
     epochs : int, default 1
     batch_size : int, default 32
         The global batch (over all processes), a multiple of ``world_size``.
-    lr, momentum : float, default 0.05, 0.9
+    lr, momentum : float, default 0.1, 0.0
         ``torch.optim.SGD``'s settings.
     seed : int, default 0
         Seeds the shuffling (and torch, in each process).

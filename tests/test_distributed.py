@@ -14,7 +14,7 @@ from catlab.bench_train import lenet5
 from catlab.distributed import free_port, train_data_parallel
 from catlab.train import evaluate
 
-N_TRAIN, N_TEST, BATCH, LR, MOMENTUM, SEED = 256, 200, 32, 0.05, 0.9, 0
+N_TRAIN, N_TEST, BATCH, LR, MOMENTUM, SEED = 256, 200, 32, 0.1, 0.0, 0  # the chapter's settings
 
 
 @pytest.fixture(scope="module")
