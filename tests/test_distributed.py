@@ -1,7 +1,7 @@
 """catlab.distributed: two gloo processes train LeNet exactly as one process does.
 
 The argument checks run without torch. The training test (needs torch) starts
-one and two processes, and compares both with an independent single-process
+two processes and compares their weights with an independent single-process
 torch loop written here, which also shows that the comparison can fail: the
 same loop with the per-process batch as the global batch gives other weights.
 """
@@ -51,40 +51,38 @@ def torch_loop(torch, model, x, y, batch_size):
 
 
 def test_two_gloo_processes_give_the_weights_of_one(mnist):
+    """Two DDP processes vs one plain process (the loop above, in this process) on the same global batch.
+
+    (world_size=1 through train_data_parallel runs in chapter 18, under nbval; here one spawn of two
+    processes keeps the test under a minute.)
+    """
     torch = pytest.importorskip("torch")
     x, y, xt, yt = mnist
     model = lenet5(SEED)
     before = {k: v.copy() for k, v in model.state_dict().items()}
-    kw = {"epochs": 1, "batch_size": BATCH, "lr": LR, "momentum": MOMENTUM, "seed": SEED}
-    two = train_data_parallel(model, x, y, world_size=2, **kw)
-    one = train_data_parallel(model, x, y, world_size=1, **kw)
+    two = train_data_parallel(model, x, y, world_size=2, epochs=1, batch_size=BATCH, lr=LR,
+                              momentum=MOMENTUM, seed=SEED)
+    one, order = torch_loop(torch, model, x, y, BATCH)
 
-    # the caller's model is untouched; the returned ones are trained
+    # the caller's model is untouched; the returned one is trained
     for k, v in model.state_dict().items():
         np.testing.assert_array_equal(v, before[k])
     assert max_difference(two["model"], model) > 1e-2
 
-    # DistributedSampler: disjoint halves of one shuffled order, every sample once
+    # DistributedSampler: every other sample of the single process's shuffled order, each sample once
     shards = two["shards"][:, 0]  # (2, 128)
     assert shards.shape == (2, N_TRAIN // 2)
     assert sorted(np.concatenate(shards).tolist()) == list(range(N_TRAIN))
-    np.testing.assert_array_equal(one["shards"][0, 0][0::2], shards[0])
-    np.testing.assert_array_equal(one["shards"][0, 0][1::2], shards[1])
-    assert two["losses"].shape == (2, N_TRAIN // BATCH) and one["losses"].shape == (1, N_TRAIN // BATCH)
+    np.testing.assert_array_equal(order[0::2], shards[0])
+    np.testing.assert_array_equal(order[1::2], shards[1])
+    assert two["losses"].shape == (2, N_TRAIN // BATCH)
 
     # the replicas stayed identical, and equal the single process up to float32 rounding
     assert two["replica_difference"] == 0.0
-    diff = max_difference(two["model"], one["model"])
+    diff = max_difference(two["model"], one)
     assert diff < 1e-5, diff
-    # the first step's loss: the mean of the two half-batch means is the whole batch's mean
-    np.testing.assert_allclose(two["losses"][:, 0].mean(), one["losses"][0, 0], rtol=1e-6)
-
-    # an independent reference loop agrees; with the wrong global batch it does not
-    ref, order = torch_loop(torch, model, x, y, BATCH)
-    np.testing.assert_array_equal(order, one["shards"][0, 0])
-    assert max_difference(ref, one["model"]) < 1e-5
-    assert max_difference(ref, two["model"]) < 1e-5
-    wrong, _ = torch_loop(torch, model, x, y, BATCH // 2)  # the per-process batch as the global one
+    # with the per-process batch taken as the global batch, the weights differ: the check can fail
+    wrong, _ = torch_loop(torch, model, x, y, BATCH // 2)
     assert max_difference(wrong, two["model"]) > 1e-3
 
     # catlab's evaluation of the returned weights matches torch's
