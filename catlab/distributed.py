@@ -61,7 +61,7 @@ def _loopback_interface() -> str:
 
 
 def _worker(rank, world_size, port, net, x, y, cfg, outdir):
-    """One process: train its replica on its shard of (x, y); write the results as .npz."""
+    """One process: train a replica on its shard of (x, y); save it as .npz."""
     import torch
     import torch.distributed as dist
     from torch.nn.functional import cross_entropy
@@ -225,11 +225,12 @@ def train_data_parallel(model, x, y, *, world_size=2, epochs=1, batch_size=32,
         # every process gets its own copy (torch tensors would be shared memory).
         mp.spawn(_worker, args=(world_size, port, model, x, y, cfg, outdir),
                  nprocs=world_size, join=True)
-        copies = [checkpoint.load(copy.deepcopy(model), Path(outdir) / f"weights_rank{r}.npz")
-                  for r in range(world_size)]
+        out = Path(outdir)
+        copies = [checkpoint.load(copy.deepcopy(model), out / f"weights_rank{r}.npz")
+                  for r in range(world_size)]  # the trained weights, back in catlab
         logs = []
         for r in range(world_size):
-            with np.load(Path(outdir) / f"log_rank{r}.npz", allow_pickle=False) as f:
+            with np.load(out / f"log_rank{r}.npz", allow_pickle=False) as f:
                 logs.append({k: f[k] for k in f.files})
     ref = copies[0].state_dict()
     diff = max((float(np.abs(c.state_dict()[k] - ref[k]).max()) for c in copies[1:] for k in ref),
