@@ -1,5 +1,5 @@
 # The same LeNet-style network in catlab and in PyTorch, weights moved over.
-# Shown in the appendix "From catlab to PyTorch" (book/11_to_pytorch.ipynb)
+# Shown in the appendix "From catlab to PyTorch" (book/17_to_pytorch.ipynb)
 # and run by tests/test_book_snippets.py.
 import numpy as np
 import torch
