@@ -38,6 +38,50 @@ def test_formula_matches_nonzero_pattern_of_backward_pass(ks, ss, ds):
     assert rows[-1] - rows[0] + 1 == receptive_field(ks, ss, ds)
 
 
+@pytest.mark.parametrize("k, d", [(3, 1), (3, 2), (3, 4), (5, 3), (2, 7), (1, 5)])
+def test_one_dilated_kernel_spans_d_times_k_minus_1_plus_1(k, d):
+    # taps at 0, d, 2d, ..., (k-1)d: first to last is d(k-1)+1 pixels
+    assert receptive_field([k], dilations=[d]) == d * (k - 1) + 1
+
+
+def test_dilation_by_hand():
+    # Yu and Koltun (2016): 3x3 layers dilated 1, 2, 4 see 3, 7, 15
+    assert receptive_fields([3, 3, 3], dilations=[1, 2, 4]) == ([3, 7, 15], [1, 1, 1])
+    # each 3x3 layer dilated 2**i adds 2 * 2**i: sum is 2**(L+1) - 1
+    for L in range(1, 8):
+        assert receptive_field([3] * L, dilations=[2**i for i in range(L)]) == 2 ** (L + 1) - 1
+    # a dilation applied after a stride-2 layer counts in input pixels: 3 + 2*2*2 = 11
+    assert receptive_field([3, 3], strides=[2, 1], dilations=[1, 2]) == 11
+    # an int dilation applies to every layer: 5 + 4 + 4 = 13 for three 3x3 layers, d = 2
+    assert receptive_field([3, 3, 3], dilations=2) == 13
+
+
+@pytest.mark.parametrize("ks, ss, ds, pad", [([3, 3, 3], [1, 1, 1], [1, 2, 4], True),
+                                             ([3, 3], [2, 1], [2, 3], False),
+                                             ([5, 3, 3], [1, 2, 1], [3, 1, 2], True)])
+def test_dilated_stack_matches_backward_pass_with_random_weights(ks, ss, ds, pad):
+    # positive random weights (no cancellation), padding that keeps the size: the
+    # receptive field does not depend on either
+    rng = np.random.default_rng(11)
+    x = rng.normal(size=(1, 2, 61, 61))
+    ws, acts = [], [x]
+    for k, s, d in zip(ks, ss, ds):
+        ws.append(rng.uniform(0.1, 1.0, size=(2, 2, k, k)))
+        p = d * (k - 1) // 2 if pad else 0
+        acts.append(F.conv2d(acts[-1], ws[-1], stride=s, padding=p, dilation=d))
+    out = acts[-1]
+    dy = np.zeros_like(out)
+    dy[0, 0, out.shape[2] // 2, out.shape[3] // 2] = 1.0
+    for i in reversed(range(len(ks))):
+        p = ds[i] * (ks[i] - 1) // 2 if pad else 0
+        dy, _, _ = F.conv2d_backward(dy, acts[i], ws[i], stride=ss[i], padding=p, dilation=ds[i])
+    touched = np.abs(dy[0]).sum(axis=0) > 0  # (61, 61), either input channel
+    rows, cols = np.flatnonzero(touched.any(axis=1)), np.flatnonzero(touched.any(axis=0))
+    r = receptive_field(ks, ss, ds)
+    assert rows[-1] - rows[0] + 1 == r and cols[-1] - cols[0] + 1 == r
+    assert 0 < rows[0] and rows[-1] < 60  # the region lies inside the input, not cut by a border
+
+
 @pytest.mark.parametrize(
     "call, exc, words",
     [
