@@ -218,19 +218,11 @@ class _ConvNd(Module):
         self.groups = V.positive_int(groups, "groups")
         if in_channels % groups or out_channels % groups:
             raise ValueError(
-                f"groups={groups} must divide in_channels={in_channels} and out_channels={out_channels}"
+                f"groups must divide in_channels={in_channels} and out_channels={out_channels}, got groups={groups}"
             )
         self.kernel_size = V.int_tuple(kernel_size, "kernel_size", nd, 1)
-        self.stride = V.int_tuple(stride, "stride", nd, 1)
-        self.dilation = V.int_tuple(dilation, "dilation", nd, 1)
-        if isinstance(padding, str):
-            if padding not in ("valid", "same"):
-                raise ValueError(f"padding must be an int, a tuple, 'valid' or 'same', got {padding!r}")
-            if padding == "same" and any(s != 1 for s in self.stride):
-                raise ValueError("padding='same' is not supported for strided convolutions (stride > 1)")
-            self.padding = padding
-        else:
-            self.padding = V.int_tuple(padding, "padding", nd, 0)
+        self.stride, self.padding, self.dilation = F._conv_params(stride, padding, dilation, nd)
+        bias = V.boolean(bias, "bias")
         dtype = _as_dtype(dtype)
         rng = _as_rng(rng)
         # PyTorch's default: kaiming_uniform_(a=sqrt(5)) gives U(-1/sqrt(fan_in), 1/sqrt(fan_in)).
@@ -251,8 +243,8 @@ class _ConvNd(Module):
 
     def backward(self, dy):
         bwd = F.conv1d_backward if self._nd == 1 else F.conv2d_backward
-        dx, dw, db = bwd(dy, self._cached("x"), self.weight.data, **self._args())
-        self.weight.grad = dw
+        dx, dweight, db = bwd(dy, self._cached("x"), self.weight.data, **self._args())
+        self.weight.grad = dweight
         if self.bias is not None:
             self.bias.grad = db
         return dx
@@ -361,18 +353,7 @@ class ReLU(Module):
 
 class _Pool2d(Module):
     def __init__(self, kernel_size, stride=None, padding=0):
-        self.kernel_size = V.int_tuple(kernel_size, "kernel_size", 2, 1)
-        self.stride = self.kernel_size if stride is None else V.int_tuple(stride, "stride", 2, 1)
-        self.padding = V.int_tuple(padding, "padding", 2, 0)
-        if any(2 * p > k for p, k in zip(self.padding, self.kernel_size)):
-            raise ValueError(f"padding must be at most half the kernel size {self.kernel_size}, got {self.padding}")
-
-    def forward(self, x):
-        self._keep(x=x)
-        return self._fwd(x, self.kernel_size, self.stride, self.padding)
-
-    def backward(self, dy):
-        return self._bwd(dy, self._cached("x"), self.kernel_size, self.stride, self.padding)
+        self.kernel_size, self.stride, self.padding = F._pool_params(kernel_size, stride, padding)
 
     def __repr__(self):
         return f"{type(self).__name__}(kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding})"
@@ -403,9 +384,6 @@ class MaxPool2d(_Pool2d):
     PyTorch does, so that :meth:`backward` scatters the gradient to it without
     searching the windows again; in evaluation mode nothing is stored.
     """
-
-    _fwd = staticmethod(F.max_pool2d)
-    _bwd = staticmethod(F.max_pool2d_backward)
 
     def forward(self, x):
         if not self.training:
@@ -443,8 +421,12 @@ class AvgPool2d(_Pool2d):
     [[[[1.0, 1.0], [1.0, 1.0]]]]
     """
 
-    _fwd = staticmethod(F.avg_pool2d)
-    _bwd = staticmethod(F.avg_pool2d_backward)
+    def forward(self, x):
+        self._keep(x=x)
+        return F.avg_pool2d(x, self.kernel_size, self.stride, self.padding)
+
+    def backward(self, dy):
+        return F.avg_pool2d_backward(dy, self._cached("x"), self.kernel_size, self.stride, self.padding)
 
 
 class Linear(Module):
@@ -479,6 +461,7 @@ class Linear(Module):
     def __init__(self, in_features, out_features, bias=True, *, dtype=np.float32, rng=None):
         self.in_features = V.positive_int(in_features, "in_features")
         self.out_features = V.positive_int(out_features, "out_features")
+        bias = V.boolean(bias, "bias")
         dtype = _as_dtype(dtype)
         rng = _as_rng(rng)
         bound = 1.0 / math.sqrt(in_features)
@@ -490,8 +473,8 @@ class Linear(Module):
         return F.linear(x, self.weight.data, None if self.bias is None else self.bias.data)
 
     def backward(self, dy):
-        dx, dw, db = F.linear_backward(dy, self._cached("x"), self.weight.data)
-        self.weight.grad = dw
+        dx, dweight, db = F.linear_backward(dy, self._cached("x"), self.weight.data)
+        self.weight.grad = dweight
         if self.bias is not None:
             self.bias.grad = db
         return dx

@@ -5,6 +5,7 @@ import pytest
 
 import reference as ref
 from catlab import _threads as TH
+from catlab import _conv_paths as paths
 from catlab import functional as F
 from catlab._kernels import conv as K
 
@@ -53,14 +54,14 @@ def _tol(dtype):
 def test_wide_path_is_taken_and_matches_reference(cfg, dtype, threads, monkeypatch):
     monkeypatch.setattr(TH, "num_threads", lambda: threads)
     taken = []
-    for name in ("fwd_wide_chunk", "bwd_wide_chunk"):
+    for name in ("conv2d_wide_forward", "conv2d_wide_backward"):
         kernel = getattr(K, name)
         monkeypatch.setattr(K, name, lambda *a, _k=kernel, _n=name: (taken.append(_n), _k(*a)))
     x, w, b, kw = _data(cfg, dtype)
     y = F.conv2d(x, w, b, **kw)
     dy = np.random.default_rng(1).normal(size=y.shape).astype(dtype)
     dx, dw, db = F.conv2d_backward(dy, x, w, **kw)
-    assert {"fwd_wide_chunk", "bwd_wide_chunk"} <= set(taken)
+    assert {"conv2d_wide_forward", "conv2d_wide_backward"} <= set(taken)
     y_ref, (dx_ref, dw_ref, db_ref) = _reference(cfg, x, w, b, dy)
     assert y.dtype == dx.dtype == dw.dtype == db.dtype == dtype
     np.testing.assert_allclose(y, y_ref, **_tol(dtype))
@@ -82,7 +83,7 @@ def test_wide_kernels_under_every_partition(cfg, chunks):
     ranges = [(t * N * G // chunks, (t + 1) * N * G // chunks) for t in range(chunks)]
     y4 = np.full((N, G, Kg, P * Q), np.nan)
     for i0, i1 in reversed(ranges):
-        K.fwd_wide_chunk(x, w3, b, R, S, ph, pw, dh, dw, P, Q, i0, i1, y4)
+        K.conv2d_wide_forward(x, w3, b, R, S, ph, pw, dh, dw, P, Q, i0, i1, y4)
     dy = np.random.default_rng(3).normal(size=(N, Kf, P, Q))
     y_ref, (dx_ref, dw_ref, db_ref) = _reference(cfg, x, w, b, dy)
     np.testing.assert_allclose(y4.reshape(N, Kf, P, Q), y_ref, atol=1e-10)
@@ -90,7 +91,7 @@ def test_wide_kernels_under_every_partition(cfg, chunks):
     dx = np.full_like(x, np.nan)  # every element must be written
     dw_part, db_part = np.zeros((chunks,) + w3.shape), np.zeros((chunks, Kf))
     for t, (i0, i1) in enumerate(ranges):
-        K.bwd_wide_chunk(x, wT, dy.reshape(N, G, Kg, P * Q), R, S, ph, pw, dh, dw, P, Q, i0, i1,
+        K.conv2d_wide_backward(x, wT, dy.reshape(N, G, Kg, P * Q), R, S, ph, pw, dh, dw, P, Q, i0, i1,
                          dw_part[t], db_part[t], dx)
     np.testing.assert_allclose(dx, dx_ref, atol=1e-10)
     np.testing.assert_allclose(dw_part.sum(axis=0).reshape(w.shape), dw_ref, atol=1e-10)
@@ -99,10 +100,10 @@ def test_wide_kernels_under_every_partition(cfg, chunks):
 
 def test_wide_path_choice():
     """Stride 1, samples for every thread, and at most WIDE_MAX_EXTRA extra columns."""
-    assert F._use_wide(64, 2, 1, 1, 16, 16, 5, 1)  # 16x16 output, 5x5: (15*20+16)/256 = 1.23
-    assert not F._use_wide(64, 2, 2, 2, 16, 16, 5, 1)  # strided
-    assert not F._use_wide(1, 2, 1, 1, 16, 16, 5, 1)  # fewer samples than threads: row blocks instead
-    assert not F._use_wide(64, 2, 1, 1, 2, 2, 5, 1)  # 2x2 output of a 5x5 kernel: (1*6+2)/4 = 2 > 1.5
+    assert paths.use_wide(64, 2, 1, 1, 16, 16, 5, 1)  # 16x16 output, 5x5: (15*20+16)/256 = 1.23
+    assert not paths.use_wide(64, 2, 2, 2, 16, 16, 5, 1)  # strided
+    assert not paths.use_wide(1, 2, 1, 1, 16, 16, 5, 1)  # fewer samples than threads: row blocks instead
+    assert not paths.use_wide(64, 2, 1, 1, 2, 2, 5, 1)  # 2x2 output of a 5x5 kernel: (1*6+2)/4 = 2 > 1.5
 
 
 def test_wide_path_is_deterministic_and_leaves_inputs_alone():

@@ -15,6 +15,7 @@ import pytest
 
 import reference as ref
 from catlab import _threads
+from catlab import _conv_paths as paths
 from catlab import functional as F
 from catlab._kernels import conv as K
 
@@ -62,7 +63,7 @@ def _tol(dtype):
 def _selects_direct(cfg):
     C, Kf, stride, groups = cfg[1], cfg[4], cfg[7], cfg[10]
     s = stride if isinstance(stride, tuple) else (stride, stride)
-    return F._use_direct(C, Kf, groups, *s)
+    return paths.use_direct(C, Kf, groups, *s)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -122,7 +123,7 @@ def test_im2col_kernels_under_every_partition(cfg, nb, chunks):
     items = N * groups * nb
     y4 = np.empty((N, groups, Kg, P * Q))
     for i0, i1 in reversed(_ranges(items, chunks)):  # chunks are independent of each other
-        K.fwd_chunk(x, w3, b, R, S, sh, sw, ph, pw, dh, dw, P, Q, nb, i0, i1, y4)
+        K.conv2d_im2col_forward(x, w3, b, R, S, sh, sw, ph, pw, dh, dw, P, Q, nb, i0, i1, y4)
     dy = np.random.default_rng(3).normal(size=(N, Kf, P, Q))
     y_ref, (dx_ref, dw_ref, db_ref) = _ref(cfg, x, w, b, dy)
     np.testing.assert_allclose(y4.reshape(N, Kf, P, Q), y_ref, atol=1e-10)
@@ -132,11 +133,11 @@ def test_im2col_kernels_under_every_partition(cfg, nb, chunks):
     db_part = np.zeros((chunks, Kf))
     dcols_all = np.empty((N if nb > 1 else 0, groups, Cg * R * S, P * Q))
     for t, (i0, i1) in enumerate(_ranges(items, chunks)):
-        K.bwd_chunk(x, wT, dy.reshape(N, groups, Kg, P * Q), R, S, sh, sw, ph, pw, dh, dw, P, Q, nb, i0, i1,
+        K.conv2d_im2col_backward(x, wT, dy.reshape(N, groups, Kg, P * Q), R, S, sh, sw, ph, pw, dh, dw, P, Q, nb, i0, i1,
                     dw_part[t], db_part[t], dcols_all, dx)
     if nb > 1:
         for i0, i1 in _ranges(N * C, chunks):
-            K.col2im_chunk(dcols_all, R, S, sh, sw, ph, pw, dh, dw, P, Q, i0, i1, dx)
+            K.conv2d_im2col_scatter(dcols_all, R, S, sh, sw, ph, pw, dh, dw, P, Q, i0, i1, dx)
     np.testing.assert_allclose(dx, dx_ref, atol=1e-10)
     np.testing.assert_allclose(dw_part.sum(axis=0).reshape(w.shape), dw_ref, atol=1e-10)
     np.testing.assert_allclose(db_part.sum(axis=0), db_ref, atol=1e-10)
@@ -151,14 +152,14 @@ def test_direct_kernels_under_every_partition(cfg, kb, chunks):
     sh, sw, ph, pw, dh, dw, P, Q = _geometry(cfg)
     y = np.empty((N, Kf, P, Q))
     for i0, i1 in reversed(_ranges(N * -(-Kf // kb), chunks)):
-        K.direct_fwd_chunk(x, w, b, R, S, ph, pw, dh, dw, P, Q, kb, i0, i1, y)
+        K.conv2d_direct_forward(x, w, b, R, S, ph, pw, dh, dw, P, Q, kb, i0, i1, y)
     dy = np.random.default_rng(4).normal(size=y.shape)
     y_ref, (dx_ref, dw_ref, db_ref) = _ref(cfg, x, w, b, dy)
     np.testing.assert_allclose(y, y_ref, atol=1e-10)
     dx = np.empty_like(x)
     dw_part, db_part = np.zeros((chunks,) + w.shape), np.zeros((chunks, Kf))
     for t, (n0, n1) in enumerate(_ranges(N, chunks)):
-        K.direct_bwd_chunk(x, w, dy, R, S, ph, pw, dh, dw, P, Q, n0, n1, dx, dw_part[t], db_part[t])
+        K.conv2d_direct_backward(x, w, dy, R, S, ph, pw, dh, dw, P, Q, n0, n1, dx, dw_part[t], db_part[t])
     np.testing.assert_allclose(dx, dx_ref, atol=1e-10)
     np.testing.assert_allclose(dw_part.sum(axis=0), dw_ref, atol=1e-10)
     np.testing.assert_allclose(db_part.sum(axis=0), db_ref, atol=1e-10)
@@ -204,7 +205,7 @@ def test_both_paths_are_deterministic(cfg):
 def test_single_threaded_blas_restores_the_thread_counts():
     libs = _threads._kernel_blas()
     before = [lib.num_threads for lib in libs]
-    with _threads.single_threaded_blas():
+    with _threads.kernel_blas_single_threaded():
         assert all(lib.num_threads == 1 for lib in libs)
     assert [lib.num_threads for lib in libs] == before
 
@@ -326,5 +327,5 @@ def test_linear_backward_batch_one_split_among_threads(threads, dtype, monkeypat
     np.testing.assert_allclose(dx, dy @ w, rtol=1e-5)
     np.testing.assert_array_equal(db, dy[0])
     out = np.full((3, 2), np.nan, dtype)
-    KL.outer_rows(np.array([1.0, 2.0, 3.0], dtype), np.array([4.0, 5.0], dtype), 1, 3, out)
+    KL.linear_outer_backward(np.array([1.0, 2.0, 3.0], dtype), np.array([4.0, 5.0], dtype), 1, 3, out)
     np.testing.assert_array_equal(out, [[np.nan, np.nan], [8.0, 10.0], [12.0, 15.0]])  # only rows 1 and 2

@@ -99,12 +99,12 @@ GOOD = np.zeros((2, 3, 4, 4), np.int64)
 
 
 @pytest.mark.parametrize("indices,exc,match", [
-    (GOOD.astype(np.int32), TypeError, r"indices: expected dtype int64 .*got int32"),
-    (GOOD.astype(np.float64), TypeError, r"indices: expected dtype int64 .*got float64"),
-    (GOOD.tolist(), TypeError, r"indices: expected a NumPy array of int64, got list"),
-    (np.zeros((2, 3, 4, 5), np.int64), ValueError, r"indices: expected the forward output's shape \(2, 3, 4, 4\), got \(2, 3, 4, 5\)"),
-    (GOOD - 1, ValueError, r"indices: values must lie in \[0, H\*W\) = \[0, 64\), got the range \[-1, -1\]"),
-    (GOOD + 64, ValueError, r"indices: values must lie in \[0, H\*W\) = \[0, 64\), got the range \[64, 64\]"),
+    (GOOD.astype(np.int32), TypeError, r"indices must have dtype int64 .*got int32"),
+    (GOOD.astype(np.float64), TypeError, r"indices must have dtype int64 .*got float64"),
+    (GOOD.tolist(), TypeError, r"indices must be a NumPy array of int64, got list"),
+    (np.zeros((2, 3, 4, 5), np.int64), ValueError, r"indices must have the forward output's shape \(2, 3, 4, 4\), got \(2, 3, 4, 5\)"),
+    (GOOD - 1, ValueError, r"indices must lie in \[0, H\*W\) = \[0, 64\), got the range \[-1, -1\]"),
+    (GOOD + 64, ValueError, r"indices must lie in \[0, H\*W\) = \[0, 64\), got the range \[64, 64\]"),
 ])
 def test_bad_indices_are_rejected(indices, exc, match):
     with pytest.raises(exc, match=match):

@@ -102,7 +102,7 @@ def max_pool2d_backward(x3, dy3, kh, kw, sh, sw, ph, pw, i0, i1, dx3):
 
 
 @njit(cache=True, nogil=True)
-def max_pool2d_forward_indices(x3, kh, kw, sh, sw, ph, pw, i0, i1, y3, ind3):
+def max_pool2d_indices_forward(x3, kh, kw, sh, sw, ph, pw, i0, i1, y3, ind3):
     """As :func:`max_pool2d_forward`, also writing each window's argmax to ``ind3`` (N*C, P, Q), int64.
 
     ``ind3[i, p, q]`` is the flat index ``h*W + w`` of the maximum in plane i,
@@ -165,7 +165,7 @@ def max_pool2d_forward_indices(x3, kh, kw, sh, sw, ph, pw, i0, i1, y3, ind3):
 
 
 @njit(cache=True, nogil=True)
-def max_pool2d_backward_indices(dy2, ind2, i0, i1, dx2):
+def max_pool2d_indices_backward(dy2, ind2, i0, i1, dx2):
     """dx2[i, ind2[i, k]] += dy2[i, k]: scatter (N*C, P*Q) gradients to (N*C, H*W) planes by stored argmax.
 
     Planes i0 <= i < i1 of ``dx2`` are overwritten; every index must lie in [0, H*W).
