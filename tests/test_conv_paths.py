@@ -1,23 +1,23 @@
-"""Every convolution kernel path against the reference loops (and torch when installed).
+"""Every convolution kernel path (direct, wide, im2col) against the reference loops and torch.
 
-catlab.functional picks a kernel per call: the direct small-channel kernels
-(stride 1, one group, at most ``DIRECT_MAX_CHANNELS`` input channels and
-``DIRECT_MAX_FILTERS`` filters) or
-im2col + BLAS, whose work is cut into blocks of output rows when there are
-fewer samples than threads (the stride-1 "wide column" variant has its own
-tests in test_conv_wide.py). These tests pick configurations that select each
-path, check the choice, and also call the kernels directly with other thread
-partitions so the blocked paths are exercised on any number of cores.
+catlab._conv_paths picks a kernel per call (see its table): the direct
+small-channel kernels, the stride-1 "wide column" kernels, or im2col + BLAS,
+whose work is cut into blocks of output rows when there are fewer samples
+than threads. These tests pick configurations that select each path, check
+the choice, and also call the kernels directly with other thread partitions
+so the blocked paths are exercised on any number of cores.
 """
 
 import numpy as np
 import pytest
 
 import reference as ref
-from catlab import _threads
 from catlab import _conv_paths as paths
+from catlab import _threads as TH
 from catlab import functional as F
 from catlab._kernels import conv as K
+from torch_compare import assert_matches_torch
+
 
 # N, C, H, W, K, R, S, stride, padding, dilation, groups
 DIRECT = [
@@ -27,6 +27,8 @@ DIRECT = [
     (1, 3, 10, 10, 7, 3, 2, 1, (0, 2), (2, 3), 1),
     (5, 1, 6, 5, 2, 1, 1, 1, 0, 1, 1),
 ]
+
+
 IM2COL = [
     (1, 4, 9, 7, 3, 3, 3, 1, 1, 1, 1),  # more channels than the direct path takes
     (2, 2, 9, 8, 9, 3, 3, 1, 1, 1, 1),  # more filters than the direct path takes
@@ -202,130 +204,142 @@ def test_both_paths_are_deterministic(cfg):
         np.testing.assert_array_equal(u, v)
 
 
-def test_single_threaded_blas_restores_the_thread_counts():
-    libs = _threads._kernel_blas()
-    before = [lib.num_threads for lib in libs]
-    with _threads.kernel_blas_single_threaded():
-        assert all(lib.num_threads == 1 for lib in libs)
-    assert [lib.num_threads for lib in libs] == before
-
-
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("cfg", [DIRECT[0], DIRECT[1], DIRECT[3], IM2COL[0], IM2COL[1], IM2COL[3]])
 def test_each_path_matches_torch(cfg, dtype):
     torch = pytest.importorskip("torch")
     x, w, b, kw = _data(cfg, dtype)
-    if kw["padding"] == "same":
-        pytest.fail("pick configurations without 'same' here")  # keeps torch's warning out
-    xt, wt, bt = (torch.tensor(a, requires_grad=True) for a in (x, w, b))
-    yt = torch.nn.functional.conv2d(xt, wt, bt, **kw)
-    y = F.conv2d(x, w, b, **kw)
-    np.testing.assert_allclose(y, yt.detach().numpy(), **_tol(dtype))
-    dy = np.random.default_rng(6).normal(size=y.shape).astype(dtype)
-    yt.backward(torch.tensor(dy))
-    for mine, theirs in zip(F.conv2d_backward(dy, x, w, **kw), (xt.grad, wt.grad, bt.grad)):
-        np.testing.assert_allclose(mine, theirs.numpy(), **_tol(dtype))
+    assert kw["padding"] != "same"  # pick configurations without 'same' here: keeps torch's warning out
+    assert_matches_torch(lambda x, w, b: F.conv2d(x, w, b, **kw),
+                         lambda dy, x, w, b: F.conv2d_backward(dy, x, w, **kw),
+                         lambda x, w, b: torch.nn.functional.conv2d(x, w, b, **kw), [x, w, b], seed=6)
 
 
-@pytest.mark.parametrize("threads", [1, 2, 3])
-def test_pool_and_relu_split_among_threads(threads, monkeypatch):
-    """Large enough to be split into chunks; expected values from NumPy reshapes (2x2 windows, no ties)."""
-    from catlab import _threads as TH
+# --- the stride-1 "wide column" kernels (im2col over the padded plane) ----------------------------
 
+
+# N, C, H, W, K, R, S, padding, dilation, groups (stride 1: the only stride these kernels take)
+WIDE = [
+    (2, 4, 9, 7, 5, 3, 3, 1, 1, 1),
+    (3, 6, 10, 11, 9, 5, 5, 2, 1, 1),
+    (2, 6, 8, 9, 6, 2, 3, "same", 1, 3),  # even kernel: asymmetric padding; groups
+    (3, 5, 12, 13, 8, 3, 2, (0, 2), (2, 3), 1),  # dilation, rectangular kernel
+    (4, 4, 6, 6, 4, 1, 1, 0, 1, 2),  # 1x1 kernel, groups
+    (2, 16, 16, 16, 20, 5, 5, 2, 1, 1),  # the benchmark's medium-channel shape
+]
+
+
+def _wide_data(cfg, dtype, seed=0):
+    N, C, H, W, Kf, R, S, padding, dilation, groups = cfg
+    r = np.random.default_rng(seed)
+    x = r.normal(size=(N, C, H, W)).astype(dtype)
+    w = r.normal(size=(Kf, C // groups, R, S)).astype(dtype)
+    b = r.normal(size=Kf).astype(dtype)
+    return x, w, b, dict(padding=padding, dilation=dilation, groups=groups)
+
+
+def _wide_geometry(cfg):
+    """Top/left padding and output size from the definitions (not from functional.py)."""
+    N, C, H, W, Kf, R, S, padding, dilation, groups = cfg
+    dh, dw = dilation if isinstance(dilation, tuple) else (dilation, dilation)
+    (pt, pb), (pl, pr) = ref.pad_edges(padding, (R, S), (dh, dw))
+    return pt, pl, dh, dw, H + pt + pb - dh * (R - 1), W + pl + pr - dw * (S - 1)
+
+
+def _wide_reference(cfg, x, w, b, dy):
+    dh, dw = _wide_geometry(cfg)[2:4]
+    pad = ref.pad_edges(cfg[7], cfg[5:7], (dh, dw))
+    y = ref.conv2d(x, w, b, (1, 1), pad, (dh, dw), cfg[9])
+    return y, ref.conv2d_backward(dy, x, w, (1, 1), pad, (dh, dw), cfg[9])
+
+
+def _wide_tol(dtype):
+    return dict(rtol=1e-4, atol=1e-4) if dtype == np.float32 else dict(rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("cfg", WIDE)
+def test_wide_path_is_taken_and_matches_reference(cfg, dtype, threads, monkeypatch):
     monkeypatch.setattr(TH, "num_threads", lambda: threads)
-    used = []
-    run = TH.run_chunks
-    monkeypatch.setattr(TH, "run_chunks", lambda work, n: (used.append(n), run(work, n)))
-    r = np.random.default_rng(9)
-    x = r.normal(size=(8, 16, 96, 94))
-    win = x.reshape(8, 16, 48, 2, 47, 2)
-    dy = r.normal(size=(8, 16, 48, 47))
-    up = np.repeat(np.repeat(dy, 2, axis=2), 2, axis=3)  # each window's gradient on its four cells
-
-    y = F.max_pool2d(x, 2)
-    np.testing.assert_array_equal(y, win.max(axis=(3, 5)))
-    winner = x == np.repeat(np.repeat(y, 2, axis=2), 2, axis=3)
-    np.testing.assert_array_equal(F.max_pool2d_backward(dy, x, 2), np.where(winner, up, 0.0))
-    np.testing.assert_allclose(F.avg_pool2d(x, 2), win.mean(axis=(3, 5)), atol=1e-14)
-    np.testing.assert_allclose(F.avg_pool2d_backward(dy, x, 2), up / 4, atol=1e-14)
-    np.testing.assert_array_equal(F.relu(x), np.maximum(x, 0.0))
-    np.testing.assert_array_equal(F.relu_backward(up, x), np.where(x > 0, up, 0.0))
-    assert used == [threads] * 6  # every one of the six calls was split
+    taken = []
+    for name in ("conv2d_wide_forward", "conv2d_wide_backward"):
+        kernel = getattr(K, name)
+        monkeypatch.setattr(K, name, lambda *a, _k=kernel, _n=name: (taken.append(_n), _k(*a)))
+    x, w, b, kw = _wide_data(cfg, dtype)
+    y = F.conv2d(x, w, b, **kw)
+    dy = np.random.default_rng(1).normal(size=y.shape).astype(dtype)
+    dx, dw, db = F.conv2d_backward(dy, x, w, **kw)
+    assert {"conv2d_wide_forward", "conv2d_wide_backward"} <= set(taken)
+    y_ref, (dx_ref, dw_ref, db_ref) = _wide_reference(cfg, x, w, b, dy)
+    assert y.dtype == dx.dtype == dw.dtype == db.dtype == dtype
+    np.testing.assert_allclose(y, y_ref, **_wide_tol(dtype))
+    np.testing.assert_allclose(dx, dx_ref, **_wide_tol(dtype))
+    tol = _wide_tol(dtype)
+    np.testing.assert_allclose(dw, dw_ref, rtol=tol["rtol"], atol=10 * tol["atol"])
+    np.testing.assert_allclose(db, db_ref, rtol=tol["rtol"], atol=10 * tol["atol"])
 
 
-def test_linear_backward_batch_one_matches_batch_two():
-    """N = 1 takes the outer-product path; it must agree with the matrix-product path row by row."""
-    r = np.random.default_rng(10)
-    x, w, dy = r.normal(size=(2, 7)), r.normal(size=(3, 7)), r.normal(size=(2, 3))
-    dx1, dw1, db1 = F.linear_backward(dy[:1], x[:1], w)
-    np.testing.assert_allclose(dw1, np.outer(dy[0], x[0]), atol=1e-14)
-    dx2, dw2, db2 = F.linear_backward(dy, x, w)
-    dxb, dwb, dbb = F.linear_backward(dy[1:], x[1:], w)
-    np.testing.assert_allclose(dw1 + dwb, dw2, atol=1e-12)
-    np.testing.assert_allclose(np.vstack([dx1, dxb]), dx2, atol=1e-12)
-    np.testing.assert_allclose(db1 + dbb, db2, atol=1e-12)
+@pytest.mark.parametrize("chunks", [1, 2, 5])
+@pytest.mark.parametrize("cfg", [WIDE[1], WIDE[2], WIDE[3]])
+def test_wide_kernels_under_every_partition(cfg, chunks):
+    """Any number of chunks (some empty), run in any order, gives the reference results."""
+    x, w, b, _ = _wide_data(cfg, np.float64)
+    N, C, H, W, Kf, R, S, _, _, G = cfg
+    ph, pw, dh, dw, P, Q = _wide_geometry(cfg)
+    Kg, Cg = Kf // G, C // G
+    w3 = w.reshape(G, Kg, Cg * R * S)
+    ranges = [(t * N * G // chunks, (t + 1) * N * G // chunks) for t in range(chunks)]
+    y4 = np.full((N, G, Kg, P * Q), np.nan)
+    for i0, i1 in reversed(ranges):
+        K.conv2d_wide_forward(x, w3, b, R, S, ph, pw, dh, dw, P, Q, i0, i1, y4)
+    dy = np.random.default_rng(3).normal(size=(N, Kf, P, Q))
+    y_ref, (dx_ref, dw_ref, db_ref) = _wide_reference(cfg, x, w, b, dy)
+    np.testing.assert_allclose(y4.reshape(N, Kf, P, Q), y_ref, atol=1e-10)
+    wT = np.ascontiguousarray(w3.transpose(0, 2, 1))
+    dx = np.full_like(x, np.nan)  # every element must be written
+    dw_part, db_part = np.zeros((chunks,) + w3.shape), np.zeros((chunks, Kf))
+    for t, (i0, i1) in enumerate(ranges):
+        K.conv2d_wide_backward(x, wT, dy.reshape(N, G, Kg, P * Q), R, S, ph, pw, dh, dw, P, Q, i0, i1,
+                         dw_part[t], db_part[t], dx)
+    np.testing.assert_allclose(dx, dx_ref, atol=1e-10)
+    np.testing.assert_allclose(dw_part.sum(axis=0).reshape(w.shape), dw_ref, atol=1e-10)
+    np.testing.assert_allclose(db_part.sum(axis=0), db_ref, atol=1e-10)
 
 
-def test_thread_pool_works_in_a_forked_child():
-    """A child made by fork has none of the parent's worker threads; the pool must be made again there."""
-    import multiprocessing as mp
-
-    if "fork" not in mp.get_all_start_methods():
-        pytest.skip("no fork on this platform")
-    from catlab import _threads as TH
-
-    TH.run_chunks(lambda t: None, 2)  # the parent's pool exists now
-    ctx = mp.get_context("fork")
-    with ctx.Pool(1) as pool:
-        out = pool.apply_async(_split_in_child).get(timeout=60)
-    assert out == [0, 1, 4]
+def test_wide_path_choice():
+    """Stride 1, samples for every thread, and at most WIDE_MAX_EXTRA extra columns."""
+    assert paths.use_wide(64, 2, 1, 1, 16, 16, 5, 1)  # 16x16 output, 5x5: (15*20+16)/256 = 1.23
+    assert not paths.use_wide(64, 2, 2, 2, 16, 16, 5, 1)  # strided
+    assert not paths.use_wide(1, 2, 1, 1, 16, 16, 5, 1)  # fewer samples than threads: row blocks instead
+    assert not paths.use_wide(64, 2, 1, 1, 2, 2, 5, 1)  # 2x2 output of a 5x5 kernel: (1*6+2)/4 = 2 > 1.5
 
 
-def _split_in_child():
-    from catlab import _threads as TH
+def test_wide_path_is_deterministic_and_leaves_inputs_alone():
+    x, w, b, kw = _wide_data(WIDE[1], np.float32)
+    x0, w0 = x.copy(), w.copy()
+    y1, y2 = F.conv2d(x, w, b, **kw), F.conv2d(x, w, b, **kw)
+    np.testing.assert_array_equal(y1, y2)
+    dy = np.random.default_rng(5).normal(size=y1.shape).astype(np.float32)
+    for u, v in zip(F.conv2d_backward(dy, x, w, **kw), F.conv2d_backward(dy, x, w, **kw)):
+        np.testing.assert_array_equal(u, v)
+    np.testing.assert_array_equal(x, x0)
+    np.testing.assert_array_equal(w, w0)
 
-    out = [None] * 3
 
-    def work(t):
-        out[t] = t * t
-
-    TH.run_chunks(work, 3)
-    return out
-
-
-def test_max_pool_nan_and_minus_infinity_by_hand():
-    """A NaN anywhere in a window wins, even followed by larger numbers; a window of -inf gives -inf."""
-    x = np.array([[[[np.nan, 5.0, 1.0, 2.0],
-                    [9.0, 1.0, 3.0, np.nan],
-                    [-np.inf, -np.inf, 0.0, 1.0],
-                    [-np.inf, -np.inf, 7.0, 1.0]]]])
-    y = F.max_pool2d(x, 2)
-    assert np.isnan(y[0, 0, 0, 0]) and np.isnan(y[0, 0, 0, 1])
-    assert y[0, 0, 1, 0] == -np.inf and y[0, 0, 1, 1] == 7.0
-    dx = F.max_pool2d_backward(np.ones((1, 1, 2, 2)), x, 2)
-    expected = np.zeros((4, 4))
-    expected[0, 0] = expected[1, 3] = expected[2, 0] = expected[3, 2] = 1.0  # NaNs, first -inf, the 7
-    np.testing.assert_array_equal(dx[0, 0], expected)
+def test_wide_conv1d_matches_reference():
+    r = np.random.default_rng(7)
+    x, w, b = r.normal(size=(3, 4, 20)), r.normal(size=(5, 4, 3)), r.normal(size=5)
+    y = F.conv1d(x, w, b, padding=1)
+    y_ref = ref.conv2d(x[:, :, None], w[:, :, None], b, (1, 1), ((0, 0), (1, 1)), (1, 1), 1)[:, :, 0]
+    np.testing.assert_allclose(y, y_ref, atol=1e-10)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("threads", [1, 2, 3])
-def test_linear_backward_batch_one_split_among_threads(threads, dtype, monkeypatch):
-    """The batch-1 weight gradient is written in row ranges by several threads: every row, exactly once."""
-    from catlab import _threads as TH
-    from catlab._kernels import linear as KL
-
-    monkeypatch.setattr(TH, "num_threads", lambda: threads)
-    used = []
-    run = TH.run_chunks
-    monkeypatch.setattr(TH, "run_chunks", lambda work, n: (used.append(n), run(work, n)))
-    r = np.random.default_rng(11)
-    x, w, dy = (r.normal(size=s).astype(dtype) for s in ((1, 1000), (701, 1000), (1, 701)))
-    dx, dw, db = F.linear_backward(dy, x, w)
-    assert max(used) == threads
-    np.testing.assert_array_equal(dw, np.outer(dy[0], x[0]))  # one product per element: exact
-    np.testing.assert_allclose(dx, dy @ w, rtol=1e-5)
-    np.testing.assert_array_equal(db, dy[0])
-    out = np.full((3, 2), np.nan, dtype)
-    KL.linear_outer_backward(np.array([1.0, 2.0, 3.0], dtype), np.array([4.0, 5.0], dtype), 1, 3, out)
-    np.testing.assert_array_equal(out, [[np.nan, np.nan], [8.0, 10.0], [12.0, 15.0]])  # only rows 1 and 2
+@pytest.mark.parametrize("cfg", [WIDE[0], WIDE[1], WIDE[3], WIDE[5]])
+def test_wide_path_matches_torch(cfg, dtype):
+    torch = pytest.importorskip("torch")
+    x, w, b, kw = _wide_data(cfg, dtype)
+    assert_matches_torch(lambda x, w, b: F.conv2d(x, w, b, **kw),
+                         lambda dy, x, w, b: F.conv2d_backward(dy, x, w, **kw),
+                         lambda x, w, b: torch.nn.functional.conv2d(x, w, b, **kw), [x, w, b], seed=6)

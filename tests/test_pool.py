@@ -1,11 +1,98 @@
-"""Max pooling with recorded argmax indices (``return_indices=True``) and the backward pass that uses them."""
+"""max_pool2d and avg_pool2d, forward and backward: known answers, reference loops, indices, torch, gradients."""
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 import reference as ref
 from catlab import functional as F
 from catlab import nn
+from catlab.gradcheck import gradcheck
+from torch_compare import assert_matches_torch
+
+TOL = 1e-6  # gradient checks, float64
+
+
+def test_max_pool_known_answer_and_routing():
+    x = np.array([[[[1.0, 5.0, 2.0, 0.0],
+                    [3.0, 4.0, 8.0, 1.0],
+                    [0.0, 0.0, 1.0, 1.0],
+                    [9.0, 0.0, 1.0, 7.0]]]])
+    y = F.max_pool2d(x, 2)
+    np.testing.assert_array_equal(y[0, 0], [[5.0, 8.0], [9.0, 7.0]])
+    dx = F.max_pool2d_backward(np.array([[[[1.0, 2.0], [3.0, 4.0]]]]), x, 2)
+    expected = np.zeros((4, 4))
+    expected[0, 1], expected[1, 2], expected[3, 0], expected[3, 3] = 1.0, 2.0, 3.0, 4.0
+    np.testing.assert_array_equal(dx[0, 0], expected)
+
+
+def test_max_pool_discards_three_quarters():
+    x = np.random.default_rng(0).normal(size=(1, 1, 8, 8))
+    assert F.max_pool2d(x, 2).size / x.size == 0.25
+
+
+def test_max_pool_ties_go_to_first_in_row_major_order():
+    x = np.ones((1, 1, 2, 2))
+    dx = F.max_pool2d_backward(np.ones((1, 1, 1, 1)), x, 2)
+    np.testing.assert_array_equal(dx[0, 0], [[1.0, 0.0], [0.0, 0.0]])
+
+
+def test_overlapping_max_windows_add_gradients():
+    x = np.array([[[[0.0, 9.0, 0.0]]]])
+    dx = F.max_pool2d_backward(np.ones((1, 1, 1, 2)), x, (1, 2), stride=1)
+    np.testing.assert_array_equal(dx[0, 0, 0], [0.0, 2.0, 0.0])
+
+
+def test_avg_pool_counts_padding_like_torch():
+    x = np.ones((1, 1, 2, 2))
+    y = F.avg_pool2d(x, 2, stride=2, padding=1)
+    # each 2x2 window holds one real 1 and three padded zeros
+    np.testing.assert_array_equal(y[0, 0], np.full((2, 2), 0.25))
+
+
+POOLS = [  # H, W, kernel, stride, padding
+    (4, 4, 2, None, 0),
+    (7, 5, 3, 2, 1),
+    (6, 9, (2, 3), (1, 2), (1, 1)),
+    (5, 5, 5, 1, 2),
+    (8, 3, (4, 1), (3, 1), (2, 0)),
+]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("cfg", POOLS)
+def test_pools_match_reference(cfg, dtype, rng):
+    H, W, k, s, p = cfg
+    k2 = k if isinstance(k, tuple) else (k, k)
+    s2 = k2 if s is None else (s if isinstance(s, tuple) else (s, s))
+    p2 = p if isinstance(p, tuple) else (p, p)
+    x = rng.normal(size=(2, 3, H, W)).astype(dtype)
+    before = x.copy()
+    tol = 1e-5 if dtype == np.float32 else 1e-12
+    for fwd, bwd, rf, rb in [
+        (F.max_pool2d, F.max_pool2d_backward, ref.max_pool2d, ref.max_pool2d_backward),
+        (F.avg_pool2d, F.avg_pool2d_backward, ref.avg_pool2d, ref.avg_pool2d_backward),
+    ]:
+        y = fwd(x, k, s, p)
+        assert y.dtype == dtype
+        np.testing.assert_allclose(y, rf(x, k2, s2, p2), rtol=tol, atol=tol)
+        dy = rng.normal(size=y.shape).astype(dtype)
+        dx = bwd(dy, x, k, s, p)
+        assert dx.dtype == dtype
+        np.testing.assert_allclose(dx, rb(dy, x, k2, s2, p2), rtol=tol, atol=tol)
+    np.testing.assert_array_equal(x, before)
+
+
+@given(st.integers(1, 9), st.integers(1, 9), st.integers(1, 4), st.integers(1, 3), st.integers(0, 2))
+def test_pool_output_size_property(H, W, k, s, p):
+    if 2 * p > k or k > min(H, W) + 2 * p:
+        return
+    x = np.random.default_rng(H * 100 + W).normal(size=(1, 2, H, W))
+    y = F.max_pool2d(x, k, s, p)
+    assert y.shape == (1, 2, (H + 2 * p - k) // s + 1, (W + 2 * p - k) // s + 1)
+    np.testing.assert_allclose(y, ref.max_pool2d(x, (k, k), (s, s), (p, p)))
+
 
 CASES = [(2, None, 0), (3, 2, 1), ((3, 2), (1, 2), (1, 0)), (3, 1, 1), ((2, 3), (2, 1), (1, 1))]
 
@@ -94,7 +181,11 @@ def test_large_batch_uses_threads_and_matches_single_plane(rng):
 
 
 X = np.zeros((2, 3, 8, 8), np.float32)
+
+
 DY = np.zeros((2, 3, 4, 4), np.float32)
+
+
 GOOD = np.zeros((2, 3, 4, 4), np.int64)
 
 
@@ -134,3 +225,44 @@ def test_maxpool_layer_stores_indices_only_in_training(rng):
     assert layer._cache is None
     with pytest.raises(RuntimeError, match="training mode"):
         layer.backward(dy)
+
+
+def test_max_pool_nan_and_minus_infinity_by_hand():
+    """A NaN anywhere in a window wins, even followed by larger numbers; a window of -inf gives -inf."""
+    x = np.array([[[[np.nan, 5.0, 1.0, 2.0],
+                    [9.0, 1.0, 3.0, np.nan],
+                    [-np.inf, -np.inf, 0.0, 1.0],
+                    [-np.inf, -np.inf, 7.0, 1.0]]]])
+    y = F.max_pool2d(x, 2)
+    assert np.isnan(y[0, 0, 0, 0]) and np.isnan(y[0, 0, 0, 1])
+    assert y[0, 0, 1, 0] == -np.inf and y[0, 0, 1, 1] == 7.0
+    dx = F.max_pool2d_backward(np.ones((1, 1, 2, 2)), x, 2)
+    expected = np.zeros((4, 4))
+    expected[0, 0] = expected[1, 3] = expected[2, 0] = expected[3, 2] = 1.0  # NaNs, first -inf, the 7
+    np.testing.assert_array_equal(dx[0, 0], expected)
+
+
+@pytest.mark.parametrize("k,s,p", [(2, None, 0), (3, 2, 1), ((3, 2), (1, 2), (1, 0)), (3, 1, 1)])
+def test_pools_match_torch(k, s, p, rng):
+    torch = pytest.importorskip("torch")
+    x = rng.normal(size=(2, 3, 9, 8))
+    for fwd, bwd, tf in [(F.max_pool2d, F.max_pool2d_backward, torch.nn.functional.max_pool2d),
+                         (F.avg_pool2d, F.avg_pool2d_backward, torch.nn.functional.avg_pool2d)]:
+        assert_matches_torch(lambda x: fwd(x, k, s, p), lambda dy, x: bwd(dy, x, k, s, p),
+                             lambda x: tf(x, k, s, p), [x], rtol=1e-12, atol=1e-12)
+
+
+def test_max_pool_ties_match_torch():
+    torch = pytest.importorskip("torch")
+    x = np.ones((1, 1, 4, 4))
+    assert_matches_torch(lambda x: F.max_pool2d(x, 3, 1, 1), lambda dy, x: F.max_pool2d_backward(dy, x, 3, 1, 1),
+                         lambda x: torch.nn.functional.max_pool2d(x, 3, 1, 1), [x], dy=np.ones((1, 1, 4, 4)),
+                         rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("fwd,bwd", [(F.max_pool2d, F.max_pool2d_backward), (F.avg_pool2d, F.avg_pool2d_backward)])
+@pytest.mark.parametrize("k,s,p", [(2, None, 0), (3, 2, 1), ((2, 3), 1, (1, 1))])
+def test_pool_gradients(fwd, bwd, k, s, p, rng):
+    x = rng.normal(size=(2, 2, 6, 7))
+    err = gradcheck(lambda x: fwd(x, k, s, p), lambda dy, x: bwd(dy, x, k, s, p), [x])
+    assert err["input0"] < TOL, err
