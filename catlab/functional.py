@@ -243,6 +243,15 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
         dilation is not positive, padding is negative, or the kernel is larger
         than the padded input.
 
+    Notes
+    -----
+    Infinities and NaNs propagate as IEEE arithmetic says, identically in
+    every kernel path and dtype: the zero padding takes part in the products,
+    so an infinite weight next to it gives ``0 * inf = NaN``. This is what
+    PyTorch computes in float64; its float32 CPU convolution (oneDNN) leaves
+    the padding out of the products, so there an inf or NaN next to the
+    padding can spread less.
+
     Examples
     --------
     One 5x5x3 filter over a 32x32x3 image gives one 28x28 map:
@@ -478,6 +487,7 @@ def max_pool2d(x, kernel_size, stride=None, padding=0, return_indices=False):
     array([[[[ 5,  7],
              [13, 15]]]])
     """
+    return_indices = V.boolean(return_indices, "return_indices")
     x, (kh, kw), (sh, sw), (ph, pw), (P, Q) = _pool_setup(x, kernel_size, stride, padding)
     N, C, H, W = x.shape
     y = np.empty((N * C, P, Q), dtype=x.dtype)  # (N*C, P, Q)
@@ -660,7 +670,10 @@ def relu(x):
 
 
 def relu_backward(dy, x):
-    """Gradient of :func:`relu`: ``dy`` where ``x > 0``, else 0.
+    """Gradient of :func:`relu`: 0 where ``x <= 0``, else ``dy``.
+
+    As in PyTorch, the gradient at ``x = 0`` is 0, and where ``x`` is NaN the
+    gradient ``dy`` passes through unchanged (NaN is not ``<= 0``).
 
     Parameters
     ----------

@@ -501,23 +501,33 @@ class Flatten(Module):
     """
 
     def __init__(self, start_dim=1, end_dim=-1):
-        self.start_dim = int(start_dim)
-        self.end_dim = int(end_dim)
+        self.start_dim = V.int_in_range(start_dim, "start_dim", -64, 63)
+        self.end_dim = V.int_in_range(end_dim, "end_dim", -64, 63)
+        self._shape = None
 
     def forward(self, x):
         x = np.asarray(x)
         nd = x.ndim
+        for name, d in (("start_dim", self.start_dim), ("end_dim", self.end_dim)):
+            if not -nd <= d < nd:
+                raise ValueError(f"{name} must lie in [{-nd}, {nd}) for a {nd}-D input of shape "
+                                 f"{V.shape_str(x.shape)}, got {d}; Flatten needs an input with that axis")
         s = self.start_dim % nd
         e = self.end_dim % nd
         if s > e:
-            raise ValueError(f"start_dim={self.start_dim} comes after end_dim={self.end_dim} for a {nd}-D input")
+            raise ValueError(f"start_dim must not come after end_dim, got start_dim={self.start_dim} and "
+                             f"end_dim={self.end_dim} for a {nd}-D input")
         self._shape = x.shape
-        return x.reshape(x.shape[:s] + (-1,) + x.shape[e + 1:])
+        return x.reshape(x.shape[:s] + (math.prod(x.shape[s:e + 1]),) + x.shape[e + 1:])
 
     def backward(self, dy):
-        if getattr(self, "_shape", None) is None:
-            raise RuntimeError("Flatten.backward called before forward")
-        return np.asarray(dy).reshape(self._shape)
+        if self._shape is None:
+            raise RuntimeError("Flatten.backward called before forward; call forward(x) first")
+        dy = np.asarray(dy)
+        if dy.size != math.prod(self._shape):
+            raise ValueError(f"dy must have as many elements as the forward output ({math.prod(self._shape)}, "
+                             f"from the input of shape {V.shape_str(self._shape)}), got shape {V.shape_str(dy.shape)}")
+        return dy.reshape(self._shape)
 
     def __repr__(self):
         return f"Flatten(start_dim={self.start_dim}, end_dim={self.end_dim})"

@@ -343,3 +343,53 @@ def test_wide_path_matches_torch(cfg, dtype):
     assert_matches_torch(lambda x, w, b: F.conv2d(x, w, b, **kw),
                          lambda dy, x, w, b: F.conv2d_backward(dy, x, w, **kw),
                          lambda x, w, b: torch.nn.functional.conv2d(x, w, b, **kw), [x, w, b], seed=6)
+
+
+# --- inf and NaN propagate as in torch on every path (issue 14, item 3) -----------------------
+
+
+def test_inf_in_x_by_hand_gives_torch_dweight():
+    """The issue's example: catlab's direct path gave dweight [[nan, nan, inf]], torch [[6, 6, inf]]."""
+    x = np.ones((1, 1, 2, 5))
+    x[0, 0, 0, 4] = np.inf
+    w = np.ones((1, 1, 1, 3))
+    dx, dweight, db = F.conv2d_backward(np.ones((1, 1, 2, 3)), x, w)
+    np.testing.assert_array_equal(dweight[0, 0], [[6.0, 6.0, np.inf]])
+    np.testing.assert_array_equal(dx[0, 0], [[1, 2, 3, 2, 1], [1, 2, 3, 2, 1]])
+
+
+# path, x shape, w shape, padding, dilation (stride 1: the direct and wide paths only take stride 1)
+NONFINITE = [
+    ("direct", (2, 2, 7, 8), (3, 2, 3, 3), 1, 1),
+    ("direct", (1, 1, 6, 9), (2, 1, 2, 3), (0, 2), (2, 2)),
+    ("wide", (4, 5, 7, 8), (6, 5, 3, 3), 1, 1),
+    ("wide", (4, 4, 8, 9), (9, 4, 3, 2), (1, 0), (1, 2)),
+    ("im2col", (1, 5, 7, 8), (6, 5, 3, 3), 1, 1),
+]
+
+
+@pytest.mark.parametrize("where", ["x", "weight", "dy"])
+@pytest.mark.parametrize("value", [np.inf, -np.inf, np.nan])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("path,xs,ws,padding,dilation", NONFINITE)
+def test_inf_and_nan_propagate_as_in_torch(path, xs, ws, padding, dilation, dtype, value, where, monkeypatch):
+    torch = pytest.importorskip("torch")
+    monkeypatch.setattr(TH, "num_threads", lambda: 2)
+    r = np.random.default_rng(hash((xs, ws)) % 2**32)
+    x = r.normal(size=xs).astype(dtype)
+    w = r.normal(size=ws).astype(dtype)
+    kw = dict(padding=padding, dilation=dilation)
+    y = F.conv2d(x, w, **kw)
+    dy = r.normal(size=y.shape).astype(dtype)
+    arr = {"x": x, "weight": w, "dy": dy}[where]
+    flat = arr.reshape(-1)
+    flat[r.choice(flat.size, size=2, replace=False)] = value
+    d2 = (dilation, dilation) if isinstance(dilation, int) else dilation
+    P, Q = y.shape[2:]
+    geo = paths.Geometry(1, 1, 0, 0, d2[0], d2[1], P, Q)
+    assert paths.choose(xs[0], xs[1], ws[0], 1, ws[3], geo, 2) == path
+    # torch's float32 CPU convolution (oneDNN) leaves the zero padding out of its products, its float64 one
+    # multiplies it (0 * inf = NaN) as catlab does in every dtype and path: compare with torch in float64.
+    assert_matches_torch(lambda x, w: F.conv2d(x, w, **kw), lambda dy, x, w: F.conv2d_backward(dy, x, w, **kw)[:2],
+                         lambda x, w: torch.nn.functional.conv2d(x, w, **kw), [x, w], dy=dy, names=["x", "weight"],
+                         torch_dtype=np.float64)

@@ -123,3 +123,15 @@ def test_relu_linear_and_loss_gradients(rng):
     err = gradcheck(lambda z: F.softmax_cross_entropy(z, labels)[0],
                     lambda dy, z: dy * F.softmax_cross_entropy(z, labels)[1], [x])
     assert err["input0"] < TOL, err
+
+
+def test_relu_backward_at_nan_passes_the_gradient_like_torch():
+    """Issue 14, item 3: catlab returned 0 at a NaN input, torch passes dy through (NaN is not <= 0)."""
+    x = np.array([np.nan, -1.0, 0.0, 2.0, np.inf, -np.inf])
+    dy = np.array([5.0, 5.0, 5.0, 5.0, 5.0, 5.0])
+    np.testing.assert_array_equal(F.relu_backward(dy, x), [5.0, 0.0, 0.0, 5.0, 5.0, 0.0])
+    np.testing.assert_array_equal(F.relu(x), [np.nan, 0.0, 0.0, 2.0, np.inf, 0.0])
+    torch = pytest.importorskip("torch")
+    for dtype in (np.float32, np.float64):
+        assert_matches_torch(F.relu, lambda g, x: F.relu_backward(g, x), torch.nn.functional.relu,
+                             [x.astype(dtype)], dy=dy.astype(dtype), rtol=0, atol=0)

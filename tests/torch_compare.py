@@ -37,7 +37,8 @@ def assert_close(mine, theirs, name, **tol):
     np.testing.assert_allclose(mine[finite], theirs[finite], err_msg=name, **tol)
 
 
-def assert_matches_torch(forward, backward, torch_forward, inputs, dy=None, seed=0, names=None, **tol):
+def assert_matches_torch(forward, backward, torch_forward, inputs, dy=None, seed=0, names=None, torch_dtype=None,
+                         **tol):
     """Check ``forward`` and every gradient from ``backward`` against torch's autograd.
 
     Parameters
@@ -55,6 +56,9 @@ def assert_matches_torch(forward, backward, torch_forward, inputs, dy=None, seed
         The output gradient; standard normal values (seeded) by default.
     names : list of str, optional
         Names for the error messages (default ``input0``, ...).
+    torch_dtype : dtype, optional
+        Run torch in this dtype (such as float64 for float32 inputs) and round
+        its results to the inputs' dtype before comparing.
     **tol
         ``rtol`` and ``atol`` for every comparison; by default 1e-4 in
         float32 and 1e-10 in float64.
@@ -67,17 +71,18 @@ def assert_matches_torch(forward, backward, torch_forward, inputs, dy=None, seed
     torch = pytest.importorskip("torch")
     tol = tol or tolerance(inputs[0].dtype)
     names = names or [f"input{i}" for i in range(len(inputs))]
-    tensors = [torch.tensor(np.array(a), requires_grad=True) for a in inputs]
+    tdtype = np.dtype(torch_dtype or inputs[0].dtype)
+    tensors = [torch.tensor(np.array(a, dtype=tdtype), requires_grad=True) for a in inputs]
     y_t = torch_forward(*tensors)
     y = forward(*inputs)
-    assert_close(y, y_t, "output", **tol)
+    assert_close(y, y_t.detach().numpy().astype(y.dtype), "output", **tol)
     if dy is None:
         dy = np.random.default_rng(seed).standard_normal(y.shape).astype(y.dtype)
-    y_t.backward(torch.tensor(np.array(dy)))
+    y_t.backward(torch.tensor(np.array(dy, dtype=tdtype)))
     grads = backward(dy, *inputs)
     if not isinstance(grads, tuple):
         grads = (grads,)
     assert len(grads) == len(inputs), f"backward returned {len(grads)} gradients for {len(inputs)} inputs"
-    for g, t, name in zip(grads, tensors, names):
-        assert_close(g, t.grad, f"gradient of {name}", **tol)
+    for g, t, a, name in zip(grads, tensors, inputs, names):
+        assert_close(g, t.grad.numpy().astype(a.dtype), f"gradient of {name}", **tol)
     return y, grads

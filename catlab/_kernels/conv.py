@@ -309,12 +309,26 @@ def conv2d_direct_backward(x, w, dy, R, S, ph, pw, dil_h, dil_w, P, Q, n0, n1, d
     dxp = np.empty(C * plane + Wp, dtype=x.dtype)  # its gradient
     dyw = np.zeros((K, L), dtype=x.dtype)  # dy at width Wp; the gaps stay zero
     zero = np.zeros(1, dtype=x.dtype)[0]
+    # The gaps (columns Q .. Wp-1 of each row at width Wp) are not outputs. With
+    # finite values they add 0 * x or w * 0; an inf or NaN there would add NaN,
+    # so non-finite samples or weights take loops that skip the gaps.
+    wbad = zero
+    for k in range(K):
+        for c in range(C):
+            for r in range(R):
+                for s in range(S):
+                    wbad += w[k, c, r, s] * zero
+    w_finite = wbad == 0.0
     for n in range(n0, n1):
+        xbad = zero
         for c in range(C):
             for h in range(H):
                 base = c * plane + (h + ph) * Wp + pw
                 for v in range(W):
-                    xp[base + v] = x[n, c, h, v]
+                    xv = x[n, c, h, v]
+                    xp[base + v] = xv
+                    xbad += xv * zero  # NaN once any value is inf or NaN
+        x_finite = xbad == 0.0
         for k in range(K):
             acc = zero
             for p in range(P):
@@ -331,8 +345,15 @@ def conv2d_direct_backward(x, w, dy, R, S, ph, pw, dil_h, dil_w, P, Q, n0, n1, d
                         xs = xp[off:off + L]
                         dk = dyw[k]
                         acc = zero
-                        for j in range(L):
-                            acc += dk[j] * xs[j]
+                        if x_finite:
+                            for j in range(L):
+                                acc += dk[j] * xs[j]
+                        else:
+                            for p in range(P):
+                                xr = xs[p * Wp:p * Wp + Q]
+                                dr = dk[p * Wp:p * Wp + Q]
+                                for q in range(Q):
+                                    acc += dr[q] * xr[q]
                         dweight_t[k, c, r, s] += acc
         for i in range(C * plane + Wp):
             dxp[i] = 0.0
@@ -344,15 +365,20 @@ def conv2d_direct_backward(x, w, dy, R, S, ph, pw, dil_h, dil_w, P, Q, n0, n1, d
                     for k in range(K):
                         wv = w[k, c, r, s]
                         dk = dyw[k]
-                        for j in range(L):
-                            ds[j] += wv * dk[j]
+                        if w_finite:
+                            for j in range(L):
+                                ds[j] += wv * dk[j]
+                        else:
+                            for p in range(P):
+                                dr = dk[p * Wp:p * Wp + Q]
+                                dsr = ds[p * Wp:p * Wp + Q]
+                                for q in range(Q):
+                                    dsr[q] += wv * dr[q]
         for c in range(C):
             for h in range(H):
                 base = c * plane + (h + ph) * Wp + pw
                 for v in range(W):
                     dx[n, c, h, v] = dxp[base + v]
-
-
 
 
 # ----------------------------------------------------------------------------
@@ -371,7 +397,9 @@ def conv2d_direct_backward(x, w, dy, R, S, ph, pw, dil_h, dil_w, P, Q, n0, n1, d
 # a plain vectorised copy instead of P short copies with padding checks, and
 # col2im is the same slice added back. The matrix products grow by L / (P*Q)
 # (the caller uses this layout only when that is small); the backward pass
-# puts zeros in dy's extra columns, so they contribute nothing.
+# puts zeros in dy's extra columns and in the extra columns of the unrolled
+# input and of its gradient, so they contribute nothing, not even the NaN of
+# 0 * inf when the input or the weights hold infinities.
 
 
 @njit(cache=True)
@@ -399,6 +427,19 @@ def _wide_cols(xp, R, S, dil_h, dil_w, Hp, Wp, L, cols):
                 dst = cols[(c * R + r) * S + s]
                 for j in range(L):
                     dst[j] = src[j]
+
+
+@njit(cache=True)
+def _zero_gaps(cols, P, Q, Wp):
+    """Zero the columns p*Wp + q, q >= Q, of ``cols`` (rows, L): the discarded columns of the wide layout."""
+    if Wp == Q:
+        return
+    for i in range(cols.shape[0]):
+        row = cols[i]
+        for p in range(P - 1):
+            gap = row[p * Wp + Q:(p + 1) * Wp]
+            for j in range(Wp - Q):
+                gap[j] = 0.0
 
 
 @njit(cache=True, nogil=True)
@@ -463,6 +504,7 @@ def conv2d_wide_backward(x, wT, dy4, R, S, ph, pw, dil_h, dil_w, P, Q, i0, i1, d
             db_t[g * Kg + k] += acc
         _pad_group(x[n], g * Cg, ph, pw, Hp, Wp, xp)
         _wide_cols(xp, R, S, dil_h, dil_w, Hp, Wp, L, cols)
+        _zero_gaps(cols, P, Q, Wp)  # an inf or NaN of x there would give 0 * inf = NaN
         # cols @ dyw.T runs about twice as fast in BLAS as dyw @ cols.T for these shapes (few filters)
         np.dot(cols, dyw.T, dweight_nT)
         dweight_g = dweight_t[g]
@@ -470,6 +512,7 @@ def conv2d_wide_backward(x, wT, dy4, R, S, ph, pw, dil_h, dil_w, P, Q, i0, i1, d
             for k in range(Kg):
                 dweight_g[k, j] += dweight_nT[j, k]
         np.dot(wT[g], dyw, dcols)
+        _zero_gaps(dcols, P, Q, Wp)  # w * 0 there is NaN for an infinite weight
         for i in range(Cg * Hp * Wp):
             dxp[i] = 0.0
         for c in range(Cg):
