@@ -389,34 +389,58 @@ def _planes(items, work_per_item, kernel):
     _threads.run_planes(kernel, items, work_per_item)
 
 
-def _pool_params(kernel_size, stride, padding):
-    """Validate pooling's kernel_size, stride (None: the kernel size) and padding; return three pairs.
+def _pool_params(kernel_size, stride, padding, dilation=1, ceil_mode=False):
+    """Validate pooling's kernel_size, stride (None: the kernel size), padding, dilation and ceil_mode.
 
-    Shared with the layers of :mod:`catlab.nn`, which check their arguments when built.
+    Returns four pairs and a bool. Shared with the layers of :mod:`catlab.nn`,
+    which check their arguments when built.
     """
     kh, kw = V.int_tuple(kernel_size, "kernel_size", 2, 1)
     sh, sw = V.int_tuple(kernel_size if stride is None else stride, "stride", 2, 1)
     ph, pw = V.int_tuple(padding, "padding", 2, 0)
+    dil = V.int_tuple(dilation, "dilation", 2, 1)
+    ceil_mode = V.boolean(ceil_mode, "ceil_mode")
     if 2 * ph > kh or 2 * pw > kw:
         raise ValueError(
             f"padding must be at most half the kernel size ({kh}, {kw}), got ({ph}, {pw}); "
             "use a larger window or less padding"
         )
-    return (kh, kw), (sh, sw), (ph, pw)
+    return (kh, kw), (sh, sw), (ph, pw), dil, ceil_mode
 
 
-def _pool_setup(x, kernel_size, stride, padding):
+def _pool_out(n, k, s, p, d, ceil_mode):
+    """PyTorch's pooling output length: floor (or ceil) division, and with ceil_mode
+    the last window must start inside the input or its left padding."""
+    out = (n + 2 * p - d * (k - 1) - 1 + (s - 1 if ceil_mode else 0)) // s + 1
+    if ceil_mode and (out - 1) * s >= n + p:
+        out -= 1
+    return out
+
+
+def _pool_setup(x, kernel_size, stride, padding, dilation=1, ceil_mode=False):
     x = V.float_array(x, "x", 4, "(N, C, H, W)")
-    (kh, kw), (sh, sw), (ph, pw) = _pool_params(kernel_size, stride, padding)
+    (kh, kw), (sh, sw), (ph, pw), (dil_h, dil_w), ceil_mode = _pool_params(
+        kernel_size, stride, padding, dilation, ceil_mode)
     N, C, H, W = x.shape
-    if kh > H + 2 * ph or kw > W + 2 * pw:
+    span_h, span_w = dil_h * (kh - 1) + 1, dil_w * (kw - 1) + 1
+    if span_h > H + 2 * ph or span_w > W + 2 * pw:
         raise ValueError(
-            f"kernel_size must fit in the padded input ({H + 2 * ph}, {W + 2 * pw}), got ({kh}, {kw}); "
-            "use a smaller window or a larger input"
+            f"kernel_size must fit in the padded input ({H + 2 * ph}, {W + 2 * pw}), got ({kh}, {kw})"
+            + (f" spanning ({span_h}, {span_w}) with dilation ({dil_h}, {dil_w})" if (dil_h, dil_w) != (1, 1) else "")
+            + "; use a smaller window or a larger input"
         )
-    P = (H + 2 * ph - kh) // sh + 1
-    Q = (W + 2 * pw - kw) // sw + 1
-    return x, (kh, kw), (sh, sw), (ph, pw), (P, Q)
+    P = _pool_out(H, kh, sh, ph, dil_h, ceil_mode)
+    Q = _pool_out(W, kw, sw, pw, dil_w, ceil_mode)
+    for axis, n, k, st, pd, d, out in (("H", H, kh, sh, ph, dil_h, P), ("W", W, kw, sw, pw, dil_w, Q)):
+        if d > 1:  # a dilated window can fall entirely into the padding; PyTorch then returns -inf
+            starts = np.arange(out) * st - pd
+            r_lo = np.where(starts < 0, (-starts + d - 1) // d, 0)
+            if np.any(r_lo >= np.minimum(k, (n - starts + d - 1) // d)):
+                raise ValueError(
+                    f"dilation must leave an input cell in every window, got dilation {d} with kernel_size {k} "
+                    f"and padding {pd} on an input of {axis}={n}; use less padding or a smaller dilation"
+                )
+    return x, (kh, kw), (sh, sw), (ph, pw), (dil_h, dil_w), (P, Q)
 
 
 def _pool_dy(dy, x, P, Q):
@@ -444,7 +468,7 @@ def _pool_indices(indices, shape, plane):
     return indices
 
 
-def max_pool2d(x, kernel_size, stride=None, padding=0, return_indices=False):
+def max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, return_indices=False):
     """2-D max pooling, as :func:`torch.nn.functional.max_pool2d`.
 
     Parameters
@@ -455,6 +479,12 @@ def max_pool2d(x, kernel_size, stride=None, padding=0, return_indices=False):
         Defaults to ``kernel_size`` (non-overlapping windows).
     padding : int or (int, int), default 0
         Implicit -inf padding on each side; at most half the kernel size.
+    dilation : int or (int, int), default 1
+        Spacing between the cells of a window.
+    ceil_mode : bool, default False
+        Round the output size up instead of down, so that a last, partial
+        window covers the rest of the input; as in PyTorch, a window that
+        would start in the right padding is dropped.
     return_indices : bool, default False
         Also return where each maximum came from, as PyTorch's
         ``return_indices=True``; pass them to :func:`max_pool2d_backward` to
@@ -463,7 +493,8 @@ def max_pool2d(x, kernel_size, stride=None, padding=0, return_indices=False):
     Returns
     -------
     y : ndarray of shape (N, C, P, Q)
-        ``P = floor((H + 2*padding - kernel_size) / stride) + 1``, likewise Q.
+        ``P = floor((H + 2*padding - dilation*(kernel_size - 1) - 1) / stride) + 1``
+        (``ceil`` with ``ceil_mode``), likewise Q.
     indices : ndarray of int64, shape (N, C, P, Q)
         Only with ``return_indices=True``: the flat index ``h*W + w`` of each
         window's maximum in its (H, W) input plane. The first maximum in
@@ -472,8 +503,11 @@ def max_pool2d(x, kernel_size, stride=None, padding=0, return_indices=False):
     Raises
     ------
     TypeError, ValueError
-        For a non-float or wrongly shaped ``x``, a non-positive kernel size or
-        stride, or padding larger than half the kernel.
+        For a non-float or wrongly shaped ``x``, a non-positive kernel size,
+        stride or dilation, padding larger than half the kernel, a window
+        larger than the padded input, a dilated window lying entirely in the
+        padding (where PyTorch returns -inf and an index outside the input),
+        or a non-bool ``ceil_mode`` or ``return_indices``.
 
     Examples
     --------
@@ -486,23 +520,27 @@ def max_pool2d(x, kernel_size, stride=None, padding=0, return_indices=False):
     >>> idx
     array([[[[ 5,  7],
              [13, 15]]]])
+    >>> max_pool2d(x, 3, stride=2, ceil_mode=True)[0, 0]
+    array([[10., 11.],
+           [14., 15.]])
     """
     return_indices = V.boolean(return_indices, "return_indices")
-    x, (kh, kw), (sh, sw), (ph, pw), (P, Q) = _pool_setup(x, kernel_size, stride, padding)
+    x, (kh, kw), (sh, sw), (ph, pw), (dil_h, dil_w), (P, Q) = _pool_setup(
+        x, kernel_size, stride, padding, dilation, ceil_mode)
     N, C, H, W = x.shape
     y = np.empty((N * C, P, Q), dtype=x.dtype)  # (N*C, P, Q)
     x3 = x.reshape(N * C, H, W)
     if not return_indices:
         _planes(N * C, kh * kw * P * Q,
-                lambda i0, i1: _pool.max_pool2d_forward(x3, kh, kw, sh, sw, ph, pw, i0, i1, y))
+                lambda i0, i1: _pool.max_pool2d_forward(x3, kh, kw, sh, sw, ph, pw, dil_h, dil_w, i0, i1, y))
         return y.reshape(N, C, P, Q)
     ind = np.empty((N * C, P, Q), dtype=np.int64)  # (N*C, P, Q), flat indices into each H*W plane
-    _planes(N * C, kh * kw * P * Q,
-            lambda i0, i1: _pool.max_pool2d_indices_forward(x3, kh, kw, sh, sw, ph, pw, i0, i1, y, ind))
+    _planes(N * C, kh * kw * P * Q, lambda i0, i1: _pool.max_pool2d_indices_forward(
+        x3, kh, kw, sh, sw, ph, pw, dil_h, dil_w, i0, i1, y, ind))
     return y.reshape(N, C, P, Q), ind.reshape(N, C, P, Q)
 
 
-def max_pool2d_backward(dy, x, kernel_size, stride=None, padding=0, indices=None):
+def max_pool2d_backward(dy, x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, indices=None):
     """Gradient of :func:`max_pool2d`: each window's gradient goes to its maximum.
 
     Where a window has several equal maxima, the first in row-major order wins,
@@ -514,7 +552,7 @@ def max_pool2d_backward(dy, x, kernel_size, stride=None, padding=0, indices=None
     dy : ndarray of shape (N, C, P, Q)
     x : ndarray of shape (N, C, H, W)
         The forward input.
-    kernel_size, stride, padding
+    kernel_size, stride, padding, dilation, ceil_mode
         As given to :func:`max_pool2d`.
     indices : ndarray of int64, shape (N, C, P, Q), optional
         The indices returned by ``max_pool2d(..., return_indices=True)`` for
@@ -545,7 +583,8 @@ def max_pool2d_backward(dy, x, kernel_size, stride=None, padding=0, indices=None
     array([[[[ 0.,  0.],
              [10.,  0.]]]])
     """
-    x, (kh, kw), (sh, sw), (ph, pw), (P, Q) = _pool_setup(x, kernel_size, stride, padding)
+    x, (kh, kw), (sh, sw), (ph, pw), (dil_h, dil_w), (P, Q) = _pool_setup(
+        x, kernel_size, stride, padding, dilation, ceil_mode)
     dy = _pool_dy(dy, x, P, Q)
     N, C, H, W = x.shape
     if indices is not None:
@@ -556,13 +595,22 @@ def max_pool2d_backward(dy, x, kernel_size, stride=None, padding=0, indices=None
         return dx.reshape(N, C, H, W)
     dx = np.empty((N * C, H, W), dtype=x.dtype)  # (N*C, H, W), every plane overwritten
     x3, dy3 = x.reshape(N * C, H, W), dy.reshape(N * C, P, Q)
-    _planes(N * C, kh * kw * P * Q + H * W,
-            lambda i0, i1: _pool.max_pool2d_backward(x3, dy3, kh, kw, sh, sw, ph, pw, i0, i1, dx))
+    _planes(N * C, kh * kw * P * Q + H * W, lambda i0, i1: _pool.max_pool2d_backward(
+        x3, dy3, kh, kw, sh, sw, ph, pw, dil_h, dil_w, i0, i1, dx))
     return dx.reshape(N, C, H, W)
 
 
-def avg_pool2d(x, kernel_size, stride=None, padding=0):
-    """2-D average pooling, as :func:`torch.nn.functional.avg_pool2d` (``count_include_pad=True``).
+def _avg_args(count_include_pad, divisor_override):
+    include_pad = V.boolean(count_include_pad, "count_include_pad")
+    if divisor_override is None:
+        return include_pad, 0
+    return include_pad, V.int_in_range(divisor_override, "divisor_override", 1,
+                                       fix="pass None to divide by the window size")
+
+
+def avg_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True,
+               divisor_override=None):
+    """2-D average pooling, as :func:`torch.nn.functional.avg_pool2d`.
 
     Parameters
     ----------
@@ -571,7 +619,15 @@ def avg_pool2d(x, kernel_size, stride=None, padding=0):
     stride : int or (int, int), optional
         Defaults to ``kernel_size``.
     padding : int or (int, int), default 0
-        Zero padding on each side, counted in the average; at most half the kernel size.
+        Zero padding on each side; at most half the kernel size.
+    ceil_mode : bool, default False
+        Round the output size up, as in :func:`max_pool2d`.
+    count_include_pad : bool, default True
+        Divide by the window's size including the padding (but never the part
+        of a ``ceil_mode`` window beyond the padding); with False, by the
+        number of the window's cells inside the input.
+    divisor_override : int, optional
+        Divide every window's sum by this instead.
 
     Returns
     -------
@@ -580,7 +636,8 @@ def avg_pool2d(x, kernel_size, stride=None, padding=0):
     Raises
     ------
     TypeError, ValueError
-        As :func:`max_pool2d`.
+        As :func:`max_pool2d`, or for a non-bool ``count_include_pad`` or a
+        ``divisor_override`` that is not a positive integer.
 
     Examples
     --------
@@ -588,24 +645,31 @@ def avg_pool2d(x, kernel_size, stride=None, padding=0):
     >>> avg_pool2d(np.arange(16.).reshape(1, 1, 4, 4), 2)
     array([[[[ 2.5,  4.5],
              [10.5, 12.5]]]])
+    >>> avg_pool2d(np.ones((1, 1, 2, 2)), 2, stride=1, padding=1, count_include_pad=False)[0, 0]
+    array([[1., 1., 1.],
+           [1., 1., 1.],
+           [1., 1., 1.]])
     """
-    x, (kh, kw), (sh, sw), (ph, pw), (P, Q) = _pool_setup(x, kernel_size, stride, padding)
+    include_pad, divisor = _avg_args(count_include_pad, divisor_override)
+    x, (kh, kw), (sh, sw), (ph, pw), _, (P, Q) = _pool_setup(x, kernel_size, stride, padding, 1, ceil_mode)
     N, C, H, W = x.shape
     y = np.empty((N * C, P, Q), dtype=x.dtype)  # (N*C, P, Q)
     x3 = x.reshape(N * C, H, W)
-    _planes(N * C, kh * kw * P * Q, lambda i0, i1: _pool.avg_pool2d_forward(x3, kh, kw, sh, sw, ph, pw, i0, i1, y))
+    _planes(N * C, kh * kw * P * Q, lambda i0, i1: _pool.avg_pool2d_forward(
+        x3, kh, kw, sh, sw, ph, pw, include_pad, divisor, i0, i1, y))
     return y.reshape(N, C, P, Q)
 
 
-def avg_pool2d_backward(dy, x, kernel_size, stride=None, padding=0):
-    """Gradient of :func:`avg_pool2d`: each window spreads its gradient evenly.
+def avg_pool2d_backward(dy, x, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True,
+                        divisor_override=None):
+    """Gradient of :func:`avg_pool2d`: each window spreads its gradient over its cells, divided as in the forward pass.
 
     Parameters
     ----------
     dy : ndarray of shape (N, C, P, Q)
     x : ndarray of shape (N, C, H, W)
         The forward input (only its shape and dtype are used).
-    kernel_size, stride, padding
+    kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override
         As given to :func:`avg_pool2d`.
 
     Returns
@@ -624,13 +688,14 @@ def avg_pool2d_backward(dy, x, kernel_size, stride=None, padding=0):
     array([[[[1., 1.],
              [1., 1.]]]])
     """
-    x, (kh, kw), (sh, sw), (ph, pw), (P, Q) = _pool_setup(x, kernel_size, stride, padding)
+    include_pad, divisor = _avg_args(count_include_pad, divisor_override)
+    x, (kh, kw), (sh, sw), (ph, pw), _, (P, Q) = _pool_setup(x, kernel_size, stride, padding, 1, ceil_mode)
     dy = _pool_dy(dy, x, P, Q)
     N, C, H, W = x.shape
     dx = np.empty((N * C, H, W), dtype=x.dtype)  # (N*C, H, W), every plane overwritten
     dy3 = dy.reshape(N * C, P, Q)
-    _planes(N * C, kh * kw * P * Q + H * W,
-            lambda i0, i1: _pool.avg_pool2d_backward(dy3, kh, kw, sh, sw, ph, pw, i0, i1, dx))
+    _planes(N * C, kh * kw * P * Q + H * W, lambda i0, i1: _pool.avg_pool2d_backward(
+        dy3, kh, kw, sh, sw, ph, pw, include_pad, divisor, i0, i1, dx))
     return dx.reshape(N, C, H, W)
 
 

@@ -351,15 +351,7 @@ class ReLU(Module):
         return "ReLU()"
 
 
-class _Pool2d(Module):
-    def __init__(self, kernel_size, stride=None, padding=0):
-        self.kernel_size, self.stride, self.padding = F._pool_params(kernel_size, stride, padding)
-
-    def __repr__(self):
-        return f"{type(self).__name__}(kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding})"
-
-
-class MaxPool2d(_Pool2d):
+class MaxPool2d(Module):
     """2-D max pooling layer, as :class:`torch.nn.MaxPool2d`.
 
     Parameters
@@ -368,39 +360,57 @@ class MaxPool2d(_Pool2d):
     stride : int or (int, int), optional
         Defaults to ``kernel_size``.
     padding : int or (int, int), default 0
+    dilation : int or (int, int), default 1
+    return_indices : bool, default False
+        Make ``forward`` return ``(y, indices)``, as PyTorch does.
+    ceil_mode : bool, default False
+        See :func:`catlab.functional.max_pool2d`.
 
     Raises
     ------
     TypeError, ValueError
-        For non-positive sizes or padding above half the kernel.
+        For non-positive sizes, padding above half the kernel, or non-bool flags.
 
     Examples
     --------
     >>> import numpy as np
     >>> MaxPool2d(2)(np.zeros((1, 6, 28, 28), dtype=np.float32)).shape
     (1, 6, 14, 14)
+    >>> MaxPool2d(3, stride=2, ceil_mode=True)(np.zeros((1, 1, 6, 6))).shape
+    (1, 1, 3, 3)
 
     In training mode the forward pass records each window's argmax, as
     PyTorch does, so that :meth:`backward` scatters the gradient to it without
     searching the windows again; in evaluation mode nothing is stored.
     """
 
+    def __init__(self, kernel_size, stride=None, padding=0, dilation=1, return_indices=False, ceil_mode=False):
+        (self.kernel_size, self.stride, self.padding, self.dilation,
+         self.ceil_mode) = F._pool_params(kernel_size, stride, padding, dilation, ceil_mode)
+        self.return_indices = V.boolean(return_indices, "return_indices")
+
+    def _args(self):
+        return dict(stride=self.stride, padding=self.padding, dilation=self.dilation, ceil_mode=self.ceil_mode)
+
     def forward(self, x):
-        if not self.training:
+        if not (self.training or self.return_indices):
             self._keep(x=x)
-            return F.max_pool2d(x, self.kernel_size, self.stride, self.padding)
-        y, indices = F.max_pool2d(x, self.kernel_size, self.stride, self.padding, return_indices=True)
+            return F.max_pool2d(x, self.kernel_size, **self._args())
+        y, indices = F.max_pool2d(x, self.kernel_size, **self._args(), return_indices=True)
         self._keep(x=x, indices=indices)
-        return y
+        return (y, indices) if self.return_indices else y
 
     def backward(self, dy):
         x = self._cached("x")
-        return F.max_pool2d_backward(dy, x, self.kernel_size, self.stride, self.padding,
-                                     indices=self._cache["indices"])
+        return F.max_pool2d_backward(dy, x, self.kernel_size, **self._args(), indices=self._cache["indices"])
+
+    def __repr__(self):
+        return (f"MaxPool2d(kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}, "
+                f"dilation={self.dilation}, ceil_mode={self.ceil_mode})")
 
 
-class AvgPool2d(_Pool2d):
-    """2-D average pooling layer, as :class:`torch.nn.AvgPool2d` (``count_include_pad=True``).
+class AvgPool2d(Module):
+    """2-D average pooling layer, as :class:`torch.nn.AvgPool2d`.
 
     Parameters
     ----------
@@ -408,11 +418,15 @@ class AvgPool2d(_Pool2d):
     stride : int or (int, int), optional
         Defaults to ``kernel_size``.
     padding : int or (int, int), default 0
+    ceil_mode : bool, default False
+    count_include_pad : bool, default True
+    divisor_override : int, optional
+        See :func:`catlab.functional.avg_pool2d`.
 
     Raises
     ------
     TypeError, ValueError
-        As :class:`MaxPool2d`.
+        As :class:`MaxPool2d`, or for a ``divisor_override`` that is not a positive integer.
 
     Examples
     --------
@@ -421,12 +435,27 @@ class AvgPool2d(_Pool2d):
     [[[[1.0, 1.0], [1.0, 1.0]]]]
     """
 
+    def __init__(self, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True,
+                 divisor_override=None):
+        self.kernel_size, self.stride, self.padding, _, self.ceil_mode = F._pool_params(
+            kernel_size, stride, padding, 1, ceil_mode)
+        self.count_include_pad, divisor = F._avg_args(count_include_pad, divisor_override)
+        self.divisor_override = divisor or None
+
+    def _args(self):
+        return dict(stride=self.stride, padding=self.padding, ceil_mode=self.ceil_mode,
+                    count_include_pad=self.count_include_pad, divisor_override=self.divisor_override)
+
     def forward(self, x):
         self._keep(x=x)
-        return F.avg_pool2d(x, self.kernel_size, self.stride, self.padding)
+        return F.avg_pool2d(x, self.kernel_size, **self._args())
 
     def backward(self, dy):
-        return F.avg_pool2d_backward(dy, self._cached("x"), self.kernel_size, self.stride, self.padding)
+        return F.avg_pool2d_backward(dy, self._cached("x"), self.kernel_size, **self._args())
+
+    def __repr__(self):
+        return (f"AvgPool2d(kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}, "
+                f"ceil_mode={self.ceil_mode}, count_include_pad={self.count_include_pad})")
 
 
 class Linear(Module):

@@ -266,3 +266,162 @@ def test_pool_gradients(fwd, bwd, k, s, p, rng):
     x = rng.normal(size=(2, 2, 6, 7))
     err = gradcheck(lambda x: fwd(x, k, s, p), lambda dy, x: bwd(dy, x, k, s, p), [x])
     assert err["input0"] < TOL, err
+
+
+# --- PyTorch's full pooling arguments: dilation, ceil_mode, count_include_pad, divisor_override --
+
+# H, W, kernel, stride, padding, dilation, ceil_mode
+MAX_FULL = [
+    (9, 8, 3, 2, 1, 1, True),
+    (7, 7, 2, 2, 0, 1, True),  # a last, partial window in each direction
+    (5, 5, 2, 2, 1, 1, True),  # the window that would start in the right padding is dropped
+    (10, 9, 3, 1, 1, 2, False),
+    (11, 10, (3, 2), (2, 3), (1, 1), (2, 3), True),
+    (6, 7, 2, 3, 1, (3, 1), True),
+]
+# H, W, kernel, stride, padding, ceil_mode, count_include_pad, divisor_override
+AVG_FULL = [
+    (9, 8, 3, 2, 1, True, True, None),
+    (9, 8, 3, 2, 1, True, False, None),
+    (7, 7, 2, 2, 0, True, True, None),
+    (5, 5, 2, 2, 1, True, False, None),
+    (8, 7, (3, 2), (2, 1), (1, 1), False, False, None),
+    (6, 6, 3, 2, 1, False, True, 5),
+    (7, 6, 3, 2, 1, True, True, 2),
+]
+
+
+def _pair(v):
+    return tuple(v) if isinstance(v, tuple) else (v, v)
+
+
+def test_ceil_mode_and_count_include_pad_by_hand():
+    x = np.arange(25.0).reshape(1, 1, 5, 5)
+    # ceil_mode: windows at rows/columns 0-1, 2-3 and the partial 4; floor mode stops at 2 windows
+    assert F.max_pool2d(x, 2).shape == (1, 1, 2, 2)
+    np.testing.assert_array_equal(F.max_pool2d(x, 2, ceil_mode=True)[0, 0], [[6, 8, 9], [16, 18, 19], [21, 23, 24]])
+    # the partial corner window holds one cell (24); counted with padding it would still be 1 cell: no padding here
+    np.testing.assert_array_equal(F.avg_pool2d(x, 2, ceil_mode=True)[0, 0, 2], [20.5, 22.5, 24.0])
+    ones = np.ones((1, 1, 3, 3))
+    # padding 1: the corner window holds 1 input cell and 3 padding cells
+    assert F.avg_pool2d(ones, 2, padding=1)[0, 0, 0, 0] == 0.25
+    assert F.avg_pool2d(ones, 2, padding=1, count_include_pad=False)[0, 0, 0, 0] == 1.0
+    assert F.avg_pool2d(ones, 2, padding=1, divisor_override=3)[0, 0, 0, 0] == 1 / 3
+    # dilation 2: window (0, 0) of a 3x3 kernel takes rows and columns 0, 2, 4
+    assert F.max_pool2d(x, 3, stride=1, dilation=2)[0, 0, 0, 0] == 24.0
+    assert F.max_pool2d(-x, 3, stride=1, dilation=2)[0, 0, 0, 0] == 0.0
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("cfg", MAX_FULL)
+def test_max_pool_full_arguments_match_reference(cfg, dtype, rng):
+    H, W, k, s, p, d, ceil = cfg
+    x = _awkward(rng, (2, 3, H, W), dtype)
+    kw = dict(stride=s, padding=p, dilation=d, ceil_mode=ceil)
+    args = (_pair(k), _pair(s), _pair(p), _pair(d), ceil)
+    y, idx = F.max_pool2d(x, k, **kw, return_indices=True)
+    idx_ref = ref.max_pool2d_indices(x, *args)
+    np.testing.assert_array_equal(idx, idx_ref)
+    N, C, P, Q = y.shape  # the values at the reference's argmax (Python's max() does not propagate NaN)
+    np.testing.assert_array_equal(y, np.take_along_axis(x.reshape(N, C, -1), idx_ref.reshape(N, C, -1), 2)
+                                  .reshape(y.shape))
+    np.testing.assert_array_equal(F.max_pool2d(x, k, **kw), y)
+    dy = rng.normal(size=y.shape).astype(dtype)
+    xf = rng.normal(size=x.shape).astype(dtype)  # no NaNs or ties for the argmax-based reference backward
+    np.testing.assert_array_equal(F.max_pool2d(xf, k, **kw), ref.max_pool2d(xf, *args).astype(dtype))
+    want = ref.max_pool2d_backward(dy, xf, *args)
+    np.testing.assert_allclose(F.max_pool2d_backward(dy, xf, k, **kw), want, rtol=1e-6)
+    _, idxf = F.max_pool2d(xf, k, **kw, return_indices=True)
+    np.testing.assert_allclose(F.max_pool2d_backward(dy, xf, k, **kw, indices=idxf), want, rtol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("cfg", AVG_FULL)
+def test_avg_pool_full_arguments_match_reference(cfg, dtype, rng):
+    H, W, k, s, p, ceil, include, divisor = cfg
+    x = rng.normal(size=(2, 3, H, W)).astype(dtype)
+    kw = dict(stride=s, padding=p, ceil_mode=ceil, count_include_pad=include, divisor_override=divisor)
+    args = (_pair(k), _pair(s), _pair(p), ceil, include, divisor)
+    y = F.avg_pool2d(x, k, **kw)
+    tol = dict(rtol=1e-5, atol=1e-6) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(y, ref.avg_pool2d(x, *args), **tol)
+    dy = rng.normal(size=y.shape).astype(dtype)
+    np.testing.assert_allclose(F.avg_pool2d_backward(dy, x, k, **kw), ref.avg_pool2d_backward(dy, x, *args), **tol)
+
+
+@pytest.mark.parametrize("cfg", MAX_FULL[:4])
+def test_max_pool_full_arguments_gradcheck(cfg, rng):
+    H, W, k, s, p, d, ceil = cfg
+    x = rng.normal(size=(1, 2, H, W))
+    kw = dict(stride=s, padding=p, dilation=d, ceil_mode=ceil)
+    err = gradcheck(lambda x: F.max_pool2d(x, k, **kw), lambda dy, x: F.max_pool2d_backward(dy, x, k, **kw), [x])
+    assert err["input0"] < TOL, err
+
+
+@pytest.mark.parametrize("cfg", AVG_FULL)
+def test_avg_pool_full_arguments_gradcheck(cfg, rng):
+    H, W, k, s, p, ceil, include, divisor = cfg
+    x = rng.normal(size=(1, 2, H, W))
+    kw = dict(stride=s, padding=p, ceil_mode=ceil, count_include_pad=include, divisor_override=divisor)
+    err = gradcheck(lambda x: F.avg_pool2d(x, k, **kw), lambda dy, x: F.avg_pool2d_backward(dy, x, k, **kw), [x])
+    assert err["input0"] < TOL, err
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("cfg", MAX_FULL)
+def test_max_pool_full_arguments_match_torch(cfg, dtype, rng):
+    torch = pytest.importorskip("torch")
+    H, W, k, s, p, d, ceil = cfg
+    x = _awkward(rng, (2, 3, H, W), dtype)
+    kw = dict(stride=s, padding=p, dilation=d, ceil_mode=ceil)
+    y, idx = F.max_pool2d(x, k, **kw, return_indices=True)
+    yt, it = torch.nn.functional.max_pool2d(torch.from_numpy(x), k, **kw, return_indices=True)
+    np.testing.assert_array_equal(y, yt.numpy())
+    np.testing.assert_array_equal(idx, it.numpy())
+    xf = rng.normal(size=x.shape).astype(dtype)
+    assert_matches_torch(lambda x: F.max_pool2d(x, k, **kw), lambda dy, x: F.max_pool2d_backward(dy, x, k, **kw),
+                         lambda x: torch.nn.functional.max_pool2d(x, k, **kw), [xf])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("cfg", AVG_FULL)
+def test_avg_pool_full_arguments_match_torch(cfg, dtype, rng):
+    torch = pytest.importorskip("torch")
+    H, W, k, s, p, ceil, include, divisor = cfg
+    x = rng.normal(size=(2, 3, H, W)).astype(dtype)
+    kw = dict(stride=s, padding=p, ceil_mode=ceil, count_include_pad=include, divisor_override=divisor)
+    assert_matches_torch(lambda x: F.avg_pool2d(x, k, **kw), lambda dy, x: F.avg_pool2d_backward(dy, x, k, **kw),
+                         lambda x: torch.nn.functional.avg_pool2d(x, k, **kw), [x])
+
+
+def test_pool_layers_take_the_full_arguments_and_match_torch(rng):
+    torch = pytest.importorskip("torch")
+    x = rng.normal(size=(2, 3, 9, 8))
+    pairs = [(nn.MaxPool2d(3, 2, 1, dilation=(1, 2), ceil_mode=True),
+              torch.nn.MaxPool2d(3, 2, 1, dilation=(1, 2), ceil_mode=True)),
+             (nn.AvgPool2d(3, 2, 1, ceil_mode=True, count_include_pad=False),
+              torch.nn.AvgPool2d(3, 2, 1, ceil_mode=True, count_include_pad=False)),
+             (nn.AvgPool2d(2, 1, 1, divisor_override=3), torch.nn.AvgPool2d(2, 1, 1, divisor_override=3))]
+    for mine, theirs in pairs:
+        assert_matches_torch(mine.forward, lambda dy, x: mine.backward(dy), theirs, [x], rtol=1e-12, atol=1e-12)
+    layer = nn.MaxPool2d(2, return_indices=True)
+    y, idx = layer(x)
+    np.testing.assert_array_equal(idx, F.max_pool2d(x, 2, return_indices=True)[1])
+    assert layer.backward(np.ones_like(y)).sum() == y.size
+
+
+@pytest.mark.parametrize("call,exc,pattern", [
+    (lambda x: F.max_pool2d(x, 2, ceil_mode="yes"), TypeError, r"ceil_mode must be True or False"),
+    (lambda x: F.avg_pool2d(x, 2, count_include_pad=0), TypeError, r"count_include_pad must be True or False"),
+    (lambda x: F.avg_pool2d(x, 2, divisor_override=0), ValueError, r"divisor_override must be a positive integer"),
+    (lambda x: F.avg_pool2d(x, 2, divisor_override=1.5), TypeError, r"divisor_override must be an integer"),
+    (lambda x: F.max_pool2d(x, 2, dilation=0), ValueError, r"dilation must be positive"),
+    (lambda x: F.max_pool2d(x, 3, dilation=5), ValueError, r"kernel_size must fit in the padded input"),
+    (lambda x: F.max_pool2d(x[:, :, :2, :2], 2, padding=1, dilation=3), ValueError,
+     r"dilation must leave an input cell in every window"),
+    (lambda x: nn.AvgPool2d(2, divisor_override=-1), ValueError, r"divisor_override must be a positive integer"),
+    (lambda x: nn.MaxPool2d(2, return_indices="no"), TypeError, r"return_indices must be True or False"),
+])
+def test_bad_full_pool_arguments_are_named(call, exc, pattern):
+    with pytest.raises(exc, match=pattern):
+        call(np.zeros((1, 1, 8, 8)))
