@@ -27,7 +27,6 @@ to_gray
 
 from __future__ import annotations
 
-
 import numpy as np
 
 from . import _validate as V

@@ -9,7 +9,6 @@ whose ``grad`` is ``None`` are skipped, as in PyTorch. The per-parameter state
 
 from __future__ import annotations
 
-
 import numpy as np
 
 from . import _validate as V

@@ -26,7 +26,6 @@ pmf_of_sum
 
 from __future__ import annotations
 
-
 import numpy as np
 
 from . import _validate as V

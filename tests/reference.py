@@ -23,15 +23,15 @@ def pad_edges(padding, kernel, dilation):
 
 
 def conv2d(x, w, b, stride, pad, dilation, groups):
-    """y[n, k, p, q] = b[k] + sum_{c, r, s} w[k, c, r, s] * xp[n, g*Cg + c, p*sh + r*dh, q*sw + s*dw]."""
+    """y[n, k, p, q] = b[k] + sum_{c, r, s} w[k, c, r, s] * xp[n, g*Cg + c, p*sh + r*dil_h, q*sw + s*dil_w]."""
     N, C, H, W = x.shape
     K, Cg, R, S = w.shape
     sh, sw = stride
-    dh, dw = dilation
+    dil_h, dil_w = dilation
     xp = np.pad(x.astype(np.float64), ((0, 0), (0, 0), pad[0], pad[1]))
     Hp, Wp = xp.shape[2:]
-    P = (Hp - dh * (R - 1) - 1) // sh + 1
-    Q = (Wp - dw * (S - 1) - 1) // sw + 1
+    P = (Hp - dil_h * (R - 1) - 1) // sh + 1
+    Q = (Wp - dil_w * (S - 1) - 1) // sw + 1
     Kg = K // groups
     y = np.zeros((N, K, P, Q))
     for n in range(N):
@@ -43,20 +43,20 @@ def conv2d(x, w, b, stride, pad, dilation, groups):
                     for c in range(Cg):
                         for r in range(R):
                             for s in range(S):
-                                acc += w[k, c, r, s] * xp[n, g * Cg + c, p * sh + r * dh, q * sw + s * dw]
+                                acc += w[k, c, r, s] * xp[n, g * Cg + c, p * sh + r * dil_h, q * sw + s * dil_w]
                     y[n, k, p, q] = acc
     return y
 
 
 def conv2d_backward(dy, x, w, stride, pad, dilation, groups):
-    """Each forward term w*x contributes dy*x to dw and dy*w to dx; summed by brute force."""
+    """Each forward term w*x contributes dy*x to dweight and dy*w to dx; summed by brute force."""
     N, C, H, W = x.shape
     K, Cg, R, S = w.shape
     sh, sw = stride
-    dh, dw_ = dilation
+    dil_h, dil_w = dilation
     xp = np.pad(x.astype(np.float64), ((0, 0), (0, 0), pad[0], pad[1]))
     dxp = np.zeros_like(xp)
-    dwt = np.zeros(w.shape)
+    dweight = np.zeros(w.shape)
     P, Q = dy.shape[2:]
     Kg = K // groups
     for n in range(N):
@@ -67,11 +67,11 @@ def conv2d_backward(dy, x, w, stride, pad, dilation, groups):
                     for c in range(Cg):
                         for r in range(R):
                             for s in range(S):
-                                ih, iw = p * sh + r * dh, q * sw + s * dw_
-                                dwt[k, c, r, s] += dy[n, k, p, q] * xp[n, g * Cg + c, ih, iw]
+                                ih, iw = p * sh + r * dil_h, q * sw + s * dil_w
+                                dweight[k, c, r, s] += dy[n, k, p, q] * xp[n, g * Cg + c, ih, iw]
                                 dxp[n, g * Cg + c, ih, iw] += dy[n, k, p, q] * w[k, c, r, s]
     dx = dxp[:, :, pad[0][0]:pad[0][0] + H, pad[1][0]:pad[1][0] + W]
-    return dx, dwt, dy.sum(axis=(0, 2, 3))
+    return dx, dweight, dy.sum(axis=(0, 2, 3))
 
 
 def _out_len(n, k, s, p, d, ceil):

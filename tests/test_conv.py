@@ -2,13 +2,13 @@
 
 import numpy as np
 import pytest
+import reference as ref
 from hypothesis import given
 from hypothesis import strategies as st
+from torch_compare import assert_matches_torch, tolerance
 
-import reference as ref
 from catlab import functional as F
 from catlab.gradcheck import gradcheck
-from torch_compare import assert_matches_torch, tolerance
 
 TOL = 1e-6  # gradient checks, float64
 

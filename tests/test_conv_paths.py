@@ -10,14 +10,13 @@ so the blocked paths are exercised on any number of cores.
 
 import numpy as np
 import pytest
-
 import reference as ref
+from torch_compare import assert_matches_torch
+
 from catlab import _conv_paths as paths
 from catlab import _threads as TH
 from catlab import functional as F
 from catlab._kernels import conv as K
-from torch_compare import assert_matches_torch
-
 
 # N, C, H, W, K, R, S, stride, padding, dilation, groups
 DIRECT = [

@@ -2,14 +2,14 @@
 
 import numpy as np
 import pytest
+import reference as ref
 from hypothesis import given
 from hypothesis import strategies as st
+from torch_compare import assert_matches_torch
 
-import reference as ref
 from catlab import functional as F
 from catlab import nn
 from catlab.gradcheck import gradcheck
-from torch_compare import assert_matches_torch
 
 TOL = 1e-6  # gradient checks, float64
 
@@ -248,8 +248,8 @@ def test_pools_match_torch(k, s, p, rng):
     x = rng.normal(size=(2, 3, 9, 8))
     for fwd, bwd, tf in [(F.max_pool2d, F.max_pool2d_backward, torch.nn.functional.max_pool2d),
                          (F.avg_pool2d, F.avg_pool2d_backward, torch.nn.functional.avg_pool2d)]:
-        assert_matches_torch(lambda x: fwd(x, k, s, p), lambda dy, x: bwd(dy, x, k, s, p),
-                             lambda x: tf(x, k, s, p), [x], rtol=1e-12, atol=1e-12)
+        assert_matches_torch(lambda x, f=fwd: f(x, k, s, p), lambda dy, x, b=bwd: b(dy, x, k, s, p),
+                             lambda x, t=tf: t(x, k, s, p), [x], rtol=1e-12, atol=1e-12)
 
 
 def test_max_pool_ties_match_torch():
@@ -403,7 +403,8 @@ def test_pool_layers_take_the_full_arguments_and_match_torch(rng):
               torch.nn.AvgPool2d(3, 2, 1, ceil_mode=True, count_include_pad=False)),
              (nn.AvgPool2d(2, 1, 1, divisor_override=3), torch.nn.AvgPool2d(2, 1, 1, divisor_override=3))]
     for mine, theirs in pairs:
-        assert_matches_torch(mine.forward, lambda dy, x: mine.backward(dy), theirs, [x], rtol=1e-12, atol=1e-12)
+        assert_matches_torch(mine.forward, lambda dy, x, m=mine: m.backward(dy), theirs, [x], rtol=1e-12,
+                             atol=1e-12)
     layer = nn.MaxPool2d(2, return_indices=True)
     y, idx = layer(x)
     np.testing.assert_array_equal(idx, F.max_pool2d(x, 2, return_indices=True)[1])

@@ -2,11 +2,11 @@
 
 import numpy as np
 import pytest
-
 import reference as ref
+from torch_compare import assert_matches_torch
+
 from catlab import functional as F
 from catlab.gradcheck import gradcheck
-from torch_compare import assert_matches_torch
 
 TOL = 1e-6  # gradient checks, float64
 

@@ -87,7 +87,7 @@ def test_set_num_threads_governs_the_split(monkeypatch):
             catlab.set_num_threads(n)
             assert catlab.get_num_threads() == n
             seen = []
-            t = threading.Thread(target=lambda: seen.append(catlab.get_num_threads()))
+            t = threading.Thread(target=lambda out=seen: out.append(catlab.get_num_threads()))
             t.start()
             t.join()
             assert seen == [n]  # the same in every Python thread

@@ -22,7 +22,10 @@ def relu_forward(x, i0, i1, y):
 
 @njit(cache=True, nogil=True)
 def relu_backward(dy, x, i0, i1, dx):
-    """dx[i] = 0 if x[i] <= 0 else dy[i] for i0 <= i < i1, as PyTorch: the subgradient 0 at x = 0, and at a NaN x the gradient passes."""
+    """dx[i] = 0 if x[i] <= 0 else dy[i] for i0 <= i < i1.
+
+    As PyTorch: the subgradient 0 at x = 0, and at a NaN x the gradient passes.
+    """
     dys = dy[i0:i1]
     xs = x[i0:i1]
     dxs = dx[i0:i1]

@@ -137,7 +137,7 @@ def _row_block(it, G, nb, P):
 
 @njit(cache=True, nogil=True)
 def conv2d_im2col_forward(x, w3, b, R, S, sh, sw, ph, pw, dil_h, dil_w, P, Q, nb, i0, i1, y4):
-    """im2col forward of items i0 <= it < i1 (sample, group[, row block]) into ``y4``, with this chunk's own workspace."""
+    """im2col forward of items i0 <= it < i1 (sample, group[, row block]) into ``y4``, with its own workspace."""
     G, Kg, CRS = w3.shape
     Cg = CRS // (R * S)
     PQ = P * Q
@@ -251,7 +251,7 @@ def conv2d_im2col_scatter(dcols_all, R, S, sh, sw, ph, pw, dil_h, dil_w, P, Q, i
 
 @njit(cache=True, nogil=True, fastmath={"contract"})
 def conv2d_direct_forward(x, w, b, R, S, ph, pw, dil_h, dil_w, P, Q, kb, i0, i1, y):
-    """Direct (no im2col) forward of items i0 <= it < i1 (sample, block of ``kb`` filters) into ``y`` (N, K, P, Q)."""
+    """Direct (no im2col) forward of items i0 <= it < i1 (sample, block of ``kb`` filters) into ``y``."""
     N, C, H, W = x.shape
     K = w.shape[0]
     Hp = P + dil_h * (R - 1)
@@ -431,7 +431,7 @@ def _wide_cols(xp, R, S, dil_h, dil_w, Hp, Wp, L, cols):
 
 @njit(cache=True)
 def _zero_gaps(cols, P, Q, Wp):
-    """Zero the columns p*Wp + q, q >= Q, of ``cols`` (rows, L): the discarded columns of the wide layout."""
+    """Zero the columns p*Wp + q, q >= Q, of ``cols`` (rows, L): the wide layout's discarded columns."""
     if Wp == Q:
         return
     for i in range(cols.shape[0]):
