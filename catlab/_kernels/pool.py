@@ -192,11 +192,35 @@ def max_pool2d_indices_backward(dy2, ind2, i0, i1, dx2):
 
 
 @njit(cache=True)
-def _avg_window(o, k, st, pd, n):
-    """Start, end (clipped to the input) and padded length of the window at output o along one axis."""
-    a = o * st - pd
-    b = min(a + k, n + pd)  # the part past the padding (ceil_mode) never counts
-    return max(a, 0), min(b, n), b - a
+def _avg_windows(n_out, k, st, pd, n):
+    """Per output position along one axis: first and last+1 input cell and the window's padded length."""
+    lo = np.empty(n_out, dtype=np.int64)
+    hi = np.empty(n_out, dtype=np.int64)
+    size = np.empty(n_out, dtype=np.int64)
+    for o in range(n_out):
+        a = o * st - pd
+        b = min(a + k, n + pd)  # the part past the padding (ceil_mode) never counts
+        lo[o] = max(a, 0)
+        hi[o] = min(b, n)
+        size[o] = b - a
+    return lo, hi, size
+
+
+@njit(cache=True)
+def _avg_divisors(P, Q, kh, kw, sh, sw, ph, pw, H, W, include_pad, divisor):
+    """The windows' rows, columns and divisors (P, Q), PyTorch's rules (see the module docstring)."""
+    a0, a1, alen = _avg_windows(P, kh, sh, ph, H)
+    b0, b1, blen = _avg_windows(Q, kw, sw, pw, W)
+    div = np.empty((P, Q), dtype=np.float64)
+    for p in range(P):
+        for q in range(Q):
+            if divisor > 0:
+                div[p, q] = divisor
+            elif include_pad:
+                div[p, q] = alen[p] * blen[q]
+            else:
+                div[p, q] = (a1[p] - a0[p]) * (b1[q] - b0[q])
+    return a0, a1, b0, b1, div
 
 
 @njit(cache=True, nogil=True)
@@ -205,22 +229,18 @@ def avg_pool2d_forward(x3, kh, kw, sh, sw, ph, pw, include_pad, divisor, i0, i1,
     NC, H, W = x3.shape
     P = y3.shape[1]
     Q = y3.shape[2]
+    a0, a1, b0, b1, div = _avg_divisors(P, Q, kh, kw, sh, sw, ph, pw, H, W, include_pad, divisor)
     for i in range(i0, i1):
+        xi = x3[i]
+        yi = y3[i]
         for p in range(P):
-            a0, a1, alen = _avg_window(p, kh, sh, ph, H)
             for q in range(Q):
-                b0, b1, blen = _avg_window(q, kw, sw, pw, W)
-                if divisor > 0:
-                    div = divisor
-                elif include_pad:
-                    div = alen * blen
-                else:
-                    div = (a1 - a0) * (b1 - b0)
                 acc = 0.0
-                for ih in range(a0, a1):
-                    for iw in range(b0, b1):
-                        acc += x3[i, ih, iw]
-                y3[i, p, q] = acc / div
+                for ih in range(a0[p], a1[p]):
+                    row = xi[ih]
+                    for iw in range(b0[q], b1[q]):
+                        acc += row[iw]
+                yi[p, q] = acc / div[p, q]
 
 
 @njit(cache=True, nogil=True)
@@ -229,21 +249,17 @@ def avg_pool2d_backward(dy3, kh, kw, sh, sw, ph, pw, include_pad, divisor, i0, i
     NC, H, W = dx3.shape
     P = dy3.shape[1]
     Q = dy3.shape[2]
+    a0, a1, b0, b1, div = _avg_divisors(P, Q, kh, kw, sh, sw, ph, pw, H, W, include_pad, divisor)
     for i in range(i0, i1):
+        di = dx3[i]
+        gi = dy3[i]
         for h in range(H):
             for v in range(W):
-                dx3[i, h, v] = 0.0
+                di[h, v] = 0.0
         for p in range(P):
-            a0, a1, alen = _avg_window(p, kh, sh, ph, H)
             for q in range(Q):
-                b0, b1, blen = _avg_window(q, kw, sw, pw, W)
-                if divisor > 0:
-                    div = divisor
-                elif include_pad:
-                    div = alen * blen
-                else:
-                    div = (a1 - a0) * (b1 - b0)
-                g = dy3[i, p, q] / div
-                for ih in range(a0, a1):
-                    for iw in range(b0, b1):
-                        dx3[i, ih, iw] += g
+                g = gi[p, q] / div[p, q]
+                for ih in range(a0[p], a1[p]):
+                    row = di[ih]
+                    for iw in range(b0[q], b1[q]):
+                        row[iw] += g
