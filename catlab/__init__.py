@@ -14,6 +14,14 @@ datasets, checkpoint, interop
     Offline data sets (digits, an MNIST sample, the cat, CIFAR-10 binary); ``.npz``
     checkpoints; moving weights to and from PyTorch.
 
+Threads
+-------
+``catlab.set_num_threads(n)`` and ``catlab.get_num_threads()`` set and read how
+many threads catlab's kernels use, for the whole process. The default is the
+environment variable ``CATLAB_NUM_THREADS`` if set, otherwise the number of
+cores. Results are bit-identical for a given thread count, whichever Python
+thread calls.
+
 Examples
 --------
 >>> import numpy as np, catlab
@@ -24,8 +32,9 @@ Examples
 
 __version__ = "0.1.0"
 
+from ._threads import get_num_threads, set_num_threads  # noqa: E402
 from . import functional, gradcheck, nn, widgets  # noqa: E402
 from . import checkpoint, datasets, interop, optim, train  # noqa: E402
 
 __all__ = ["functional", "nn", "gradcheck", "widgets", "optim", "train", "datasets", "checkpoint", "interop",
-           "__version__"]
+           "set_num_threads", "get_num_threads", "__version__"]

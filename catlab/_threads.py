@@ -1,99 +1,286 @@
-"""Run compiled kernels on several threads, and keep their BLAS single-threaded meanwhile.
+"""catlab's own thread pool, its size, and the single-threaded BLAS inside the kernels.
 
-:func:`run_chunks` calls a kernel once per chunk of the work, chunk 0 on the
-calling thread and the others on a small pool of Python threads; the kernels
-release the GIL (``nogil=True``), so the chunks run at the same time. Idle
-pool threads sleep instead of spinning, so they do not steal cores from
-NumPy's, torch's or Numba's own thread pools. The chunks are fixed by their
-number alone, so results do not depend on which thread runs which chunk.
+The compiled kernels release the GIL (``nogil=True``). :func:`run_split` cuts
+``range(items)`` into a fixed number of contiguous chunks, runs the kernel on
+each chunk at the same time (chunk 0 on the calling thread, the others on a
+small pool of Python threads) and, where the kernel writes per-chunk partial
+sums, adds them up in chunk order afterwards. The chunks depend only on their
+number, never on which thread runs them, so the results are bit-identical
+whatever Python thread calls catlab.
 
-``np.dot`` inside a Numba kernel calls the BLAS that SciPy ships (a copy
-separate from NumPy's). The parallel kernels already give each thread its own
-matrix products; a multi-threaded BLAS inside them would start a second pool
-of threads that fights the first one for the cores. :func:`single_threaded_blas`
-sets that BLAS to one thread for the duration of a call and restores it after.
-It needs :mod:`threadpoolctl`; without it, it does nothing (results are the
-same, only slower).
+Thread count
+    :func:`set_num_threads` / :func:`get_num_threads` set and read the number of
+    threads catlab's kernels use, for the whole process (not per thread). The
+    default comes from the environment variable ``CATLAB_NUM_THREADS`` when it
+    is set, otherwise from the number of cores this process may run on. It is
+    independent of Numba's, NumPy's and torch's own settings.
+
+BLAS inside the kernels
+    ``np.dot`` inside a Numba kernel calls the BLAS that SciPy ships (a copy
+    separate from NumPy's). The kernels already give each chunk its own matrix
+    products; a multi-threaded BLAS inside them would start a second pool of
+    threads that fights the first one for the cores, and it would also change
+    the last bits of the results. :class:`kernel_blas_single_threaded` sets that
+    BLAS to one thread while any catlab kernel runs, from whatever thread, and
+    restores it when the last one finishes. It needs :mod:`threadpoolctl`;
+    without it, it does nothing.
 """
 
 from __future__ import annotations
 
 import os
 import threading
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 
-import numba
+import numpy as np
+
+__all__ = ["set_num_threads", "get_num_threads"]
+
+#: Upper bound for :func:`set_num_threads` (more threads than this is a mistake).
+MAX_THREADS = 1024
+ENV_VAR = "CATLAB_NUM_THREADS"
+
+
+def _core_count() -> int:
+    """Cores this process may run on (its CPU affinity where the OS reports it)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # pragma: no cover - macOS, Windows
+        return max(1, os.cpu_count() or 1)
+
+
+def _check_count(n, name: str) -> int:
+    from . import _validate as V
+
+    return V.int_in_range(n, name, 1, MAX_THREADS, fix="pass a thread count such as 1, 2 or 4")
+
+
+def _default_threads() -> int:
+    """``CATLAB_NUM_THREADS`` if set (a warning and the core count if it is not a valid count), else the core count."""
+    raw = os.environ.get(ENV_VAR, "").strip()
+    if not raw:
+        return _core_count()
+    try:
+        return _check_count(int(raw), ENV_VAR)
+    except (TypeError, ValueError):
+        warnings.warn(f"{ENV_VAR} must be an integer in [1, {MAX_THREADS}], got {raw!r}; "
+                      f"using the core count {_core_count()} instead", RuntimeWarning, stacklevel=2)
+        return _core_count()
+
+
+_num_threads = _default_threads()
+
+
+def set_num_threads(n: int) -> None:
+    """Set the number of threads catlab's kernels use, for the whole process.
+
+    Parameters
+    ----------
+    n : int
+        Between 1 and 1024. The default is the environment variable
+        ``CATLAB_NUM_THREADS`` if set, otherwise the number of available cores.
+        Results are bit-identical for a given ``n`` (and may differ in the last
+        bits between different ``n``, where batch sums are split differently).
+
+    Raises
+    ------
+    TypeError, ValueError
+        If ``n`` is not an integer in [1, 1024].
+
+    Examples
+    --------
+    >>> import catlab
+    >>> old = catlab.get_num_threads()
+    >>> catlab.set_num_threads(1); catlab.get_num_threads()
+    1
+    >>> catlab.set_num_threads(old)
+    """
+    global _num_threads
+    _num_threads = _check_count(n, "n")
+
+
+def get_num_threads() -> int:
+    """The number of threads catlab's kernels use (see :func:`set_num_threads`).
+
+    Examples
+    --------
+    >>> import catlab
+    >>> catlab.get_num_threads() >= 1
+    True
+    """
+    return _num_threads
+
+
+def num_threads() -> int:
+    """Internal alias of :func:`get_num_threads` (tests patch this one)."""
+    return _num_threads
+
+
+# ----------------------------------------------------------------------------
+# The BLAS inside the kernels
+# ----------------------------------------------------------------------------
 
 _controllers = None
 
 
-def _kernel_blas():
-    """The threadpoolctl controllers of every BLAS but NumPy's own (found once, then cached)."""
+def _blas_libs():
+    """(kernel BLAS controllers, NumPy's BLAS controllers), found with threadpoolctl once, then cached."""
     global _controllers
     if _controllers is None:
-        found = []
+        kernels, numpys = [], []
         try:
-            import numpy as np
             import scipy.linalg.cython_blas  # noqa: F401  (what numba's np.dot links to)
             from threadpoolctl import ThreadpoolController
 
             npdir = os.path.dirname(os.path.abspath(np.__file__))
             for lib in ThreadpoolController().lib_controllers:
                 path = os.path.abspath(lib.filepath or "")
-                if lib.user_api == "blas" and not path.startswith(npdir):  # numpy/ and numpy.libs/
-                    found.append(lib)
+                if lib.user_api == "blas":  # numpy/ and numpy.libs/ hold NumPy's own
+                    (numpys if path.startswith(npdir) else kernels).append(lib)
         except ImportError:  # pragma: no cover - threadpoolctl or scipy missing
             pass
-        _controllers = found
+        _controllers = (kernels, numpys)
     return _controllers
 
 
-class single_threaded_blas:
-    """Context manager: the kernels' BLAS runs on one thread inside the block.
+def _kernel_blas():
+    """The threadpoolctl controllers of every BLAS but NumPy's own (the one Numba's ``np.dot`` calls)."""
+    return _blas_libs()[0]
+
+
+def _set_blas_threads(lib, n: int) -> None:
+    # threadpoolctl >= 3.6 silently ignores OpenBLAS limits set from any thread
+    # but the first one that set a limit, so call the library's own setter.
+    getattr(lib, "_real_set_num_threads", lib.set_num_threads)(n)
+
+
+def _per_thread(lib) -> bool:
+    """Whether ``lib``'s thread limit is per calling thread (OpenMP builds) rather than per process."""
+    return getattr(lib, "threading_layer", None) == "openmp"
+
+
+_blas_lock = threading.Lock()
+_blas_users = 0
+_blas_saved: list = []
+
+
+class kernel_blas_single_threaded:
+    """Context manager: the kernels' BLAS runs on one thread inside the block, from any thread.
+
+    Process-wide limits (OpenBLAS with pthreads) are set by the first caller
+    to enter and restored by the last to leave, so calls from several Python
+    threads at once never restore a limit while another call still runs.
+    Per-thread limits (OpenMP builds) are set and restored by each caller.
 
     Examples
     --------
-    >>> with single_threaded_blas():
+    >>> with kernel_blas_single_threaded():
     ...     pass
     """
 
-    __slots__ = ("_saved",)
+    __slots__ = ("_own",)
 
     def __enter__(self):
-        self._saved = []
-        for lib in _kernel_blas():
-            n = lib.num_threads
-            if n != 1:
-                lib.set_num_threads(1)
-                self._saved.append((lib, n))
+        global _blas_users
+        libs = _kernel_blas()
+        self._own = []
+        if not libs:
+            return self
+        for lib in libs:
+            if _per_thread(lib):
+                n = lib.get_num_threads()
+                if n != 1:
+                    _set_blas_threads(lib, 1)
+                    self._own.append((lib, n))
+        with _blas_lock:
+            _blas_users += 1
+            if _blas_users == 1:
+                for lib in libs:
+                    if not _per_thread(lib):
+                        n = lib.get_num_threads()
+                        if n != 1:
+                            _set_blas_threads(lib, 1)
+                            _blas_saved.append((lib, n))
         return self
 
     def __exit__(self, *exc):
-        for lib, n in self._saved:
-            lib.set_num_threads(n)
+        global _blas_users
+        if not _kernel_blas():
+            return False
+        for lib, n in self._own:
+            _set_blas_threads(lib, n)
+        with _blas_lock:
+            _blas_users -= 1
+            if _blas_users == 0:
+                while _blas_saved:
+                    lib, n = _blas_saved.pop()
+                    _set_blas_threads(lib, n)
         return False
 
 
+class blas_limit:
+    """Context manager for benchmarks: every BLAS (NumPy's and the kernels') on ``n`` threads inside the block.
+
+    Process-wide and not reference-counted: use it from one thread, around
+    whole measurements. Without :mod:`threadpoolctl` it does nothing.
+
+    Examples
+    --------
+    >>> with blas_limit(1):
+    ...     pass
+    """
+
+    def __init__(self, n: int):
+        self.n = _check_count(n, "n")
+        self._saved = []
+
+    def __enter__(self):
+        kernels, numpys = _blas_libs()
+        self._saved = [(lib, lib.get_num_threads()) for lib in kernels + numpys]
+        for lib, _ in self._saved:
+            _set_blas_threads(lib, self.n)
+        return self
+
+    def __exit__(self, *exc):
+        for lib, n in reversed(self._saved):
+            _set_blas_threads(lib, n)
+        self._saved = []
+        return False
+
+
+def kernel_blas_threads() -> list:
+    """The current thread counts of the kernels' BLAS libraries, as the calling thread sees them."""
+    return [lib.get_num_threads() for lib in _kernel_blas()]
+
+
+# ----------------------------------------------------------------------------
+# The pool and the split
+# ----------------------------------------------------------------------------
+
 _pool = None
-_pool_pid = None
+_pool_key = None
 _pool_lock = threading.Lock()
 
 
-def _executor():
-    """The shared pool of worker threads, made on first use (and again in a forked child, which has none)."""
-    global _pool, _pool_pid
+def _executor(workers: int):
+    """The shared pool of worker threads, made on first use, again in a forked child, and when it must grow."""
+    global _pool, _pool_key
     with _pool_lock:
-        if _pool is None or _pool_pid != os.getpid():
-            _pool = ThreadPoolExecutor(max_workers=max(1, numba.config.NUMBA_NUM_THREADS - 1),
-                                       thread_name_prefix="catlab")
-            _pool_pid = os.getpid()
+        pid = os.getpid()
+        if _pool is None or _pool_key[0] != pid or _pool_key[1] < workers:
+            old = _pool if _pool is not None and _pool_key[0] == pid else None
+            _pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="catlab")
+            _pool_key = (pid, workers)
+            if old is not None:
+                old.shutdown(wait=False)
         return _pool
 
 
 def run_chunks(work, n_chunks: int) -> None:
     """Call ``work(t)`` for t = 0 .. n_chunks - 1, at the same time on up to ``n_chunks`` threads.
 
-    Exceptions raised by any chunk are re-raised here.
+    Chunk 0 runs on the calling thread. Exceptions raised by any chunk are re-raised here.
 
     Examples
     --------
@@ -106,7 +293,7 @@ def run_chunks(work, n_chunks: int) -> None:
     if n_chunks <= 1:
         work(0)
         return
-    pool = _executor()
+    pool = _executor(n_chunks - 1)
     futures = [pool.submit(work, t) for t in range(1, n_chunks)]
     try:
         work(0)
@@ -130,12 +317,65 @@ def chunks_for(items: int, work_per_item: float, threads: int, min_work: float =
     return max(1, min(threads, items, by_work))
 
 
-def num_threads() -> int:
-    """The number of threads the parallel kernels use (``numba.get_num_threads()``).
+def split(items: int, n_chunks: int, t: int) -> tuple[int, int]:
+    """(start, stop) of chunk ``t`` when ``range(items)`` is cut into ``n_chunks`` contiguous chunks.
 
     Examples
     --------
-    >>> num_threads() >= 1
-    True
+    >>> [split(5, 2, t) for t in range(2)]
+    [(0, 2), (2, 5)]
     """
-    return numba.get_num_threads()
+    return t * items // n_chunks, (t + 1) * items // n_chunks
+
+
+def run_split(kernel, items: int, n_chunks: int, sums=(), blas: bool = False) -> None:
+    """Split the items into chunks, run the kernel on each, sum the per-chunk buffers in order.
+
+    Calls ``kernel(i0, i1, *parts)`` for every non-empty chunk ``(i0, i1)`` of
+    ``range(items)``, at the same time on up to ``n_chunks`` threads, where
+    ``parts`` holds this chunk's own zeroed buffer for each array in ``sums``.
+    Afterwards each array in ``sums`` is overwritten with the sum of its
+    buffers, added in chunk order, so the result depends on ``n_chunks`` only.
+
+    Parameters
+    ----------
+    kernel : callable
+    items : int
+    n_chunks : int
+    sums : sequence of ndarray, optional
+        Outputs that every chunk adds to (such as a weight gradient summed over the batch).
+    blas : bool, default False
+        Keep the kernels' BLAS single-threaded while the chunks run.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> total = np.empty(1)
+    >>> def kernel(i0, i1, acc):
+    ...     acc[0] += sum(range(i0, i1))
+    >>> run_split(kernel, 10, 3, sums=[total]); total
+    array([45.])
+    """
+    parts = [np.zeros((n_chunks,) + out.shape, dtype=out.dtype) for out in sums]
+
+    def work(t):
+        i0, i1 = split(items, n_chunks, t)
+        if i1 > i0:
+            kernel(i0, i1, *(p[t] for p in parts))
+
+    def blas_work(t):  # per-thread BLAS limits (OpenMP builds) must be set on each worker
+        with kernel_blas_single_threaded():
+            work(t)
+
+    if blas:
+        with kernel_blas_single_threaded():  # holds a process-wide limit for the whole call
+            run_chunks(blas_work, n_chunks)
+    else:
+        run_chunks(work, n_chunks)
+    for out, p in zip(sums, parts):
+        np.sum(p, axis=0, out=out)
+
+
+def run_planes(kernel, items: int, work_per_item: float) -> None:
+    """:func:`run_split` with the chunk count from :func:`chunks_for` and catlab's thread count."""
+    run_split(kernel, items, chunks_for(items, work_per_item, num_threads()))

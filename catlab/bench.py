@@ -32,6 +32,7 @@ import tracemalloc
 
 import numpy as np
 
+from . import _threads
 from . import functional as F
 
 # (name, N, C, H, W, K, R, S, stride, padding)
@@ -448,30 +449,9 @@ def matmul_peak(threads, n=2048, repeats=5):
     a = rng.standard_normal((n, n), dtype=np.float32)
     b = rng.standard_normal((n, n), dtype=np.float32)
     c = np.empty((n, n), dtype=np.float32)
-    with _blas_limit(threads):
+    with _threads.blas_limit(threads):
         t = time_call(lambda: np.matmul(a, b, out=c), repeats, min_time=0)
     return 2.0 * n ** 3 / t / 1e9
-
-
-class _blas_limit:
-    """Limit NumPy's BLAS to ``threads`` threads (threadpoolctl when installed)."""
-
-    def __init__(self, threads):
-        self.threads = threads
-        self.ctx = None
-
-    def __enter__(self):
-        try:
-            from threadpoolctl import threadpool_limits
-            self.ctx = threadpool_limits(self.threads, user_api="blas")
-        except ImportError:
-            self.ctx = None
-        return self
-
-    def __exit__(self, *exc):
-        if self.ctx is not None:
-            self.ctx.unregister()
-        return False
 
 
 # ----------------------------------------------------------------------------
@@ -510,7 +490,7 @@ def compile_times(threads):
     """
     out = {}
     with tempfile.TemporaryDirectory() as cache:
-        env = dict(os.environ, NUMBA_CACHE_DIR=cache, NUMBA_NUM_THREADS=str(threads))
+        env = dict(os.environ, NUMBA_CACHE_DIR=cache, CATLAB_NUM_THREADS=str(threads))
         for label in ("cold", "warm"):
             res = subprocess.run([sys.executable, "-c", _LENET_SCRIPT], env=env, capture_output=True, text=True,
                                  check=True)
@@ -531,11 +511,8 @@ def run(args):
     """Run the whole benchmark; return the JSON-ready result and print the tables."""
     import numba
 
-    threads = args.threads or numba.get_num_threads()
-    if threads > numba.config.NUMBA_NUM_THREADS:
-        raise SystemExit(f"--threads {threads}: Numba was started with {numba.config.NUMBA_NUM_THREADS} threads; "
-                         f"set NUMBA_NUM_THREADS={threads} in the environment to use more")
-    numba.set_num_threads(threads)
+    threads = args.threads or _threads.get_num_threads()
+    _threads.set_num_threads(threads)
     torch = None if args.no_torch else _torch()
     if torch is not None:
         torch.set_num_threads(threads)
@@ -572,7 +549,7 @@ def run(args):
         flops = 2.0 * N * K * C * R * S * P * Q
         rec = {"name": name, "N": N, "C": C, "H": H, "W": W, "K": K, "R": R, "S": S, "stride": stride,
                "padding": padding, "flops_forward": flops, "max_rel_err": err}
-        with _blas_limit(threads):
+        with _threads.blas_limit(threads):
             tf = time_interleaved({who: fb[0] for who, fb in cont.items()}, args.repeats)
             tb = time_interleaved({who: fb[1] for who, fb in cont.items()}, args.repeats)
         for who in cont:
@@ -613,7 +590,7 @@ def run(args):
         cont = op_contenders(kind, x, extra, dy, wlin, torch)
         err = check_contenders(name, cont, args.rtol)
         rec = {"name": name, "kind": kind, "shape": list(shape), "extra": extra, "max_rel_err": err}
-        with _blas_limit(threads):
+        with _threads.blas_limit(threads):
             tf = time_interleaved({who: fb[0] for who, fb in cont.items()}, args.repeats)
             tb = time_interleaved({who: fb[1] for who, fb in cont.items()}, args.repeats)
         for who in cont:

@@ -59,25 +59,18 @@ EXPERIMENTS = {
 
 
 def set_threads(n: int, blas: int = 1) -> dict:
-    """Use ``n`` threads in Numba and torch, and ``blas`` in BLAS (via threadpoolctl).
+    """Use ``n`` threads in catlab (:func:`catlab.set_num_threads`) and ``blas`` in every BLAS.
 
-    BLAS defaults to one thread: Numba's OpenMP threads and a multi-threaded
-    OpenBLAS alternating in one process steal each other's cores (measured here:
-    LeNet epochs 30x slower with both at 2 threads on 2 loaded cores).
+    BLAS defaults to one thread: catlab's threads already do the parallel
+    work, and a multi-threaded BLAS beside them steals their cores (the
+    kernels keep their own BLAS single-threaded in any case).
     """
-    import numba
+    from . import _threads
 
-    info = {"threads": n}
-    numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
-    info["numba_threads"] = numba.get_num_threads()
-    try:
-        from threadpoolctl import threadpool_limits
-
-        threadpool_limits(blas)
-        info["blas_threads"] = blas
-    except ImportError:  # pragma: no cover
-        info["blas_threads"] = "unchanged (threadpoolctl not installed)"
-    return info
+    _threads.set_num_threads(n)
+    _threads.blas_limit(blas).__enter__()  # for the rest of the run: never restored
+    blas_info = blas if _threads._blas_libs() != ([], []) else "unchanged (threadpoolctl not installed)"
+    return {"threads": n, "catlab_threads": _threads.get_num_threads(), "blas_threads": blas_info}
 
 
 class _TorchRunner:
@@ -174,15 +167,20 @@ def run(name, threads, epochs=None, subset=None, use_torch=True, seed=0, out=pri
 def main(argv=None):
     """Command-line entry point; returns 0."""
     ap = argparse.ArgumentParser(prog="python -m catlab.bench_train", description=__doc__.split("\n\n")[0])
-    ap.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="threads for Numba, BLAS and torch")
+    ap.add_argument("--threads", type=int, default=None,
+                    help="threads for catlab and torch (default: catlab.get_num_threads())")
     ap.add_argument("--blas-threads", type=int, default=1,
-                    help="threads for BLAS calls (default 1: Numba's threads do the parallel work)")
+                    help="threads for BLAS calls (default 1: catlab's threads do the parallel work)")
     ap.add_argument("--only", choices=sorted(EXPERIMENTS), help="run one experiment")
     ap.add_argument("--epochs", type=int, help="override every experiment's epoch count")
     ap.add_argument("--subset", type=int, help="use only the first N train and test images (a smoke test)")
     ap.add_argument("--no-torch", action="store_true", help="time catlab only")
     ap.add_argument("--json", help="also write the figures to this JSON file")
     args = ap.parse_args(argv)
+    if args.threads is None:
+        from . import _threads
+
+        args.threads = _threads.get_num_threads()
     use_torch = not args.no_torch
     if use_torch:
         try:
@@ -203,8 +201,8 @@ def main(argv=None):
 
         versions += f", torch {torch.__version__} ({torch.get_num_threads()} threads)"
     print(f"{versions}; Python {platform.python_version()}, {os.cpu_count()} CPUs")
-    print(f"threads: numba {info['numba_threads']}, BLAS {info['blas_threads']}, "
-          f"numba threading layer {numba.config.THREADING_LAYER}; load average {os.getloadavg()[0]:.2f}")
+    print(f"threads: catlab {info['catlab_threads']}, BLAS {info['blas_threads']}; "
+          f"load average {os.getloadavg()[0]:.2f}")
     results = [run(n, args.threads, args.epochs, args.subset, use_torch)
                for n in sorted(EXPERIMENTS) if args.only in (None, n)]
     if args.json:

@@ -29,8 +29,6 @@ disk_kernel
 
 from __future__ import annotations
 
-import numbers
-
 import numpy as np
 
 from . import _validate as V
@@ -49,26 +47,15 @@ __all__ = [
 
 
 def _positive_float(value, name: str) -> float:
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a real number, got {value!r}")
-    if not np.isfinite(value) or value <= 0:
-        raise ValueError(f"{name} must be a positive finite number, got {value!r}")
-    return float(value)
+    return V.real_number(value, name, 0, low_inclusive=False)
 
 
 def _real(value, name: str) -> float:
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a real number, got {value!r}")
-    if not np.isfinite(value):
-        raise ValueError(f"{name} must be finite, got {value!r}")
-    return float(value)
+    return V.real_number(value, name)
 
 
 def _odd_size(size, name: str = "size") -> int:
-    size = V.positive_int(size, name)
-    if size % 2 == 0:
-        raise ValueError(f"{name} must be odd so that the kernel has a centre, got {size}")
-    return size
+    return V.odd_int(size, name)
 
 
 def box_kernel(size: int) -> np.ndarray:

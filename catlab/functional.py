@@ -15,10 +15,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import _conv_paths as _paths
 from . import _threads
 from . import _validate as V
 from ._kernels import activation as _act
-from ._kernels import conv as _conv
 from ._kernels import linear as _linear
 from ._kernels import norm as _norm
 from ._kernels import pool as _pool
@@ -71,8 +71,12 @@ def conv_output_size(size, kernel_size, stride=1, padding=0, dilation=1):
 
     Raises
     ------
+    TypeError
+        If an argument is not an integer.
     ValueError
-        If the dilated kernel is larger than the padded input.
+        If ``size``, ``kernel_size``, ``stride`` or ``dilation`` is below 1,
+        ``padding`` is negative, or the dilated kernel is larger than the
+        padded input.
 
     Examples
     --------
@@ -81,10 +85,15 @@ def conv_output_size(size, kernel_size, stride=1, padding=0, dilation=1):
     >>> conv_output_size(7, 3, stride=2)
     3
     """
+    size = V.positive_int(size, "size")
+    kernel_size = V.positive_int(kernel_size, "kernel_size")
+    stride = V.positive_int(stride, "stride")
+    padding = V.nonnegative_int(padding, "padding")
+    dilation = V.positive_int(dilation, "dilation")
     span = dilation * (kernel_size - 1) + 1
     if span > size + 2 * padding:
         raise ValueError(
-            f"kernel_size: the kernel spans {span} but the padded input is only "
+            f"kernel_size must fit in the padded input: the kernel spans {span} but the padded input is only "
             f"{size + 2 * padding} long (size {size} + 2 * padding {padding}); "
             "use a smaller kernel or more padding"
         )
@@ -96,11 +105,32 @@ def conv_output_size(size, kernel_size, stride=1, padding=0, dilation=1):
 # ----------------------------------------------------------------------------
 
 
-def _conv_setup(x, weight, bias, stride, padding, dilation, groups, nd):
-    """Validate conv arguments; return arrays and the (..., H, W)-style geometry.
+def _conv_params(stride, padding, dilation, nd):
+    """Validate a convolution's stride, padding and dilation for ``nd`` spatial axes.
 
-    ``nd`` is 1 or 2. Returns ``x4, w4, b, (sh, sw), (ph, pw), (dh, dw), groups, (P, Q)``
-    where 1-D inputs are viewed as images of height 1.
+    Returns ``stride`` and ``dilation`` as ``nd``-tuples, and ``padding`` as an
+    ``nd``-tuple or the string ``'valid'`` or ``'same'``. Shared with the
+    layers of :mod:`catlab.nn`, which check their arguments when built.
+    """
+    stride = V.int_tuple(stride, "stride", nd, 1)
+    dilation = V.int_tuple(dilation, "dilation", nd, 1)
+    if isinstance(padding, str):
+        if padding not in ("valid", "same"):
+            raise ValueError(f"padding must be an int, a tuple, 'valid' or 'same', got {padding!r}")
+        if padding == "same" and any(s != 1 for s in stride):
+            raise ValueError("padding='same' is not supported for strided convolutions (stride > 1); "
+                             "give the padding as numbers")
+    else:
+        padding = V.int_tuple(padding, "padding", nd, 0)
+    return stride, padding, dilation
+
+
+def _conv_setup(x, weight, bias, stride, padding, dilation, groups, nd):
+    """Validate conv arguments; return ``x4, w4, bias, groups, geometry``.
+
+    ``nd`` is 1 or 2; 1-D inputs are viewed as images of height 1, so
+    ``x4`` is (N, C, H, W), ``w4`` is (K, C / groups, R, S) and the
+    :class:`~catlab._conv_paths.Geometry` is that of the 2-D view.
     """
     layout = "(N, C, L)" if nd == 1 else "(N, C, H, W)"
     wlayout = "(C_out, C_in / groups, kL)" if nd == 1 else "(C_out, C_in / groups, kH, kW)"
@@ -114,35 +144,27 @@ def _conv_setup(x, weight, bias, stride, padding, dilation, groups, nd):
     C = x.shape[1]
     K = weight.shape[0]
     if C % groups:
-        raise ValueError(f"groups: input channels C={C} are not divisible by groups={groups}")
+        raise ValueError(f"groups must divide the input channels C={C}, got groups={groups}")
     if K % groups:
-        raise ValueError(f"groups: output channels C_out={K} are not divisible by groups={groups}")
+        raise ValueError(f"groups must divide the output channels C_out={K}, got groups={groups}")
     if weight.shape[1] * groups != C:
         raise ValueError(
-            f"weight: expected shape (C_out, {C // groups}, ...) for x with {C} channels and "
-            f"groups={groups}, got {V.shape_str(weight.shape)}; weight.shape[1] must equal "
-            f"C_in / groups"
+            f"weight must have shape (C_out, {C // groups}, ...) for x with {C} channels and "
+            f"groups={groups}, got {V.shape_str(weight.shape)}; weight.shape[1] must equal C_in / groups"
         )
     if bias is not None and bias.shape[0] != K:
-        raise ValueError(f"bias: expected shape ({K},) to match weight, got {V.shape_str(bias.shape)}")
+        raise ValueError(f"bias must have shape ({K},) to match weight, got {V.shape_str(bias.shape)}")
 
-    stride = V.int_tuple(stride, "stride", nd, 1)
-    dilation = V.int_tuple(dilation, "dilation", nd, 1)
+    stride, padding, dilation = _conv_params(stride, padding, dilation, nd)
     ksize = weight.shape[2:]
     insize = x.shape[2:]
-    if isinstance(padding, str):
-        if padding == "valid":
-            pad_before = (0,) * nd
-            pad_total = (0,) * nd
-        elif padding == "same":
-            if any(s != 1 for s in stride):
-                raise ValueError("padding='same' is not supported for strided convolutions (stride > 1)")
-            pad_total = tuple(d * (k - 1) for d, k in zip(dilation, ksize))
-            pad_before = tuple(t // 2 for t in pad_total)
-        else:
-            raise ValueError(f"padding must be an int, a tuple, 'valid' or 'same', got {padding!r}")
+    if padding == "valid":
+        pad_before = pad_total = (0,) * nd
+    elif padding == "same":
+        pad_total = tuple(d * (k - 1) for d, k in zip(dilation, ksize))
+        pad_before = tuple(t // 2 for t in pad_total)
     else:
-        pad_before = V.int_tuple(padding, "padding", nd, 0)
+        pad_before = padding
         pad_total = tuple(2 * p for p in pad_before)
 
     out = []
@@ -151,11 +173,13 @@ def _conv_setup(x, weight, bias, stride, padding, dilation, groups, nd):
         if span > n + pt:
             dim = "L" if nd == 1 else "HW"[axis]
             raise ValueError(
-                f"weight: kernel size {k} (dilated span {span}) is larger than the padded input "
-                f"{dim}={n} + padding {pt} = {n + pt}; use a smaller kernel, more padding or a "
-                "larger input"
+                f"weight must fit in the padded input, got kernel size {k} (dilated span {span}) for "
+                f"{dim}={n} + padding {pt} = {n + pt}; use a smaller kernel, more padding or a larger input"
             )
         out.append((n + pt - span) // s + 1)
+    V.check_size((x.shape[0], K) + tuple(out), "padding" if any(pad_before) else "x", "an output")
+    V.check_size(tuple(x.shape[:2]) + tuple(n + pt for n, pt in zip(insize, pad_total)),
+                 "padding", "a padded input")
 
     if nd == 1:
         x4 = x.reshape(x.shape[0], C, 1, x.shape[2])
@@ -163,231 +187,36 @@ def _conv_setup(x, weight, bias, stride, padding, dilation, groups, nd):
         stride, pad_before, dilation, out = (1,) + stride, (0,) + pad_before, (1,) + dilation, [1] + out
     else:
         x4, w4 = x, weight
-    return x4, w4, bias, stride, pad_before, dilation, groups, tuple(out)
-
-
-def _blocks(N, T):
-    """Blocks of output rows per sample so that ``T`` threads all get work: 1 when N >= T."""
-    return 1 if N >= T else -(-T // N)
-
-
-def _split(items, n, t):
-    """Items of chunk t when ``items`` are cut into ``n`` contiguous chunks: (start, stop)."""
-    return t * items // n, (t + 1) * items // n
-
-
-def _im2col_forward(x4, w3, b, R, S, sh, sw, ph, pw, dh, dw, P, Q, T, y4):
-    """Run :func:`catlab._kernels.conv.fwd_chunk` over ``y4`` (N, G, Kg, P*Q) on up to ``T`` threads."""
-    N = x4.shape[0]
-    G, Kg, CRS = w3.shape
-    nb = _blocks(N, T)
-    n = _threads.chunks_for(N * G * nb, Kg * CRS * P * Q / nb, T)
-    if n == 1:
-        nb = 1
-    items = N * G * nb
-
-    def work(t):
-        i0, i1 = _split(items, n, t)
-        if i1 > i0:
-            _conv.fwd_chunk(x4, w3, b, R, S, sh, sw, ph, pw, dh, dw, P, Q, nb, i0, i1, y4)
-
-    with _threads.single_threaded_blas():
-        _threads.run_chunks(work, n)
-
-
-def _im2col_backward(x4, wT, dy4, R, S, sh, sw, ph, pw, dh, dw, P, Q, T, dx, dw3, db):
-    """Run :func:`catlab._kernels.conv.bwd_chunk` on up to ``T`` threads; ``dx`` must be zeros.
-
-    Per-chunk weight and bias gradients are summed afterwards in chunk order.
-    """
-    N, C = x4.shape[:2]
-    G, CRS, Kg = wT.shape
-    nb = _blocks(N, T)
-    n = _threads.chunks_for(N * G * nb, 2 * Kg * CRS * P * Q / nb, T)
-    if n == 1:
-        nb = 1
-    items = N * G * nb
-    dw_part = np.zeros((n, G, Kg, CRS), dtype=x4.dtype)  # per-chunk weight gradients
-    db_part = np.zeros((n, G * Kg), dtype=x4.dtype)  # per-chunk bias gradients
-    # nb > 1 (fewer samples than threads): column gradients of all N samples, scattered afterwards
-    dcols_all = np.empty((N if nb > 1 else 0, G, CRS, P * Q), dtype=x4.dtype)
-
-    def work(t):
-        i0, i1 = _split(items, n, t)
-        if i1 > i0:
-            _conv.bwd_chunk(x4, wT, dy4, R, S, sh, sw, ph, pw, dh, dw, P, Q, nb, i0, i1, dw_part[t], db_part[t],
-                            dcols_all, dx)
-
-    def scatter(t):  # one input plane per item: no two chunks write the same plane
-        i0, i1 = _split(N * C, n, t)
-        if i1 > i0:
-            _conv.col2im_chunk(dcols_all, R, S, sh, sw, ph, pw, dh, dw, P, Q, i0, i1, dx)
-
-    with _threads.single_threaded_blas():
-        _threads.run_chunks(work, n)
-    if nb > 1:
-        _threads.run_chunks(scatter, n)
-    np.sum(dw_part, axis=0, out=dw3)
-    np.sum(db_part, axis=0, out=db)
-
-
-def _wide_forward(x4, w3, b, R, S, ph, pw, dh, dw, P, Q, T, y4):
-    """Run :func:`catlab._kernels.conv.fwd_wide_chunk` (stride 1) over ``y4`` (N, G, Kg, P*Q) on up to ``T`` threads."""
-    N = x4.shape[0]
-    G, Kg, CRS = w3.shape
-    items = N * G
-    n = _threads.chunks_for(items, Kg * CRS * P * Q, T)
-
-    def work(t):
-        i0, i1 = _split(items, n, t)
-        if i1 > i0:
-            _conv.fwd_wide_chunk(x4, w3, b, R, S, ph, pw, dh, dw, P, Q, i0, i1, y4)
-
-    with _threads.single_threaded_blas():
-        _threads.run_chunks(work, n)
-
-
-def _wide_backward(x4, wT, dy4, R, S, ph, pw, dh, dw, P, Q, T, dx, dw3, db):
-    """Run :func:`catlab._kernels.conv.bwd_wide_chunk` (stride 1) on up to ``T`` threads; chunk sums added in order."""
-    N = x4.shape[0]
-    G, CRS, Kg = wT.shape
-    items = N * G
-    n = _threads.chunks_for(items, 2 * Kg * CRS * P * Q, T)
-    dw_part = np.zeros((n, G, Kg, CRS), dtype=x4.dtype)  # per-chunk weight gradients
-    db_part = np.zeros((n, G * Kg), dtype=x4.dtype)  # per-chunk bias gradients
-
-    def work(t):
-        i0, i1 = _split(items, n, t)
-        if i1 > i0:
-            _conv.bwd_wide_chunk(x4, wT, dy4, R, S, ph, pw, dh, dw, P, Q, i0, i1, dw_part[t], db_part[t], dx)
-
-    with _threads.single_threaded_blas():
-        _threads.run_chunks(work, n)
-    np.sum(dw_part, axis=0, out=dw3)
-    np.sum(db_part, axis=0, out=db)
-
-
-#: The stride-1 "wide column" kernels compute each output row at the padded
-#: width Wp = Q + dw*(S-1) (extra columns discarded), which turns im2col into
-#: contiguous copies; used when that adds at most this share of extra work.
-WIDE_MAX_EXTRA = 0.5
-
-
-def _use_wide(N, T, sh, sw, P, Q, S, dw):
-    """Whether a stride-1 convolution takes the wide-column kernels (enough samples for every thread)."""
-    L = (P - 1) * (Q + dw * (S - 1)) + Q
-    return sh == 1 and sw == 1 and N >= T and L <= (1 + WIDE_MAX_EXTRA) * P * Q
-
-
-def _direct_forward(x4, w4, b, R, S, ph, pw, dh, dw, P, Q, T, y):
-    """Run :func:`catlab._kernels.conv.direct_fwd_chunk` over ``y`` (N, K, P, Q) on up to ``T`` threads."""
-    N, C = x4.shape[:2]
-    K = w4.shape[0]
-    kb = K if N >= T else -(-K // T)  # filters per item: split them when samples are few
-    nkb = -(-K // kb)
-    n = _threads.chunks_for(N * nkb, kb * C * R * S * P * Q, T)
-    if n == 1:
-        kb, nkb = K, 1
-    items = N * nkb
-
-    def work(t):
-        i0, i1 = _split(items, n, t)
-        if i1 > i0:
-            _conv.direct_fwd_chunk(x4, w4, b, R, S, ph, pw, dh, dw, P, Q, kb, i0, i1, y)
-
-    _threads.run_chunks(work, n)
-
-
-def _direct_backward(x4, w4, dy, R, S, ph, pw, dh, dw, P, Q, T, dx, dw4, db):
-    """Run :func:`catlab._kernels.conv.direct_bwd_chunk` on up to ``T`` threads (samples split among them)."""
-    N, C = x4.shape[:2]
-    K = w4.shape[0]
-    n = _threads.chunks_for(N, 2 * K * C * R * S * P * Q, T)
-    dw_part = np.zeros((n,) + w4.shape, dtype=x4.dtype)  # per-chunk weight gradients
-    db_part = np.zeros((n, K), dtype=x4.dtype)
-
-    def work(t):
-        n0, n1 = _split(N, n, t)
-        if n1 > n0:
-            _conv.direct_bwd_chunk(x4, w4, dy, R, S, ph, pw, dh, dw, P, Q, n0, n1, dx, dw_part[t], db_part[t])
-
-    _threads.run_chunks(work, n)
-    np.sum(dw_part, axis=0, out=dw4)
-    np.sum(db_part, axis=0, out=db)
-
-
-#: The direct (no im2col) kernels are used up to this many input channels and
-#: filters (stride 1, one group); above them, im2col + BLAS was faster here.
-DIRECT_MAX_CHANNELS = 3
-DIRECT_MAX_FILTERS = 8
-
-
-def _use_direct(C, K, groups, sh, sw):
-    """Whether a convolution takes the direct small-channel kernels (forward and backward)."""
-    return C <= DIRECT_MAX_CHANNELS and K <= DIRECT_MAX_FILTERS and groups == 1 and sh == 1 and sw == 1
+    geo = _paths.Geometry(stride[0], stride[1], pad_before[0], pad_before[1], dilation[0], dilation[1],
+                          out[0], out[1])
+    return x4, w4, bias, groups, geo
 
 
 def _conv_forward(x, weight, bias, stride, padding, dilation, groups, nd):
-    x4, w4, b, (sh, sw), (ph, pw), (dh, dw), G, (P, Q) = _conv_setup(
-        x, weight, bias, stride, padding, dilation, groups, nd
-    )
-    N = x4.shape[0]
-    K, Cg, R, S = w4.shape
+    x4, w4, b, groups, geo = _conv_setup(x, weight, bias, stride, padding, dilation, groups, nd)
+    N, K = x4.shape[0], w4.shape[0]
     if b is None:
         b = np.zeros(K, dtype=x4.dtype)
-    T = _threads.num_threads()
-    if _use_direct(x4.shape[1], K, G, sh, sw):
-        y = np.empty((N, K, P, Q), dtype=x4.dtype)  # (N, K, P, Q)
-        _direct_forward(x4, w4, b, R, S, ph, pw, dh, dw, P, Q, T, y)
-        return y.reshape((N, K, Q) if nd == 1 else (N, K, P, Q))
-    w3 = w4.reshape(G, K // G, Cg * R * S)  # (G, Kg, Cg*R*S)
-    y4 = np.empty((N, G, K // G, P * Q), dtype=x4.dtype)  # (N, G, Kg, P*Q)
-    if _use_wide(N, T, sh, sw, P, Q, S, dw):
-        _wide_forward(x4, w3, b, R, S, ph, pw, dh, dw, P, Q, T, y4)
-    else:
-        _im2col_forward(x4, w3, b, R, S, sh, sw, ph, pw, dh, dw, P, Q, T, y4)
-    return y4.reshape((N, K, Q) if nd == 1 else (N, K, P, Q))
+    y = _paths.forward(x4, w4, b, groups, geo)  # (N, K, P, Q)
+    return y.reshape((N, K, geo.Q) if nd == 1 else (N, K, geo.P, geo.Q))
 
 
 def _conv_backward(dy, x, weight, stride, padding, dilation, groups, nd):
-    x4, w4, _, (sh, sw), (ph, pw), (dh, dw), G, (P, Q) = _conv_setup(
-        x, weight, None, stride, padding, dilation, groups, nd
-    )
-    N = x4.shape[0]
-    K, Cg, R, S = w4.shape
-    expected = (N, K, Q) if nd == 1 else (N, K, P, Q)
+    x4, w4, _, groups, geo = _conv_setup(x, weight, None, stride, padding, dilation, groups, nd)
+    N, K = x4.shape[0], w4.shape[0]
+    expected = (N, K, geo.Q) if nd == 1 else (N, K, geo.P, geo.Q)
     dy = V.float_array(dy, "dy", nd + 2)
     V.same_dtype(x4, "x", dy=dy)
-    if dy.shape != expected:
-        raise ValueError(
-            f"dy: expected the forward output's shape {V.shape_str(expected)}, got {V.shape_str(dy.shape)}"
-        )
-    T = _threads.num_threads()
-    if _use_direct(x4.shape[1], K, G, sh, sw):
-        dx = np.empty(x4.shape, dtype=x4.dtype)  # (N, C, H, W)
-        dw4 = np.empty(w4.shape, dtype=x4.dtype)  # (K, C, R, S)
-        db = np.empty(K, dtype=x4.dtype)  # (K,)
-        _direct_backward(x4, w4, dy.reshape(N, K, P, Q), R, S, ph, pw, dh, dw, P, Q, T, dx, dw4, db)
-        return dx.reshape(np.shape(x)), dw4.reshape(np.shape(weight)), db
-    # (G, Cg*R*S, Kg): each group's filters transposed, contiguous for BLAS
-    wT = np.ascontiguousarray(w4.reshape(G, K // G, Cg * R * S).transpose(0, 2, 1))
-    dy4 = dy.reshape(N, G, K // G, P * Q)  # (N, G, Kg, P*Q)
-    dw3 = np.empty((G, K // G, Cg * R * S), dtype=x4.dtype)  # (G, Kg, Cg*R*S)
-    db = np.empty(K, dtype=x4.dtype)  # (K,)
-    if _use_wide(N, T, sh, sw, P, Q, S, dw):
-        dx = np.empty(x4.shape, dtype=x4.dtype)  # (N, C, H, W), every (sample, group) written once
-        _wide_backward(x4, wT, dy4, R, S, ph, pw, dh, dw, P, Q, T, dx, dw3, db)
-        return dx.reshape(np.shape(x)), dw3.reshape(np.shape(weight)), db
-    dx = np.zeros(x4.shape, dtype=x4.dtype)  # (N, C, H, W), scatter-added into
-    _im2col_backward(x4, wT, dy4, R, S, sh, sw, ph, pw, dh, dw, P, Q, T, dx, dw3, db)
-    return dx.reshape(np.shape(x)), dw3.reshape(np.shape(weight)), db
+    V.same_shape(dy, "dy", expected, "the forward output's shape")
+    dx, dweight, db = _paths.backward(dy.reshape(N, K, geo.P, geo.Q), x4, w4, groups, geo)
+    return dx.reshape(np.shape(x)), dweight.reshape(np.shape(weight)), db
 
 
 def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     """2-D convolution (cross-correlation, as in every deep-learning library).
 
     ``y[n, k, p, q] = bias[k] + sum over c, r, s of
-    weight[k, c, r, s] * x_pad[n, g*Cg + c, p*sh + r*dh, q*sw + s*dw]``
+    weight[k, c, r, s] * x_pad[n, g*Cg + c, p*sh + r*dil_h, q*sw + s*dil_w]``
     where ``g = k // (C_out / groups)`` and ``x_pad`` is ``x`` zero-padded.
 
     Parameters
@@ -420,6 +249,15 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
         If a shape does not match (dimensions, channels, groups, bias), stride or
         dilation is not positive, padding is negative, or the kernel is larger
         than the padded input.
+
+    Notes
+    -----
+    Infinities and NaNs propagate as IEEE arithmetic says, identically in
+    every kernel path and dtype: the zero padding takes part in the products,
+    so an infinite weight next to it gives ``0 * inf = NaN``. This is what
+    PyTorch computes in float64; its float32 CPU convolution (oneDNN) leaves
+    the padding out of the products, so there an inf or NaN next to the
+    padding can spread less.
 
     Examples
     --------
@@ -467,12 +305,12 @@ def conv2d_backward(dy, x, weight, stride=1, padding=0, dilation=1, groups=1):
     --------
     >>> import numpy as np
     >>> x = np.ones((1, 1, 3, 3)); w = np.ones((1, 1, 2, 2))
-    >>> dx, dw, db = conv2d_backward(np.ones((1, 1, 2, 2)), x, w)
+    >>> dx, dweight, db = conv2d_backward(np.ones((1, 1, 2, 2)), x, w)
     >>> dx[0, 0]
     array([[1., 2., 1.],
            [2., 4., 2.],
            [1., 2., 1.]])
-    >>> dw[0, 0], db
+    >>> dweight[0, 0], db
     (array([[4., 4.],
            [4., 4.]]), array([4.]))
     """
@@ -541,8 +379,8 @@ def conv1d_backward(dy, x, weight, stride=1, padding=0, dilation=1, groups=1):
     Examples
     --------
     >>> import numpy as np
-    >>> dx, dw, db = conv1d_backward(np.ones((1, 1, 2)), np.arange(3.).reshape(1, 1, 3), np.ones((1, 1, 2)))
-    >>> dx, dw, db
+    >>> dx, dweight, db = conv1d_backward(np.ones((1, 1, 2)), np.arange(3.).reshape(1, 1, 3), np.ones((1, 1, 2)))
+    >>> dx, dweight, db
     (array([[[1., 2., 1.]]]), array([[[1., 3.]]]), array([2.]))
     """
     return _conv_backward(dy, x, weight, stride, padding, dilation, groups, 1)
@@ -555,67 +393,89 @@ def conv1d_backward(dy, x, weight, stride=1, padding=0, dilation=1, groups=1):
 
 def _planes(items, work_per_item, kernel):
     """Call ``kernel(i0, i1)`` over contiguous ranges covering ``range(items)``, on up to all threads."""
-    n = _threads.chunks_for(items, work_per_item, _threads.num_threads())
-
-    def work(t):
-        i0, i1 = _split(items, n, t)
-        if i1 > i0:
-            kernel(i0, i1)
-
-    _threads.run_chunks(work, n)
+    _threads.run_planes(kernel, items, work_per_item)
 
 
-def _pool_setup(x, kernel_size, stride, padding, name="x"):
-    x = V.float_array(x, name, 4, "(N, C, H, W)")
+def _pool_params(kernel_size, stride, padding, dilation=1, ceil_mode=False):
+    """Validate pooling's kernel_size, stride (None: the kernel size), padding, dilation and ceil_mode.
+
+    Returns four pairs and a bool. Shared with the layers of :mod:`catlab.nn`,
+    which check their arguments when built.
+    """
     kh, kw = V.int_tuple(kernel_size, "kernel_size", 2, 1)
     sh, sw = V.int_tuple(kernel_size if stride is None else stride, "stride", 2, 1)
     ph, pw = V.int_tuple(padding, "padding", 2, 0)
+    dil = V.int_tuple(dilation, "dilation", 2, 1)
+    ceil_mode = V.boolean(ceil_mode, "ceil_mode")
     if 2 * ph > kh or 2 * pw > kw:
         raise ValueError(
-            f"padding: must be at most half the kernel size (kernel_size=({kh}, {kw})), got ({ph}, {pw})"
+            f"padding must be at most half the kernel size ({kh}, {kw}), got ({ph}, {pw}); "
+            "use a larger window or less padding"
         )
+    return (kh, kw), (sh, sw), (ph, pw), dil, ceil_mode
+
+
+def _pool_out(n, k, s, p, d, ceil_mode):
+    """PyTorch's pooling output length: floor (or ceil) division, and with ceil_mode
+    the last window must start inside the input or its left padding."""
+    out = (n + 2 * p - d * (k - 1) - 1 + (s - 1 if ceil_mode else 0)) // s + 1
+    if ceil_mode and (out - 1) * s >= n + p:
+        out -= 1
+    return out
+
+
+def _pool_setup(x, kernel_size, stride, padding, dilation=1, ceil_mode=False):
+    x = V.float_array(x, "x", 4, "(N, C, H, W)")
+    (kh, kw), (sh, sw), (ph, pw), (dil_h, dil_w), ceil_mode = _pool_params(
+        kernel_size, stride, padding, dilation, ceil_mode)
     N, C, H, W = x.shape
-    if kh > H + 2 * ph or kw > W + 2 * pw:
+    span_h, span_w = dil_h * (kh - 1) + 1, dil_w * (kw - 1) + 1
+    if span_h > H + 2 * ph or span_w > W + 2 * pw:
         raise ValueError(
-            f"kernel_size: ({kh}, {kw}) is larger than the padded input ({H + 2 * ph}, {W + 2 * pw}); "
-            "use a smaller window or a larger input"
+            f"kernel_size must fit in the padded input ({H + 2 * ph}, {W + 2 * pw}), got ({kh}, {kw})"
+            + (f" spanning ({span_h}, {span_w}) with dilation ({dil_h}, {dil_w})" if (dil_h, dil_w) != (1, 1) else "")
+            + "; use a smaller window or a larger input"
         )
-    P = (H + 2 * ph - kh) // sh + 1
-    Q = (W + 2 * pw - kw) // sw + 1
-    return x, (kh, kw), (sh, sw), (ph, pw), (P, Q)
+    P = _pool_out(H, kh, sh, ph, dil_h, ceil_mode)
+    Q = _pool_out(W, kw, sw, pw, dil_w, ceil_mode)
+    for axis, n, k, st, pd, d, out in (("H", H, kh, sh, ph, dil_h, P), ("W", W, kw, sw, pw, dil_w, Q)):
+        if d > 1:  # a dilated window can fall entirely into the padding; PyTorch then returns -inf
+            starts = np.arange(out) * st - pd
+            r_lo = np.where(starts < 0, (-starts + d - 1) // d, 0)
+            if np.any(r_lo >= np.minimum(k, (n - starts + d - 1) // d)):
+                raise ValueError(
+                    f"dilation must leave an input cell in every window, got dilation {d} with kernel_size {k} "
+                    f"and padding {pd} on an input of {axis}={n}; use less padding or a smaller dilation"
+                )
+    return x, (kh, kw), (sh, sw), (ph, pw), (dil_h, dil_w), (P, Q)
 
 
 def _pool_dy(dy, x, P, Q):
     N, C = x.shape[:2]
     dy = V.float_array(dy, "dy", 4, "(N, C, P, Q)")
     V.same_dtype(x, "x", dy=dy)
-    if dy.shape != (N, C, P, Q):
-        raise ValueError(
-            f"dy: expected the forward output's shape {V.shape_str((N, C, P, Q))}, got {V.shape_str(dy.shape)}"
-        )
+    V.same_shape(dy, "dy", (N, C, P, Q), "the forward output's shape")
     return dy
 
 
 def _pool_indices(indices, shape, plane):
     """Check max-pooling ``indices``: int64, the forward output's ``shape``, values in [0, plane)."""
     if not isinstance(indices, np.ndarray):
-        raise TypeError(f"indices: expected a NumPy array of int64, got {type(indices).__name__}")
+        raise TypeError(f"indices must be a NumPy array of int64, got {type(indices).__name__}; "
+                        "pass the indices max_pool2d returned")
     if indices.dtype != np.int64:
-        raise TypeError(f"indices: expected dtype int64 (as returned by max_pool2d), got {indices.dtype}")
-    if indices.shape != shape:
-        raise ValueError(
-            f"indices: expected the forward output's shape {V.shape_str(shape)}, got {V.shape_str(indices.shape)}"
-        )
+        raise TypeError(f"indices must have dtype int64 (as returned by max_pool2d), got {indices.dtype}")
+    V.same_shape(indices, "indices", shape, "the forward output's shape")
     indices = np.ascontiguousarray(indices)
     if indices.size and (indices.min() < 0 or indices.max() >= plane):
         raise ValueError(
-            f"indices: values must lie in [0, H*W) = [0, {plane}), got the range "
+            f"indices must lie in [0, H*W) = [0, {plane}), got the range "
             f"[{indices.min()}, {indices.max()}]; pass the indices max_pool2d returned for this x"
         )
     return indices
 
 
-def max_pool2d(x, kernel_size, stride=None, padding=0, return_indices=False):
+def max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, return_indices=False):
     """2-D max pooling, as :func:`torch.nn.functional.max_pool2d`.
 
     Parameters
@@ -626,6 +486,12 @@ def max_pool2d(x, kernel_size, stride=None, padding=0, return_indices=False):
         Defaults to ``kernel_size`` (non-overlapping windows).
     padding : int or (int, int), default 0
         Implicit -inf padding on each side; at most half the kernel size.
+    dilation : int or (int, int), default 1
+        Spacing between the cells of a window.
+    ceil_mode : bool, default False
+        Round the output size up instead of down, so that a last, partial
+        window covers the rest of the input; as in PyTorch, a window that
+        would start in the right padding is dropped.
     return_indices : bool, default False
         Also return where each maximum came from, as PyTorch's
         ``return_indices=True``; pass them to :func:`max_pool2d_backward` to
@@ -634,7 +500,8 @@ def max_pool2d(x, kernel_size, stride=None, padding=0, return_indices=False):
     Returns
     -------
     y : ndarray of shape (N, C, P, Q)
-        ``P = floor((H + 2*padding - kernel_size) / stride) + 1``, likewise Q.
+        ``P = floor((H + 2*padding - dilation*(kernel_size - 1) - 1) / stride) + 1``
+        (``ceil`` with ``ceil_mode``), likewise Q.
     indices : ndarray of int64, shape (N, C, P, Q)
         Only with ``return_indices=True``: the flat index ``h*W + w`` of each
         window's maximum in its (H, W) input plane. The first maximum in
@@ -643,8 +510,11 @@ def max_pool2d(x, kernel_size, stride=None, padding=0, return_indices=False):
     Raises
     ------
     TypeError, ValueError
-        For a non-float or wrongly shaped ``x``, a non-positive kernel size or
-        stride, or padding larger than half the kernel.
+        For a non-float or wrongly shaped ``x``, a non-positive kernel size,
+        stride or dilation, padding larger than half the kernel, a window
+        larger than the padded input, a dilated window lying entirely in the
+        padding (where PyTorch returns -inf and an index outside the input),
+        or a non-bool ``ceil_mode`` or ``return_indices``.
 
     Examples
     --------
@@ -657,22 +527,27 @@ def max_pool2d(x, kernel_size, stride=None, padding=0, return_indices=False):
     >>> idx
     array([[[[ 5,  7],
              [13, 15]]]])
+    >>> max_pool2d(x, 3, stride=2, ceil_mode=True)[0, 0]
+    array([[10., 11.],
+           [14., 15.]])
     """
-    x, (kh, kw), (sh, sw), (ph, pw), (P, Q) = _pool_setup(x, kernel_size, stride, padding)
+    return_indices = V.boolean(return_indices, "return_indices")
+    x, (kh, kw), (sh, sw), (ph, pw), (dil_h, dil_w), (P, Q) = _pool_setup(
+        x, kernel_size, stride, padding, dilation, ceil_mode)
     N, C, H, W = x.shape
     y = np.empty((N * C, P, Q), dtype=x.dtype)  # (N*C, P, Q)
     x3 = x.reshape(N * C, H, W)
     if not return_indices:
         _planes(N * C, kh * kw * P * Q,
-                lambda i0, i1: _pool.max_pool2d_forward(x3, kh, kw, sh, sw, ph, pw, i0, i1, y))
+                lambda i0, i1: _pool.max_pool2d_forward(x3, kh, kw, sh, sw, ph, pw, dil_h, dil_w, i0, i1, y))
         return y.reshape(N, C, P, Q)
     ind = np.empty((N * C, P, Q), dtype=np.int64)  # (N*C, P, Q), flat indices into each H*W plane
-    _planes(N * C, kh * kw * P * Q,
-            lambda i0, i1: _pool.max_pool2d_forward_indices(x3, kh, kw, sh, sw, ph, pw, i0, i1, y, ind))
+    _planes(N * C, kh * kw * P * Q, lambda i0, i1: _pool.max_pool2d_indices_forward(
+        x3, kh, kw, sh, sw, ph, pw, dil_h, dil_w, i0, i1, y, ind))
     return y.reshape(N, C, P, Q), ind.reshape(N, C, P, Q)
 
 
-def max_pool2d_backward(dy, x, kernel_size, stride=None, padding=0, indices=None):
+def max_pool2d_backward(dy, x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, indices=None):
     """Gradient of :func:`max_pool2d`: each window's gradient goes to its maximum.
 
     Where a window has several equal maxima, the first in row-major order wins,
@@ -684,7 +559,7 @@ def max_pool2d_backward(dy, x, kernel_size, stride=None, padding=0, indices=None
     dy : ndarray of shape (N, C, P, Q)
     x : ndarray of shape (N, C, H, W)
         The forward input.
-    kernel_size, stride, padding
+    kernel_size, stride, padding, dilation, ceil_mode
         As given to :func:`max_pool2d`.
     indices : ndarray of int64, shape (N, C, P, Q), optional
         The indices returned by ``max_pool2d(..., return_indices=True)`` for
@@ -715,24 +590,34 @@ def max_pool2d_backward(dy, x, kernel_size, stride=None, padding=0, indices=None
     array([[[[ 0.,  0.],
              [10.,  0.]]]])
     """
-    x, (kh, kw), (sh, sw), (ph, pw), (P, Q) = _pool_setup(x, kernel_size, stride, padding)
+    x, (kh, kw), (sh, sw), (ph, pw), (dil_h, dil_w), (P, Q) = _pool_setup(
+        x, kernel_size, stride, padding, dilation, ceil_mode)
     dy = _pool_dy(dy, x, P, Q)
     N, C, H, W = x.shape
     if indices is not None:
         ind = _pool_indices(indices, (N, C, P, Q), H * W)
         dx = np.empty((N * C, H * W), dtype=x.dtype)  # (N*C, H*W), every plane overwritten
         dy2, ind2 = dy.reshape(N * C, P * Q), ind.reshape(N * C, P * Q)
-        _planes(N * C, P * Q + H * W, lambda i0, i1: _pool.max_pool2d_backward_indices(dy2, ind2, i0, i1, dx))
+        _planes(N * C, P * Q + H * W, lambda i0, i1: _pool.max_pool2d_indices_backward(dy2, ind2, i0, i1, dx))
         return dx.reshape(N, C, H, W)
     dx = np.empty((N * C, H, W), dtype=x.dtype)  # (N*C, H, W), every plane overwritten
     x3, dy3 = x.reshape(N * C, H, W), dy.reshape(N * C, P, Q)
-    _planes(N * C, kh * kw * P * Q + H * W,
-            lambda i0, i1: _pool.max_pool2d_backward(x3, dy3, kh, kw, sh, sw, ph, pw, i0, i1, dx))
+    _planes(N * C, kh * kw * P * Q + H * W, lambda i0, i1: _pool.max_pool2d_backward(
+        x3, dy3, kh, kw, sh, sw, ph, pw, dil_h, dil_w, i0, i1, dx))
     return dx.reshape(N, C, H, W)
 
 
-def avg_pool2d(x, kernel_size, stride=None, padding=0):
-    """2-D average pooling, as :func:`torch.nn.functional.avg_pool2d` (``count_include_pad=True``).
+def _avg_args(count_include_pad, divisor_override):
+    include_pad = V.boolean(count_include_pad, "count_include_pad")
+    if divisor_override is None:
+        return include_pad, 0
+    return include_pad, V.int_in_range(divisor_override, "divisor_override", 1,
+                                       fix="pass None to divide by the window size")
+
+
+def avg_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True,
+               divisor_override=None):
+    """2-D average pooling, as :func:`torch.nn.functional.avg_pool2d`.
 
     Parameters
     ----------
@@ -741,7 +626,15 @@ def avg_pool2d(x, kernel_size, stride=None, padding=0):
     stride : int or (int, int), optional
         Defaults to ``kernel_size``.
     padding : int or (int, int), default 0
-        Zero padding on each side, counted in the average; at most half the kernel size.
+        Zero padding on each side; at most half the kernel size.
+    ceil_mode : bool, default False
+        Round the output size up, as in :func:`max_pool2d`.
+    count_include_pad : bool, default True
+        Divide by the window's size including the padding (but never the part
+        of a ``ceil_mode`` window beyond the padding); with False, by the
+        number of the window's cells inside the input.
+    divisor_override : int, optional
+        Divide every window's sum by this instead.
 
     Returns
     -------
@@ -750,7 +643,8 @@ def avg_pool2d(x, kernel_size, stride=None, padding=0):
     Raises
     ------
     TypeError, ValueError
-        As :func:`max_pool2d`.
+        As :func:`max_pool2d`, or for a non-bool ``count_include_pad`` or a
+        ``divisor_override`` that is not a positive integer.
 
     Examples
     --------
@@ -758,24 +652,31 @@ def avg_pool2d(x, kernel_size, stride=None, padding=0):
     >>> avg_pool2d(np.arange(16.).reshape(1, 1, 4, 4), 2)
     array([[[[ 2.5,  4.5],
              [10.5, 12.5]]]])
+    >>> avg_pool2d(np.ones((1, 1, 2, 2)), 2, stride=1, padding=1, count_include_pad=False)[0, 0]
+    array([[1., 1., 1.],
+           [1., 1., 1.],
+           [1., 1., 1.]])
     """
-    x, (kh, kw), (sh, sw), (ph, pw), (P, Q) = _pool_setup(x, kernel_size, stride, padding)
+    include_pad, divisor = _avg_args(count_include_pad, divisor_override)
+    x, (kh, kw), (sh, sw), (ph, pw), _, (P, Q) = _pool_setup(x, kernel_size, stride, padding, 1, ceil_mode)
     N, C, H, W = x.shape
     y = np.empty((N * C, P, Q), dtype=x.dtype)  # (N*C, P, Q)
     x3 = x.reshape(N * C, H, W)
-    _planes(N * C, kh * kw * P * Q, lambda i0, i1: _pool.avg_pool2d_forward(x3, kh, kw, sh, sw, ph, pw, i0, i1, y))
+    _planes(N * C, kh * kw * P * Q, lambda i0, i1: _pool.avg_pool2d_forward(
+        x3, kh, kw, sh, sw, ph, pw, include_pad, divisor, i0, i1, y))
     return y.reshape(N, C, P, Q)
 
 
-def avg_pool2d_backward(dy, x, kernel_size, stride=None, padding=0):
-    """Gradient of :func:`avg_pool2d`: each window spreads its gradient evenly.
+def avg_pool2d_backward(dy, x, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True,
+                        divisor_override=None):
+    """Gradient of :func:`avg_pool2d`: each window spreads its gradient over its cells, divided as in the forward pass.
 
     Parameters
     ----------
     dy : ndarray of shape (N, C, P, Q)
     x : ndarray of shape (N, C, H, W)
         The forward input (only its shape and dtype are used).
-    kernel_size, stride, padding
+    kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override
         As given to :func:`avg_pool2d`.
 
     Returns
@@ -794,13 +695,14 @@ def avg_pool2d_backward(dy, x, kernel_size, stride=None, padding=0):
     array([[[[1., 1.],
              [1., 1.]]]])
     """
-    x, (kh, kw), (sh, sw), (ph, pw), (P, Q) = _pool_setup(x, kernel_size, stride, padding)
+    include_pad, divisor = _avg_args(count_include_pad, divisor_override)
+    x, (kh, kw), (sh, sw), (ph, pw), _, (P, Q) = _pool_setup(x, kernel_size, stride, padding, 1, ceil_mode)
     dy = _pool_dy(dy, x, P, Q)
     N, C, H, W = x.shape
     dx = np.empty((N * C, H, W), dtype=x.dtype)  # (N*C, H, W), every plane overwritten
     dy3 = dy.reshape(N * C, P, Q)
-    _planes(N * C, kh * kw * P * Q + H * W,
-            lambda i0, i1: _pool.avg_pool2d_backward(dy3, kh, kw, sh, sw, ph, pw, i0, i1, dx))
+    _planes(N * C, kh * kw * P * Q + H * W, lambda i0, i1: _pool.avg_pool2d_backward(
+        dy3, kh, kw, sh, sw, ph, pw, include_pad, divisor, i0, i1, dx))
     return dx.reshape(N, C, H, W)
 
 
@@ -840,7 +742,10 @@ def relu(x):
 
 
 def relu_backward(dy, x):
-    """Gradient of :func:`relu`: ``dy`` where ``x > 0``, else 0.
+    """Gradient of :func:`relu`: 0 where ``x <= 0``, else ``dy``.
+
+    As in PyTorch, the gradient at ``x = 0`` is 0, and where ``x`` is NaN the
+    gradient ``dy`` passes through unchanged (NaN is not ``<= 0``).
 
     Parameters
     ----------
@@ -866,8 +771,7 @@ def relu_backward(dy, x):
     x = V.float_array(x, "x")
     dy = V.float_array(dy, "dy")
     V.same_dtype(x, "x", dy=dy)
-    if dy.shape != x.shape:
-        raise ValueError(f"dy: expected shape {V.shape_str(x.shape)} to match x, got {V.shape_str(dy.shape)}")
+    V.same_shape(dy, "dy", x.shape, "the shape of x")
     dx = np.empty_like(x)
     dyf, xf, dxf = dy.reshape(-1), x.reshape(-1), dx.reshape(-1)
     _planes(xf.shape[0], 4, lambda i0, i1: _act.relu_backward(dyf, xf, i0, i1, dxf))
@@ -885,7 +789,7 @@ def _linear_setup(x, weight, bias=None):
     V.same_dtype(x, "x", weight=weight)
     if weight.shape[1] != x.shape[1]:
         raise ValueError(
-            f"weight: expected shape (out_features, {x.shape[1]}) to match x's {x.shape[1]} features, "
+            f"weight must have shape (out_features, {x.shape[1]}) to match x's {x.shape[1]} features, "
             f"got {V.shape_str(weight.shape)}; flatten x first if it is an image batch"
         )
     if bias is not None:
@@ -893,7 +797,7 @@ def _linear_setup(x, weight, bias=None):
         V.same_dtype(x, "x", bias=bias)
         if bias.shape[0] != weight.shape[0]:
             raise ValueError(
-                f"bias: expected shape ({weight.shape[0]},) to match weight, got {V.shape_str(bias.shape)}"
+                f"bias must have shape ({weight.shape[0]},) to match weight, got {V.shape_str(bias.shape)}"
             )
     return x, weight, bias
 
@@ -955,24 +859,20 @@ def linear_backward(dy, x, weight):
     Examples
     --------
     >>> import numpy as np
-    >>> dx, dw, db = linear_backward(np.array([[1., 0.]]), np.array([[3., 4.]]), np.eye(2))
-    >>> dx, dw, db
+    >>> dx, dweight, db = linear_backward(np.array([[1., 0.]]), np.array([[3., 4.]]), np.eye(2))
+    >>> dx, dweight, db
     (array([[1., 0.]]), array([[3., 4.],
            [0., 0.]]), array([1., 0.]))
     """
     x, weight, _ = _linear_setup(x, weight)
     dy = V.float_array(dy, "dy", 2, "(N, out_features)")
     V.same_dtype(x, "x", dy=dy)
-    if dy.shape != (x.shape[0], weight.shape[0]):
-        raise ValueError(
-            f"dy: expected the forward output's shape {V.shape_str((x.shape[0], weight.shape[0]))}, "
-            f"got {V.shape_str(dy.shape)}"
-        )
+    V.same_shape(dy, "dy", (x.shape[0], weight.shape[0]), "the forward output's shape")
     dx = dy @ weight  # first, while the weight may still be in cache: writing dweight evicts it
     if x.shape[0] == 1:  # an outer product: much faster than a matrix product with inner size 1
         dweight = np.empty(weight.shape, dtype=x.dtype)  # (out_features, in_features)
         a, b = dy[0], x[0]
-        _planes(weight.shape[0], weight.shape[1], lambda i0, i1: _linear.outer_rows(a, b, i0, i1, dweight))
+        _planes(weight.shape[0], weight.shape[1], lambda i0, i1: _linear.linear_outer_backward(a, b, i0, i1, dweight))
     else:
         dweight = dy.T @ x
     return dx, dweight, dy.sum(axis=0)
@@ -1055,7 +955,7 @@ def softmax_cross_entropy(logits, labels):
         raise TypeError(f"labels must be integer class indices, got dtype {labels.dtype}")
     N, num_classes = logits.shape
     if labels.shape != (N,):
-        raise ValueError(f"labels: expected shape ({N},) to match logits, got {V.shape_str(labels.shape)}")
+        raise ValueError(f"labels must have shape ({N},) to match logits, got {V.shape_str(labels.shape)}")
     if labels.min() < 0 or labels.max() >= num_classes:
         bad = labels[(labels < 0) | (labels >= num_classes)][0]
         raise ValueError(f"labels must lie in [0, {num_classes}) for {num_classes} classes, got {bad}")

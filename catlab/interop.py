@@ -166,9 +166,10 @@ def to_torch(model):
         if isinstance(m, nn.ReLU):
             return tnn.ReLU()
         if isinstance(m, nn.MaxPool2d):
-            return tnn.MaxPool2d(m.kernel_size, m.stride, m.padding)
+            return tnn.MaxPool2d(m.kernel_size, m.stride, m.padding, m.dilation, ceil_mode=m.ceil_mode)
         if isinstance(m, nn.AvgPool2d):
-            return tnn.AvgPool2d(m.kernel_size, m.stride, m.padding)
+            return tnn.AvgPool2d(m.kernel_size, m.stride, m.padding, m.ceil_mode, m.count_include_pad,
+                                 m.divisor_override)
         if isinstance(m, nn.Flatten):
             return tnn.Flatten(m.start_dim, m.end_dim)
         if isinstance(m, nn.BatchNorm2d):

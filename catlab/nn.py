@@ -248,19 +248,11 @@ class _ConvNd(Module):
         self.groups = V.positive_int(groups, "groups")
         if in_channels % groups or out_channels % groups:
             raise ValueError(
-                f"groups={groups} must divide in_channels={in_channels} and out_channels={out_channels}"
+                f"groups must divide in_channels={in_channels} and out_channels={out_channels}, got groups={groups}"
             )
         self.kernel_size = V.int_tuple(kernel_size, "kernel_size", nd, 1)
-        self.stride = V.int_tuple(stride, "stride", nd, 1)
-        self.dilation = V.int_tuple(dilation, "dilation", nd, 1)
-        if isinstance(padding, str):
-            if padding not in ("valid", "same"):
-                raise ValueError(f"padding must be an int, a tuple, 'valid' or 'same', got {padding!r}")
-            if padding == "same" and any(s != 1 for s in self.stride):
-                raise ValueError("padding='same' is not supported for strided convolutions (stride > 1)")
-            self.padding = padding
-        else:
-            self.padding = V.int_tuple(padding, "padding", nd, 0)
+        self.stride, self.padding, self.dilation = F._conv_params(stride, padding, dilation, nd)
+        bias = V.boolean(bias, "bias")
         dtype = _as_dtype(dtype)
         rng = _as_rng(rng)
         # PyTorch's default: kaiming_uniform_(a=sqrt(5)) gives U(-1/sqrt(fan_in), 1/sqrt(fan_in)).
@@ -281,8 +273,8 @@ class _ConvNd(Module):
 
     def backward(self, dy):
         bwd = F.conv1d_backward if self._nd == 1 else F.conv2d_backward
-        dx, dw, db = bwd(dy, self._cached("x"), self.weight.data, **self._args())
-        self.weight.grad = dw
+        dx, dweight, db = bwd(dy, self._cached("x"), self.weight.data, **self._args())
+        self.weight.grad = dweight
         if self.bias is not None:
             self.bias.grad = db
         return dx
@@ -389,26 +381,7 @@ class ReLU(Module):
         return "ReLU()"
 
 
-class _Pool2d(Module):
-    def __init__(self, kernel_size, stride=None, padding=0):
-        self.kernel_size = V.int_tuple(kernel_size, "kernel_size", 2, 1)
-        self.stride = self.kernel_size if stride is None else V.int_tuple(stride, "stride", 2, 1)
-        self.padding = V.int_tuple(padding, "padding", 2, 0)
-        if any(2 * p > k for p, k in zip(self.padding, self.kernel_size)):
-            raise ValueError(f"padding must be at most half the kernel size {self.kernel_size}, got {self.padding}")
-
-    def forward(self, x):
-        self._keep(x=x)
-        return self._fwd(x, self.kernel_size, self.stride, self.padding)
-
-    def backward(self, dy):
-        return self._bwd(dy, self._cached("x"), self.kernel_size, self.stride, self.padding)
-
-    def __repr__(self):
-        return f"{type(self).__name__}(kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding})"
-
-
-class MaxPool2d(_Pool2d):
+class MaxPool2d(Module):
     """2-D max pooling layer, as :class:`torch.nn.MaxPool2d`.
 
     Parameters
@@ -417,42 +390,57 @@ class MaxPool2d(_Pool2d):
     stride : int or (int, int), optional
         Defaults to ``kernel_size``.
     padding : int or (int, int), default 0
+    dilation : int or (int, int), default 1
+    return_indices : bool, default False
+        Make ``forward`` return ``(y, indices)``, as PyTorch does.
+    ceil_mode : bool, default False
+        See :func:`catlab.functional.max_pool2d`.
 
     Raises
     ------
     TypeError, ValueError
-        For non-positive sizes or padding above half the kernel.
+        For non-positive sizes, padding above half the kernel, or non-bool flags.
 
     Examples
     --------
     >>> import numpy as np
     >>> MaxPool2d(2)(np.zeros((1, 6, 28, 28), dtype=np.float32)).shape
     (1, 6, 14, 14)
+    >>> MaxPool2d(3, stride=2, ceil_mode=True)(np.zeros((1, 1, 6, 6))).shape
+    (1, 1, 3, 3)
 
     In training mode the forward pass records each window's argmax, as
     PyTorch does, so that :meth:`backward` scatters the gradient to it without
     searching the windows again; in evaluation mode nothing is stored.
     """
 
-    _fwd = staticmethod(F.max_pool2d)
-    _bwd = staticmethod(F.max_pool2d_backward)
+    def __init__(self, kernel_size, stride=None, padding=0, dilation=1, return_indices=False, ceil_mode=False):
+        (self.kernel_size, self.stride, self.padding, self.dilation,
+         self.ceil_mode) = F._pool_params(kernel_size, stride, padding, dilation, ceil_mode)
+        self.return_indices = V.boolean(return_indices, "return_indices")
+
+    def _args(self):
+        return dict(stride=self.stride, padding=self.padding, dilation=self.dilation, ceil_mode=self.ceil_mode)
 
     def forward(self, x):
-        if not self.training:
+        if not (self.training or self.return_indices):
             self._keep(x=x)
-            return F.max_pool2d(x, self.kernel_size, self.stride, self.padding)
-        y, indices = F.max_pool2d(x, self.kernel_size, self.stride, self.padding, return_indices=True)
+            return F.max_pool2d(x, self.kernel_size, **self._args())
+        y, indices = F.max_pool2d(x, self.kernel_size, **self._args(), return_indices=True)
         self._keep(x=x, indices=indices)
-        return y
+        return (y, indices) if self.return_indices else y
 
     def backward(self, dy):
         x = self._cached("x")
-        return F.max_pool2d_backward(dy, x, self.kernel_size, self.stride, self.padding,
-                                     indices=self._cache["indices"])
+        return F.max_pool2d_backward(dy, x, self.kernel_size, **self._args(), indices=self._cache["indices"])
+
+    def __repr__(self):
+        return (f"MaxPool2d(kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}, "
+                f"dilation={self.dilation}, ceil_mode={self.ceil_mode})")
 
 
-class AvgPool2d(_Pool2d):
-    """2-D average pooling layer, as :class:`torch.nn.AvgPool2d` (``count_include_pad=True``).
+class AvgPool2d(Module):
+    """2-D average pooling layer, as :class:`torch.nn.AvgPool2d`.
 
     Parameters
     ----------
@@ -460,11 +448,15 @@ class AvgPool2d(_Pool2d):
     stride : int or (int, int), optional
         Defaults to ``kernel_size``.
     padding : int or (int, int), default 0
+    ceil_mode : bool, default False
+    count_include_pad : bool, default True
+    divisor_override : int, optional
+        See :func:`catlab.functional.avg_pool2d`.
 
     Raises
     ------
     TypeError, ValueError
-        As :class:`MaxPool2d`.
+        As :class:`MaxPool2d`, or for a ``divisor_override`` that is not a positive integer.
 
     Examples
     --------
@@ -473,8 +465,27 @@ class AvgPool2d(_Pool2d):
     [[[[1.0, 1.0], [1.0, 1.0]]]]
     """
 
-    _fwd = staticmethod(F.avg_pool2d)
-    _bwd = staticmethod(F.avg_pool2d_backward)
+    def __init__(self, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True,
+                 divisor_override=None):
+        self.kernel_size, self.stride, self.padding, _, self.ceil_mode = F._pool_params(
+            kernel_size, stride, padding, 1, ceil_mode)
+        self.count_include_pad, divisor = F._avg_args(count_include_pad, divisor_override)
+        self.divisor_override = divisor or None
+
+    def _args(self):
+        return dict(stride=self.stride, padding=self.padding, ceil_mode=self.ceil_mode,
+                    count_include_pad=self.count_include_pad, divisor_override=self.divisor_override)
+
+    def forward(self, x):
+        self._keep(x=x)
+        return F.avg_pool2d(x, self.kernel_size, **self._args())
+
+    def backward(self, dy):
+        return F.avg_pool2d_backward(dy, self._cached("x"), self.kernel_size, **self._args())
+
+    def __repr__(self):
+        return (f"AvgPool2d(kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}, "
+                f"ceil_mode={self.ceil_mode}, count_include_pad={self.count_include_pad})")
 
 
 class Linear(Module):
@@ -509,6 +520,7 @@ class Linear(Module):
     def __init__(self, in_features, out_features, bias=True, *, dtype=np.float32, rng=None):
         self.in_features = V.positive_int(in_features, "in_features")
         self.out_features = V.positive_int(out_features, "out_features")
+        bias = V.boolean(bias, "bias")
         dtype = _as_dtype(dtype)
         rng = _as_rng(rng)
         bound = 1.0 / math.sqrt(in_features)
@@ -520,8 +532,8 @@ class Linear(Module):
         return F.linear(x, self.weight.data, None if self.bias is None else self.bias.data)
 
     def backward(self, dy):
-        dx, dw, db = F.linear_backward(dy, self._cached("x"), self.weight.data)
-        self.weight.grad = dw
+        dx, dweight, db = F.linear_backward(dy, self._cached("x"), self.weight.data)
+        self.weight.grad = dweight
         if self.bias is not None:
             self.bias.grad = db
         return dx
@@ -548,23 +560,33 @@ class Flatten(Module):
     """
 
     def __init__(self, start_dim=1, end_dim=-1):
-        self.start_dim = int(start_dim)
-        self.end_dim = int(end_dim)
+        self.start_dim = V.int_in_range(start_dim, "start_dim", -64, 63)
+        self.end_dim = V.int_in_range(end_dim, "end_dim", -64, 63)
+        self._shape = None
 
     def forward(self, x):
         x = np.asarray(x)
         nd = x.ndim
+        for name, d in (("start_dim", self.start_dim), ("end_dim", self.end_dim)):
+            if not -nd <= d < nd:
+                raise ValueError(f"{name} must lie in [{-nd}, {nd}) for a {nd}-D input of shape "
+                                 f"{V.shape_str(x.shape)}, got {d}; Flatten needs an input with that axis")
         s = self.start_dim % nd
         e = self.end_dim % nd
         if s > e:
-            raise ValueError(f"start_dim={self.start_dim} comes after end_dim={self.end_dim} for a {nd}-D input")
+            raise ValueError(f"start_dim must not come after end_dim, got start_dim={self.start_dim} and "
+                             f"end_dim={self.end_dim} for a {nd}-D input")
         self._shape = x.shape
-        return x.reshape(x.shape[:s] + (-1,) + x.shape[e + 1:])
+        return x.reshape(x.shape[:s] + (math.prod(x.shape[s:e + 1]),) + x.shape[e + 1:])
 
     def backward(self, dy):
-        if getattr(self, "_shape", None) is None:
-            raise RuntimeError("Flatten.backward called before forward")
-        return np.asarray(dy).reshape(self._shape)
+        if self._shape is None:
+            raise RuntimeError("Flatten.backward called before forward; call forward(x) first")
+        dy = np.asarray(dy)
+        if dy.size != math.prod(self._shape):
+            raise ValueError(f"dy must have as many elements as the forward output ({math.prod(self._shape)}, "
+                             f"from the input of shape {V.shape_str(self._shape)}), got shape {V.shape_str(dy.shape)}")
+        return dy.reshape(self._shape)
 
     def __repr__(self):
         return f"Flatten(start_dim={self.start_dim}, end_dim={self.end_dim})"

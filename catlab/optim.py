@@ -9,10 +9,9 @@ whose ``grad`` is ``None`` are skipped, as in PyTorch. The per-parameter state
 
 from __future__ import annotations
 
-import numbers
-
 import numpy as np
 
+from . import _validate as V
 from .nn import Module, Parameter
 
 __all__ = ["Optimizer", "SGD", "Adam"]
@@ -21,17 +20,7 @@ __all__ = ["Optimizer", "SGD", "Adam"]
 def _number(value, name: str, low: float = 0.0, *, low_inclusive: bool = True,
             high: float | None = None) -> float:
     """Return ``value`` as a float, raising unless ``low <= value`` (or ``<``) and ``value < high``."""
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a real number, got {value!r}")
-    value = float(value)
-    ok = (value >= low if low_inclusive else value > low) and np.isfinite(value)
-    if high is not None:
-        ok = ok and value < high
-    if not ok:
-        lo = f"{'>=' if low_inclusive else '>'} {low:g}"
-        rng = f"{lo} and < {high:g}" if high is not None else lo
-        raise ValueError(f"{name} must be {rng}, got {value!r}")
-    return value
+    return V.real_number(value, name, low, high, low_inclusive=low_inclusive, high_inclusive=False)
 
 
 class Optimizer:
@@ -128,8 +117,7 @@ class SGD(Optimizer):
         self.momentum = _number(momentum, "momentum")
         self.dampening = _number(dampening, "dampening")
         self.weight_decay = _number(weight_decay, "weight_decay")
-        if not isinstance(nesterov, (bool, np.bool_)):
-            raise TypeError(f"nesterov must be True or False, got {nesterov!r}")
+        V.boolean(nesterov, "nesterov")
         if nesterov and (self.momentum <= 0 or self.dampening != 0):
             raise ValueError(
                 f"nesterov=True requires momentum > 0 and dampening == 0, got momentum={self.momentum}, "
@@ -210,8 +198,7 @@ class Adam(Optimizer):
         self.betas = (_number(betas[0], "betas[0]", 0.0, high=1.0), _number(betas[1], "betas[1]", 0.0, high=1.0))
         self.eps = _number(eps, "eps")
         self.weight_decay = _number(weight_decay, "weight_decay")
-        if not isinstance(amsgrad, (bool, np.bool_)):
-            raise TypeError(f"amsgrad must be True or False, got {amsgrad!r}")
+        V.boolean(amsgrad, "amsgrad")
         self.amsgrad = bool(amsgrad)
         super().__init__(params)
 

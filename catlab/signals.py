@@ -26,8 +26,6 @@ pmf_of_sum
 
 from __future__ import annotations
 
-import numbers
-
 import numpy as np
 
 from . import _validate as V
@@ -232,10 +230,7 @@ def echo_impulse_response(delay: int, decay: float, n_echoes: int = 1) -> np.nda
     """
     delay = V.positive_int(delay, "delay")
     n_echoes = V.nonnegative_int(n_echoes, "n_echoes")
-    if isinstance(decay, (bool, np.bool_)) or not isinstance(decay, numbers.Real):
-        raise TypeError(f"decay must be a real number, got {decay!r}")
-    if not 0 <= decay <= 1:
-        raise ValueError(f"decay must be in [0, 1], got {decay}")
+    decay = V.real_number(decay, "decay", 0, 1)
     h = np.zeros(n_echoes * delay + 1)
     h[:: delay] = float(decay) ** np.arange(n_echoes + 1)
     return h
@@ -271,10 +266,7 @@ def lowpass_impulse_response(alpha: float, length: int) -> np.ndarray:
     >>> lowpass_impulse_response(0.5, 4)
     array([0.5   , 0.25  , 0.125 , 0.0625])
     """
-    if isinstance(alpha, (bool, np.bool_)) or not isinstance(alpha, numbers.Real):
-        raise TypeError(f"alpha must be a real number, got {alpha!r}")
-    if not 0 < alpha <= 1:
-        raise ValueError(f"alpha must be in (0, 1], got {alpha}")
+    alpha = V.real_number(alpha, "alpha", 0, 1, low_inclusive=False)
     length = V.positive_int(length, "length")
     return float(alpha) * (1.0 - float(alpha)) ** np.arange(length)
 

@@ -9,7 +9,6 @@ restores the mode the model had when it returns.
 
 from __future__ import annotations
 
-import numbers
 import time
 
 import numpy as np
@@ -266,10 +265,8 @@ def fit(model, x, y, epochs, batch_size, optimizer, seed=0, validation_data=None
     own = {id(p) for p in model.parameters()}
     if not any(id(p) in own for p in optimizer.params):
         raise ValueError("optimizer holds none of this model's parameters; build it with optimizer(model.parameters(), ...)")
-    if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, numbers.Integral):
-        raise TypeError(f"seed must be an integer, got {seed!r}")
-    if not isinstance(progress, (bool, np.bool_)):
-        raise TypeError(f"progress must be True or False, got {progress!r}")
+    V.int_in_range(seed, "seed", None, None)
+    V.boolean(progress, "progress")
     num_classes = _num_classes(model, x, "x")
     y = _check_labels(y, "y", len(x), "x", num_classes)
     if validation_data is not None:

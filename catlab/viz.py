@@ -13,6 +13,8 @@ import math
 
 import numpy as np
 
+from . import _validate as V
+
 __all__ = [
     "mosaic",
     "conv_geometry",
@@ -37,9 +39,7 @@ def _array(x, name, ndims, layout):
 
 
 def _positive(v, name, minimum=1):
-    if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < minimum:
-        raise ValueError(f"{name} must be an int >= {minimum}, got {v!r}")
-    return int(v)
+    return V.int_in_range(v, name, minimum)
 
 
 def _grid(n, ncols, size, title):

@@ -23,15 +23,15 @@ def pad_edges(padding, kernel, dilation):
 
 
 def conv2d(x, w, b, stride, pad, dilation, groups):
-    """y[n, k, p, q] = b[k] + sum_{c, r, s} w[k, c, r, s] * xp[n, g*Cg + c, p*sh + r*dh, q*sw + s*dw]."""
+    """y[n, k, p, q] = b[k] + sum_{c, r, s} w[k, c, r, s] * xp[n, g*Cg + c, p*sh + r*dil_h, q*sw + s*dil_w]."""
     N, C, H, W = x.shape
     K, Cg, R, S = w.shape
     sh, sw = stride
-    dh, dw = dilation
+    dil_h, dil_w = dilation
     xp = np.pad(x.astype(np.float64), ((0, 0), (0, 0), pad[0], pad[1]))
     Hp, Wp = xp.shape[2:]
-    P = (Hp - dh * (R - 1) - 1) // sh + 1
-    Q = (Wp - dw * (S - 1) - 1) // sw + 1
+    P = (Hp - dil_h * (R - 1) - 1) // sh + 1
+    Q = (Wp - dil_w * (S - 1) - 1) // sw + 1
     Kg = K // groups
     y = np.zeros((N, K, P, Q))
     for n in range(N):
@@ -43,20 +43,20 @@ def conv2d(x, w, b, stride, pad, dilation, groups):
                     for c in range(Cg):
                         for r in range(R):
                             for s in range(S):
-                                acc += w[k, c, r, s] * xp[n, g * Cg + c, p * sh + r * dh, q * sw + s * dw]
+                                acc += w[k, c, r, s] * xp[n, g * Cg + c, p * sh + r * dil_h, q * sw + s * dil_w]
                     y[n, k, p, q] = acc
     return y
 
 
 def conv2d_backward(dy, x, w, stride, pad, dilation, groups):
-    """Each forward term w*x contributes dy*x to dw and dy*w to dx; summed by brute force."""
+    """Each forward term w*x contributes dy*x to dweight and dy*w to dx; summed by brute force."""
     N, C, H, W = x.shape
     K, Cg, R, S = w.shape
     sh, sw = stride
-    dh, dw_ = dilation
+    dil_h, dil_w = dilation
     xp = np.pad(x.astype(np.float64), ((0, 0), (0, 0), pad[0], pad[1]))
     dxp = np.zeros_like(xp)
-    dwt = np.zeros(w.shape)
+    dweight = np.zeros(w.shape)
     P, Q = dy.shape[2:]
     Kg = K // groups
     for n in range(N):
@@ -67,67 +67,86 @@ def conv2d_backward(dy, x, w, stride, pad, dilation, groups):
                     for c in range(Cg):
                         for r in range(R):
                             for s in range(S):
-                                ih, iw = p * sh + r * dh, q * sw + s * dw_
-                                dwt[k, c, r, s] += dy[n, k, p, q] * xp[n, g * Cg + c, ih, iw]
+                                ih, iw = p * sh + r * dil_h, q * sw + s * dil_w
+                                dweight[k, c, r, s] += dy[n, k, p, q] * xp[n, g * Cg + c, ih, iw]
                                 dxp[n, g * Cg + c, ih, iw] += dy[n, k, p, q] * w[k, c, r, s]
     dx = dxp[:, :, pad[0][0]:pad[0][0] + H, pad[1][0]:pad[1][0] + W]
-    return dx, dwt, dy.sum(axis=(0, 2, 3))
+    return dx, dweight, dy.sum(axis=(0, 2, 3))
 
 
-def _windows(H, W, k, s, p):
-    P = (H + 2 * p[0] - k[0]) // s[0] + 1
-    Q = (W + 2 * p[1] - k[1]) // s[1] + 1
+def _out_len(n, k, s, p, d, ceil):
+    """PyTorch's pooling output length (``pooling_output_shape``), written out."""
+    span = d * (k - 1) + 1
+    if ceil:
+        out = -(-(n + 2 * p - span) // s) + 1  # ceil division
+        if (out - 1) * s >= n + p:  # the last window must start inside the input or its left padding
+            out -= 1
+    else:
+        out = (n + 2 * p - span) // s + 1
+    return out
+
+
+def _windows(H, W, k, s, p, d=(1, 1), ceil=False):
+    """Yield (i, j, in-bounds cells in row-major order, P, Q, padded size) for every window."""
+    P = _out_len(H, k[0], s[0], p[0], d[0], ceil)
+    Q = _out_len(W, k[1], s[1], p[1], d[1], ceil)
     for i in range(P):
         for j in range(Q):
-            cells = [(i * s[0] - p[0] + r, j * s[1] - p[1] + t) for r in range(k[0]) for t in range(k[1])]
-            yield i, j, [(a, b) for a, b in cells if 0 <= a < H and 0 <= b < W], P, Q
+            top, left = i * s[0] - p[0], j * s[1] - p[1]
+            cells = [(top + r * d[0], left + t * d[1]) for r in range(k[0]) for t in range(k[1])]
+            # avg_pool2d's count_include_pad size: the window clipped to the padded input
+            size = (min(top + k[0], H + p[0]) - top) * (min(left + k[1], W + p[1]) - left)
+            yield i, j, [(a, b) for a, b in cells if 0 <= a < H and 0 <= b < W], P, Q, size
 
 
-def max_pool2d(x, k, s, p):
+def max_pool2d(x, k, s, p, d=(1, 1), ceil=False):
     N, C, H, W = x.shape
-    out = {}
-    for i, j, cells, P, Q in _windows(H, W, k, s, p):
-        out[i, j] = cells
-    y = np.zeros((N, C, P, Q))
+    wins = list(_windows(H, W, k, s, p, d, ceil))
+    y = np.zeros((N, C, wins[0][3], wins[0][4]))
     for n in range(N):
         for c in range(C):
-            for (i, j), cells in out.items():
+            for i, j, cells, *_ in wins:
                 y[n, c, i, j] = max(x[n, c, a, b] for a, b in cells)
     return y
 
 
-def max_pool2d_backward(dy, x, k, s, p):
+def max_pool2d_backward(dy, x, k, s, p, d=(1, 1), ceil=False):
     N, C, H, W = x.shape
     dx = np.zeros(x.shape)
     for n in range(N):
         for c in range(C):
-            for i, j, cells, _, _ in _windows(H, W, k, s, p):
+            for i, j, cells, *_ in _windows(H, W, k, s, p, d, ceil):
                 vals = [x[n, c, a, b] for a, b in cells]
                 a, b = cells[int(np.argmax(vals))]  # first maximum in row-major order
                 dx[n, c, a, b] += dy[n, c, i, j]
     return dx
 
 
-def avg_pool2d(x, k, s, p):
+def _divisor(cells, size, include_pad, divisor):
+    if divisor is not None:
+        return divisor
+    return size if include_pad else len(cells)
+
+
+def avg_pool2d(x, k, s, p, ceil=False, include_pad=True, divisor=None):
     N, C, H, W = x.shape
-    wins = list(_windows(H, W, k, s, p))
-    P, Q = wins[0][3], wins[0][4]
-    y = np.zeros((N, C, P, Q))
+    wins = list(_windows(H, W, k, s, p, (1, 1), ceil))
+    y = np.zeros((N, C, wins[0][3], wins[0][4]))
     for n in range(N):
         for c in range(C):
-            for i, j, cells, _, _ in wins:
-                y[n, c, i, j] = sum(x[n, c, a, b] for a, b in cells) / (k[0] * k[1])
+            for i, j, cells, _, _, size in wins:
+                y[n, c, i, j] = sum(x[n, c, a, b] for a, b in cells) / _divisor(cells, size, include_pad, divisor)
     return y
 
 
-def avg_pool2d_backward(dy, x, k, s, p):
+def avg_pool2d_backward(dy, x, k, s, p, ceil=False, include_pad=True, divisor=None):
     N, C, H, W = x.shape
     dx = np.zeros(x.shape)
     for n in range(N):
         for c in range(C):
-            for i, j, cells, _, _ in _windows(H, W, k, s, p):
+            for i, j, cells, _, _, size in _windows(H, W, k, s, p, (1, 1), ceil):
                 for a, b in cells:
-                    dx[n, c, a, b] += dy[n, c, i, j] / (k[0] * k[1])
+                    dx[n, c, a, b] += dy[n, c, i, j] / _divisor(cells, size, include_pad, divisor)
     return dx
 
 
@@ -146,15 +165,15 @@ def softmax_cross_entropy(logits, labels):
     return float(np.mean(losses)), grads
 
 
-def max_pool2d_indices(x, k, s, p):
+def max_pool2d_indices(x, k, s, p, d=(1, 1), ceil=False):
     """PyTorch's ``return_indices``: flat h*W + w of the first strict maximum in row-major order; the last NaN wins."""
     N, C, H, W = x.shape
-    wins = list(_windows(H, W, k, s, p))
+    wins = list(_windows(H, W, k, s, p, d, ceil))
     P, Q = wins[0][3], wins[0][4]
     ind = np.zeros((N, C, P, Q), dtype=np.int64)
     for n in range(N):
         for c in range(C):
-            for i, j, cells, _, _ in wins:
+            for i, j, cells, *_ in wins:
                 best, where = -np.inf, cells[0]
                 for a, b in cells:
                     v = x[n, c, a, b]

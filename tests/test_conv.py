@@ -1,15 +1,16 @@
-"""conv1d/conv2d forward and backward: known answers, reference loops, properties."""
+"""conv1d/conv2d forward and backward: known answers, reference loops, torch, gradient checks, properties."""
 
 import numpy as np
 import pytest
+import reference as ref
 from hypothesis import given
 from hypothesis import strategies as st
+from torch_compare import assert_matches_torch, tolerance
 
-import reference as ref
 from catlab import functional as F
+from catlab.gradcheck import gradcheck
 
-
-# --- known answers a person can check by hand -------------------------------------------
+TOL = 1e-6  # gradient checks, float64
 
 
 def test_conv2d_known_answer_3x3_input_2x2_kernel():
@@ -91,8 +92,6 @@ def test_backward_known_answer_impulse():
     np.testing.assert_array_equal(dw, np.zeros_like(w))
     np.testing.assert_array_equal(db, [1.0])
 
-
-# --- against the slow reference loops over many configurations ----------------------------
 
 CONFIGS = [
     # N, C, H, W, K, R, S, stride, padding, dilation, groups
@@ -187,9 +186,6 @@ def test_results_are_deterministic(rng):
         np.testing.assert_array_equal(u, v)
 
 
-# --- properties over random configurations (hypothesis) ------------------------------------
-
-
 @st.composite
 def conv_configs(draw):
     groups = draw(st.sampled_from([1, 1, 2, 3]))
@@ -231,3 +227,65 @@ def test_conv1d_same_keeps_length(L, k, dilation, channels):
     if dilation * (k - 1) + 1 > L + dilation * (k - 1):
         return
     assert F.conv1d(x, w, padding="same", dilation=dilation).shape == (1, 2, L)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("kw", [
+    dict(),
+    dict(stride=2, padding=1),
+    dict(stride=(2, 1), padding=(0, 3), dilation=(1, 2)),
+    dict(padding="same"),
+    dict(padding="same", dilation=2),
+    dict(padding="valid", groups=2),
+    dict(groups=4, stride=3, padding=2),
+])
+@pytest.mark.filterwarnings("ignore:Using padding=.same.:UserWarning")
+def test_conv2d_matches_torch(kw, dtype, rng):
+    torch = pytest.importorskip("torch")
+    groups = kw.get("groups", 1)
+    x = rng.normal(size=(3, 4, 11, 10)).astype(dtype)
+    w = rng.normal(size=(8, 4 // groups, 4, 3)).astype(dtype)  # even kernel height: asymmetric 'same'
+    b = rng.normal(size=8).astype(dtype)
+    assert_matches_torch(lambda x, w, b: F.conv2d(x, w, b, **kw),
+                         lambda dy, x, w, b: F.conv2d_backward(dy, x, w, **kw),
+                         lambda x, w, b: torch.nn.functional.conv2d(x, w, b, **kw), [x, w, b],
+                         names=["x", "weight", "bias"])
+
+
+@pytest.mark.parametrize("kw", [dict(), dict(stride=3, padding=2, dilation=2), dict(padding="same", groups=2)])
+def test_conv1d_matches_torch(kw, rng):
+    torch = pytest.importorskip("torch")
+    x = rng.normal(size=(2, 4, 17))
+    w = rng.normal(size=(6, 4 // kw.get("groups", 1), 4))
+    b = rng.normal(size=6)
+    assert_matches_torch(lambda x, w, b: F.conv1d(x, w, b, **kw),
+                         lambda dy, x, w, b: F.conv1d_backward(dy, x, w, **kw),
+                         lambda x, w, b: torch.nn.functional.conv1d(x, w, b, **kw), [x, w, b],
+                         **tolerance(np.float64))
+
+
+@pytest.mark.parametrize("kw", [
+    dict(),
+    dict(stride=2, padding=1),
+    dict(stride=(1, 2), padding=(2, 0), dilation=(2, 1)),
+    dict(padding="same", dilation=2),
+    dict(groups=2, stride=3, padding=3),
+])
+def test_conv2d_gradients(kw, rng):
+    groups = kw.get("groups", 1)
+    x = rng.normal(size=(2, 4, 7, 8))
+    w = rng.normal(size=(4, 4 // groups, 3, 2))
+    b = rng.normal(size=4)
+    err = gradcheck(lambda x, w, b: F.conv2d(x, w, b, **kw),
+                    lambda dy, x, w, b: F.conv2d_backward(dy, x, w, **kw), [x, w, b], ["x", "w", "b"])
+    assert max(err.values()) < TOL, err
+
+
+@pytest.mark.parametrize("kw", [dict(), dict(stride=2, padding=2, dilation=2), dict(padding="same", groups=3)])
+def test_conv1d_gradients(kw, rng):
+    x = rng.normal(size=(2, 3, 11))
+    w = rng.normal(size=(3, 3 // kw.get("groups", 1), 4))
+    b = rng.normal(size=3)
+    err = gradcheck(lambda x, w, b: F.conv1d(x, w, b, **kw),
+                    lambda dy, x, w, b: F.conv1d_backward(dy, x, w, **kw), [x, w, b])
+    assert max(err.values()) < TOL, err

@@ -1,9 +1,13 @@
-"""Layer objects: shapes, initialisation, state_dict, modes."""
+"""Layer objects: shapes, initialisation, state_dict, training/eval modes, gradients, and torch's layers."""
 
 import numpy as np
 import pytest
 
+from catlab import functional as F
 from catlab import nn
+from catlab.gradcheck import gradcheck_layer
+
+TOL = 1e-6  # gradient checks, float64
 
 
 def lenet(seed=0):
@@ -105,3 +109,79 @@ def test_parameter_count_of_lenet():
     net = lenet()
     count = sum(p.data.size for p in net.parameters())
     assert count == (6 * 25 + 6) + (16 * 6 * 25 + 16) + (400 * 120 + 120) + (120 * 84 + 84) + (84 * 10 + 10)
+
+
+def test_sequential_state_dict_keys_and_shapes_match_torch():
+    torch = pytest.importorskip("torch")
+    mine = nn.Sequential(nn.Conv2d(3, 6, 5, padding=2, rng=0), nn.ReLU(), nn.MaxPool2d(2), nn.Conv1d(6, 2, 3, rng=0),
+                         nn.Conv2d(6, 4, 3, bias=False, rng=1), nn.AvgPool2d(2), nn.Flatten(), nn.Linear(16, 10, rng=2))
+    theirs = torch.nn.Sequential(torch.nn.Conv2d(3, 6, 5, padding=2), torch.nn.ReLU(), torch.nn.MaxPool2d(2),
+                                 torch.nn.Conv1d(6, 2, 3), torch.nn.Conv2d(6, 4, 3, bias=False), torch.nn.AvgPool2d(2),
+                                 torch.nn.Flatten(), torch.nn.Linear(16, 10))
+    ts = theirs.state_dict()
+    ms = mine.state_dict()
+    assert list(ms) == list(ts)
+    assert all(ms[k].shape == tuple(ts[k].shape) for k in ms)
+
+
+def test_default_init_has_torch_bounds():
+    torch = pytest.importorskip("torch")
+    torch.manual_seed(0)
+    theirs = torch.nn.Conv2d(6, 16, 5)
+    mine = nn.Conv2d(6, 16, 5, rng=0)
+    tb = theirs.weight.detach().abs().max().item()
+    mb = np.abs(mine.weight.data).max()
+    bound = 1 / np.sqrt(6 * 25)
+    assert tb <= bound and mb <= bound and mb > 0.95 * bound and tb > 0.95 * bound
+
+
+def test_lenet_outputs_and_gradients_match_torch_after_moving_weights(rng):
+    torch = pytest.importorskip("torch")
+    def mine():
+        return nn.Sequential(nn.Conv2d(1, 6, 5, padding=2, rng=0), nn.ReLU(), nn.MaxPool2d(2),
+                             nn.Conv2d(6, 16, 5, rng=1), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
+                             nn.Linear(400, 120, rng=2), nn.ReLU(), nn.Linear(120, 84, rng=3), nn.ReLU(),
+                             nn.Linear(84, 10, rng=4))
+    tnet = torch.nn.Sequential(torch.nn.Conv2d(1, 6, 5, padding=2), torch.nn.ReLU(), torch.nn.MaxPool2d(2),
+                               torch.nn.Conv2d(6, 16, 5), torch.nn.ReLU(), torch.nn.MaxPool2d(2), torch.nn.Flatten(),
+                               torch.nn.Linear(400, 120), torch.nn.ReLU(), torch.nn.Linear(120, 84), torch.nn.ReLU(),
+                               torch.nn.Linear(84, 10)).double()
+    net = mine().astype(np.float64)
+    # catlab -> torch
+    tnet.load_state_dict({k: torch.tensor(v) for k, v in net.state_dict().items()})
+    x = rng.random((4, 1, 28, 28))
+    labels = np.array([0, 3, 9, 3])
+    xt = torch.tensor(x, requires_grad=True)
+    loss_t = torch.nn.functional.cross_entropy(tnet(xt), torch.tensor(labels))
+    loss_t.backward()
+    loss, dz = F.softmax_cross_entropy(net(x), labels)
+    dx = net.backward(dz)
+    assert abs(loss - loss_t.item()) < 1e-12
+    np.testing.assert_allclose(dx, xt.grad.numpy(), atol=1e-12)
+    tgrads = {k: p.grad.numpy() for k, p in tnet.named_parameters()}
+    for k, p in net.named_parameters():
+        np.testing.assert_allclose(p.grad, tgrads[k], atol=1e-12, err_msg=k)
+    # torch -> catlab
+    other = mine().astype(np.float64)
+    other.load_state_dict({k: v.detach().numpy() for k, v in tnet.state_dict().items()})
+    np.testing.assert_allclose(other(x), tnet(torch.tensor(x)).detach().numpy(), atol=1e-12)
+
+
+@pytest.mark.parametrize("make,shape", [
+    (lambda: nn.Conv2d(3, 4, 3, stride=2, padding=1, rng=0), (2, 3, 7, 7)),
+    (lambda: nn.Conv2d(4, 4, (2, 3), groups=2, dilation=(1, 2), bias=False, rng=0), (2, 4, 6, 8)),
+    (lambda: nn.Conv1d(2, 3, 3, padding="same", rng=0), (3, 2, 9)),
+    (lambda: nn.MaxPool2d(2), (2, 3, 6, 6)),
+    (lambda: nn.AvgPool2d(3, stride=2, padding=1), (2, 3, 7, 6)),
+    (lambda: nn.ReLU(), (3, 5)),
+    (lambda: nn.Linear(5, 4, rng=0), (3, 5)),
+    (lambda: nn.Flatten(), (2, 3, 2, 2)),
+    (lambda: nn.Sequential(nn.Conv2d(1, 3, 3, padding=1, rng=0), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
+                           nn.Linear(12, 5, rng=1)), (2, 1, 4, 4)),
+])
+def test_layer_gradients(make, shape, rng):
+    x = rng.normal(size=shape)
+    x[np.abs(x) < 1e-3] = 0.5
+    err = gradcheck_layer(make(), x)
+    assert max(err.values()) < TOL, err
+    assert "input" in err

@@ -141,7 +141,7 @@ def bad_cases():
         (dict(y=y - 1), ValueError, r"y\[0\] = -1"),
         (dict(y=y.astype(float)), TypeError, "y must hold integer"),
         (dict(x=x[:0], y=y[:0]), ValueError, "x is empty"),
-        (dict(x=nan), ValueError, "x contains 1 NaN"),
+        (dict(x=nan), ValueError, "x must be finite, got 1 NaN"),
         (dict(x=x.astype(np.float64)), TypeError, "x has dtype float64 but the model's parameters are float32"),
         (dict(x=x.astype(np.uint8)), TypeError, "x must have dtype float32"),
         (dict(batch_size=0), ValueError, "batch_size must be a positive integer"),
@@ -150,7 +150,7 @@ def bad_cases():
         (dict(optimizer="sgd"), TypeError, "optimizer"),
         (dict(seed=None), TypeError, "seed"),
         (dict(validation_data=(x, y[:3])), ValueError, r"validation_data\[0\] has 12 samples but validation_data\[1\] has 3"),
-        (dict(validation_data=(nan, y)), ValueError, r"validation_data\[0\] contains"),
+        (dict(validation_data=(nan, y)), ValueError, r"validation_data\[0\] must be finite"),
         (dict(validation_data=x), TypeError, "validation_data"),
     ]
 

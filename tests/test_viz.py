@@ -56,7 +56,7 @@ def test_conv_geometry_taps_positions():
     (dict(size=7, kernel_size=3, stride=1.5), "stride"),
 ])
 def test_conv_geometry_errors(kw, match):
-    with pytest.raises(ValueError, match=match):
+    with pytest.raises((TypeError, ValueError), match=match):
         viz.conv_geometry(**kw)
 
 

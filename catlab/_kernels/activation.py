@@ -22,9 +22,12 @@ def relu_forward(x, i0, i1, y):
 
 @njit(cache=True, nogil=True)
 def relu_backward(dy, x, i0, i1, dx):
-    """dx[i] = dy[i] if x[i] > 0 else 0 for i0 <= i < i1 (the subgradient 0 at x = 0, as in PyTorch)."""
+    """dx[i] = 0 if x[i] <= 0 else dy[i] for i0 <= i < i1.
+
+    As PyTorch: the subgradient 0 at x = 0, and at a NaN x the gradient passes.
+    """
     dys = dy[i0:i1]
     xs = x[i0:i1]
     dxs = dx[i0:i1]
     for j in range(i1 - i0):
-        dxs[j] = dys[j] if xs[j] > 0.0 else 0.0
+        dxs[j] = 0.0 if xs[j] <= 0.0 else dys[j]

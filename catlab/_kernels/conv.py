@@ -1,7 +1,8 @@
 """Compiled convolution kernels (2-D; 1-D runs through them with H = 1).
 
-No validation happens here: the callers in :mod:`catlab.functional` check
-every argument and allocate every output. Layouts (all C-contiguous):
+No validation happens here: :mod:`catlab.functional` checks every argument
+and allocates every output, and :mod:`catlab._conv_paths` picks one of the
+three kernel pairs below and schedules it. Layouts (all C-contiguous):
 
 - ``x``  : (N, C, H, W)           input
 - ``w3`` : (G, Kg, Cg*R*S)        weights, grouped and flattened per filter
@@ -17,13 +18,13 @@ The method is im2col + GEMM: the receptive fields of one sample (or of a
 block of its output rows) are unrolled into the columns of a
 (Cg*R*S, rows*Q) workspace and one matrix product with the (Kg, Cg*R*S)
 filters gives all Kg maps. ``np.dot`` on contiguous arrays calls BLAS.
-With stride 1 and a sample per thread, the ``*_wide_chunk`` kernels (at the
+With stride 1 and a sample per thread, the ``conv2d_wide_*`` kernels (at the
 end of this module) unroll the zero-padded sample instead, at the padded
 width, which makes every row of the workspace one contiguous copy.
 
 Parallelism: the work is cut into items (a sample and group, or a block of
 ``nb`` output rows of one when there are fewer samples than threads). The
-``*_chunk`` kernels each do one fixed contiguous range of items with their
+kernels each do one fixed contiguous range of items with their
 own workspace (sized per item, never per batch) and release the GIL, so
 :mod:`catlab._threads` runs the chunks on several threads at once. Each chunk
 writes only its own outputs; sums over the batch (weight and bias gradients)
@@ -37,9 +38,9 @@ from numba import njit
 
 
 @njit(cache=True)
-def _qrange(s, sw, pw, dw, W, Q):
-    """Output columns q whose input column q*sw - pw + s*dw lies in [0, W): returns (lo, hi)."""
-    a = pw - s * dw
+def _qrange(s, sw, pw, dil_w, W, Q):
+    """Output columns q whose input column q*sw - pw + s*dil_w lies in [0, W): returns (lo, hi)."""
+    a = pw - s * dil_w
     lo = -((-a) // sw)  # ceil(a / sw)
     if lo < 0:
         lo = 0
@@ -52,10 +53,10 @@ def _qrange(s, sw, pw, dw, W, Q):
 
 
 @njit(cache=True)
-def im2col(x_n, c0, R, S, sh, sw, ph, pw, dh, dw, p0, p1, Q, cols):
+def im2col(x_n, c0, R, S, sh, sw, ph, pw, dil_h, dil_w, p0, p1, Q, cols):
     """Unroll the receptive fields of output rows p0 <= p < p1.
 
-    cols[(c*R + r)*S + s, (p - p0)*Q + q] = x_n[c0 + c, p*sh - ph + r*dh, q*sw - pw + s*dw],
+    cols[(c*R + r)*S + s, (p - p0)*Q + q] = x_n[c0 + c, p*sh - ph + r*dil_h, q*sw - pw + s*dil_w],
     0 where that lies in the padding. ``x_n`` is (C, H, W); ``cols`` is
     (Cg*R*S, (p1 - p0)*Q) and is overwritten.
     """
@@ -66,10 +67,10 @@ def im2col(x_n, c0, R, S, sh, sw, ph, pw, dh, dw, p0, p1, Q, cols):
         for r in range(R):
             for s in range(S):
                 row = (c * R + r) * S + s
-                lo, hi = _qrange(s, sw, pw, dw, W, Q)
-                off = s * dw - pw
+                lo, hi = _qrange(s, sw, pw, dil_w, W, Q)
+                off = s * dil_w - pw
                 for p in range(p0, p1):
-                    ih = p * sh - ph + r * dh
+                    ih = p * sh - ph + r * dil_h
                     base = (p - p0) * Q
                     if ih < 0 or ih >= H:
                         for q in range(Q):
@@ -92,21 +93,21 @@ def im2col(x_n, c0, R, S, sh, sw, ph, pw, dh, dw, p0, p1, Q, cols):
 
 
 @njit(cache=True)
-def col2im_channel(cols, cl, c, R, S, sh, sw, ph, pw, dh, dw, P, Q, dx_n):
+def col2im_channel(cols, cl, c, R, S, sh, sw, ph, pw, dil_h, dil_w, P, Q, dx_n):
     """Scatter-add the rows of local channel ``cl`` of ``cols`` into ``dx_n[c]`` (adjoint of :func:`im2col`).
 
     dx_n[c, ih, iw] += cols[(cl*R + r)*S + s, p*Q + q] for every in-bounds
-    (ih, iw) = (p*sh - ph + r*dh, q*sw - pw + s*dw). ``cols`` is (Cg*R*S, P*Q).
+    (ih, iw) = (p*sh - ph + r*dil_h, q*sw - pw + s*dil_w). ``cols`` is (Cg*R*S, P*Q).
     """
     H = dx_n.shape[1]
     W = dx_n.shape[2]
     for r in range(R):
         for s in range(S):
             row = (cl * R + r) * S + s
-            lo, hi = _qrange(s, sw, pw, dw, W, Q)
-            off = s * dw - pw
+            lo, hi = _qrange(s, sw, pw, dil_w, W, Q)
+            off = s * dil_w - pw
             for p in range(P):
-                ih = p * sh - ph + r * dh
+                ih = p * sh - ph + r * dil_h
                 if ih < 0 or ih >= H:
                     continue
                 base = p * Q
@@ -135,8 +136,8 @@ def _row_block(it, G, nb, P):
 
 
 @njit(cache=True, nogil=True)
-def fwd_chunk(x, w3, b, R, S, sh, sw, ph, pw, dh, dw, P, Q, nb, i0, i1, y4):
-    """Forward items i0 <= it < i1 of :func:`conv2d_forward`, with this chunk's own workspace."""
+def conv2d_im2col_forward(x, w3, b, R, S, sh, sw, ph, pw, dil_h, dil_w, P, Q, nb, i0, i1, y4):
+    """im2col forward of items i0 <= it < i1 (sample, group[, row block]) into ``y4``, with its own workspace."""
     G, Kg, CRS = w3.shape
     Cg = CRS // (R * S)
     PQ = P * Q
@@ -146,7 +147,7 @@ def fwd_chunk(x, w3, b, R, S, sh, sw, ph, pw, dh, dw, P, Q, nb, i0, i1, y4):
             n = it // G
             g = it % G
             yg = y4[n, g]  # (Kg, P*Q)
-            im2col(x[n], g * Cg, R, S, sh, sw, ph, pw, dh, dw, 0, P, Q, cols)
+            im2col(x[n], g * Cg, R, S, sh, sw, ph, pw, dil_h, dil_w, 0, P, Q, cols)
             np.dot(w3[g], cols, yg)
             for k in range(Kg):
                 bk = b[g * Kg + k]
@@ -160,7 +161,7 @@ def fwd_chunk(x, w3, b, R, S, sh, sw, ph, pw, dh, dw, P, Q, nb, i0, i1, y4):
         L = (p1 - p0) * Q
         cb = np.empty((CRS, L), dtype=x.dtype)  # (Cg*R*S, rows*Q); few items, as N < threads
         ob = np.empty((Kg, L), dtype=x.dtype)  # (Kg, rows*Q)
-        im2col(x[n], g * Cg, R, S, sh, sw, ph, pw, dh, dw, p0, p1, Q, cb)
+        im2col(x[n], g * Cg, R, S, sh, sw, ph, pw, dil_h, dil_w, p0, p1, Q, cb)
         np.dot(w3[g], cb, ob)
         yg = y4[n, g]
         j0 = p0 * Q
@@ -171,12 +172,17 @@ def fwd_chunk(x, w3, b, R, S, sh, sw, ph, pw, dh, dw, P, Q, nb, i0, i1, y4):
 
 
 @njit(cache=True, nogil=True)
-def bwd_chunk(x, wT, dy4, R, S, sh, sw, ph, pw, dh, dw, P, Q, nb, i0, i1, dw_t, db_t, dcols_all, dx):
-    """Backward items i0 <= it < i1 of :func:`conv2d_backward`; sums go to this chunk's dw_t, db_t."""
+def conv2d_im2col_backward(x, wT, dy4, R, S, sh, sw, ph, pw, dil_h, dil_w, P, Q, nb, i0, i1, dweight_t, db_t, dcols_all, dx):
+    """im2col backward of items i0 <= it < i1; batch sums go to this chunk's dweight_t, db_t.
+
+    With row blocks (nb > 1) the column gradients go to ``dcols_all`` and
+    :func:`conv2d_im2col_scatter` adds them into ``dx`` afterwards; otherwise
+    they are scattered into ``dx`` (zeros on entry) directly.
+    """
     G, CRS, Kg = wT.shape
     Cg = CRS // (R * S)
     PQ = P * Q
-    dwnT = np.empty((CRS, Kg), dtype=x.dtype)  # one item's weight gradient, transposed
+    dweight_nT = np.empty((CRS, Kg), dtype=x.dtype)  # one item's weight gradient, transposed
     if nb == 1:
         cols = np.empty((CRS, PQ), dtype=x.dtype)  # workspaces, one per chunk
         dcols = np.empty((CRS, PQ), dtype=x.dtype)
@@ -189,15 +195,15 @@ def bwd_chunk(x, wT, dy4, R, S, sh, sw, ph, pw, dh, dw, P, Q, nb, i0, i1, dw_t, 
                 for j in range(PQ):
                     acc += dyg[k, j]
                 db_t[g * Kg + k] += acc
-            im2col(x[n], g * Cg, R, S, sh, sw, ph, pw, dh, dw, 0, P, Q, cols)
-            np.dot(cols, dyg.T, dwnT)  # faster in BLAS than dyg @ cols.T for these shapes
-            dwp = dw_t[g]
+            im2col(x[n], g * Cg, R, S, sh, sw, ph, pw, dil_h, dil_w, 0, P, Q, cols)
+            np.dot(cols, dyg.T, dweight_nT)  # faster in BLAS than dyg @ cols.T for these shapes
+            dweight_g = dweight_t[g]
             for j in range(CRS):
                 for k in range(Kg):
-                    dwp[k, j] += dwnT[j, k]
+                    dweight_g[k, j] += dweight_nT[j, k]
             np.dot(wT[g], dyg, dcols)
             for cl in range(Cg):
-                col2im_channel(dcols, cl, g * Cg + cl, R, S, sh, sw, ph, pw, dh, dw, P, Q, dx[n])
+                col2im_channel(dcols, cl, g * Cg + cl, R, S, sh, sw, ph, pw, dil_h, dil_w, P, Q, dx[n])
         return
     for it in range(i0, i1):
         n, g, p0, p1 = _row_block(it, G, nb, P)
@@ -216,12 +222,12 @@ def bwd_chunk(x, wT, dy4, R, S, sh, sw, ph, pw, dh, dw, P, Q, nb, i0, i1, dw_t, 
                 dyb[k, j] = v
                 acc += v
             db_t[g * Kg + k] += acc
-        im2col(x[n], g * Cg, R, S, sh, sw, ph, pw, dh, dw, p0, p1, Q, cb)
-        np.dot(cb, dyb.T, dwnT)
-        dwp = dw_t[g]
+        im2col(x[n], g * Cg, R, S, sh, sw, ph, pw, dil_h, dil_w, p0, p1, Q, cb)
+        np.dot(cb, dyb.T, dweight_nT)
+        dweight_g = dweight_t[g]
         for j in range(CRS):
             for k in range(Kg):
-                dwp[k, j] += dwnT[j, k]
+                dweight_g[k, j] += dweight_nT[j, k]
         np.dot(wT[g], dyb, dcb)
         dst = dcols_all[n, g]
         for i in range(CRS):
@@ -230,7 +236,7 @@ def bwd_chunk(x, wT, dy4, R, S, sh, sw, ph, pw, dh, dw, P, Q, nb, i0, i1, dw_t, 
 
 
 @njit(cache=True, nogil=True)
-def col2im_chunk(dcols_all, R, S, sh, sw, ph, pw, dh, dw, P, Q, i0, i1, dx):
+def conv2d_im2col_scatter(dcols_all, R, S, sh, sw, ph, pw, dil_h, dil_w, P, Q, i0, i1, dx):
     """Scatter column gradients into planes i0 <= i < i1 of dx viewed as (N*C, H, W).
 
     ``dcols_all`` is (N, G, Cg*R*S, P*Q); plane i is sample i // C, channel i % C.
@@ -240,16 +246,16 @@ def col2im_chunk(dcols_all, R, S, sh, sw, ph, pw, dh, dw, P, Q, i0, i1, dx):
     for i in range(i0, i1):
         n = i // C
         c = i % C
-        col2im_channel(dcols_all[n, c // Cg], c % Cg, c, R, S, sh, sw, ph, pw, dh, dw, P, Q, dx[n])
+        col2im_channel(dcols_all[n, c // Cg], c % Cg, c, R, S, sh, sw, ph, pw, dil_h, dil_w, P, Q, dx[n])
 
 
 @njit(cache=True, nogil=True, fastmath={"contract"})
-def direct_fwd_chunk(x, w, b, R, S, ph, pw, dh, dw, P, Q, kb, i0, i1, y):
-    """Items i0 <= it < i1 (sample, block of ``kb`` filters) of :func:`conv2d_forward_direct`."""
+def conv2d_direct_forward(x, w, b, R, S, ph, pw, dil_h, dil_w, P, Q, kb, i0, i1, y):
+    """Direct (no im2col) forward of items i0 <= it < i1 (sample, block of ``kb`` filters) into ``y``."""
     N, C, H, W = x.shape
     K = w.shape[0]
-    Hp = P + dh * (R - 1)
-    Wp = Q + dw * (S - 1)
+    Hp = P + dil_h * (R - 1)
+    Wp = Q + dil_w * (S - 1)
     plane = Hp * Wp
     RB = max(1, 1024 // Wp)  # output rows per tile: the accumulators stay in L1
     nkb = (K + kb - 1) // kb
@@ -276,7 +282,7 @@ def direct_fwd_chunk(x, w, b, R, S, ph, pw, dh, dw, P, Q, kb, i0, i1, y):
             for c in range(C):
                 for r in range(R):
                     for s in range(S):
-                        off = c * plane + (p0 + r * dh) * Wp + s * dw
+                        off = c * plane + (p0 + r * dil_h) * Wp + s * dil_w
                         xs = xp[off:off + jl]  # views indexed by the loop counter vectorise
                         for kk in range(k1 - k0):
                             wv = w[k0 + kk, c, r, s]
@@ -291,24 +297,38 @@ def direct_fwd_chunk(x, w, b, R, S, ph, pw, dh, dw, P, Q, kb, i0, i1, y):
 
 
 @njit(cache=True, nogil=True, fastmath={"reassoc", "contract"})
-def direct_bwd_chunk(x, w, dy, R, S, ph, pw, dh, dw, P, Q, n0, n1, dx, dw_t, db_t):
-    """Samples n0 <= n < n1 of :func:`conv2d_backward_direct`; sums go to this chunk's dw_t, db_t."""
+def conv2d_direct_backward(x, w, dy, R, S, ph, pw, dil_h, dil_w, P, Q, n0, n1, dx, dweight_t, db_t):
+    """Direct (no im2col) backward of samples n0 <= n < n1; batch sums go to this chunk's dweight_t, db_t."""
     N, C, H, W = x.shape
     K = w.shape[0]
-    Hp = P + dh * (R - 1)
-    Wp = Q + dw * (S - 1)
+    Hp = P + dil_h * (R - 1)
+    Wp = Q + dil_w * (S - 1)
     plane = Hp * Wp
     L = (P - 1) * Wp + Q
     xp = np.zeros(C * plane + Wp, dtype=x.dtype)  # padded sample, flattened
     dxp = np.empty(C * plane + Wp, dtype=x.dtype)  # its gradient
     dyw = np.zeros((K, L), dtype=x.dtype)  # dy at width Wp; the gaps stay zero
     zero = np.zeros(1, dtype=x.dtype)[0]
+    # The gaps (columns Q .. Wp-1 of each row at width Wp) are not outputs. With
+    # finite values they add 0 * x or w * 0; an inf or NaN there would add NaN,
+    # so non-finite samples or weights take loops that skip the gaps.
+    wbad = zero
+    for k in range(K):
+        for c in range(C):
+            for r in range(R):
+                for s in range(S):
+                    wbad += w[k, c, r, s] * zero
+    w_finite = wbad == 0.0
     for n in range(n0, n1):
+        xbad = zero
         for c in range(C):
             for h in range(H):
                 base = c * plane + (h + ph) * Wp + pw
                 for v in range(W):
-                    xp[base + v] = x[n, c, h, v]
+                    xv = x[n, c, h, v]
+                    xp[base + v] = xv
+                    xbad += xv * zero  # NaN once any value is inf or NaN
+        x_finite = xbad == 0.0
         for k in range(K):
             acc = zero
             for p in range(P):
@@ -321,25 +341,39 @@ def direct_bwd_chunk(x, w, dy, R, S, ph, pw, dh, dw, P, Q, n0, n1, dx, dw_t, db_
             for c in range(C):
                 for r in range(R):
                     for s in range(S):
-                        off = c * plane + r * dh * Wp + s * dw
+                        off = c * plane + r * dil_h * Wp + s * dil_w
                         xs = xp[off:off + L]
                         dk = dyw[k]
                         acc = zero
-                        for j in range(L):
-                            acc += dk[j] * xs[j]
-                        dw_t[k, c, r, s] += acc
+                        if x_finite:
+                            for j in range(L):
+                                acc += dk[j] * xs[j]
+                        else:
+                            for p in range(P):
+                                xr = xs[p * Wp:p * Wp + Q]
+                                dr = dk[p * Wp:p * Wp + Q]
+                                for q in range(Q):
+                                    acc += dr[q] * xr[q]
+                        dweight_t[k, c, r, s] += acc
         for i in range(C * plane + Wp):
             dxp[i] = 0.0
         for c in range(C):
             for r in range(R):
                 for s in range(S):
-                    off = c * plane + r * dh * Wp + s * dw
+                    off = c * plane + r * dil_h * Wp + s * dil_w
                     ds = dxp[off:off + L]
                     for k in range(K):
                         wv = w[k, c, r, s]
                         dk = dyw[k]
-                        for j in range(L):
-                            ds[j] += wv * dk[j]
+                        if w_finite:
+                            for j in range(L):
+                                ds[j] += wv * dk[j]
+                        else:
+                            for p in range(P):
+                                dr = dk[p * Wp:p * Wp + Q]
+                                dsr = ds[p * Wp:p * Wp + Q]
+                                for q in range(Q):
+                                    dsr[q] += wv * dr[q]
         for c in range(C):
             for h in range(H):
                 base = c * plane + (h + ph) * Wp + pw
@@ -347,25 +381,25 @@ def direct_bwd_chunk(x, w, dy, R, S, ph, pw, dh, dw, P, Q, n0, n1, dx, dw_t, db_
                     dx[n, c, h, v] = dxp[base + v]
 
 
-
-
 # ----------------------------------------------------------------------------
 # Stride-1 im2col over the padded plane ("wide" columns)
 # ----------------------------------------------------------------------------
 #
 # With stride 1, copy a sample's Cg channels once into a zero-bordered buffer
-# xp of Cg planes of Hp x Wp (Hp = P + dh*(R-1), Wp = Q + dw*(S-1)), flattened.
-# The output pixel (p, q) then reads xp at c*Hp*Wp + (p + r*dh)*Wp + q + s*dw,
+# xp of Cg planes of Hp x Wp (Hp = P + dil_h*(R-1), Wp = Q + dil_w*(S-1)), flattened.
+# The output pixel (p, q) then reads xp at c*Hp*Wp + (p + r*dil_h)*Wp + q + s*dil_w,
 # so if the output is computed at width Wp instead of Q (columns j = p*Wp + q,
 # L = (P-1)*Wp + Q of them, the Wp - Q extra columns per row being discarded),
 # each im2col row (c, r, s) is ONE contiguous slice of xp of length L:
 #
-#     cols[(c*R + r)*S + s, j] = xp[c*Hp*Wp + r*dh*Wp + s*dw + j]
+#     cols[(c*R + r)*S + s, j] = xp[c*Hp*Wp + r*dil_h*Wp + s*dil_w + j]
 #
 # a plain vectorised copy instead of P short copies with padding checks, and
 # col2im is the same slice added back. The matrix products grow by L / (P*Q)
 # (the caller uses this layout only when that is small); the backward pass
-# puts zeros in dy's extra columns, so they contribute nothing.
+# puts zeros in dy's extra columns and in the extra columns of the unrolled
+# input and of its gradient, so they contribute nothing, not even the NaN of
+# 0 * inf when the input or the weights hold infinities.
 
 
 @njit(cache=True)
@@ -383,25 +417,38 @@ def _pad_group(x_n, c0, ph, pw, Hp, Wp, xp):
 
 
 @njit(cache=True)
-def _wide_cols(xp, R, S, dh, dw, Hp, Wp, L, cols):
-    """cols[(c*R + r)*S + s, j] = xp[c*Hp*Wp + r*dh*Wp + s*dw + j] for j < L (see the section comment)."""
+def _wide_cols(xp, R, S, dil_h, dil_w, Hp, Wp, L, cols):
+    """cols[(c*R + r)*S + s, j] = xp[c*Hp*Wp + r*dil_h*Wp + s*dil_w + j] for j < L (see the section comment)."""
     Cg = cols.shape[0] // (R * S)
     for c in range(Cg):
         for r in range(R):
             for s in range(S):
-                src = xp[c * Hp * Wp + r * dh * Wp + s * dw:]
+                src = xp[c * Hp * Wp + r * dil_h * Wp + s * dil_w:]
                 dst = cols[(c * R + r) * S + s]
                 for j in range(L):
                     dst[j] = src[j]
 
 
+@njit(cache=True)
+def _zero_gaps(cols, P, Q, Wp):
+    """Zero the columns p*Wp + q, q >= Q, of ``cols`` (rows, L): the wide layout's discarded columns."""
+    if Wp == Q:
+        return
+    for i in range(cols.shape[0]):
+        row = cols[i]
+        for p in range(P - 1):
+            gap = row[p * Wp + Q:(p + 1) * Wp]
+            for j in range(Wp - Q):
+                gap[j] = 0.0
+
+
 @njit(cache=True, nogil=True)
-def fwd_wide_chunk(x, w3, b, R, S, ph, pw, dh, dw, P, Q, i0, i1, y4):
+def conv2d_wide_forward(x, w3, b, R, S, ph, pw, dil_h, dil_w, P, Q, i0, i1, y4):
     """Stride-1 forward of items (sample n, group g) = divmod(it, G), i0 <= it < i1, via wide columns."""
     G, Kg, CRS = w3.shape
     Cg = CRS // (R * S)
-    Hp = P + dh * (R - 1)
-    Wp = Q + dw * (S - 1)
+    Hp = P + dil_h * (R - 1)
+    Wp = Q + dil_w * (S - 1)
     L = (P - 1) * Wp + Q
     xp = np.zeros(Cg * Hp * Wp, dtype=x.dtype)  # padded channels of one group; the border stays zero
     cols = np.empty((CRS, L), dtype=x.dtype)  # workspace (Cg*R*S, L), one per chunk
@@ -410,7 +457,7 @@ def fwd_wide_chunk(x, w3, b, R, S, ph, pw, dh, dw, P, Q, i0, i1, y4):
         n = it // G
         g = it % G
         _pad_group(x[n], g * Cg, ph, pw, Hp, Wp, xp)
-        _wide_cols(xp, R, S, dh, dw, Hp, Wp, L, cols)
+        _wide_cols(xp, R, S, dil_h, dil_w, Hp, Wp, L, cols)
         np.dot(w3[g], cols, yw)
         yg = y4[n, g]
         for k in range(Kg):
@@ -423,8 +470,8 @@ def fwd_wide_chunk(x, w3, b, R, S, ph, pw, dh, dw, P, Q, i0, i1, y4):
 
 
 @njit(cache=True, nogil=True)
-def bwd_wide_chunk(x, wT, dy4, R, S, ph, pw, dh, dw, P, Q, i0, i1, dw_t, db_t, dx):
-    """Stride-1 backward of items i0 <= it < i1 via wide columns; sums go to this chunk's dw_t, db_t.
+def conv2d_wide_backward(x, wT, dy4, R, S, ph, pw, dil_h, dil_w, P, Q, i0, i1, dweight_t, db_t, dx):
+    """Stride-1 backward of items i0 <= it < i1 via wide columns; sums go to this chunk's dweight_t, db_t.
 
     Writes the channels of group g of ``dx[n]`` for each item (n, g).
     """
@@ -432,15 +479,15 @@ def bwd_wide_chunk(x, wT, dy4, R, S, ph, pw, dh, dw, P, Q, i0, i1, dw_t, db_t, d
     Cg = CRS // (R * S)
     H = x.shape[2]
     W = x.shape[3]
-    Hp = P + dh * (R - 1)
-    Wp = Q + dw * (S - 1)
+    Hp = P + dil_h * (R - 1)
+    Wp = Q + dil_w * (S - 1)
     L = (P - 1) * Wp + Q
     xp = np.zeros(Cg * Hp * Wp, dtype=x.dtype)
     dxp = np.empty(Cg * Hp * Wp, dtype=x.dtype)
     cols = np.empty((CRS, L), dtype=x.dtype)
     dcols = np.empty((CRS, L), dtype=x.dtype)
     dyw = np.zeros((Kg, L), dtype=x.dtype)  # dy at width Wp; the extra columns stay zero
-    dwnT = np.empty((CRS, Kg), dtype=x.dtype)  # this sample's weight gradient, transposed
+    dweight_nT = np.empty((CRS, Kg), dtype=x.dtype)  # this sample's weight gradient, transposed
     for it in range(i0, i1):
         n = it // G
         g = it % G
@@ -456,20 +503,22 @@ def bwd_wide_chunk(x, wT, dy4, R, S, ph, pw, dh, dw, P, Q, i0, i1, dw_t, db_t, d
                     acc += v
             db_t[g * Kg + k] += acc
         _pad_group(x[n], g * Cg, ph, pw, Hp, Wp, xp)
-        _wide_cols(xp, R, S, dh, dw, Hp, Wp, L, cols)
+        _wide_cols(xp, R, S, dil_h, dil_w, Hp, Wp, L, cols)
+        _zero_gaps(cols, P, Q, Wp)  # an inf or NaN of x there would give 0 * inf = NaN
         # cols @ dyw.T runs about twice as fast in BLAS as dyw @ cols.T for these shapes (few filters)
-        np.dot(cols, dyw.T, dwnT)
-        dwp = dw_t[g]
+        np.dot(cols, dyw.T, dweight_nT)
+        dweight_g = dweight_t[g]
         for j in range(CRS):
             for k in range(Kg):
-                dwp[k, j] += dwnT[j, k]
+                dweight_g[k, j] += dweight_nT[j, k]
         np.dot(wT[g], dyw, dcols)
+        _zero_gaps(dcols, P, Q, Wp)  # w * 0 there is NaN for an infinite weight
         for i in range(Cg * Hp * Wp):
             dxp[i] = 0.0
         for c in range(Cg):
             for r in range(R):
                 for s in range(S):
-                    dst = dxp[c * Hp * Wp + r * dh * Wp + s * dw:]
+                    dst = dxp[c * Hp * Wp + r * dil_h * Wp + s * dil_w:]
                     src = dcols[(c * R + r) * S + s]
                     for j in range(L):
                         dst[j] += src[j]

@@ -11,7 +11,7 @@ from numba import njit
 
 
 @njit(cache=True, nogil=True)
-def outer_rows(a, b, i0, i1, out):
+def linear_outer_backward(a, b, i0, i1, out):
     """out[i, j] = a[i] * b[j] for i0 <= i < i1 and every j; ``out`` is (len(a), len(b))."""
     m = b.shape[0]
     for i in range(i0, i1):

@@ -9,9 +9,16 @@ merged into one plane axis, so the loops run over independent planes:
 
 Each kernel handles the planes i0 <= i < i1 and releases the GIL, so
 :mod:`catlab._threads` runs disjoint ranges of planes on several threads at
-once; a plane is written by one call only, so they never race. Padding is ``ph`` rows on top and bottom and ``pw``
-columns left and right; padded positions never win a max and count as zeros
-in an average (PyTorch's ``count_include_pad=True``).
+once; a plane is written by one call only, so they never race.
+
+Window (p, q) starts at row ``p*sh - ph`` and column ``q*sw - pw`` and takes
+every ``dil_h``-th row and ``dil_w``-th column (max pooling's dilation); only
+its cells inside the input count. Padded positions never win a max; in an
+average, the divisor is ``divisor`` if it is positive, otherwise the window's
+size clipped to the padded input (``include_pad``) or the number of its cells
+inside the input, PyTorch's rules (``ceil_mode`` windows may reach past the
+padding, and that part is never counted). The caller guarantees every window
+holds at least one input cell.
 """
 
 import numpy as np
@@ -21,18 +28,22 @@ from .conv import _qrange
 
 
 @njit(cache=True)
-def _clamp(o, k, n):
-    """Window offsets r in [lo, hi) with 0 <= o + r < n, for a window of k starting at o."""
-    lo = -o if o < 0 else 0
-    hi = n - o if n - o < k else k
+def _clamp(o, k, d, n):
+    """Window taps r in [lo, hi) with 0 <= o + r*d < n, for a window of k taps d apart starting at o."""
+    lo = (-o + d - 1) // d if o < 0 else 0
+    hi = (n - o + d - 1) // d
+    if hi > k:
+        hi = k
+    if hi < lo:
+        hi = lo
     return lo, hi
 
 
 @njit(cache=True, nogil=True)
-def max_pool2d_forward(x3, kh, kw, sh, sw, ph, pw, i0, i1, y3):
-    """y3[i, p, q] = max over the window of x3[i] at (p*sh - ph, q*sw - pw), for planes i0 <= i < i1; NaN propagates.
+def max_pool2d_forward(x3, kh, kw, sh, sw, ph, pw, dil_h, dil_w, i0, i1, y3):
+    """y3[i, p, q] = max over window (p, q) of plane x3[i], for planes i0 <= i < i1; NaN propagates.
 
-    One output row at a time: for each window offset (r, s), a select over the
+    One output row at a time: for each window tap (r, s), a select over the
     whole row of windows, which LLVM vectorises.
     """
     NC, H, W = x3.shape
@@ -43,17 +54,17 @@ def max_pool2d_forward(x3, kh, kw, sh, sw, ph, pw, i0, i1, y3):
         yi = y3[i]
         for p in range(P):
             h0 = p * sh - ph
-            r0, r1 = _clamp(h0, kh, H)
+            r0, r1 = _clamp(h0, kh, dil_h, H)
             m = yi[p]
             for q in range(Q):
                 m[q] = -np.inf
             for r in range(r0, r1):
-                row = xi[h0 + r]
+                row = xi[h0 + r * dil_h]
                 for s in range(kw):
-                    lo, hi = _qrange(s, sw, pw, 1, W, Q)
+                    lo, hi = _qrange(s, sw, pw, dil_w, W, Q)
                     if hi <= lo:
                         continue
-                    src = row[lo * sw - pw + s:]
+                    src = row[lo * sw - pw + s * dil_w:]
                     ms = m[lo:hi]
                     for j in range(hi - lo):
                         v = src[j * sw]
@@ -62,13 +73,11 @@ def max_pool2d_forward(x3, kh, kw, sh, sw, ph, pw, i0, i1, y3):
 
 
 @njit(cache=True, nogil=True)
-def max_pool2d_backward(x3, dy3, kh, kw, sh, sw, ph, pw, i0, i1, dx3):
+def max_pool2d_backward(x3, dy3, kh, kw, sh, sw, ph, pw, dil_h, dil_w, i0, i1, dx3):
     """dx3[argmax of each window] += dy3[window], recomputing each argmax from ``x3``.
 
     As in PyTorch, the first maximum in row-major order wins, and in a window
-    holding NaNs the last NaN wins.
-
-    Planes i0 <= i < i1 of ``dx3`` are overwritten.
+    holding NaNs the last NaN wins. Planes i0 <= i < i1 of ``dx3`` are overwritten.
     """
     NC, H, W = x3.shape
     P = dy3.shape[1]
@@ -79,19 +88,17 @@ def max_pool2d_backward(x3, dy3, kh, kw, sh, sw, ph, pw, i0, i1, dx3):
                 dx3[i, h, v] = 0.0
         for p in range(P):
             h0 = p * sh - ph
+            r0, r1 = _clamp(h0, kh, dil_h, H)
             for q in range(Q):
                 w0 = q * sw - pw
+                c0, c1 = _clamp(w0, kw, dil_w, W)
                 m = -np.inf
                 am = -1
                 an = -1
-                for r in range(kh):
-                    ih = h0 + r
-                    if ih < 0 or ih >= H:
-                        continue
-                    for s in range(kw):
-                        iw = w0 + s
-                        if iw < 0 or iw >= W:
-                            continue
+                for r in range(r0, r1):
+                    ih = h0 + r * dil_h
+                    for s in range(c0, c1):
+                        iw = w0 + s * dil_w
                         v = x3[i, ih, iw]
                         if am < 0 or v > m or np.isnan(v):  # as PyTorch: the last NaN wins
                             m = v
@@ -102,7 +109,7 @@ def max_pool2d_backward(x3, dy3, kh, kw, sh, sw, ph, pw, i0, i1, dx3):
 
 
 @njit(cache=True, nogil=True)
-def max_pool2d_forward_indices(x3, kh, kw, sh, sw, ph, pw, i0, i1, y3, ind3):
+def max_pool2d_indices_forward(x3, kh, kw, sh, sw, ph, pw, dil_h, dil_w, i0, i1, y3, ind3):
     """As :func:`max_pool2d_forward`, also writing each window's argmax to ``ind3`` (N*C, P, Q), int64.
 
     ``ind3[i, p, q]`` is the flat index ``h*W + w`` of the maximum in plane i,
@@ -113,7 +120,8 @@ def max_pool2d_forward_indices(x3, kh, kw, sh, sw, ph, pw, i0, i1, y3, ind3):
     NC, H, W = x3.shape
     P = y3.shape[1]
     Q = y3.shape[2]
-    if kh == 2 and kw == 2 and sh == 2 and sw == 2 and ph == 0 and pw == 0:  # the common case, unrolled
+    if (kh == 2 and kw == 2 and sh == 2 and sw == 2 and ph == 0 and pw == 0 and dil_h == 1 and dil_w == 1
+            and 2 * P <= H and 2 * Q <= W):  # the common case, unrolled
         for i in range(i0, i1):
             xi = x3[i]
             for p in range(P):
@@ -146,26 +154,27 @@ def max_pool2d_forward_indices(x3, kh, kw, sh, sw, ph, pw, i0, i1, y3, ind3):
         ii = ind3[i]
         for p in range(P):
             h0 = p * sh - ph
-            r0, r1 = _clamp(h0, kh, H)
+            r0, r1 = _clamp(h0, kh, dil_h, H)
             for q in range(Q):
                 w0 = q * sw - pw
-                c0, c1 = _clamp(w0, kw, W)
+                c0, c1 = _clamp(w0, kw, dil_w, W)
                 m = -np.inf
-                am = (h0 + r0) * W + w0 + c0
+                am = (h0 + r0 * dil_h) * W + w0 + c0 * dil_w
                 for r in range(r0, r1):
-                    row = xi[h0 + r]
-                    base = (h0 + r) * W + w0
+                    ih = h0 + r * dil_h
+                    row = xi[ih]
                     for s in range(c0, c1):
-                        v = row[w0 + s]
+                        iw = w0 + s * dil_w
+                        v = row[iw]
                         take = (v > m) | (v != v)
-                        am = base + s if take else am
+                        am = ih * W + iw if take else am
                         m = v if take else m
                 yi[p, q] = m
                 ii[p, q] = am
 
 
 @njit(cache=True, nogil=True)
-def max_pool2d_backward_indices(dy2, ind2, i0, i1, dx2):
+def max_pool2d_indices_backward(dy2, ind2, i0, i1, dx2):
     """dx2[i, ind2[i, k]] += dy2[i, k]: scatter (N*C, P*Q) gradients to (N*C, H*W) planes by stored argmax.
 
     Planes i0 <= i < i1 of ``dx2`` are overwritten; every index must lie in [0, H*W).
@@ -182,51 +191,75 @@ def max_pool2d_backward_indices(dy2, ind2, i0, i1, dx2):
             d[k[j]] += g[j]
 
 
+@njit(cache=True)
+def _avg_windows(n_out, k, st, pd, n):
+    """Per output position along one axis: first and last+1 input cell and the window's padded length."""
+    lo = np.empty(n_out, dtype=np.int64)
+    hi = np.empty(n_out, dtype=np.int64)
+    size = np.empty(n_out, dtype=np.int64)
+    for o in range(n_out):
+        a = o * st - pd
+        b = min(a + k, n + pd)  # the part past the padding (ceil_mode) never counts
+        lo[o] = max(a, 0)
+        hi[o] = min(b, n)
+        size[o] = b - a
+    return lo, hi, size
+
+
+@njit(cache=True)
+def _avg_divisors(P, Q, kh, kw, sh, sw, ph, pw, H, W, include_pad, divisor):
+    """The windows' rows, columns and divisors (P, Q), PyTorch's rules (see the module docstring)."""
+    a0, a1, alen = _avg_windows(P, kh, sh, ph, H)
+    b0, b1, blen = _avg_windows(Q, kw, sw, pw, W)
+    div = np.empty((P, Q), dtype=np.float64)
+    for p in range(P):
+        for q in range(Q):
+            if divisor > 0:
+                div[p, q] = divisor
+            elif include_pad:
+                div[p, q] = alen[p] * blen[q]
+            else:
+                div[p, q] = (a1[p] - a0[p]) * (b1[q] - b0[q])
+    return a0, a1, b0, b1, div
+
+
 @njit(cache=True, nogil=True)
-def avg_pool2d_forward(x3, kh, kw, sh, sw, ph, pw, i0, i1, y3):
-    """y3[i, p, q] = sum of x3[i] over the window / (kh*kw), padded zeros included, for planes i0 <= i < i1."""
+def avg_pool2d_forward(x3, kh, kw, sh, sw, ph, pw, include_pad, divisor, i0, i1, y3):
+    """y3[i, p, q] = sum of x3[i] over window (p, q) / its divisor (see the module docstring), planes i0 <= i < i1."""
     NC, H, W = x3.shape
     P = y3.shape[1]
     Q = y3.shape[2]
-    inv = 1.0 / (kh * kw)
+    a0, a1, b0, b1, div = _avg_divisors(P, Q, kh, kw, sh, sw, ph, pw, H, W, include_pad, divisor)
     for i in range(i0, i1):
+        xi = x3[i]
+        yi = y3[i]
         for p in range(P):
-            h0 = p * sh - ph
             for q in range(Q):
-                w0 = q * sw - pw
                 acc = 0.0
-                for r in range(kh):
-                    ih = h0 + r
-                    if ih < 0 or ih >= H:
-                        continue
-                    for s in range(kw):
-                        iw = w0 + s
-                        if iw >= 0 and iw < W:
-                            acc += x3[i, ih, iw]
-                y3[i, p, q] = acc * inv
+                for ih in range(a0[p], a1[p]):
+                    row = xi[ih]
+                    for iw in range(b0[q], b1[q]):
+                        acc += row[iw]
+                yi[p, q] = acc / div[p, q]
 
 
 @njit(cache=True, nogil=True)
-def avg_pool2d_backward(dy3, kh, kw, sh, sw, ph, pw, i0, i1, dx3):
-    """dx3[window] += dy3[window] / (kh*kw) for every window; planes i0 <= i < i1 of ``dx3`` are overwritten."""
+def avg_pool2d_backward(dy3, kh, kw, sh, sw, ph, pw, include_pad, divisor, i0, i1, dx3):
+    """dx3[window] += dy3[window] / its divisor for every window; planes i0 <= i < i1 of ``dx3`` are overwritten."""
     NC, H, W = dx3.shape
     P = dy3.shape[1]
     Q = dy3.shape[2]
-    inv = 1.0 / (kh * kw)
+    a0, a1, b0, b1, div = _avg_divisors(P, Q, kh, kw, sh, sw, ph, pw, H, W, include_pad, divisor)
     for i in range(i0, i1):
+        di = dx3[i]
+        gi = dy3[i]
         for h in range(H):
             for v in range(W):
-                dx3[i, h, v] = 0.0
+                di[h, v] = 0.0
         for p in range(P):
-            h0 = p * sh - ph
             for q in range(Q):
-                w0 = q * sw - pw
-                g = dy3[i, p, q] * inv
-                for r in range(kh):
-                    ih = h0 + r
-                    if ih < 0 or ih >= H:
-                        continue
-                    for s in range(kw):
-                        iw = w0 + s
-                        if iw >= 0 and iw < W:
-                            dx3[i, ih, iw] += g
+                g = gi[p, q] / div[p, q]
+                for ih in range(a0[p], a1[p]):
+                    row = di[ih]
+                    for iw in range(b0[q], b1[q]):
+                        row[iw] += g

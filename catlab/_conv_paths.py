@@ -1,0 +1,174 @@
+"""Which convolution kernels run, and how their work is split among threads.
+
+:mod:`catlab.functional` validates the arguments and allocates the outputs;
+this module picks one of three kernel pairs from :mod:`catlab._kernels.conv`
+and runs it on catlab's threads (:mod:`catlab._threads`). All three compute
+the same convolution; they differ in speed only.
+
+============  =====================================================  ===================================
+path          condition                                              kernels
+============  =====================================================  ===================================
+direct        stride 1, one group, C_in <= ``DIRECT_MAX_CHANNELS``   ``conv2d_direct_forward``,
+              and C_out <= ``DIRECT_MAX_FILTERS``                    ``conv2d_direct_backward``
+wide          not direct, stride 1, at least one sample per thread,  ``conv2d_wide_forward``,
+              and the padded width adds at most ``WIDE_MAX_EXTRA``   ``conv2d_wide_backward``
+              of extra columns
+im2col        everything else (strided, grouped, many channels, or   ``conv2d_im2col_forward``,
+              fewer samples than threads: then row blocks)          ``conv2d_im2col_backward``,
+                                                                     ``conv2d_im2col_scatter``
+============  =====================================================  ===================================
+
+The direct kernels loop over the few channels without any matrix product;
+the wide and im2col kernels unroll receptive fields into a workspace and
+call BLAS (kept single-threaded, see :mod:`catlab._threads`). Weight and bias
+gradients are summed over the batch in per-chunk buffers added up in chunk
+order, so results depend on the thread count only, never on timing.
+
+Geometry names: ``sh, sw`` stride, ``ph, pw`` top/left padding, ``dil_h,
+dil_w`` dilation, ``R, S`` kernel height and width, ``P, Q`` output height
+and width, ``T`` the thread count.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+from . import _threads
+from ._kernels import conv as _conv
+
+#: The direct (no im2col) kernels are used up to this many input channels and
+#: filters (stride 1, one group); above them, im2col + BLAS was faster here.
+DIRECT_MAX_CHANNELS = 3
+DIRECT_MAX_FILTERS = 8
+
+#: The stride-1 "wide column" kernels compute each output row at the padded
+#: width Wp = Q + dil_w*(S-1) (extra columns discarded), which turns im2col into
+#: contiguous copies; used when that adds at most this share of extra work.
+WIDE_MAX_EXTRA = 0.5
+
+
+class Geometry(NamedTuple):
+    """Stride, top/left padding, dilation and output size of one convolution (2-D view)."""
+
+    sh: int
+    sw: int
+    ph: int
+    pw: int
+    dil_h: int
+    dil_w: int
+    P: int
+    Q: int
+
+
+def use_direct(C, K, groups, sh, sw) -> bool:
+    """Whether a convolution takes the direct small-channel kernels (forward and backward)."""
+    return C <= DIRECT_MAX_CHANNELS and K <= DIRECT_MAX_FILTERS and groups == 1 and sh == 1 and sw == 1
+
+
+def use_wide(N, T, sh, sw, P, Q, S, dil_w) -> bool:
+    """Whether a stride-1 convolution takes the wide-column kernels (enough samples for every thread)."""
+    L = (P - 1) * (Q + dil_w * (S - 1)) + Q
+    return sh == 1 and sw == 1 and N >= T and L <= (1 + WIDE_MAX_EXTRA) * P * Q
+
+
+def choose(N, C, K, groups, S, geo: Geometry, T) -> str:
+    """The path name, ``"direct"``, ``"wide"`` or ``"im2col"``, for this call (see the module table)."""
+    if use_direct(C, K, groups, geo.sh, geo.sw):
+        return "direct"
+    if use_wide(N, T, geo.sh, geo.sw, geo.P, geo.Q, S, geo.dil_w):
+        return "wide"
+    return "im2col"
+
+
+def _row_blocks(N, T):
+    """Blocks of output rows per sample so that ``T`` threads all get work: 1 when N >= T."""
+    return 1 if N >= T else -(-T // N)
+
+
+# ----------------------------------------------------------------------------
+# Forward
+# ----------------------------------------------------------------------------
+
+
+def forward(x4, w4, b, groups, geo: Geometry):
+    """y (N, K, P, Q) = the convolution of ``x4`` (N, C, H, W) with ``w4`` (K, Cg, R, S) plus ``b`` (K,)."""
+    N, C = x4.shape[:2]
+    K, Cg, R, S = w4.shape
+    sh, sw, ph, pw, dil_h, dil_w, P, Q = geo
+    T = _threads.num_threads()
+    path = choose(N, C, K, groups, S, geo, T)
+    if path == "direct":
+        y = np.empty((N, K, P, Q), dtype=x4.dtype)  # (N, K, P, Q)
+        kb = K if N >= T else -(-K // T)  # filters per item: split them when samples are few
+        n = _threads.chunks_for(N * -(-K // kb), kb * C * R * S * P * Q, T)
+        if n == 1:
+            kb = K
+        _threads.run_split(lambda i0, i1: _conv.conv2d_direct_forward(
+            x4, w4, b, R, S, ph, pw, dil_h, dil_w, P, Q, kb, i0, i1, y), N * -(-K // kb), n)
+        return y
+    G = groups
+    w3 = w4.reshape(G, K // G, Cg * R * S)  # (G, Kg, Cg*R*S)
+    y4 = np.empty((N, G, K // G, P * Q), dtype=x4.dtype)  # (N, G, Kg, P*Q)
+    if path == "wide":
+        n = _threads.chunks_for(N * G, (K // G) * Cg * R * S * P * Q, T)
+        _threads.run_split(lambda i0, i1: _conv.conv2d_wide_forward(
+            x4, w3, b, R, S, ph, pw, dil_h, dil_w, P, Q, i0, i1, y4), N * G, n, blas=True)
+    else:
+        nb = _row_blocks(N, T)
+        n = _threads.chunks_for(N * G * nb, (K // G) * Cg * R * S * P * Q / nb, T)
+        if n == 1:
+            nb = 1
+        _threads.run_split(lambda i0, i1: _conv.conv2d_im2col_forward(
+            x4, w3, b, R, S, sh, sw, ph, pw, dil_h, dil_w, P, Q, nb, i0, i1, y4), N * G * nb, n, blas=True)
+    return y4.reshape(N, K, P, Q)
+
+
+# ----------------------------------------------------------------------------
+# Backward
+# ----------------------------------------------------------------------------
+
+
+def backward(dy4, x4, w4, groups, geo: Geometry):
+    """(dx (N, C, H, W), dweight (K, Cg, R, S), dbias (K,)) for ``dy4`` (N, K, P, Q)."""
+    N, C = x4.shape[:2]
+    K, Cg, R, S = w4.shape
+    sh, sw, ph, pw, dil_h, dil_w, P, Q = geo
+    T = _threads.num_threads()
+    path = choose(N, C, K, groups, S, geo, T)
+    db = np.empty(K, dtype=x4.dtype)  # (K,)
+    if path == "direct":
+        dx = np.empty(x4.shape, dtype=x4.dtype)  # (N, C, H, W), every sample written once
+        dweight = np.empty(w4.shape, dtype=x4.dtype)  # (K, C, R, S)
+        n = _threads.chunks_for(N, 2 * K * C * R * S * P * Q, T)
+        _threads.run_split(lambda n0, n1, dweight_t, db_t: _conv.conv2d_direct_backward(
+            x4, w4, dy4, R, S, ph, pw, dil_h, dil_w, P, Q, n0, n1, dx, dweight_t, db_t),
+            N, n, sums=(dweight, db))
+        return dx, dweight, db
+    G, Kg = groups, K // groups
+    # (G, Cg*R*S, Kg): each group's filters transposed, contiguous for BLAS
+    wT = np.ascontiguousarray(w4.reshape(G, Kg, Cg * R * S).transpose(0, 2, 1))
+    dyg = dy4.reshape(N, G, Kg, P * Q)  # (N, G, Kg, P*Q)
+    dweight = np.empty((G, Kg, Cg * R * S), dtype=x4.dtype)  # (G, Kg, Cg*R*S)
+    if path == "wide":
+        dx = np.empty(x4.shape, dtype=x4.dtype)  # (N, C, H, W), every (sample, group) written once
+        n = _threads.chunks_for(N * G, 2 * Kg * Cg * R * S * P * Q, T)
+        _threads.run_split(lambda i0, i1, dweight_t, db_t: _conv.conv2d_wide_backward(
+            x4, wT, dyg, R, S, ph, pw, dil_h, dil_w, P, Q, i0, i1, dweight_t, db_t, dx),
+            N * G, n, sums=(dweight, db), blas=True)
+        return dx, dweight.reshape(w4.shape), db
+    dx = np.zeros(x4.shape, dtype=x4.dtype)  # (N, C, H, W), scatter-added into
+    nb = _row_blocks(N, T)
+    n = _threads.chunks_for(N * G * nb, 2 * Kg * Cg * R * S * P * Q / nb, T)
+    if n == 1:
+        nb = 1
+    # nb > 1 (fewer samples than threads): column gradients of all N samples, scattered afterwards
+    dcols_all = np.empty((N if nb > 1 else 0, G, Cg * R * S, P * Q), dtype=x4.dtype)
+    _threads.run_split(lambda i0, i1, dweight_t, db_t: _conv.conv2d_im2col_backward(
+        x4, wT, dyg, R, S, sh, sw, ph, pw, dil_h, dil_w, P, Q, nb, i0, i1, dweight_t, db_t, dcols_all, dx),
+        N * G * nb, n, sums=(dweight, db), blas=True)
+    if nb > 1:  # one input plane per item: no two chunks write the same plane
+        _threads.run_split(lambda i0, i1: _conv.conv2d_im2col_scatter(
+            dcols_all, R, S, sh, sw, ph, pw, dil_h, dil_w, P, Q, i0, i1, dx), N * C, n)
+    return dx, dweight.reshape(w4.shape), db

@@ -1,0 +1,137 @@
+"""ReLU, linear and the softmax cross-entropy loss: known answers, references, torch, gradients."""
+
+import numpy as np
+import pytest
+import reference as ref
+from torch_compare import assert_matches_torch
+
+from catlab import functional as F
+from catlab.gradcheck import gradcheck
+
+TOL = 1e-6  # gradient checks, float64
+
+
+def test_relu_known_answers():
+    x = np.array([[-3.0, -0.0, 0.0, 2.5]], dtype=np.float32)
+    np.testing.assert_array_equal(F.relu(x), [[0.0, 0.0, 0.0, 2.5]])
+    np.testing.assert_array_equal(F.relu_backward(np.full_like(x, 7.0), x), [[0.0, 0.0, 0.0, 7.0]])
+    assert F.relu(x).dtype == np.float32
+
+
+def test_relu_matches_numpy_on_views(rng):
+    x = rng.normal(size=(3, 4, 5, 6))[:, ::2]
+    np.testing.assert_array_equal(F.relu(x), np.maximum(x, 0))
+    dy = rng.normal(size=x.shape)
+    np.testing.assert_array_equal(F.relu_backward(dy, x), np.where(x > 0, dy, 0.0))
+
+
+def test_linear_known_answer_and_backward(rng):
+    x = np.array([[1.0, 2.0, 3.0]])
+    w = np.array([[1.0, 0.0, -1.0], [2.0, 2.0, 2.0]])
+    y = F.linear(x, w, np.array([0.5, -1.0]))
+    np.testing.assert_array_equal(y, [[-1.5, 11.0]])
+    dx, dw, db = F.linear_backward(np.array([[1.0, 1.0]]), x, w)
+    np.testing.assert_array_equal(dx, [[3.0, 2.0, 1.0]])
+    np.testing.assert_array_equal(dw, [[1.0, 2.0, 3.0], [1.0, 2.0, 3.0]])
+    np.testing.assert_array_equal(db, [1.0, 1.0])
+
+
+def test_softmax_cross_entropy_matches_reference_and_is_stable(rng):
+    logits = rng.normal(size=(6, 5)) * 3
+    labels = rng.integers(0, 5, size=6)
+    loss, d = F.softmax_cross_entropy(logits, labels)
+    loss_ref, d_ref = ref.softmax_cross_entropy(logits, labels)
+    assert abs(loss - loss_ref) < 1e-12
+    np.testing.assert_allclose(d, d_ref, atol=1e-14)
+    big = np.array([[1000.0, 0.0], [0.0, 1000.0]], dtype=np.float32)
+    loss, d = F.softmax_cross_entropy(big, np.array([0, 0]))
+    assert np.isfinite(loss) and np.all(np.isfinite(d))
+    assert abs(loss - 500.0) < 1e-3  # half the rows are right (loss 0), half wrong by 1000
+
+
+def test_softmax_cross_entropy_uniform_logits_give_log_k():
+    loss, _ = F.softmax_cross_entropy(np.zeros((3, 10)), np.array([0, 5, 9]))
+    assert abs(loss - np.log(10)) < 1e-12
+
+
+def test_linear_backward_batch_one_matches_batch_two():
+    """N = 1 takes the outer-product path; it must agree with the matrix-product path row by row."""
+    r = np.random.default_rng(10)
+    x, w, dy = r.normal(size=(2, 7)), r.normal(size=(3, 7)), r.normal(size=(2, 3))
+    dx1, dw1, db1 = F.linear_backward(dy[:1], x[:1], w)
+    np.testing.assert_allclose(dw1, np.outer(dy[0], x[0]), atol=1e-14)
+    dx2, dw2, db2 = F.linear_backward(dy, x, w)
+    dxb, dwb, dbb = F.linear_backward(dy[1:], x[1:], w)
+    np.testing.assert_allclose(dw1 + dwb, dw2, atol=1e-12)
+    np.testing.assert_allclose(np.vstack([dx1, dxb]), dx2, atol=1e-12)
+    np.testing.assert_allclose(db1 + dbb, db2, atol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_linear_backward_batch_one_split_among_threads(threads, dtype, monkeypatch):
+    """The batch-1 weight gradient is written in row ranges by several threads: every row, exactly once."""
+    from catlab import _threads as TH
+    from catlab._kernels import linear as KL
+
+    monkeypatch.setattr(TH, "num_threads", lambda: threads)
+    used = []
+    run = TH.run_chunks
+    monkeypatch.setattr(TH, "run_chunks", lambda work, n: (used.append(n), run(work, n)))
+    r = np.random.default_rng(11)
+    x, w, dy = (r.normal(size=s).astype(dtype) for s in ((1, 1000), (701, 1000), (1, 701)))
+    dx, dw, db = F.linear_backward(dy, x, w)
+    assert max(used) == threads
+    np.testing.assert_array_equal(dw, np.outer(dy[0], x[0]))  # one product per element: exact
+    np.testing.assert_allclose(dx, dy @ w, rtol=1e-5)
+    np.testing.assert_array_equal(db, dy[0])
+    out = np.full((3, 2), np.nan, dtype)
+    KL.linear_outer_backward(np.array([1.0, 2.0, 3.0], dtype), np.array([4.0, 5.0], dtype), 1, 3, out)
+    np.testing.assert_array_equal(out, [[np.nan, np.nan], [8.0, 10.0], [12.0, 15.0]])  # only rows 1 and 2
+
+
+def test_relu_linear_loss_match_torch(rng):
+    torch = pytest.importorskip("torch")
+    x = rng.normal(size=(5, 7))
+    w, b = rng.normal(size=(3, 7)), rng.normal(size=3)
+    labels = rng.integers(0, 3, size=5)
+
+    def forward(x, w, b):  # the loss as a 0-d array, as torch returns it
+        return np.array(F.softmax_cross_entropy(F.linear(F.relu(x), w, b), labels)[0])
+
+    def backward(dloss, x, w, b):
+        h = F.relu(x)
+        dz = F.softmax_cross_entropy(F.linear(h, w, b), labels)[1] * dloss
+        dh, dweight, dbias = F.linear_backward(dz, h, w)
+        return F.relu_backward(dh, x), dweight, dbias
+
+    def torch_forward(x, w, b):
+        z = torch.nn.functional.linear(torch.nn.functional.relu(x), w, b)
+        return torch.nn.functional.cross_entropy(z, torch.tensor(labels))
+
+    assert_matches_torch(forward, backward, torch_forward, [x, w, b], dy=np.array(1.0), rtol=1e-12, atol=1e-12)
+
+
+def test_relu_linear_and_loss_gradients(rng):
+    x = rng.normal(size=(4, 6))
+    x[np.abs(x) < 1e-3] = 0.5  # stay away from the kink at 0
+    assert gradcheck(F.relu, lambda dy, x: F.relu_backward(dy, x), [x])["input0"] < TOL
+    w, b = rng.normal(size=(3, 6)), rng.normal(size=3)
+    err = gradcheck(F.linear, lambda dy, x, w, b: F.linear_backward(dy, x, w), [x, w, b])
+    assert max(err.values()) < TOL, err
+    labels = rng.integers(0, 6, size=4)
+    err = gradcheck(lambda z: F.softmax_cross_entropy(z, labels)[0],
+                    lambda dy, z: dy * F.softmax_cross_entropy(z, labels)[1], [x])
+    assert err["input0"] < TOL, err
+
+
+def test_relu_backward_at_nan_passes_the_gradient_like_torch():
+    """Issue 14, item 3: catlab returned 0 at a NaN input, torch passes dy through (NaN is not <= 0)."""
+    x = np.array([np.nan, -1.0, 0.0, 2.0, np.inf, -np.inf])
+    dy = np.array([5.0, 5.0, 5.0, 5.0, 5.0, 5.0])
+    np.testing.assert_array_equal(F.relu_backward(dy, x), [5.0, 0.0, 0.0, 5.0, 5.0, 0.0])
+    np.testing.assert_array_equal(F.relu(x), [np.nan, 0.0, 0.0, 2.0, np.inf, 0.0])
+    torch = pytest.importorskip("torch")
+    for dtype in (np.float32, np.float64):
+        assert_matches_torch(F.relu, lambda g, x: F.relu_backward(g, x), torch.nn.functional.relu,
+                             [x.astype(dtype)], dy=dy.astype(dtype), rtol=0, atol=0)
