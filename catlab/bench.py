@@ -678,8 +678,9 @@ def peak_memory(workload, threads, libs=("catlab", "torch")):
     one warm-up call, the resident-set high-water mark reset
     (``/proc/self/clear_refs``), one measured call; the figure is the high-water
     mark minus the resident size just before that call. It counts everything
-    the call touches (outputs, workspaces, BLAS buffers) whoever allocates it.
-    Linux only; returns ``{lib: None}`` where it cannot be measured.
+    the call touches (outputs, workspaces, BLAS buffers) whoever allocates it,
+    to within a few hundred KiB (Linux updates the resident-set counters in
+    batches). Linux only; returns ``{lib: None}`` where it cannot be measured.
     """
     _, N, C, H, W, K, R, S, stride, padding = workload
     out = {}
@@ -770,11 +771,11 @@ def ops_rows(records):
     rows = []
     for rec in records:
         c, t = rec["catlab"], rec.get("torch")
-        ms = (lambda d, k: None if d is None else f"{1e3 * d[k]:.3f}")
-        ratio = (lambda k: None if t is None else f"{c[k] / t[k]:.2f}")
-        both = None if t is None else f"{(c['forward_s'] + c['backward_s']) / (t['forward_s'] + t['backward_s']):.2f}"
-        rows.append([rec["name"], str(rec["shape"][0]), ms(c, "forward_s"), ms(c, "backward_s"),
-                     ms(t, "forward_s"), ms(t, "backward_s"), both, ratio("forward_s"), ratio("backward_s")])
+        ms = [None if d is None else f"{1e3 * d[k]:.3f}" for d in (c, t) for k in ("forward_s", "backward_s")]
+        ratios = [None] * 3 if t is None else [
+            f"{(c['forward_s'] + c['backward_s']) / (t['forward_s'] + t['backward_s']):.2f}",
+            f"{c['forward_s'] / t['forward_s']:.2f}", f"{c['backward_s'] / t['backward_s']:.2f}"]
+        rows.append([rec["name"], str(rec["shape"][0])] + ms + ratios)
     return rows
 
 
@@ -842,8 +843,8 @@ def measure_conv(workload, torch, threads, repeats, rtol, tuned=True):
         c[f"{phase}_gflops"] = fl / c[f"{phase}_s"] / 1e9
         c[f"{phase}_pct_peak"] = 100 * c[f"{phase}_gflops"] / _PEAK[0] if _PEAK else None
         rec[f"{phase}_x_torch"] = c[f"{phase}_s"] / rec["torch"][f"{phase}_s"] if "torch" in rec else None
-    rec["fwd_bwd_x_torch"] = ((c["forward_s"] + c["backward_s"]) / (rec["torch"]["forward_s"] + rec["torch"]["backward_s"])
-                              if "torch" in rec else None)
+    t = rec.get("torch")
+    rec["fwd_bwd_x_torch"] = (c["forward_s"] + c["backward_s"]) / (t["forward_s"] + t["backward_s"]) if t else None
     return rec
 
 

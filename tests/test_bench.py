@@ -191,10 +191,11 @@ def test_quick_only_and_batch_select():
 
 
 def test_peak_memory_counts_at_least_the_outputs():
-    wl = ("small", 8, 16, 16, 16, 16, 3, 3, 1, 1)
+    wl = ("small", 16, 32, 32, 32, 32, 3, 3, 1, 1)
     peak = bench.peak_memory(wl, threads=1, libs=("catlab",))["catlab"]
-    outputs = 2 * 8 * 16 * 16 * 16 * 4  # y and dx, float32, each 128 KiB: one mapping of their own
-    assert peak is not None and outputs <= peak < 50 * outputs
+    outputs = 2 * 16 * 32 * 32 * 32 * 4  # y and dx, float32, 2 MiB each
+    # the kernel updates its resident-set counters in batches: a few hundred KiB of slack
+    assert peak is not None and 0.8 * outputs <= peak < 20 * outputs
 
 
 def test_cli_quick_path_writes_json(tmp_path, monkeypatch, capsys):
