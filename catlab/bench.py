@@ -762,6 +762,28 @@ def conv_rows(records, peak):
     return rows
 
 
+def conv_summary(records, limit=1.0):
+    r"""One line per phase: on how many workloads catlab is slower than ``limit`` x torch, and the worst.
+
+    Examples
+    --------
+    >>> recs = [{"name": "a", "N": 64, "forward_x_torch": 0.8, "fwd_bwd_x_torch": 1.3},
+    ...         {"name": "b", "N": 1, "forward_x_torch": 1.5, "fwd_bwd_x_torch": 0.9}]
+    >>> print("\n".join(conv_summary(recs)))
+    forward: x torch > 1 on 1 of 2 workloads; worst 1.50 (b, N=1)
+    fwd+bwd: x torch > 1 on 1 of 2 workloads; worst 1.30 (a, N=64)
+    """
+    lines = []
+    for key, label in (("forward_x_torch", "forward"), ("fwd_bwd_x_torch", "fwd+bwd")):
+        vals = [(r[key], r) for r in records if r.get(key) is not None]
+        if vals:
+            worst, rec = max(vals, key=lambda v: v[0])
+            over = sum(v > limit for v, _ in vals)
+            lines.append(f"{label}: x torch > {limit:g} on {over} of {len(vals)} workloads; "
+                         f"worst {worst:.2f} ({rec['name']}, N={rec['N']})")
+    return lines
+
+
 OPS_COLUMNS = [("layer workload", "<"), ("N", ">"), ("fwd ms", ">"), ("bwd ms", ">"), ("torch fwd", ">"),
                ("torch bwd", ">"), ("x torch", ">"), ("fwd x", ">"), ("bwd x", ">")]
 
@@ -946,7 +968,7 @@ def run(args):
         result["conv"] += recs
         if recs:
             print(f"\n{title}:")
-            print("\n".join(render_table(CONV_COLUMNS, conv_rows(recs, peak))))
+            print("\n".join(render_table(CONV_COLUMNS, conv_rows(recs, peak)) + conv_summary(recs)))
 
     for wl in ops:
         _progress(f"  layer {wl[0]} N={wl[2][0]} ...")

@@ -170,6 +170,15 @@ def test_layer_small_call_and_memory_tables_line_up(with_torch):
     assert _cells(lines[3]) == ["torch", "2.0" if with_torch else "-", "1.00" if with_torch else "-", "-", "2.0"]
 
 
+def test_conv_summary_counts_the_misses():
+    recs = [{"name": "a", "N": 64, "forward_x_torch": 0.5, "fwd_bwd_x_torch": 1.0},
+            {"name": "b", "N": 1, "forward_x_torch": 2.0, "fwd_bwd_x_torch": 1.25},
+            {"name": "c", "N": 1, "forward_x_torch": 1.1, "fwd_bwd_x_torch": 0.75}]
+    assert bench.conv_summary(recs) == ["forward: x torch > 1 on 2 of 3 workloads; worst 2.00 (b, N=1)",
+                                        "fwd+bwd: x torch > 1 on 1 of 3 workloads; worst 1.25 (b, N=1)"]
+    assert bench.conv_summary([dict(r, forward_x_torch=None, fwd_bwd_x_torch=None) for r in recs]) == []
+
+
 def test_render_table_rejects_a_short_row():
     with pytest.raises(ValueError, match="rows must have 2 cells"):
         bench.render_table([("a", "<"), ("b", ">")], [["x"]])
