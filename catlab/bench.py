@@ -7,15 +7,28 @@ with the same inputs and the same number of threads for every contender, it
 2. for every workload, checks catlab against the NumPy baseline and PyTorch
    (when installed) before timing anything;
 3. times each one (median of ``--repeats`` after warm-up) and prints time,
-   GFLOP/s, the ratio to torch, the share of the matmul peak, and the extra
-   memory one call needs;
-4. measures Numba's compile time cold (fresh cache, new process) and the
+   GFLOP/s, the ratio to torch (forward alone, backward, and both), the share
+   of the matmul peak, and the extra memory one call needs: first on the
+   shapes the conv paths were tuned on (:data:`CONV_WORKLOADS`), then on
+   shapes they were not (:data:`UNTUNED_CONV_WORKLOADS`: odd sizes, 16-64
+   channels, stride 2, ``'same'``, 1x1 and 7x7 kernels), each at batch 64 and 1,
+   then pooling, ReLU, linear, batch norm, dropout and global pooling;
+4. measures the fixed cost of one functional call on a 1x1x4x4 input
+   (validation, allocation, dispatch) against torch's, in microseconds;
+5. measures the peak memory of VGG's 64->64 3x3 conv forward + backward at
+   batch 64 for catlab and torch alike, each in a fresh process
+   (:func:`peak_memory`);
+6. measures Numba's compile time cold (fresh cache, new process) and the
    time to load the cache in another new process;
 
-and writes everything as JSON with ``--json PATH``.
+Every table lines up whatever the workload names, and a value that was not
+measured (torch absent) prints as ``-``. ``--quick`` keeps a subset,
+``--only TEXT`` the workloads and small calls whose name contains ``TEXT``;
+``--json PATH`` also writes everything as JSON.
 
-Timing is never part of the test suite; the tests only run :func:`check_conv`
-and :func:`check_ops` on tiny workloads so this module cannot rot.
+Timing is never part of the test suite; the tests run the checks on tiny
+workloads, render the tables from made-up results and measure the memory of
+one small call, so this module cannot rot.
 """
 
 from __future__ import annotations
