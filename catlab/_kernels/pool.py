@@ -15,8 +15,8 @@ in an average (PyTorch's ``count_include_pad=True``).
 """
 
 import numpy as np
-from numba import njit
 
+from ._jit import njit
 from .conv import _qrange
 
 
