@@ -17,8 +17,10 @@ work=$(mktemp -d "${TMPDIR:-/tmp}/catlab-readonly.XXXXXX")
 chmod 755 "$work"
 trap 'chmod -R u+w "$work" 2>/dev/null; rm -rf "$work"' EXIT
 fail() { echo "FAIL: $*" >&2; exit 1; }
+t0=$(date +%s)
+elapsed() { echo "($(( $(date +%s) - t0 )) s)"; }
 
-echo "--- build sdist and wheel"
+echo "--- build sdist and wheel $(elapsed)"
 "$python" -m build -q --outdir "$work/dist" "$repo" >"$work/build.log" 2>&1 || { cat "$work/build.log"; fail "python -m build"; }
 sdist=$(ls "$work"/dist/catlab-*.tar.gz) wheel=$(ls "$work"/dist/catlab-*.whl)
 echo "built $(basename "$sdist") and $(basename "$wheel")"
@@ -36,8 +38,23 @@ assert not any(n.startswith(("tests/", "book/")) for n in w), "the wheel must ho
 print(f"sdist {len(s)} files, wheel {len(w)} files: package, py.typed and kernels present")
 EOF
 
-echo "--- fresh virtual environment, non-editable install of the wheel, pip check"
-"$python" -m venv "$work/venv"
+if [ "$(id -u)" = 0 ]; then as_user=(setpriv --reuid=65534 --regid=65534 --clear-groups); who="uid 65534"
+else as_user=(); who="$(id -un)"; fi
+
+# The probe user must be able to run the environment's base interpreter: a pyenv Python under /root
+# is not readable by uid 65534, so take the first candidate that user can start.
+base=""
+for cand in ${VENV_PYTHON:-} "$(command -v python3.11 || true)" /usr/bin/python3.11 /usr/bin/python3 "$python"; do
+    [ -n "$cand" ] && [ -x "$cand" ] || continue
+    real=$("$cand" -c "import sys; print(sys.executable)")
+    if (cd / && "${as_user[@]}" env -i PATH=/usr/bin:/bin "$real" -I -c "import encodings, venv" 2>/dev/null); then
+        base=$real; break
+    fi
+done
+[ -n "$base" ] || fail "no Python interpreter that $who can run (set VENV_PYTHON)"
+
+echo "--- fresh virtual environment ($("$base" --version), $base), non-editable install of the wheel, pip check $(elapsed)"
+"$base" -m venv "$work/venv"
 "$work/venv/bin/python" -m pip install -q "$wheel" || fail "pip install $wheel"
 "$work/venv/bin/python" -m pip check || fail "pip check"
 site=$("$work/venv/bin/python" -c "import sysconfig; print(sysconfig.get_paths()['purelib'])")
@@ -66,9 +83,7 @@ np.testing.assert_array_equal(db, [4.0])
 print("conv2d forward and backward OK from", catlab.__file__)
 EOF
 
-if [ "$(id -u)" = 0 ]; then as_user=(setpriv --reuid=65534 --regid=65534 --clear-groups); who="uid 65534"
-else as_user=(); who="$(id -un)"; fi
-probe() {  # $1: TMPDIR for the probe; prints its stderr; fails if the probe fails
+probe() {  # $1: TMPDIR for the probe; prints its stderr and keeps it in $work/stderr; fails if the probe fails
     (cd "$work" && "${as_user[@]}" env -i PATH=/usr/bin:/bin HOME="$work/home" TMPDIR="$1" \
         "$work/venv/bin/python" -I -W default "$work/probe.py") 2>"$work/stderr" || { cat "$work/stderr"; fail "probe as $who"; }
     cat "$work/stderr" >&2
@@ -76,19 +91,22 @@ probe() {  # $1: TMPDIR for the probe; prints its stderr; fails if the probe fai
 count_warnings() { grep -c "Warning" "$work/stderr" || true; }
 ! (cd "$work" && "${as_user[@]}" touch "$site/catlab/x" "$work/home/x" 2>/dev/null) || fail "site-packages or home is writable as $who"
 
-echo "--- as $who: read-only site-packages, unwritable home: import and run (cache in a private temp dir)"
+echo "--- as $who: read-only site-packages, unwritable home: import and run (cache in a private temp dir) $(elapsed)"
 probe "$work/tmp"
 [ "$(count_warnings)" = 0 ] || fail "expected no warning when the private temporary cache works"
 cache=$(ls -d "$work"/tmp/catlab-numba-cache-* 2>/dev/null) || fail "no private cache directory was made"
 [ "$(stat -c %a "$cache")" = 700 ] || fail "cache directory $cache is not private (mode $(stat -c %a "$cache"))"
 n=$(find "$cache" -name '*.nbi' | wc -l); [ "$n" -gt 0 ] || fail "nothing cached in $cache"
 echo "cached $n kernel index files in $cache (mode 700)"
-t0=$(date +%s.%N); probe "$work/tmp"; t1=$(date +%s.%N)
-echo "second run, from the cache: $(echo "$t1 - $t0" | bc) s"
+s0=$(date +%s%N); probe "$work/tmp"; s1=$(date +%s%N)
+echo "second run, from the cache: $(( (s1 - s0) / 1000000 )) ms"
 
-echo "--- as $who: no writable temporary directory either: no cache, exactly one warning"
-probe "$work/home"
-cat "$work/stderr"
+echo "--- as $who: the private cache directory exists but another user owns it: no cache, exactly one warning $(elapsed)"
+mkdir -m 777 "$work/tmp2" && chmod +t "$work/tmp2"
+mkdir -m 777 "$work/tmp2/catlab-numba-cache-65534" "$work/tmp2/catlab-numba-cache-$(id -u)"  # squatted by root/us
+[ "$(id -u)" = 0 ] || chmod 777 "$work/tmp2/catlab-numba-cache-$(id -u)"  # ours but world-writable: unsafe too
+probe "$work/tmp2"
 [ "$(count_warnings)" = 1 ] || fail "expected exactly one warning, got $(count_warnings)"
 grep -q "NUMBA_CACHE_DIR" "$work/stderr" || fail "the warning must say how to fix it (NUMBA_CACHE_DIR)"
-echo "read-only install: all checks passed"
+[ -z "$(find "$work/tmp2" -name '*.nbi')" ] || fail "Numba cached into a directory another user can write"
+echo "read-only install: all checks passed $(elapsed)"

@@ -51,8 +51,8 @@ def private_temp_dir() -> str | None:
     directory another user could write would let them run code in this process.
     """
     uid = os.getuid() if hasattr(os, "getuid") else None
-    path = os.path.join(tempfile.gettempdir(), f"catlab-numba-cache-{uid if uid is not None else 'user'}")
     try:
+        path = os.path.join(tempfile.gettempdir(), f"catlab-numba-cache-{uid if uid is not None else 'user'}")
         os.makedirs(path, mode=0o700, exist_ok=True)
         st = os.lstat(path)
         if not stat.S_ISDIR(st.st_mode):
