@@ -13,9 +13,9 @@ import zipfile
 
 import numpy as np
 import pytest
+from test_datasets import build_archive
 
 from catlab import checkpoint, datasets, nn
-from test_datasets import build_archive
 
 
 def small_net(seed):
@@ -188,7 +188,7 @@ def test_every_gzip_header_and_trailer_flip_and_random_flips_and_truncations_of_
     src = tmp_path / "src"
     src.mkdir()
     good = src / "cifar-10-binary.tar.gz"
-    _, train_x, train_y, test_x, test_y = build_archive(good, np.random.default_rng(10), per_batch=1, n_test=2)
+    _, train_x, train_y, _, _ = build_archive(good, np.random.default_rng(10), per_batch=1, n_test=2)
     data = good.read_bytes()
     root = tmp_path / "root"
     root.mkdir()
@@ -209,13 +209,13 @@ def test_every_gzip_header_and_trailer_flip_and_random_flips_and_truncations_of_
             np.testing.assert_array_equal(y, train_y)
             outcomes["same"] += 1
 
-    ends = list(range(0, 10)) + list(range(len(data) - 8, len(data)))  # gzip header and CRC/length trailer
+    ends = list(range(10)) + list(range(len(data) - 8, len(data)))  # gzip header and CRC/length trailer
     for pos in ends:
         for bit in range(8):
             check(flip(data, pos, bit))
     for pos in rng.integers(10, len(data) - 8, size=300):  # the deflate stream
         check(flip(data, int(pos), int(rng.integers(8))))
-    for n in list(range(0, 40)) + sorted(rng.integers(40, len(data), size=60).tolist()):
+    for n in list(range(40)) + sorted(rng.integers(40, len(data), size=60).tolist()):
         check(data[:n])
     # the test batch is not read with train=True, but its bytes are in the CRC: flips there fail too
     assert outcomes["error"] > 0.9 * sum(outcomes.values()), outcomes
