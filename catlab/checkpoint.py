@@ -118,13 +118,13 @@ def load(model, path):
         costs nothing.
     KeyError
         If keys are missing or unexpected (naming them).
+    TypeError
+        If ``model`` is not a Module.
 
     Notes
     -----
     The whole file is read and checked before the model is touched: on any
     error the model keeps its parameters.
-    TypeError
-        If ``model`` is not a Module.
 
     Examples
     --------
