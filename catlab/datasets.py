@@ -14,6 +14,7 @@ imported only when their data set is asked for (``pip install catlab[data]``).
 from __future__ import annotations
 
 import functools
+import gzip
 import hashlib
 import importlib
 import os
@@ -297,15 +298,8 @@ def _download(url: str, dest: Path, md5: str | None, timeout: float = 60.0) -> N
             )
 
 
-def _read_member(tar: tarfile.TarFile, name: str, path: Path) -> tuple[np.ndarray, np.ndarray]:
+def _decode_member(name: str, data: bytes, path: Path) -> tuple[np.ndarray, np.ndarray]:
     """Decode one batch file: records of 1 label byte + 3072 pixel bytes."""
-    try:
-        member = tar.getmember(name)
-    except KeyError:
-        raise ValueError(f"archive {path} has no member {name!r}: it is not the CIFAR-10 binary version") from None
-    if not member.isfile():
-        raise ValueError(f"archive {path}: {name!r} is not a regular file")
-    data = tar.extractfile(member).read()
     if len(data) == 0 or len(data) % _CIFAR_RECORD:
         raise ValueError(
             f"archive {path}: {name} holds {len(data)} bytes, not a whole number of {_CIFAR_RECORD}-byte "
@@ -318,6 +312,30 @@ def _read_member(tar: tarfile.TarFile, name: str, path: Path) -> tuple[np.ndarra
                          "the file is corrupt")
     x = rec[:, 1:].reshape(-1, 3, 32, 32).astype(np.float32) / np.float32(255.0)  # R, G, B planes, row-major
     return x, labels
+
+
+def _read_archive(path: Path, names: list[str]) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Decode the members ``names`` of the gzip-compressed tar at ``path``, checking the whole stream.
+
+    The tar is read as a stream and the gzip stream is then read to its end,
+    so gzip checks the CRC-32 and length in its trailer (a random-access
+    ``tarfile.open(path, "r:gz")`` stops after the last member it needs and
+    never gets there): a corrupt archive is an error with or without an md5.
+    """
+    found = {}
+    with gzip.open(path, "rb") as gz:
+        with tarfile.open(fileobj=gz, mode="r|") as tar:
+            for member in tar:
+                if member.name in names:
+                    if not member.isfile():
+                        raise ValueError(f"archive {path}: {member.name!r} is not a regular file")
+                    found[member.name] = tar.extractfile(member).read()
+        while gz.read(1 << 20):  # to the end of the gzip stream: checks its CRC-32 and length
+            pass
+    for name in names:
+        if name not in found:
+            raise ValueError(f"archive {path} has no member {name!r}: it is not the CIFAR-10 binary version")
+    return [_decode_member(name, found[name], path) for name in names]
 
 
 def cifar10(root, train: bool = True, download: bool = False, *, md5: str | None = CIFAR10_MD5,
@@ -340,7 +358,8 @@ def cifar10(root, train: bool = True, download: bool = False, *, md5: str | None
         If the archive is missing or fails its checksum, download it from ``url``
         to a temporary file in ``root``, verify it and only then rename it into place.
     md5 : str or None, keyword-only
-        Expected MD5 of the archive; the official one by default. ``None`` skips the check.
+        Expected MD5 of the archive; the official one by default. ``None`` skips
+        this check; the gzip stream's own CRC-32 and length are checked either way.
     url : str, keyword-only
         Where to download from (any URL urllib opens, ``file://`` included).
 
@@ -400,8 +419,7 @@ def cifar10(root, train: bool = True, download: bool = False, *, md5: str | None
 
     names = [f"{_CIFAR_DIR}/data_batch_{i}.bin" for i in range(1, 6)] if train else [f"{_CIFAR_DIR}/test_batch.bin"]
     try:
-        with tarfile.open(path, "r:gz") as tar:
-            parts = [_read_member(tar, n, path) for n in names]
+        parts = _read_archive(path, names)
     except (tarfile.TarError, EOFError, zlib.error, OSError) as e:
         if isinstance(e, FileNotFoundError):
             raise
