@@ -16,7 +16,6 @@ from __future__ import annotations
 import functools
 import gzip
 import hashlib
-import importlib
 import os
 import tarfile
 import urllib.request
@@ -26,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from ._io import atomic_write
+from ._optional import require
 
 __all__ = ["digits", "mnist_sample", "cat", "cifar10", "CIFAR10_CLASSES", "CIFAR10_MD5", "CIFAR10_URL",
            "CIFAR10_BYTES",
@@ -35,6 +35,7 @@ CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz"
 CIFAR10_MD5 = "c32a1d4ab5d03f1284b67883e8d87530"
 CIFAR10_ARCHIVE = "cifar-10-binary.tar.gz"
 CIFAR10_BYTES = 170_052_171  # size of the official archive (about 170 MB, 162 MiB)
+#: The ten CIFAR-10 class names, in label order (label 0 is "airplane").
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 _CIFAR_DIR = "cifar-10-batches-bin"
 _CIFAR_RECORD = 1 + 3 * 32 * 32  # label byte + 1024 R + 1024 G + 1024 B
@@ -42,13 +43,7 @@ _CIFAR_RECORD = 1 + 3 * 32 * 32  # label byte + 1024 R + 1024 G + 1024 B
 
 def _optional(module: str, package: str):
     """Import ``module`` or raise an ImportError naming the extra that provides it."""
-    try:
-        return importlib.import_module(module)
-    except ImportError as e:
-        raise ImportError(
-            f"this data set needs {package} ({module}), which is not installed; "
-            "install catlab's data extra with `pip install catlab[data]`"
-        ) from e
+    return require(module, package, "data", "this data set")
 
 
 def stratified_split(labels, test_fraction: float, seed: int = 0):

@@ -14,6 +14,7 @@ import math
 import numpy as np
 
 from . import _validate as V
+from ._optional import require
 
 __all__ = [
     "mosaic",
@@ -43,7 +44,7 @@ def _positive(v, name, minimum=1):
 
 
 def _grid(n, ncols, size, title):
-    import matplotlib.pyplot as plt
+    plt = require("matplotlib.pyplot", "matplotlib", None, "catlab.viz")
 
     ncols = max(1, min(ncols, n))
     nrows = math.ceil(n / ncols)
@@ -145,7 +146,7 @@ def conv_geometry(size, kernel_size, stride=1, padding=0, dilation=1, position=(
     >>> fig.out_size, fig.axes[1].get_title()
     (3, 'output 3x3')
     """
-    import matplotlib.pyplot as plt
+    plt = require("matplotlib.pyplot", "matplotlib", None, "catlab.viz")
     from matplotlib.colors import to_rgb
 
     W = _positive(size, "size")
@@ -184,8 +185,11 @@ def conv_geometry(size, kernel_size, stride=1, padding=0, dilation=1, position=(
     ax_out.set_ylim(max(out, 3) - 0.5, -0.5)
     ax_in.set_title(f"input {W}x{W}, padding {P}" + (f", dilation {D}" if D > 1 else ""))
     ax_out.set_title(f"output {out}x{out}")
-    fig.suptitle(f"(W - F + 2P) / S + 1 = ({W} - {F} + 2*{P}) / {S} + 1 -> {out}  (filter {F}x{F}, stride {S})",
-                 y=1.02)
+    if D == 1:
+        formula = f"(W - F + 2P) / S + 1 = ({W} - {F} + 2*{P}) / {S} + 1 -> {out}"
+    else:  # a dilated filter spans D(F - 1) + 1 inputs
+        formula = f"(W - D(F-1) - 1 + 2P) / S + 1 = ({W} - {span} + 2*{P}) / {S} + 1 -> {out}"
+    fig.suptitle(f"{formula}  (filter {F}x{F}, stride {S})", y=1.02)
     fig.taps = taps
     fig.out_size = out
     return fig
@@ -223,7 +227,7 @@ def dot_product(patch, weight, bias=0.0):
     >>> fig.value, len(fig.axes)
     (151.0, 9)
     """
-    import matplotlib.pyplot as plt
+    plt = require("matplotlib.pyplot", "matplotlib", None, "catlab.viz")
 
     patch = _array(patch, "patch", (3,), "(C, F, F)").astype(np.float64)
     weight = _array(weight, "weight", (3,), "(C, F, F)").astype(np.float64)
@@ -477,7 +481,7 @@ def plot_confusion_matrix(cm, class_names=None, title="confusion matrix"):
     >>> [t.get_text() for t in fig.axes[0].texts]
     ['3', '1', '0', '4']
     """
-    import matplotlib.pyplot as plt
+    plt = require("matplotlib.pyplot", "matplotlib", None, "catlab.viz")
 
     cm = _array(cm, "cm", (2,), "(K, K)")
     K = cm.shape[0]
@@ -529,7 +533,7 @@ def plot_history(history, title=None):
     >>> [ax.get_ylabel() for ax in fig.axes]
     ['loss', 'accuracy']
     """
-    import matplotlib.pyplot as plt
+    plt = require("matplotlib.pyplot", "matplotlib", None, "catlab.viz")
     from matplotlib.ticker import MaxNLocator
 
     items = [(k, np.asarray(v, dtype=np.float64)) for k, v in dict(history).items()]

@@ -16,6 +16,8 @@ import base64
 import html
 import io
 
+from ._optional import require
+
 __all__ = ["figure_to_png", "png_html", "frame_slider"]
 
 
@@ -41,7 +43,7 @@ def figure_to_png(fig, dpi: int = 80) -> bytes:
     >>> figure_to_png(fig)[:4]
     b'\\x89PNG'
     """
-    import matplotlib.pyplot as plt
+    plt = require("matplotlib.pyplot", "matplotlib", None, "catlab.widgets")
 
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=dpi, facecolor="white", bbox_inches="tight")
@@ -100,7 +102,7 @@ def frame_slider(draw, values, description: str = "", alt: str = "", dpi: int = 
     >>> len(box.children[1].children), box.children[0].options
     (3, ('1', '2', '3'))
     """
-    import ipywidgets as widgets
+    widgets = require("ipywidgets", "ipywidgets", None, "catlab.widgets.frame_slider")
 
     values = list(values)
     if not values:
