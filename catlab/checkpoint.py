@@ -114,7 +114,7 @@ def load(model, path):
     FileNotFoundError
         If ``path`` does not exist.
     ValueError
-        Naming the file, if it is not a readable ``.npz`` of float arrays
+        Naming the file, if it is not a readable ``.npz`` of numeric arrays
         (truncated, any damage to the zip structure or an array header, a failed
         CRC-32 check, pickled objects), or if a shape differs from the model's
         (naming the key and both shapes). Every array header is checked against
@@ -139,7 +139,8 @@ def load(model, path):
     path = _path(path)
     if not path.is_file():
         raise FileNotFoundError(f"path: checkpoint {path} not found")
-    expected = {k: p.data.shape for k, p in model.named_parameters()}
+    # parameters and buffers (e.g. BatchNorm2d's running statistics and its int64 batch count)
+    expected = {k: (p.data.shape, p.data.dtype.kind) for k, p in model._named_state()}
     try:
         state = _read(path, expected)
     except (_Mismatch, KeyError):
@@ -227,13 +228,17 @@ def _read(path: Path, expected: dict) -> dict:
                                  f"flags {info.flag_bits:#x}, which np.savez never writes")
             with zf.open(info) as f:
                 shape, fortran, dtype = _read_npy_header(f, key)
-                if dtype.kind != "f":
-                    raise ValueError(f"{key!r} holds dtype {dtype}, not floats")
+                if dtype.kind not in "fiu":
+                    raise ValueError(f"{key!r} holds dtype {dtype}, not numbers")
                 if key not in expected:
                     continue  # opening it checked its local header; its data is not wanted
-                if shape != expected[key]:
+                want_shape, want_kind = expected[key]
+                if (dtype.kind == "f") != (want_kind == "f"):
+                    raise ValueError(f"{key!r} holds dtype {dtype} but the model's {key!r} is "
+                                     f"{'floating point' if want_kind == 'f' else 'an integer'}")
+                if shape != want_shape:
                     raise _Mismatch(f"checkpoint {path}: {key!r} has shape {shape_str(shape)} in the file but the "
-                                    f"model's parameter {key!r} has shape {shape_str(expected[key])}; the file is "
+                                    f"model's parameter {key!r} has shape {shape_str(want_shape)}; the file is "
                                     "from another architecture or corrupt")
                 nbytes = math.prod(shape) * dtype.itemsize
                 data = f.read(nbytes + 1)  # one byte more: reaches the member's end, where its CRC is checked
