@@ -1,0 +1,169 @@
+"""Winograd F(m x m, 3 x 3) convolution for 3x3, stride-1 layers (forward only).
+
+:func:`conv2d_winograd` computes exactly what :func:`catlab.functional.conv2d`
+computes for ``stride=1, dilation=1, groups=1`` and a 3x3 kernel, up to
+round-off, with fewer multiplications: an m x m block of outputs costs
+``(m + 2)**2`` products per channel pair instead of ``9 * m**2`` (2.25x fewer
+for m = 2, 4x fewer for m = 4). The price is extra additions in the
+transforms and a larger round-off error (measured in ``tests/test_winograd.py``
+and reported by ``python -m catlab.bench_winograd``).
+
+:func:`use_winograd` says when it is faster than the im2col + BLAS path on
+this kind of machine (see its docstring for the measured table).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import _threads
+from . import _validate as V
+from ._kernels import winograd as _kw
+
+# Lavin & Gray (2016), "Fast Algorithms for Convolutional Neural Networks", F(2x2, 3x3) and F(4x4, 3x3).
+_TRANSFORMS = {
+    2: (
+        np.array([[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]], dtype=np.float64),  # B^T
+        np.array([[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]], dtype=np.float64),  # G
+        np.array([[1, 1, 1, 0], [0, 1, -1, -1]], dtype=np.float64),  # A^T
+    ),
+    4: (
+        np.array([[4, 0, -5, 0, 1, 0],
+                  [0, -4, -4, 1, 1, 0],
+                  [0, 4, -4, -1, 1, 0],
+                  [0, -2, -1, 2, 1, 0],
+                  [0, 2, -1, -2, 1, 0],
+                  [0, 4, 0, -5, 0, 1]], dtype=np.float64),
+        np.array([[1 / 4, 0, 0],
+                  [-1 / 6, -1 / 6, -1 / 6],
+                  [-1 / 6, 1 / 6, -1 / 6],
+                  [1 / 24, 1 / 12, 1 / 6],
+                  [1 / 24, -1 / 12, 1 / 6],
+                  [0, 0, 1]], dtype=np.float64),
+        np.array([[1, 1, 1, 1, 1, 0],
+                  [0, 1, -1, 2, -2, 0],
+                  [0, 1, 1, 4, 4, 0],
+                  [0, 1, -1, 8, -8, 1]], dtype=np.float64),
+    ),
+}
+
+_TILE_TARGET = 256  # tiles per block: V and M of a block stay within the L2 cache
+
+
+def transform_weight(weight, m=2):
+    """The transformed filters ``U[a*alpha + b, k, c] = (G w[k, c] G^T)[a, b]``, shape (alpha**2, K, C).
+
+    Computed in float64 and rounded once to ``weight``'s dtype.
+    """
+    _, G, _ = _TRANSFORMS[m]
+    K, C = weight.shape[:2]
+    alpha = m + 2
+    U = np.einsum("ar,kcrs,bs->abkc", G, weight.astype(np.float64), G, optimize=True)
+    return np.ascontiguousarray(U.reshape(alpha * alpha, K, C), dtype=weight.dtype)
+
+
+def _padding(padding):
+    if isinstance(padding, str):
+        if padding == "valid":
+            return 0, 0
+        if padding == "same":
+            return 1, 1
+        raise ValueError(f"padding: expected an int, a pair, 'valid' or 'same', got {padding!r}")
+    ph, pw = V.int_tuple(padding, "padding", 2, 0)
+    return ph, pw
+
+
+def conv2d_winograd(x, weight, bias=None, padding=0, m=2, relu=False):
+    """3x3, stride-1 convolution by Winograd's minimal filtering F(m x m, 3 x 3).
+
+    ``y[n, k, p, q] = bias[k] + sum over c, r, s of weight[k, c, r, s] * x_pad[n, c, p + r, q + s]``,
+    as :func:`catlab.functional.conv2d` with ``stride=1, dilation=1, groups=1``.
+
+    Parameters
+    ----------
+    x : ndarray of shape (N, C, H, W)
+        Input, float32 or float64 (never modified).
+    weight : ndarray of shape (K, C, 3, 3)
+        Filters, same dtype as ``x``.
+    bias : ndarray of shape (K,), optional
+    padding : int, (int, int), 'valid' or 'same', default 0
+        Zeros added on each side.
+    m : {2, 4}, default 2
+        Output tile size: F(2x2, 3x3) or F(4x4, 3x3).
+    relu : bool, default False
+        Apply ReLU to the output (fused into the output transform).
+
+    Returns
+    -------
+    y : ndarray of shape (N, K, H + 2*ph - 2, W + 2*pw - 2)
+
+    Raises
+    ------
+    TypeError, ValueError
+        As :func:`catlab.functional.conv2d`, and if the kernel is not 3x3 or ``m`` is not 2 or 4.
+
+    Examples
+    --------
+    >>> x = np.ones((1, 1, 4, 4), dtype=np.float32)
+    >>> w = np.ones((1, 1, 3, 3), dtype=np.float32)
+    >>> conv2d_winograd(x, w)[0, 0]
+    array([[9., 9.],
+           [9., 9.]], dtype=float32)
+    """
+    x = V.float_array(x, "x", 4)
+    weight = V.float_array(weight, "weight", 4)
+    V.same_dtype(x, "x", weight=weight)
+    if m not in _TRANSFORMS:
+        raise ValueError(f"m: expected 2 or 4, got {m!r}")
+    N, C, H, W = x.shape
+    K = weight.shape[0]
+    if weight.shape[1:] != (C, 3, 3):
+        raise ValueError(f"weight: expected shape (K, {C}, 3, 3), got {V.shape_str(weight.shape)}")
+    if bias is None:
+        b = np.zeros(K, dtype=x.dtype)
+    else:
+        b = V.float_array(bias, "bias", 1)
+        V.same_dtype(x, "x", bias=b)
+        if b.shape != (K,):
+            raise ValueError(f"bias: expected shape ({K},), got {V.shape_str(b.shape)}")
+    ph, pw = _padding(padding)
+    P, Q = H + 2 * ph - 2, W + 2 * pw - 2
+    if P < 1 or Q < 1:
+        raise ValueError(f"x: the 3x3 kernel is larger than the padded input {H + 2 * ph}x{W + 2 * pw}")
+    x = np.ascontiguousarray(x)
+    b = np.ascontiguousarray(b)
+    U = transform_weight(weight, m)
+    BT, _, AT = _TRANSFORMS[m]
+    BT = BT.astype(x.dtype)
+    AT = AT.astype(x.dtype)
+    y = np.empty((N, K, P, Q), dtype=x.dtype)
+    _run(x, U, b, BT, AT, ph, pw, P, Q, m, bool(relu), y)
+    return y
+
+
+def _run(x, U, b, BT, AT, ph, pw, P, Q, m, relu, y, threads=None):
+    """Cut the N * TH tile rows into chunks and run them on up to ``threads`` threads."""
+    N, C = x.shape[:2]
+    E, K, _ = U.shape
+    TH = -(-P // m)
+    TW = -(-Q // m)
+    items = N * TH
+    T = _threads.num_threads() if threads is None else threads
+    n = _threads.chunks_for(items, E * K * C * TW, T)
+    per_chunk = -(-items // n)
+    rows_blk = max(1, min(per_chunk, _TILE_TARGET // TW))
+
+    def work(t):
+        i0, i1 = t * items // n, (t + 1) * items // n
+        if i1 > i0:
+            _kw.winograd_chunk(x, U, b, BT, AT, ph, pw, P, Q, rows_blk, i0, i1, relu, y)
+
+    with _threads.single_threaded_blas():
+        _threads.run_chunks(work, n)
+
+
+def use_winograd(N, C, K, H, W, R=3, S=3, stride=1, dilation=1, groups=1, dtype=np.float32):
+    """Whether :func:`conv2d_winograd` beats the im2col + BLAS path (placeholder, see bench)."""
+    if (R, S) != (3, 3) or stride not in (1, (1, 1)) or dilation not in (1, (1, 1)) or groups != 1:
+        return False
+    return C >= 16 and K >= 16
