@@ -133,15 +133,12 @@ def conv2d_winograd(x, weight, bias=None, padding=0, m=2, relu=False):
     x = np.ascontiguousarray(x)
     b = np.ascontiguousarray(b)
     U = transform_weight(weight, m)
-    BT, _, AT = _TRANSFORMS[m]
-    BT = BT.astype(x.dtype)
-    AT = AT.astype(x.dtype)
     y = np.empty((N, K, P, Q), dtype=x.dtype)
-    _run(x, U, b, BT, AT, ph, pw, P, Q, m, bool(relu), y)
+    _run(x, U, b, ph, pw, P, Q, m, bool(relu), y)
     return y
 
 
-def _run(x, U, b, BT, AT, ph, pw, P, Q, m, relu, y, threads=None):
+def _run(x, U, b, ph, pw, P, Q, m, relu, y, threads=None):
     """Cut the N * TH tile rows into chunks and run them on up to ``threads`` threads."""
     N, C = x.shape[:2]
     E, K, _ = U.shape
@@ -153,10 +150,12 @@ def _run(x, U, b, BT, AT, ph, pw, P, Q, m, relu, y, threads=None):
     per_chunk = -(-items // n)
     rows_blk = max(1, min(per_chunk, _TILE_TARGET // TW))
 
+    kernel = _kw.winograd2_chunk if m == 2 else _kw.winograd4_chunk
+
     def work(t):
         i0, i1 = t * items // n, (t + 1) * items // n
         if i1 > i0:
-            _kw.winograd_chunk(x, U, b, BT, AT, ph, pw, P, Q, rows_blk, i0, i1, relu, y)
+            kernel(x, U, b, ph, pw, P, Q, rows_blk, i0, i1, relu, y)
 
     with _threads.single_threaded_blas():
         _threads.run_chunks(work, n)
