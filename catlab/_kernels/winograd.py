@@ -105,12 +105,12 @@ def winograd2_chunk(x, U, b, ph, pw, P, Q, rows_blk, i0, i1, relu, y):
     E, K, _ = U.shape
     TH = (P + 1) // 2
     TW = (Q + 1) // 2
-    Wp = TW * 2 + 2  # padded width read by one tile row
+    Wp = (TW + 1) * 2  # padded width of one tile row (the tiles read the first TW*2 + 2 columns)
     dt = x.dtype
     Vflat = np.empty(E * C * rows_blk * TW, dt)
     Mflat = np.empty(E * K * rows_blk * TW, dt)
     buf = np.empty((4, Wp), dt)
-    tmp = np.empty((4, Wp), dt)
+    tmp = np.empty((2, 4, TW + 1), dt)
     s = np.empty((4, 2, TW), dt)
     o = np.empty((2, 2, TW), dt)
     for blk0 in range(i0, i1, rows_blk):
@@ -127,19 +127,25 @@ def winograd2_chunk(x, U, b, ph, pw, P, Q, rows_blk, i0, i1, relu, y):
                 for a in range(4):
                     _pad_row(x, n, c, i * 2 - ph + a, pw, buf[a])
                 b0 = buf[0]; b1 = buf[1]; b2 = buf[2]; b3 = buf[3]
-                h0 = tmp[0]; h1 = tmp[1]; h2 = tmp[2]; h3 = tmp[3]
-                for j in range(Wp):
-                    v0, v1, v2, v3 = _bt4(b0[j], b1[j], b2[j], b3[j])
-                    h0[j] = v0
-                    h1[j] = v1
-                    h2[j] = v2
-                    h3[j] = v3
+                for k in range(TW + 1):
+                    q = k * 2 + 0
+                    v0, v1, v2, v3 = _bt4(b0[q], b1[q], b2[q], b3[q])
+                    tmp[0, 0, k] = v0
+                    tmp[0, 1, k] = v1
+                    tmp[0, 2, k] = v2
+                    tmp[0, 3, k] = v3
+                    q = k * 2 + 1
+                    v0, v1, v2, v3 = _bt4(b0[q], b1[q], b2[q], b3[q])
+                    tmp[1, 0, k] = v0
+                    tmp[1, 1, k] = v1
+                    tmp[1, 2, k] = v2
+                    tmp[1, 3, k] = v3
                 for a in range(4):
-                    tr = tmp[a]
+                    h0 = tmp[0, a]; h1 = tmp[1, a]
+                    h2 = tmp[0, a, 1:]; h3 = tmp[1, a, 1:]
                     w0 = V[a * 4 + 0, c, t0:t0 + TW]; w1 = V[a * 4 + 1, c, t0:t0 + TW]; w2 = V[a * 4 + 2, c, t0:t0 + TW]; w3 = V[a * 4 + 3, c, t0:t0 + TW]
                     for j in range(TW):
-                        q = j * 2
-                        v0, v1, v2, v3 = _bt4(tr[q + 0], tr[q + 1], tr[q + 2], tr[q + 3])
+                        v0, v1, v2, v3 = _bt4(h0[j], h1[j], h2[j], h3[j])
                         w0[j] = v0
                         w1[j] = v1
                         w2[j] = v2
@@ -193,12 +199,12 @@ def winograd4_chunk(x, U, b, ph, pw, P, Q, rows_blk, i0, i1, relu, y):
     E, K, _ = U.shape
     TH = (P + 3) // 4
     TW = (Q + 3) // 4
-    Wp = TW * 4 + 2  # padded width read by one tile row
+    Wp = (TW + 1) * 4  # padded width of one tile row (the tiles read the first TW*4 + 2 columns)
     dt = x.dtype
     Vflat = np.empty(E * C * rows_blk * TW, dt)
     Mflat = np.empty(E * K * rows_blk * TW, dt)
     buf = np.empty((6, Wp), dt)
-    tmp = np.empty((6, Wp), dt)
+    tmp = np.empty((4, 6, TW + 1), dt)
     s = np.empty((6, 4, TW), dt)
     o = np.empty((4, 4, TW), dt)
     for blk0 in range(i0, i1, rows_blk):
@@ -215,21 +221,45 @@ def winograd4_chunk(x, U, b, ph, pw, P, Q, rows_blk, i0, i1, relu, y):
                 for a in range(6):
                     _pad_row(x, n, c, i * 4 - ph + a, pw, buf[a])
                 b0 = buf[0]; b1 = buf[1]; b2 = buf[2]; b3 = buf[3]; b4 = buf[4]; b5 = buf[5]
-                h0 = tmp[0]; h1 = tmp[1]; h2 = tmp[2]; h3 = tmp[3]; h4 = tmp[4]; h5 = tmp[5]
-                for j in range(Wp):
-                    v0, v1, v2, v3, v4, v5 = _bt6(b0[j], b1[j], b2[j], b3[j], b4[j], b5[j])
-                    h0[j] = v0
-                    h1[j] = v1
-                    h2[j] = v2
-                    h3[j] = v3
-                    h4[j] = v4
-                    h5[j] = v5
+                for k in range(TW + 1):
+                    q = k * 4 + 0
+                    v0, v1, v2, v3, v4, v5 = _bt6(b0[q], b1[q], b2[q], b3[q], b4[q], b5[q])
+                    tmp[0, 0, k] = v0
+                    tmp[0, 1, k] = v1
+                    tmp[0, 2, k] = v2
+                    tmp[0, 3, k] = v3
+                    tmp[0, 4, k] = v4
+                    tmp[0, 5, k] = v5
+                    q = k * 4 + 1
+                    v0, v1, v2, v3, v4, v5 = _bt6(b0[q], b1[q], b2[q], b3[q], b4[q], b5[q])
+                    tmp[1, 0, k] = v0
+                    tmp[1, 1, k] = v1
+                    tmp[1, 2, k] = v2
+                    tmp[1, 3, k] = v3
+                    tmp[1, 4, k] = v4
+                    tmp[1, 5, k] = v5
+                    q = k * 4 + 2
+                    v0, v1, v2, v3, v4, v5 = _bt6(b0[q], b1[q], b2[q], b3[q], b4[q], b5[q])
+                    tmp[2, 0, k] = v0
+                    tmp[2, 1, k] = v1
+                    tmp[2, 2, k] = v2
+                    tmp[2, 3, k] = v3
+                    tmp[2, 4, k] = v4
+                    tmp[2, 5, k] = v5
+                    q = k * 4 + 3
+                    v0, v1, v2, v3, v4, v5 = _bt6(b0[q], b1[q], b2[q], b3[q], b4[q], b5[q])
+                    tmp[3, 0, k] = v0
+                    tmp[3, 1, k] = v1
+                    tmp[3, 2, k] = v2
+                    tmp[3, 3, k] = v3
+                    tmp[3, 4, k] = v4
+                    tmp[3, 5, k] = v5
                 for a in range(6):
-                    tr = tmp[a]
+                    h0 = tmp[0, a]; h1 = tmp[1, a]; h2 = tmp[2, a]; h3 = tmp[3, a]
+                    h4 = tmp[0, a, 1:]; h5 = tmp[1, a, 1:]
                     w0 = V[a * 6 + 0, c, t0:t0 + TW]; w1 = V[a * 6 + 1, c, t0:t0 + TW]; w2 = V[a * 6 + 2, c, t0:t0 + TW]; w3 = V[a * 6 + 3, c, t0:t0 + TW]; w4 = V[a * 6 + 4, c, t0:t0 + TW]; w5 = V[a * 6 + 5, c, t0:t0 + TW]
                     for j in range(TW):
-                        q = j * 4
-                        v0, v1, v2, v3, v4, v5 = _bt6(tr[q + 0], tr[q + 1], tr[q + 2], tr[q + 3], tr[q + 4], tr[q + 5])
+                        v0, v1, v2, v3, v4, v5 = _bt6(h0[j], h1[j], h2[j], h3[j], h4[j], h5[j])
                         w0[j] = v0
                         w1[j] = v1
                         w2[j] = v2
