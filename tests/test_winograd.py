@@ -238,3 +238,26 @@ def test_under_numba_boundscheck():
                              timeout=600)
     assert res.returncode == 0, res.stderr[-3000:]
     assert res.stdout.strip().endswith("ok")
+
+
+# --- the benchmark module cannot rot ---------------------------------------------------------
+
+
+def test_bench_winograd_check_and_run_on_tiny_workload(tmp_path, monkeypatch):
+    from catlab import bench_winograd as B
+
+    x, w, b = B.make_data(2, 3, 4, 5, 7)
+    errs = B.check(x, w, b)
+    assert set(errs) == {"catlab", "wino2", "wino4"} and max(errs.values()) < 1e-4
+    monkeypatch.setattr(B, "WORKLOADS", [("tiny", 1, 2, 3, 6, 6)])
+    monkeypatch.setattr(B, "matmul_peak", lambda threads: 1.0)
+    out = tmp_path / "w.json"
+    import numba
+
+    saved = numba.get_num_threads()
+    try:
+        res = B.main(["--repeats", "1", "--no-torch", "--threads", "1", "--json", str(out)])
+    finally:
+        numba.set_num_threads(saved)
+    assert out.exists() and len(res["workloads"]) == 1
+    assert res["workloads"][0]["ms"]["wino2"] > 0
