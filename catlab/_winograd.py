@@ -53,13 +53,14 @@ _TILE_TARGET = 256  # tiles per block: V and M of a block stay within the L2 cac
 def transform_weight(weight, m=2):
     """The transformed filters ``U[a*alpha + b, k, c] = (G w[k, c] G^T)[a, b]``, shape (alpha**2, K, C).
 
-    Computed in float64 and rounded once to ``weight``'s dtype.
+    Summed in float64 and rounded once to ``weight``'s dtype (a Numba loop: a
+    NumPy matmul or einsum here would start BLAS threads for a tiny product).
     """
     _, G, _ = _TRANSFORMS[m]
     K, C = weight.shape[:2]
-    alpha = m + 2
-    U = np.einsum("ar,kcrs,bs->abkc", G, weight.astype(np.float64), G, optimize=True)
-    return np.ascontiguousarray(U.reshape(alpha * alpha, K, C), dtype=weight.dtype)
+    U = np.empty(((m + 2) ** 2, K, C), dtype=weight.dtype)
+    _kw.transform_weight(np.ascontiguousarray(weight), G, U)
+    return U
 
 
 def _padding(padding):

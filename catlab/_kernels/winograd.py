@@ -310,3 +310,28 @@ def winograd4_chunk(x, U, b, ph, pw, P, Q, rows_blk, i0, i1, relu, y):
                         nj = (Q - e + 3) // 4  # tiles whose column j*4 + e < Q
                         for j in range(nj):
                             yr[j * 4 + e] = orow[j]
+
+
+@njit(cache=True, nogil=True)
+def transform_weight(w, G, U):
+    """U[a*alpha + b, k, c] = (G w[k, c] G^T)[a, b], summed in float64 and rounded once.
+
+    ``w`` is (K, C, 3, 3), ``G`` (alpha, 3) float64, ``U`` (alpha**2, K, C), overwritten.
+    """
+    K, C = w.shape[0], w.shape[1]
+    alpha = G.shape[0]
+    t = np.empty((alpha, 3))
+    for k in range(K):
+        for c in range(C):
+            for a in range(alpha):
+                for s in range(3):
+                    acc = 0.0
+                    for r in range(3):
+                        acc += G[a, r] * w[k, c, r, s]
+                    t[a, s] = acc
+            for a in range(alpha):
+                for bb in range(alpha):
+                    acc = 0.0
+                    for s in range(3):
+                        acc += t[a, s] * G[bb, s]
+                    U[a * alpha + bb, k, c] = acc
