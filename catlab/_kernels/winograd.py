@@ -111,6 +111,7 @@ def winograd2_chunk(x, U, b, ph, pw, P, Q, rows_blk, i0, i1, relu, y):
     Mflat = np.empty(E * K * rows_blk * TW, dt)
     buf = np.empty((4, Wp), dt)
     tmp = np.empty((2, 4, TW + 1), dt)
+    full = Q // 2  # tiles with all 2 columns inside the output
     s = np.empty((4, 2, TW), dt)
     o = np.empty((2, 2, TW), dt)
     for blk0 in range(i0, i1, rows_blk):
@@ -185,11 +186,13 @@ def winograd2_chunk(x, U, b, ph, pw, P, Q, rows_blk, i0, i1, relu, y):
                     if p >= P:
                         break
                     yr = y[n, k, p]
-                    for e in range(2):
-                        orow = o[r, e]
-                        nj = (Q - e + 1) // 2  # tiles whose column j*2 + e < Q
-                        for j in range(nj):
-                            yr[j * 2 + e] = orow[j]
+                    o0 = o[r, 0]; o1 = o[r, 1]
+                    for j in range(full):  # whole tiles: one interleaved store per tile
+                        q = j * 2
+                        yr[q + 0] = o0[j]
+                        yr[q + 1] = o1[j]
+                    for e in range(Q - full * 2):  # the last, partial tile
+                        yr[full * 2 + e] = o[r, e, full]
 
 
 @njit(cache=True, nogil=True)
@@ -205,6 +208,7 @@ def winograd4_chunk(x, U, b, ph, pw, P, Q, rows_blk, i0, i1, relu, y):
     Mflat = np.empty(E * K * rows_blk * TW, dt)
     buf = np.empty((6, Wp), dt)
     tmp = np.empty((4, 6, TW + 1), dt)
+    full = Q // 4  # tiles with all 4 columns inside the output
     s = np.empty((6, 4, TW), dt)
     o = np.empty((4, 4, TW), dt)
     for blk0 in range(i0, i1, rows_blk):
@@ -305,11 +309,15 @@ def winograd4_chunk(x, U, b, ph, pw, P, Q, rows_blk, i0, i1, relu, y):
                     if p >= P:
                         break
                     yr = y[n, k, p]
-                    for e in range(4):
-                        orow = o[r, e]
-                        nj = (Q - e + 3) // 4  # tiles whose column j*4 + e < Q
-                        for j in range(nj):
-                            yr[j * 4 + e] = orow[j]
+                    o0 = o[r, 0]; o1 = o[r, 1]; o2 = o[r, 2]; o3 = o[r, 3]
+                    for j in range(full):  # whole tiles: one interleaved store per tile
+                        q = j * 4
+                        yr[q + 0] = o0[j]
+                        yr[q + 1] = o1[j]
+                        yr[q + 2] = o2[j]
+                        yr[q + 3] = o3[j]
+                    for e in range(Q - full * 4):  # the last, partial tile
+                        yr[full * 4 + e] = o[r, e, full]
 
 
 @njit(cache=True, nogil=True)
