@@ -321,25 +321,29 @@ def winograd4_chunk(x, U, b, ph, pw, P, Q, rows_blk, i0, i1, relu, y):
 
 
 @njit(cache=True, nogil=True)
-def transform_weight(w, G, U):
-    """U[a*alpha + b, k, c] = (G w[k, c] G^T)[a, b], summed in float64 and rounded once.
+def transform_weight(w9, GG, U):
+    """U[e, k, c] = sum_t GG[e, t] w9[k*C + c, t]: the filters (G w G^T) flattened, summed in float64.
 
-    ``w`` is (K, C, 3, 3), ``G`` (alpha, 3) float64, ``U`` (alpha**2, K, C), overwritten.
+    ``w9`` is (K*C, 9) (the filters flattened), ``GG`` (alpha**2, 9) float64,
+    the Kronecker product of G with itself, ``U`` (alpha**2, K*C), overwritten.
+    The loop over filters is innermost, so it is vectorised.
     """
-    K, C = w.shape[0], w.shape[1]
-    alpha = G.shape[0]
-    t = np.empty((alpha, 3))
-    for k in range(K):
-        for c in range(C):
-            for a in range(alpha):
-                for s in range(3):
-                    acc = 0.0
-                    for r in range(3):
-                        acc += G[a, r] * w[k, c, r, s]
-                    t[a, s] = acc
-            for a in range(alpha):
-                for bb in range(alpha):
-                    acc = 0.0
-                    for s in range(3):
-                        acc += t[a, s] * G[bb, s]
-                    U[a * alpha + bb, k, c] = acc
+    KC = w9.shape[0]
+    E = GG.shape[0]
+    wT = np.empty((9, KC))
+    for kc in range(KC):
+        for t in range(9):
+            wT[t, kc] = w9[kc, t]
+    acc = np.empty(KC)
+    for e in range(E):
+        for kc in range(KC):
+            acc[kc] = 0.0
+        for t in range(9):
+            coef = GG[e, t]
+            if coef != 0.0:
+                row = wT[t]
+                for kc in range(KC):
+                    acc[kc] += coef * row[kc]
+        out = U[e]
+        for kc in range(KC):
+            out[kc] = acc[kc]
