@@ -166,8 +166,56 @@ def _run(x, U, b, ph, pw, P, Q, m, relu, y, threads=None):
         _threads.run_chunks(work, n)
 
 
-def use_winograd(N, C, K, H, W, R=3, S=3, stride=1, dilation=1, groups=1, dtype=np.float32):
-    """Whether :func:`conv2d_winograd` beats the im2col + BLAS path (placeholder, see bench)."""
-    if (R, S) != (3, 3) or stride not in (1, (1, 1)) or dilation not in (1, (1, 1)) or groups != 1:
-        return False
-    return C >= 16 and K >= 16
+def use_winograd(N, C, K, H, W, R=3, S=3, stride=1, padding=1, dilation=1, groups=1):
+    """The tile size (2 or 4) to pass to :func:`conv2d_winograd`, or 0 where im2col + BLAS is faster.
+
+    A forward pass qualifies only with a 3x3 kernel, stride 1, dilation 1 and
+    one group. Measured (``python -m catlab.bench_winograd``, 2026-12-01, 2-core
+    AMD EPYC shared with other jobs, at 1 and at 2 threads, interleaved),
+    time of ``F.conv2d`` (im2col + BLAS) over the best Winograd time, padding 1:
+
+    ======================  =====  ==================  ==================
+    C = K, H x W            N      1 thread            2 threads
+    ======================  =====  ==================  ==================
+    64, 32 x 32 (VGG)       64     1.63 (m=4)          1.46 (m=4)
+    64, 32 x 32 (VGG)       1      1.44 (m=2)          9.5 (m=2)
+    16 / 32, 32 x 32        64     1.39 / 1.31 (m=4)   1.32 / 1.29 (m=4)
+    16 / 32, 32 x 32        1      1.02 / 1.33 (m=2)   3.0 / 1.23 (m=2)
+    64, 15 x 15             64     1.11 (m=4)          1.63 (m=4)
+    64, 16 x 16             64     0.95 (m=4)          1.50 (m=4)
+    64, 15 x 15 / 16 x 16   1      1.12 / 1.02 (m=2)   2.26 / 2.40 (m=2)
+    16 / 32, 15 x 15        64     0.61 / 0.87         0.84 / 0.80
+    16 / 32, 16 x 16        64     0.79 / 0.94         1.13 / 1.26
+    16 / 32 / 64, 8 x 8     64     0.96 / 0.50 / 0.98  0.98 / 1.26 / 1.12
+    16 / 32, 8-16 wide      1      0.55 - 0.90         1.8 - 3.1
+    ======================  =====  ==================  ==================
+
+    (The 2-thread batch-1 gains are mostly the im2col path's two threads
+    losing to a loaded machine; Winograd keeps such small calls on one
+    thread.) So Winograd is chosen where it won at both thread counts: at
+    least 16 input and output channels, and an output of at least 32 x 32, or
+    at least 15 x 15 with 64 channels or more; m = 4 once the batch holds at
+    least 8192 output pixels per map (``N * P * Q``), else m = 2. Only
+    16-64 channels were measured; with more channels Winograd's share of the
+    work that it saves (the channel sums) grows, so the rule extends to them.
+
+    Examples
+    --------
+    >>> use_winograd(64, 64, 64, 32, 32), use_winograd(1, 64, 64, 32, 32), use_winograd(64, 16, 16, 8, 8)
+    (4, 2, 0)
+    >>> use_winograd(64, 64, 64, 32, 32, R=5, S=5), use_winograd(64, 64, 64, 32, 32, stride=2)
+    (0, 0)
+    """
+    pair = lambda v: tuple(v) if isinstance(v, (tuple, list)) else (v, v)
+    if (R, S) != (3, 3) or pair(stride) != (1, 1) or pair(dilation) != (1, 1) or groups != 1:
+        return 0
+    if isinstance(padding, str):
+        ph, pw = (1, 1) if padding == "same" else (0, 0)
+    else:
+        ph, pw = pair(padding)
+    P, Q = H + 2 * ph - 2, W + 2 * pw - 2
+    if min(C, K) < 16 or P < 1 or Q < 1:
+        return 0
+    if P * Q >= 1024 or (min(C, K) >= 64 and P * Q >= 225):
+        return 4 if N * P * Q >= 8192 else 2
+    return 0

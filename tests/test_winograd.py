@@ -7,10 +7,15 @@ import tempfile
 
 import numpy as np
 import pytest
-
 import reference as ref
+
 from catlab import functional as F
-from catlab._winograd import _TRANSFORMS, conv2d_winograd, transform_weight, use_winograd
+from catlab._winograd import (
+    _TRANSFORMS,
+    conv2d_winograd,
+    transform_weight,
+    use_winograd,
+)
 
 # max |y - y_float64| / max |y_float64|: measured about 3e-7 (m=2) and 8e-6 (m=4) in float32 with
 # 64 channels and inputs of magnitude ~1 (see test_float32_error_is_small); the bounds leave room
@@ -202,6 +207,12 @@ def test_bad_input_raises_clear_errors():
 
 
 def test_use_winograd_only_for_3x3_stride_1():
+    assert use_winograd(64, 64, 64, 32, 32) == 4  # VGG at batch 64: F(4x4, 3x3)
+    assert use_winograd(1, 64, 64, 32, 32) == 2  # batch 1: F(2x2, 3x3)
+    assert use_winograd(64, 64, 64, 15, 15) == 4 and use_winograd(1, 64, 64, 15, 15, padding="same") == 2
+    assert use_winograd(64, 16, 16, 8, 8) == 0 and use_winograd(64, 32, 32, 16, 16) == 0
+    assert use_winograd(64, 64, 64, 32, 32, padding=(1, 1)) == 4
+    assert use_winograd(64, 64, 64, 3, 3, padding=0) == 0  # a 1x1 output
     assert not use_winograd(64, 64, 64, 32, 32, R=5, S=5)
     assert not use_winograd(64, 64, 64, 32, 32, stride=2)
     assert not use_winograd(64, 64, 64, 32, 32, dilation=2)
@@ -234,7 +245,7 @@ def test_under_numba_boundscheck():
     with tempfile.TemporaryDirectory() as cache:
         env = dict(os.environ, NUMBA_BOUNDSCHECK="1", NUMBA_CACHE_DIR=cache,
                    PYTHONPATH=os.pathsep.join([root, here, os.environ.get("PYTHONPATH", "")]))
-        res = subprocess.run([sys.executable, "-c", _BOUNDS_SCRIPT], env=env, capture_output=True, text=True,
+        res = subprocess.run([sys.executable, "-c", _BOUNDS_SCRIPT], check=False, env=env, capture_output=True, text=True,
                              timeout=600)
     assert res.returncode == 0, res.stderr[-3000:]
     assert res.stdout.strip().endswith("ok")

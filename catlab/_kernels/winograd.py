@@ -179,7 +179,7 @@ def winograd2_chunk(x, U, b, ph, pw, P, Q, rows_blk, i0, i1, relu, y):
                         for r in range(2):
                             orow = o[r, e]
                             for j in range(TW):
-                                if orow[j] < 0.0:
+                                if orow[j] < 0.0:  # noqa: PLR1730  (keeps NaN, as relu does)
                                     orow[j] = 0.0
                 for r in range(2):
                     p = i * 2 + r
@@ -302,7 +302,7 @@ def winograd4_chunk(x, U, b, ph, pw, P, Q, rows_blk, i0, i1, relu, y):
                         for r in range(4):
                             orow = o[r, e]
                             for j in range(TW):
-                                if orow[j] < 0.0:
+                                if orow[j] < 0.0:  # noqa: PLR1730  (keeps NaN, as relu does)
                                     orow[j] = 0.0
                 for r in range(4):
                     p = i * 4 + r
