@@ -171,24 +171,26 @@ def use_winograd(N, C, K, H, W, R=3, S=3, stride=1, padding=1, dilation=1, group
 
     A forward pass qualifies only with a 3x3 kernel, stride 1, dilation 1 and
     one group. Measured (``python -m catlab.bench_winograd``, 2026-12-01, 2-core
-    AMD EPYC shared with other jobs, at 1 and at 2 threads, interleaved),
-    time of ``F.conv2d`` (im2col + BLAS) over the best Winograd time, padding 1:
+    AMD EPYC shared with other jobs, two runs at 1 thread and two at 2 threads,
+    interleaved): time of ``F.conv2d`` (im2col + BLAS) over the Winograd time
+    (m as chosen below), padding 1, ranges over the two runs; > 1 means Winograd
+    is faster:
 
-    ======================  =====  ==================  ==================
-    C = K, H x W            N      1 thread            2 threads
-    ======================  =====  ==================  ==================
-    64, 32 x 32 (VGG)       64     1.63 (m=4)          1.46 (m=4)
-    64, 32 x 32 (VGG)       1      1.44 (m=2)          9.5 (m=2)
-    16 / 32, 32 x 32        64     1.39 / 1.31 (m=4)   1.32 / 1.29 (m=4)
-    16 / 32, 32 x 32        1      1.02 / 1.33 (m=2)   3.0 / 1.23 (m=2)
-    64, 15 x 15             64     1.11 (m=4)          1.63 (m=4)
-    64, 16 x 16             64     0.95 (m=4)          1.50 (m=4)
-    64, 15 x 15 / 16 x 16   1      1.12 / 1.02 (m=2)   2.26 / 2.40 (m=2)
-    16 / 32, 15 x 15        64     0.61 / 0.87         0.84 / 0.80
-    16 / 32, 16 x 16        64     0.79 / 0.94         1.13 / 1.26
-    16 / 32 / 64, 8 x 8     64     0.96 / 0.50 / 0.98  0.98 / 1.26 / 1.12
-    16 / 32, 8-16 wide      1      0.55 - 0.90         1.8 - 3.1
-    ======================  =====  ==================  ==================
+    ======================  =====  ===================  ===================
+    C = K, H x W            N      1 thread             2 threads
+    ======================  =====  ===================  ===================
+    64, 32 x 32 (VGG)       64     1.34 - 1.63 (m=4)    1.37 - 1.46 (m=4)
+    64, 32 x 32 (VGG)       1      1.15 - 1.44 (m=2)    9.5 - 12.7 (m=2)
+    32, 32 x 32             64     1.23 - 1.31 (m=4)    1.29 - 1.54 (m=4)
+    32, 32 x 32             1      1.05 - 1.33 (m=2)    1.23 - 2.38 (m=2)
+    16, 32 x 32             64     0.82 - 1.39 (m=4)    1.32 - 1.45 (m=4)
+    16, 32 x 32             1      0.98 - 1.02 (m=2)    2.98 - 3.37 (m=2)
+    64, 15 x 15 / 16 x 16   64     1.06 - 1.11 / 0.95 - 1.28 (m=4)   1.25 - 1.63 (m=4)
+    64, 15 x 15 / 16 x 16   1      0.83 - 1.12 / 1.02 - 1.03 (m=2)   1.40 - 2.40 (m=2)
+    16 / 32, 15 - 16 wide   64     0.48 - 1.17 (best m)  0.72 - 1.49
+    16 - 64, 8 x 8          64     0.47 - 0.98          0.60 - 2.03
+    16 - 32, 8 - 16 wide    1      0.55 - 0.90          1.4 - 80 (noise)
+    ======================  =====  ===================  ===================
 
     (The 2-thread batch-1 gains are mostly the im2col path's two threads
     losing to a loaded machine; Winograd keeps such small calls on one
