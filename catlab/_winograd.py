@@ -157,13 +157,8 @@ def _run(x, U, b, ph, pw, P, Q, m, relu, y, threads=None):
 
     kernel = _kw.winograd2_chunk if m == 2 else _kw.winograd4_chunk
 
-    def work(t):
-        i0, i1 = t * items // n, (t + 1) * items // n
-        if i1 > i0:
-            kernel(x, U, b, ph, pw, P, Q, rows_blk, i0, i1, relu, y)
-
-    with _threads.single_threaded_blas():
-        _threads.run_chunks(work, n)
+    _threads.run_split(lambda i0, i1: kernel(x, U, b, ph, pw, P, Q, rows_blk, i0, i1, relu, y),
+                       items, n, blas=True)
 
 
 def use_winograd(N, C, K, H, W, R=3, S=3, stride=1, padding=1, dilation=1, groups=1):

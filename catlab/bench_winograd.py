@@ -26,7 +26,8 @@ import numpy as np
 from . import functional as F
 from ._io import atomic_write
 from ._winograd import conv2d_winograd
-from .bench import _blas_limit, _torch, matmul_peak, time_interleaved
+from . import _threads
+from .bench import _torch, matmul_peak, time_interleaved
 
 # (name, N, C, K, H, W); all 3x3, stride 1, padding 1
 WORKLOADS = [("VGG 64x32x32 -> 64", N, 64, 64, 32, 32) for N in (64, 1)] + [
@@ -77,10 +78,8 @@ def check(x, w, b, torch=None):
 
 def run(args):
     """Run the benchmark; print the table and return the JSON-ready result."""
-    import numba
-
-    threads = args.threads or numba.config.NUMBA_NUM_THREADS
-    numba.set_num_threads(threads)
+    threads = args.threads or _threads.get_num_threads()
+    _threads.set_num_threads(threads)
     torch = None if args.no_torch else _torch()
     if torch is not None:
         torch.set_num_threads(threads)
@@ -92,7 +91,7 @@ def run(args):
         head += f" {k + ' ms':>10s} {'/torch':>6s} {'%pk':>4s}"
     print(head + "  float32 rel. error (catlab, wino2, wino4)")
     rows = []
-    with _blas_limit(threads):
+    with _threads.blas_limit(threads):
         for name, N, C, K, H, W in WORKLOADS:
             if args.batch and N not in args.batch:
                 continue

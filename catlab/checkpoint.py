@@ -11,7 +11,7 @@ destination only when complete: an error never leaves a half-written file, and
 an existing checkpoint stays as it was. A save killed midway (power cut,
 ``kill -9``) can leave its temporary ``.<name>.<pid>.<random>.tmp`` beside the
 target; the next save to that target removes such leftovers
-(see :func:`catlab._io.atomic_write`).
+(see ``catlab._io.atomic_write``).
 """
 
 from __future__ import annotations

@@ -392,3 +392,32 @@ def test_inf_and_nan_propagate_as_in_torch(path, xs, ws, padding, dilation, dtyp
     assert_matches_torch(lambda x, w: F.conv2d(x, w, **kw), lambda dy, x, w: F.conv2d_backward(dy, x, w, **kw)[:2],
                          lambda x, w: torch.nn.functional.conv2d(x, w, **kw), [x, w], dy=dy, names=["x", "weight"],
                          torch_dtype=np.float64)
+
+
+def test_winograd_path_is_taken_where_it_qualifies_and_skipped_for_non_finite_inputs():
+    """The forward pass of a VGG-like layer runs on Winograd; an inf or NaN sends it to the other paths."""
+    from catlab import _conv_paths as CP
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((2, 16, 32, 32)).astype(np.float32)
+    w = (rng.standard_normal((16, 16, 3, 3)) * 0.1).astype(np.float32)
+    geo = CP.Geometry(1, 1, 1, 1, 1, 1, 32, 32)
+    assert CP.winograd_tile(x, w, 1, geo) in (2, 4)
+    assert CP.winograd_tile(x, w, 1, CP.Geometry(1, 1, 1, 1, 1, 1, 31, 31)) == 0  # padding not the same on both sides
+    assert CP.winograd_tile(x[:, :8], w[:8, :8], 1, CP.Geometry(1, 1, 1, 1, 1, 1, 32, 32)) == 0  # few channels
+    for bad in (np.inf, -np.inf, np.nan):
+        xb = x.copy()
+        xb[1, 3, 7, 9] = bad
+        assert CP.winograd_tile(xb, w, 1, geo) == 0
+        wb = w.copy()
+        wb[2, 1, 0, 0] = bad
+        assert CP.winograd_tile(x, wb, 1, geo) == 0
+    # the Winograd result equals the float64 convolution to float32 round-off
+    y = F.conv2d(x, w, padding=1)
+    y64 = F.conv2d(x.astype(np.float64), w.astype(np.float64), padding=1)
+    assert np.abs(y - y64).max() <= 1e-5 * np.abs(y64).max()
+    # and an inf gives exactly the non-finite outputs of the float64 (non-Winograd) convolution
+    xb = x.copy()
+    xb[1, 3, 7, 9] = np.inf
+    np.testing.assert_array_equal(~np.isfinite(F.conv2d(xb, w, padding=1)),
+                                  ~np.isfinite(F.conv2d(xb.astype(np.float64), w.astype(np.float64), padding=1)))
