@@ -34,7 +34,7 @@ import numpy as np
 from . import _validate as V
 from . import checkpoint
 from ._io import atomic_write
-from ._typing import Array, ArrayLike
+from ._typing import Array, IntArray
 from .nn import Module
 from .train import _check_images, _check_labels, _check_model, _num_classes
 
@@ -127,7 +127,7 @@ def _check_float(value, name, low, high, low_open=False):
     return value
 
 
-def train_data_parallel(model: Module, x: Array, y: ArrayLike, *, world_size: int = 2, epochs: int = 1,
+def train_data_parallel(model: Module, x: Array, y: IntArray, *, world_size: int = 2, epochs: int = 1,
                         batch_size: int = 32, lr: float = 0.1, momentum: float = 0.0, seed: int = 0, threads: int = 1,
                         timeout: float = 120) -> dict[str, Any]:
     """Train a copy of a catlab model with PyTorch DDP on ``world_size`` local processes.

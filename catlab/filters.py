@@ -34,7 +34,7 @@ import numbers
 import numpy as np
 
 from . import _validate as V
-from ._typing import Array, ArrayLike
+from ._typing import Array, NDArray
 
 __all__ = [
     "box_kernel",
@@ -308,7 +308,7 @@ def bar_stimulus(shape: tuple[int, int], theta: float, length: float, width: flo
     return inside_across * inside_along
 
 
-def paint_bar(image: ArrayLike, theta: float, length: float, width: float, center: tuple[float, float] | None = None,
+def paint_bar(image: Array, theta: float, length: float, width: float, center: tuple[float, float] | None = None,
               value: float = 1.0) -> Array:
     """A copy of a gray image with an oriented bar painted over it.
 
@@ -351,7 +351,7 @@ def paint_bar(image: ArrayLike, theta: float, length: float, width: float, cente
     return (1.0 - cover) * image + cover * value
 
 
-def to_gray(image: ArrayLike) -> Array:
+def to_gray(image: NDArray[np.integer | np.floating]) -> Array:
     """An RGB (or gray) image as a float64 gray image in [0, 1].
 
     Uses the ITU-R BT.601 luma weights ``0.299 R + 0.587 G + 0.114 B``.

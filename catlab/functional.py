@@ -13,7 +13,7 @@ No function modifies its inputs.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, overload
 
 import numpy as np
 
@@ -486,6 +486,15 @@ def _pool_indices(indices, shape, plane):
     return indices
 
 
+@overload
+def max_pool2d(x: Array, kernel_size: Size2, stride: Size2 | None = None, padding: Size2 = 0, dilation: Size2 = 1,
+               ceil_mode: bool = False, return_indices: Literal[False] = False) -> Array: ...
+@overload
+def max_pool2d(x: Array, kernel_size: Size2, stride: Size2 | None = None, padding: Size2 = 0, dilation: Size2 = 1,
+               ceil_mode: bool = False, *, return_indices: Literal[True]) -> tuple[Array, IntArray]: ...
+@overload
+def max_pool2d(x: Array, kernel_size: Size2, stride: Size2 | None = None, padding: Size2 = 0, dilation: Size2 = 1,
+               ceil_mode: bool = False, return_indices: bool = False) -> Array | tuple[Array, IntArray]: ...
 def max_pool2d(x: Array, kernel_size: Size2, stride: Size2 | None = None, padding: Size2 = 0, dilation: Size2 = 1,
                ceil_mode: bool = False, return_indices: bool = False) -> Array | tuple[Array, IntArray]:
     """2-D max pooling, as :func:`torch.nn.functional.max_pool2d`.
@@ -1037,6 +1046,18 @@ def _bn_channels(C, work, kernel):
     _planes(C, work, kernel)
 
 
+@overload
+def batch_norm(x: Array, running_mean: Array | None = None, running_var: Array | None = None,
+               weight: Array | None = None, bias: Array | None = None, training: Literal[False] = False,
+               momentum: float = 0.1, eps: float = 1e-5) -> Array: ...
+@overload
+def batch_norm(x: Array, running_mean: Array | None = None, running_var: Array | None = None,
+               weight: Array | None = None, bias: Array | None = None, *, training: Literal[True],
+               momentum: float = 0.1, eps: float = 1e-5) -> tuple[Array, Array | None, Array | None]: ...
+@overload
+def batch_norm(x: Array, running_mean: Array | None = None, running_var: Array | None = None,
+               weight: Array | None = None, bias: Array | None = None, training: bool = False,
+               momentum: float = 0.1, eps: float = 1e-5) -> Array | tuple[Array, Array | None, Array | None]: ...
 def batch_norm(x: Array, running_mean: Array | None = None, running_var: Array | None = None,
                weight: Array | None = None, bias: Array | None = None, training: bool = False,
                momentum: float = 0.1, eps: float = 1e-5
@@ -1210,6 +1231,15 @@ def _rng(rng):
     raise TypeError(f"rng must be None, an int seed or a numpy.random.Generator, got {type(rng).__name__}")
 
 
+@overload
+def dropout(x: Array, p: float = 0.5, training: bool = True, rng: Seed = None,
+            return_mask: Literal[False] = False) -> Array: ...
+@overload
+def dropout(x: Array, p: float = 0.5, training: bool = True, rng: Seed = None, *,
+            return_mask: Literal[True]) -> tuple[Array, NDArray[np.bool_]]: ...
+@overload
+def dropout(x: Array, p: float = 0.5, training: bool = True, rng: Seed = None,
+            return_mask: bool = False) -> Array | tuple[Array, NDArray[np.bool_]]: ...
 def dropout(x: Array, p: float = 0.5, training: bool = True, rng: Seed = None,
             return_mask: bool = False) -> Array | tuple[Array, NDArray[np.bool_]]:
     """Inverted dropout (Srivastava et al., 2014), as :func:`torch.nn.functional.dropout`.

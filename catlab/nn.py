@@ -12,14 +12,14 @@ from __future__ import annotations
 import math
 from collections import OrderedDict
 from collections.abc import Iterator, Mapping
-from typing import Self
+from typing import Self, overload
 
 import numpy as np
 from numpy.typing import DTypeLike
 
 from . import _validate as V
 from . import functional as F
-from ._typing import Array, ArrayLike, Seed, Size, Size2
+from ._typing import Array, ArrayLike, IntArray, Seed, Size, Size2
 from .functional import Padding1, Padding2
 
 __all__ = [
@@ -429,7 +429,7 @@ class MaxPool2d(Module):
     def _args(self):
         return dict(stride=self.stride, padding=self.padding, dilation=self.dilation, ceil_mode=self.ceil_mode)
 
-    def forward(self, x: Array) -> Array:
+    def forward(self, x: Array) -> Array | tuple[Array, IntArray]:  # type: ignore[override]
         if not (self.training or self.return_indices):
             self._keep(x=x)
             return F.max_pool2d(x, self.kernel_size, **self._args())
@@ -570,7 +570,7 @@ class Flatten(Module):
     def __init__(self, start_dim: int = 1, end_dim: int = -1) -> None:
         self.start_dim = V.int_in_range(start_dim, "start_dim", -64, 63)
         self.end_dim = V.int_in_range(end_dim, "end_dim", -64, 63)
-        self._shape = None
+        self._shape: tuple[int, ...] | None = None
 
     def forward(self, x: Array) -> Array:
         x = np.asarray(x)
@@ -638,6 +638,10 @@ class Sequential(Module):
     def layers(self) -> list[Module]:
         return [getattr(self, str(i)) for i in range(self._n)]
 
+    @overload
+    def __getitem__(self, i: int) -> Module: ...
+    @overload
+    def __getitem__(self, i: slice) -> list[Module]: ...
     def __getitem__(self, i: int | slice) -> Module | list[Module]:
         return self.layers[i]
 
@@ -761,9 +765,9 @@ class BatchNorm2d(Module):
         self.weight = Parameter(np.ones(C, dtype=dtype)) if affine else None
         self.bias = Parameter(np.zeros(C, dtype=dtype)) if affine else None
         if track_running_stats:
-            self.running_mean = Buffer(np.zeros(C, dtype=dtype))
-            self.running_var = Buffer(np.ones(C, dtype=dtype))
-            self.num_batches_tracked = Buffer(np.array(0, dtype=np.int64))
+            self.running_mean: Buffer | None = Buffer(np.zeros(C, dtype=dtype))
+            self.running_var: Buffer | None = Buffer(np.ones(C, dtype=dtype))
+            self.num_batches_tracked: Buffer | None = Buffer(np.array(0, dtype=np.int64))
         else:
             self.running_mean = self.running_var = self.num_batches_tracked = None
 

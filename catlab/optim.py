@@ -10,6 +10,7 @@ whose ``grad`` is ``None`` are skipped, as in PyTorch. The per-parameter state
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 import numpy as np
 
@@ -55,7 +56,7 @@ class Optimizer:
         if len({id(p) for p in params}) != len(params):
             raise ValueError("params holds the same Parameter more than once")
         self.params = params
-        self.state = {}  # id(param) -> dict of arrays
+        self.state: dict[int, dict[str, Any]] = {}  # id(param) -> dict of arrays
         self.steps = 0
 
     def zero_grad(self) -> None:

@@ -60,8 +60,8 @@ TRAIN_FRACTION = 2 / 3  #: training patches come from the left 2/3 of each photo
 WEIGHTS = Path(__file__).with_name("data") / "colour_net.npz"
 
 # Training recipe used by :func:`retrain` (and so by ``main``) for the shipped weights.
-_RECIPE = dict(n_train=800, n_test=300, epochs=12, batch_size=64, lr=2e-3, seed=0, init_scale=0.1,
-               weight_decay=1e-4)
+_RECIPE: dict[str, Any] = dict(n_train=800, n_test=300, epochs=12, batch_size=64, lr=2e-3, seed=0, init_scale=0.1,
+                               weight_decay=1e-4)
 
 
 def _load_photo(source: str) -> np.ndarray:
@@ -238,7 +238,7 @@ def colour_net_architecture(rng: Seed = 0) -> nn.Sequential:
     (2, 10)
     """
     if isinstance(rng, (int, np.integer)) and not isinstance(rng, bool):
-        seeds = [int(rng) + i for i in range(4)]
+        seeds: list[Seed] = [int(rng) + i for i in range(4)]
     else:
         seeds = [rng] * 4
     return nn.Sequential(
