@@ -7,15 +7,28 @@ with the same inputs and the same number of threads for every contender, it
 2. for every workload, checks catlab against the NumPy baseline and PyTorch
    (when installed) before timing anything;
 3. times each one (median of ``--repeats`` after warm-up) and prints time,
-   GFLOP/s, the ratio to torch, the share of the matmul peak, and the extra
-   memory one call needs;
-4. measures Numba's compile time cold (fresh cache, new process) and the
+   GFLOP/s, the ratio to torch (forward alone, backward, and both), the share
+   of the matmul peak, and the extra memory one call needs: first on the
+   shapes the conv paths were tuned on (:data:`CONV_WORKLOADS`), then on
+   shapes they were not (:data:`UNTUNED_CONV_WORKLOADS`: odd sizes, 16-64
+   channels, stride 2, ``'same'``, 1x1 and 7x7 kernels), each at batch 64 and 1,
+   then pooling, ReLU, linear, batch norm, dropout and global pooling;
+4. measures the fixed cost of one functional call on a 1x1x4x4 input
+   (validation, allocation, dispatch) against torch's, in microseconds;
+5. measures the peak memory of VGG's 64->64 3x3 conv forward + backward at
+   batch 64 for catlab and torch alike, each in a fresh process
+   (:func:`peak_memory`);
+6. measures Numba's compile time cold (fresh cache, new process) and the
    time to load the cache in another new process;
 
-and writes everything as JSON with ``--json PATH``.
+Every table lines up whatever the workload names, and a value that was not
+measured (torch absent) prints as ``-``. ``--quick`` keeps a subset,
+``--only TEXT`` the workloads and small calls whose name contains ``TEXT``;
+``--json PATH`` also writes everything as JSON.
 
-Timing is never part of the test suite; the tests only run :func:`check_conv`
-and :func:`check_ops` on tiny workloads so this module cannot rot.
+Timing is never part of the test suite; the tests run the checks on tiny
+workloads, render the tables from made-up results and measure the memory of
+one small call, so this module cannot rot.
 """
 
 from __future__ import annotations
@@ -46,6 +59,31 @@ CONV_WORKLOADS = [
     ("VGG 64x32x32 -> 64@3x3 p1", 64, 64, 32, 32, 64, 3, 3, 1, 1),
     ("strided 64x32x32 -> 128@3x3 s2 p1", 64, 64, 32, 32, 128, 3, 3, 2, 1),
 ]
+
+# Shapes the conv paths were never tuned on (issue 12: odd sizes, 16-64 channels at
+# 8x8-32x32, stride 2, padding 'same', 1x1 and 7x7 kernels), same tuple layout;
+# padding may be the string 'same' (catlab gets 'same', NumPy and torch the number).
+UNTUNED_CONV_WORKLOADS = [
+    ("odd 16x15x15 -> 32@3x3 p1", 64, 16, 15, 15, 32, 3, 3, 1, 1),
+    ("odd 32x27x27 -> 32@3x3 p1", 64, 32, 27, 27, 32, 3, 3, 1, 1),
+    ("odd 3x27x27 -> 16@5x5", 64, 3, 27, 27, 16, 5, 5, 1, 0),
+    ("ch 16x8x8 -> 16@3x3 p1", 64, 16, 8, 8, 16, 3, 3, 1, 1),
+    ("ch 64x8x8 -> 64@3x3 p1", 64, 64, 8, 8, 64, 3, 3, 1, 1),
+    ("ch 32x16x16 -> 64@3x3 p1", 64, 32, 16, 16, 64, 3, 3, 1, 1),
+    ("ch 16x32x32 -> 32@3x3 p1", 64, 16, 32, 32, 32, 3, 3, 1, 1),
+    ("s2 32x16x16 -> 64@3x3 s2 p1", 64, 32, 16, 16, 64, 3, 3, 2, 1),
+    ("s2 16x31x31 -> 32@5x5 s2 p2", 64, 16, 31, 31, 32, 5, 5, 2, 2),
+    ("same 32x16x16 -> 32@3x3 same", 64, 32, 16, 16, 32, 3, 3, 1, "same"),
+    ("same 16x27x27 -> 16@5x5 same", 64, 16, 27, 27, 16, 5, 5, 1, "same"),
+    ("1x1 64x16x16 -> 32@1x1", 64, 64, 16, 16, 32, 1, 1, 1, 0),
+    ("1x1 32x32x32 -> 64@1x1", 64, 32, 32, 32, 64, 1, 1, 1, 0),
+    ("7x7 3x32x32 -> 16@7x7 s2 p3", 64, 3, 32, 32, 16, 7, 7, 2, 3),
+    ("7x7 16x16x16 -> 16@7x7 same", 64, 16, 16, 16, 16, 7, 7, 1, "same"),
+]
+
+#: The untuned shapes ``--quick`` keeps (at batch 64 and 1).
+QUICK_UNTUNED = ("odd 16x15x15 -> 32@3x3 p1", "same 32x16x16 -> 32@3x3 same", "1x1 64x16x16 -> 32@1x1",
+                 "7x7 3x32x32 -> 16@7x7 s2 p3")
 
 # (name, kind, shape, extra): pooling (kernel, stride, padding), ReLU, linear (out_features),
 # batch norm in training (None), dropout (p), adaptive average pooling (output size)
@@ -122,6 +160,15 @@ def numpy_conv2d_backward(dy, x, w, stride, padding):
 # ----------------------------------------------------------------------------
 
 
+def numeric_padding(padding, R):
+    """``padding`` as a number: ``'same'`` (stride 1, odd square kernel) is ``(R - 1) // 2`` per side."""
+    if padding == "same":
+        if R % 2 == 0:
+            raise ValueError(f"padding='same' needs an odd kernel size here, got {R}")
+        return (R - 1) // 2
+    return padding
+
+
 def _torch():
     try:
         import torch
@@ -131,10 +178,14 @@ def _torch():
 
 
 def conv_contenders(x, w, b, dy, stride, padding, torch=None):
-    """Forward and backward callables for catlab, numpy and (if given) torch, on the same data."""
+    """Forward and backward callables for catlab, numpy and (if given) torch, on the same data.
+
+    ``padding`` may be ``'same'``: catlab gets the string, NumPy and torch the number.
+    """
+    cpad, padding = padding, numeric_padding(padding, w.shape[2])
     out = {
-        "catlab": (lambda: F.conv2d(x, w, b, stride, padding),
-                   lambda: F.conv2d_backward(dy, x, w, stride, padding)),
+        "catlab": (lambda: F.conv2d(x, w, b, stride, cpad),
+                   lambda: F.conv2d_backward(dy, x, w, stride, cpad)),
         "numpy": (lambda: numpy_conv2d(x, w, b, stride, padding),
                   lambda: numpy_conv2d_backward(dy, x, w, stride, padding)),
     }
@@ -297,8 +348,8 @@ def make_conv_data(N, C, H, W, K, R, S, stride, padding, seed=0, dtype=np.float3
     x = rng.standard_normal((N, C, H, W), dtype=np.float64).astype(dtype)
     w = (rng.standard_normal((K, C, R, S)) / np.sqrt(C * R * S)).astype(dtype)
     b = rng.standard_normal(K).astype(dtype)
-    P = F.conv_output_size(H, R, stride, padding)
-    Q = F.conv_output_size(W, S, stride, padding)
+    P = F.conv_output_size(H, R, stride, numeric_padding(padding, R))
+    Q = F.conv_output_size(W, S, stride, numeric_padding(padding, S))
     dy = rng.standard_normal((N, K, P, Q)).astype(dtype)
     return x, w, b, dy
 
@@ -490,7 +541,7 @@ def compile_times(threads):
     """
     out = {}
     with tempfile.TemporaryDirectory() as cache:
-        env = dict(os.environ, NUMBA_CACHE_DIR=cache, CATLAB_NUM_THREADS=str(threads))
+        env = dict(_child_env(threads), NUMBA_CACHE_DIR=cache)
         for label in ("cold", "warm"):
             res = subprocess.run([sys.executable, "-c", _LENET_SCRIPT], env=env, capture_output=True, text=True,
                                  check=True)
@@ -499,111 +550,464 @@ def compile_times(threads):
 
 
 # ----------------------------------------------------------------------------
+# The fixed cost of one small call (validation, allocation, dispatch)
+# ----------------------------------------------------------------------------
+
+#: Shape of the tiny input of :func:`overhead_contenders`.
+TINY_SHAPE = (1, 1, 4, 4)
+
+
+def overhead_contenders(torch=None):
+    """Name -> {"catlab": thunk, "torch": thunk} for functional calls on a (1, 1, 4, 4) input.
+
+    On an input this small the arithmetic is a few dozen operations, so the
+    time per call is the fixed cost: argument checks, output allocation and
+    dispatch to the compiled kernel (torch: its dispatcher). torch tensors do
+    not require gradients, so autograd records nothing.
+    """
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal(TINY_SHAPE).astype(np.float32)
+    w = rng.standard_normal((1, 1, 3, 3)).astype(np.float32)
+    b = rng.standard_normal(1).astype(np.float32)
+    dy4 = rng.standard_normal(TINY_SHAPE).astype(np.float32)
+    dy2 = rng.standard_normal((1, 1, 2, 2)).astype(np.float32)
+    xl, wl, bl = x.reshape(1, 16), rng.standard_normal((4, 16)).astype(np.float32), b.repeat(4)
+    _, ind = F.max_pool2d(x, 2, return_indices=True)
+    out = {
+        "relu": {"catlab": lambda: F.relu(x)},
+        "relu_backward": {"catlab": lambda: F.relu_backward(dy4, x)},
+        "conv2d 3x3 p1": {"catlab": lambda: F.conv2d(x, w, b, 1, 1)},
+        "conv2d_backward 3x3 p1": {"catlab": lambda: F.conv2d_backward(dy4, x, w, 1, 1)},
+        "max_pool2d k2": {"catlab": lambda: F.max_pool2d(x, 2)},
+        "max_pool2d k2 return_indices": {"catlab": lambda: F.max_pool2d(x, 2, return_indices=True)},
+        "max_pool2d_backward k2": {"catlab": lambda: F.max_pool2d_backward(dy2, x, 2, indices=ind)},
+        "avg_pool2d k2": {"catlab": lambda: F.avg_pool2d(x, 2)},
+        "linear 16 -> 4": {"catlab": lambda: F.linear(xl, wl, bl)},
+    }
+    if torch is not None:
+        tnf, aten = torch.nn.functional, torch.ops.aten
+        xt, wt, bt, dy4t, dy2t = (torch.from_numpy(a) for a in (x, w, b, dy4, dy2))
+        xlt, wlt, blt = (torch.from_numpy(a) for a in (xl, wl, bl))
+        indt = aten.max_pool2d_with_indices(xt, [2, 2], [2, 2])[1]
+        out["relu"]["torch"] = lambda: torch.relu(xt)
+        out["relu_backward"]["torch"] = lambda: aten.threshold_backward(dy4t, xt, 0)
+        out["conv2d 3x3 p1"]["torch"] = lambda: tnf.conv2d(xt, wt, bt, 1, 1)
+        out["conv2d_backward 3x3 p1"]["torch"] = lambda: aten.convolution_backward(
+            dy4t, xt, wt, [1], [1, 1], [1, 1], [1, 1], False, [0, 0], 1, [True, True, True])
+        out["max_pool2d k2"]["torch"] = lambda: tnf.max_pool2d(xt, 2)
+        out["max_pool2d k2 return_indices"]["torch"] = lambda: aten.max_pool2d_with_indices(xt, [2, 2], [2, 2])
+        out["max_pool2d_backward k2"]["torch"] = lambda: aten.max_pool2d_with_indices_backward(
+            dy2t, xt, [2, 2], [2, 2], [0, 0], [1, 1], False, indt)
+        out["avg_pool2d k2"]["torch"] = lambda: tnf.avg_pool2d(xt, 2)
+        out["linear 16 -> 4"]["torch"] = lambda: tnf.linear(xlt, wlt, blt)
+    return out
+
+
+def check_overhead(contenders, rtol=1e-4):
+    """Check each small call against torch's (every output); return the worst relative error."""
+    worst = 0.0
+    for name, fns in contenders.items():
+        if "torch" not in fns:
+            fns["catlab"]()
+            continue
+        got, want = fns["catlab"](), fns["torch"]()
+        got = got if isinstance(got, tuple) else (got,)
+        want = want if isinstance(want, tuple) else (want,)
+        for i, (g, t) in enumerate(zip(got, want)):
+            if "indices" in name and i == 1:  # catlab's indices are per plane like torch's
+                if not np.array_equal(_as_numpy(g), _as_numpy(t)):
+                    raise AssertionError(f"{name}: indices differ from torch's")
+                continue
+            worst = max(worst, _agree(f"{name} output {i}", g, t, rtol))
+    return worst
+
+
+# ----------------------------------------------------------------------------
+# Peak memory of one conv forward + backward, catlab and torch measured alike
+# ----------------------------------------------------------------------------
+
+#: The workload of the memory comparison (issue 12): VGG's 64->64 3x3 conv at batch 64.
+MEMORY_WORKLOAD = ("VGG 64x32x32 -> 64@3x3 p1", 64, 64, 32, 32, 64, 3, 3, 1, 1)
+
+_MEMORY_SCRIPT = r"""
+import gc, json, sys
+import numpy as np
+lib, N, C, H, W, K, R, S, stride, padding, threads = json.loads(sys.argv[1])
+
+def status():
+    with open("/proc/self/status") as f:
+        d = dict(line.split(":", 1) for line in f if ":" in line)
+    return int(d["VmRSS"].split()[0]) * 1024, int(d["VmHWM"].split()[0]) * 1024
+
+rng = np.random.default_rng(0)
+P, Q = (H + 2 * padding - R) // stride + 1, (W + 2 * padding - S) // stride + 1
+x = rng.standard_normal((N, C, H, W), dtype=np.float32)
+w = rng.standard_normal((K, C, R, S), dtype=np.float32) / np.float32(np.sqrt(C * R * S))
+b = rng.standard_normal(K, dtype=np.float32)
+dy = rng.standard_normal((N, K, P, Q), dtype=np.float32)
+if lib == "catlab":
+    import catlab
+    from catlab import functional as F
+    catlab.set_num_threads(threads)
+
+    def step():
+        y = F.conv2d(x, w, b, stride, padding)
+        return y, F.conv2d_backward(dy, x, w, stride, padding)
+else:
+    import torch
+    torch.set_num_threads(threads)
+    xt, wt, bt, dyt = (torch.from_numpy(a) for a in (x, w, b, dy))
+
+    def step():  # the kernels autograd runs, as in catlab.bench's timings
+        y = torch.nn.functional.conv2d(xt, wt, bt, stride, padding)
+        return y, torch.ops.aten.convolution_backward(
+            dyt, xt, wt, [K], [stride] * 2, [padding] * 2, [1, 1], False, [0, 0], 1, [True] * 3)
+step()  # warm-up: kernels compiled or loaded, thread pools started
+gc.collect()
+with open("/proc/self/clear_refs", "w") as f:
+    f.write("5")  # reset the resident-set high-water mark to the current size
+before = status()[0]
+out = step()
+peak = status()[1]
+print(json.dumps({"peak_extra_bytes": peak - before, "rss_before_bytes": before}))
+"""
+
+#: glibc settings for the memory subprocesses: every block of 64 KiB or more is its own
+#: mapping, returned to the OS when freed, so the measured call cannot reuse (and hide)
+#: memory the warm-up call freed, and both libraries' allocations are seen the same way.
+MEMORY_ENV = {"MALLOC_MMAP_THRESHOLD_": "65536", "MALLOC_TRIM_THRESHOLD_": "131072"}
+
+
+def _child_env(threads):
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # the directory holding catlab/
+    path = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH", "")) if p)
+    return dict(os.environ, PYTHONPATH=path, CATLAB_NUM_THREADS=str(threads))
+
+
+def peak_memory(workload, threads, libs=("catlab", "torch")):
+    """Extra resident memory at the peak of one conv forward + backward, per library, in bytes.
+
+    Each library runs in a fresh process (:data:`MEMORY_ENV` set): inputs made,
+    one warm-up call, the resident-set high-water mark reset
+    (``/proc/self/clear_refs``), one measured call; the figure is the high-water
+    mark minus the resident size just before that call. It counts everything
+    the call touches (outputs, workspaces, BLAS buffers) whoever allocates it,
+    to within a few hundred KiB (Linux updates the resident-set counters in
+    batches). Linux only; returns ``{lib: None}`` where it cannot be measured.
+    """
+    _, N, C, H, W, K, R, S, stride, padding = workload
+    out = {}
+    for lib in libs:
+        arg = json.dumps([lib, N, C, H, W, K, R, S, stride, numeric_padding(padding, R), threads])
+        env = dict(_child_env(threads), **MEMORY_ENV)
+        res = subprocess.run([sys.executable, "-c", _MEMORY_SCRIPT, arg], env=env, capture_output=True, text=True)
+        try:
+            out[lib] = json.loads(res.stdout.strip().splitlines()[-1])["peak_extra_bytes"]
+        except (IndexError, ValueError, KeyError):
+            out[lib] = None
+    return out
+
+
+# ----------------------------------------------------------------------------
+# Tables: every row's columns line up under the header, a missing value is "-"
+# ----------------------------------------------------------------------------
+
+
+def render_table(columns, rows, sep="  "):
+    r"""Lines of a fixed-width text table.
+
+    Parameters
+    ----------
+    columns : list of (header, align)
+        ``align`` is ``"<"`` (text) or ``">"`` (numbers).
+    rows : list of sequences
+        One cell per column: a string, or ``None`` for a missing value (printed as ``"-"``).
+
+    Returns
+    -------
+    list of str
+        Header, a rule, then one line per row; each column is as wide as its widest cell.
+
+    Examples
+    --------
+    >>> print("\n".join(render_table([("name", "<"), ("ms", ">")], [["a", "1.5"], ["long name", None]])))
+    name        ms
+    --------------
+    a          1.5
+    long name    -
+    """
+    cells = [[h for h, _ in columns]] + [["-" if c is None or c == "" else str(c) for c in r] for r in rows]
+    if any(len(r) != len(columns) for r in cells):
+        raise ValueError(f"rows must have {len(columns)} cells, got lengths {sorted({len(r) for r in cells})}")
+    widths = [max(len(r[i]) for r in cells) for i in range(len(columns))]
+    lines = [sep.join(f"{c:{a}{w}}" for c, (_, a), w in zip(r, columns, widths)) for r in cells]
+    return lines[:1] + ["-" * len(lines[0])] + lines[1:]
+
+
+def _f(v, spec):
+    return None if v is None else format(v, spec)
+
+
+def _mib(b):
+    return None if b is None else b / 2 ** 20
+
+
+CONV_COLUMNS = [("conv2d workload", "<"), ("N", ">"), ("phase", "<"), ("catlab ms", ">"), ("GFLOP/s", ">"),
+                ("%peak", ">"), ("numpy ms", ">"), ("torch ms", ">"), ("x torch", ">"), ("mem MiB", ">")]
+
+
+def conv_rows(records, peak):
+    """Three rows per conv record (forward, backward, fwd+bwd) for :data:`CONV_COLUMNS`."""
+    rows = []
+    for rec in records:
+        torch = rec.get("torch")
+        for phase, keys, mult in (("forward", ("forward_s",), 1), ("backward", ("backward_s",), 2),
+                                  ("fwd+bwd", ("forward_s", "backward_s"), 3)):
+            c = sum(rec["catlab"][k] for k in keys)
+            nm = sum(rec["numpy"][k] for k in keys) if "numpy" in rec else None
+            tt = sum(torch[k] for k in keys) if torch else None
+            gf = mult * rec["flops_forward"] / c / 1e9
+            mem = rec["catlab"].get(f"mem_{phase}")  # (tracemalloc, rss) bytes
+            mem_s = None if mem is None else f"{_f(_mib(mem[0]), '.1f') or '-'}/{_f(_mib(mem[1]), '.1f') or '-'}"
+            rows.append([rec["name"], str(rec["N"]), phase, f"{1e3 * c:.3f}", f"{gf:.1f}", f"{100 * gf / peak:.1f}",
+                         _f(None if nm is None else 1e3 * nm, ".3f"), _f(None if tt is None else 1e3 * tt, ".3f"),
+                         _f(None if tt is None else c / tt, ".2f"), mem_s])
+    return rows
+
+
+def conv_summary(records, limit=1.0):
+    r"""One line per phase: on how many workloads catlab is slower than ``limit`` x torch, and the worst.
+
+    Examples
+    --------
+    >>> recs = [{"name": "a", "N": 64, "forward_x_torch": 0.8, "fwd_bwd_x_torch": 1.3},
+    ...         {"name": "b", "N": 1, "forward_x_torch": 1.5, "fwd_bwd_x_torch": 0.9}]
+    >>> print("\n".join(conv_summary(recs)))
+    forward: x torch > 1 on 1 of 2 workloads; worst 1.50 (b, N=1)
+    fwd+bwd: x torch > 1 on 1 of 2 workloads; worst 1.30 (a, N=64)
+    """
+    lines = []
+    for key, label in (("forward_x_torch", "forward"), ("fwd_bwd_x_torch", "fwd+bwd")):
+        vals = [(r[key], r) for r in records if r.get(key) is not None]
+        if vals:
+            worst, rec = max(vals, key=lambda v: v[0])
+            over = sum(v > limit for v, _ in vals)
+            lines.append(f"{label}: x torch > {limit:g} on {over} of {len(vals)} workloads; "
+                         f"worst {worst:.2f} ({rec['name']}, N={rec['N']})")
+    return lines
+
+
+OPS_COLUMNS = [("layer workload", "<"), ("N", ">"), ("fwd ms", ">"), ("bwd ms", ">"), ("torch fwd", ">"),
+               ("torch bwd", ">"), ("x torch", ">"), ("fwd x", ">"), ("bwd x", ">")]
+
+
+def ops_rows(records):
+    """One row per layer record for :data:`OPS_COLUMNS`."""
+    rows = []
+    for rec in records:
+        c, t = rec["catlab"], rec.get("torch")
+        ms = [None if d is None else f"{1e3 * d[k]:.3f}" for d in (c, t) for k in ("forward_s", "backward_s")]
+        ratios = [None] * 3 if t is None else [
+            f"{(c['forward_s'] + c['backward_s']) / (t['forward_s'] + t['backward_s']):.2f}",
+            f"{c['forward_s'] / t['forward_s']:.2f}", f"{c['backward_s'] / t['backward_s']:.2f}"]
+        rows.append([rec["name"], str(rec["shape"][0])] + ms + ratios)
+    return rows
+
+
+OVERHEAD_COLUMNS = [("call on a 1x1x4x4 input", "<"), ("catlab us", ">"), ("torch us", ">"), ("x torch", ">")]
+
+
+def overhead_rows(records):
+    """One row per small-call record for :data:`OVERHEAD_COLUMNS`."""
+    rows = []
+    for rec in records:
+        c, t = rec["catlab_us"], rec.get("torch_us")
+        rows.append([rec["name"], f"{c:.1f}", _f(t, ".1f"), None if t is None else f"{c / t:.2f}"])
+    return rows
+
+
+MEMORY_COLUMNS = [("library", "<"), ("peak extra MiB", ">"), ("x torch", ">"), ("tracemalloc MiB", ">"),
+                  ("outputs MiB", ">")]
+
+
+def memory_rows(rec):
+    """Rows (catlab, torch) of the memory record for :data:`MEMORY_COLUMNS`."""
+    t = rec.get("torch_peak_bytes")
+    rows = []
+    for lib in ("catlab", "torch"):
+        v = rec.get(f"{lib}_peak_bytes")
+        rows.append([lib, _f(_mib(v), ".1f"), None if v is None or not t else f"{v / t:.2f}",
+                     _f(_mib(rec.get(f"{lib}_tracemalloc_bytes")), ".1f"), f"{_mib(rec['output_bytes']):.1f}"])
+    return rows
+
+
+# ----------------------------------------------------------------------------
 # The run
 # ----------------------------------------------------------------------------
 
 
-def _fmt_mem(b):
-    return "-" if b is None else f"{b / 2**20:.1f}"
+def _progress(msg):
+    print(msg, file=sys.stderr, flush=True)
+
+
+_PEAK = []  # the matmul peak of this run, for the %peak fields of the records
+
+
+def measure_conv(workload, torch, threads, repeats, rtol, tuned=True):
+    """Check, then time forward and backward of every contender on one conv workload; the JSON record."""
+    name, N, C, H, W, K, R, S, stride, padding = workload
+    x, w, b, dy = make_conv_data(N, C, H, W, K, R, S, stride, padding)
+    cont = conv_contenders(x, w, b, dy, stride, padding, torch)
+    err = check_contenders(name, cont, rtol)
+    P, Q = dy.shape[2:]
+    flops = 2.0 * N * K * C * R * S * P * Q
+    rec = {"name": name, "tuned": tuned, "N": N, "C": C, "H": H, "W": W, "K": K, "R": R, "S": S, "stride": stride,
+           "padding": padding, "flops_forward": flops, "max_rel_err": err}
+    with _threads.blas_limit(threads):
+        tf = time_interleaved({who: fb[0] for who, fb in cont.items()}, repeats)
+        tb = time_interleaved({who: fb[1] for who, fb in cont.items()}, repeats)
+    for who in cont:
+        rec[who] = {"forward_s": tf[who], "backward_s": tb[who]}
+    fwd, bwd = cont["catlab"]
+    c = rec["catlab"]
+    c["mem_forward"] = extra_memory(fwd)
+    c["mem_backward"] = extra_memory(bwd)
+    c["mem_fwd+bwd"] = extra_memory(lambda: (fwd(), bwd()))
+    c["mem_tracemalloc_bytes"], c["mem_rss_bytes"] = c["mem_fwd+bwd"]  # names of earlier versions
+    for phase, fl in (("forward", flops), ("backward", 2 * flops)):
+        c[f"{phase}_gflops"] = fl / c[f"{phase}_s"] / 1e9
+        c[f"{phase}_pct_peak"] = 100 * c[f"{phase}_gflops"] / _PEAK[0] if _PEAK else None
+        rec[f"{phase}_x_torch"] = c[f"{phase}_s"] / rec["torch"][f"{phase}_s"] if "torch" in rec else None
+    t = rec.get("torch")
+    rec["fwd_bwd_x_torch"] = (c["forward_s"] + c["backward_s"]) / (t["forward_s"] + t["backward_s"]) if t else None
+    return rec
+
+
+def measure_op(workload, torch, threads, repeats, rtol):
+    """Check, then time one layer workload; the JSON record."""
+    name, kind, shape, extra = workload
+    x, dy, wlin = make_op_data(kind, shape, extra)
+    cont = op_contenders(kind, x, extra, dy, wlin, torch)
+    err = check_contenders(name, cont, rtol)
+    rec = {"name": name, "kind": kind, "shape": list(shape), "extra": extra, "max_rel_err": err}
+    with _threads.blas_limit(threads):
+        tf = time_interleaved({who: fb[0] for who, fb in cont.items()}, repeats)
+        tb = time_interleaved({who: fb[1] for who, fb in cont.items()}, repeats)
+    for who in cont:
+        rec[who] = {"forward_s": tf[who], "backward_s": tb[who]}
+    if "torch" in rec:
+        c, t = rec["catlab"], rec["torch"]
+        rec["fwd_bwd_x_torch"] = (c["forward_s"] + c["backward_s"]) / (t["forward_s"] + t["backward_s"])
+    return rec
+
+
+def measure_overhead(torch, repeats, only=None, rtol=1e-4):
+    """Microseconds per small call (median of ``repeats`` samples of many calls each), catlab and torch."""
+    cont = {k: v for k, v in overhead_contenders(torch).items() if only is None or only in k}
+    check_overhead(cont, rtol)
+    out = []
+    for name, fns in cont.items():
+        t = time_interleaved(fns, repeats)
+        out.append({"name": name, "shape": list(TINY_SHAPE), "catlab_us": 1e6 * t["catlab"],
+                    "torch_us": 1e6 * t["torch"] if "torch" in t else None,
+                    "x_torch": t["catlab"] / t["torch"] if "torch" in t else None})
+    return out
+
+
+def measure_memory(workload, threads, use_torch):
+    """The memory record: fresh-process peaks (:func:`peak_memory`) and catlab's in-process tracemalloc peak."""
+    _, N, C, H, W, K, R, S, stride, padding = workload
+    x, w, b, dy = make_conv_data(N, C, H, W, K, R, S, stride, padding)
+    fwd, bwd = conv_contenders(x, w, b, dy, stride, padding)["catlab"]
+    fwd(), bwd()  # warm-up
+    peaks = peak_memory(workload, threads, ("catlab", "torch") if use_torch else ("catlab",))
+    out_bytes = (dy.size + x.size + w.size + b.size) * x.itemsize  # y, dx, dweight, dbias
+    return {"name": workload[0], "N": N, "method": "fresh process, RSS high-water mark minus RSS before the "
+            "measured call (after one warm-up call), glibc mmap threshold 64 KiB",
+            "catlab_peak_bytes": peaks.get("catlab"), "torch_peak_bytes": peaks.get("torch"),
+            "catlab_tracemalloc_bytes": extra_memory(lambda: (fwd(), bwd()))[0], "torch_tracemalloc_bytes": None,
+            "output_bytes": out_bytes,
+            "x_torch": (peaks["catlab"] / peaks["torch"]) if peaks.get("torch") and peaks.get("catlab") else None}
+
+
+def select(args):
+    """The workloads this run measures, after ``--quick``, ``--only`` and ``--batch``: (tuned, untuned, ops)."""
+    batches = [64] if args.quick else [64, 1]
+    tuned = [wl for b in batches for wl in _with_batch(CONV_WORKLOADS, b)]
+    untuned = [wl for b in (64, 1) for wl in _with_batch(UNTUNED_CONV_WORKLOADS, b)]
+    ops = [wl for b in batches for wl in _with_batch(OP_WORKLOADS, b)]
+    if args.quick:
+        tuned = [c for c in tuned if c[0].startswith(("LeNet", "VGG"))]
+        untuned = [c for c in untuned if c[0] in QUICK_UNTUNED]
+        ops = ops[::3]
+    if args.only:
+        tuned, untuned, ops = ([w for w in lst if args.only in w[0]] for lst in (tuned, untuned, ops))
+    if args.batch:
+        tuned = [c for c in tuned if c[1] == args.batch]
+        untuned = [c for c in untuned if c[1] == args.batch]
+        ops = [o for o in ops if o[2][0] == args.batch]
+    return tuned, untuned, ops
 
 
 def run(args):
     """Run the whole benchmark; return the JSON-ready result and print the tables."""
     import numba
 
-    threads = args.threads or _threads.get_num_threads()
-    _threads.set_num_threads(threads)
+    from . import get_num_threads, set_num_threads
+
+    threads = args.threads or get_num_threads()
+    set_num_threads(threads)
     torch = None if args.no_torch else _torch()
     if torch is not None:
         torch.set_num_threads(threads)
     peak = matmul_peak(threads, n=args.matmul_size)
+    _PEAK[:] = [peak]
     print(f"catlab benchmark: {threads} thread(s), float32, median of {args.repeats} after warm-up; "
           f"torch {'not used' if torch is None else torch.__version__}")
-    print(f"float32 matmul peak (NumPy {args.matmul_size}^3): {peak:.1f} GFLOP/s\n")
+    print(f"float32 matmul peak (NumPy {args.matmul_size}^3): {peak:.1f} GFLOP/s")
     result = {"threads": threads, "matmul_peak_gflops": peak, "repeats": args.repeats,
               "numpy": np.__version__, "numba": numba.__version__,
-              "torch": None if torch is None else torch.__version__, "conv": [], "ops": []}
+              "torch": None if torch is None else torch.__version__, "conv": [], "ops": [], "overhead": [],
+              "memory": None}
+    tuned, untuned, ops = select(args)
 
-    batches = [64, 1] if not args.quick else [64]
-    convs = [wl for b in batches for wl in _with_batch(CONV_WORKLOADS, b)]
-    ops = [wl for b in batches for wl in _with_batch(OP_WORKLOADS, b)]
-    if args.quick:
-        convs = [c for c in convs if c[0].startswith(("LeNet", "VGG"))]
-        ops = ops[::3]
-    if args.only:
-        convs = [c for c in convs if args.only in c[0]]
-        ops = [o for o in ops if args.only in o[0]]
-    if args.batch:
-        convs = [c for c in convs if c[1] == args.batch]
-        ops = [o for o in ops if o[2][0] == args.batch]
+    for title, wls, is_tuned in (("conv2d, the benchmark's shapes", tuned, True),
+                                 ("conv2d, shapes not tuned for (odd sizes, channels, stride 2, 'same', 1x1, 7x7)",
+                                  untuned, False)):
+        recs = []
+        for wl in wls:
+            _progress(f"  conv {wl[0]} N={wl[1]} ...")
+            recs.append(measure_conv(wl, torch, threads, args.repeats, args.rtol, is_tuned))
+        result["conv"] += recs
+        if recs:
+            print(f"\n{title}:")
+            print("\n".join(render_table(CONV_COLUMNS, conv_rows(recs, peak)) + conv_summary(recs)))
 
-    head = (f"{'conv2d workload':36s} {'N':>3s} {'pass':4s} {'catlab ms':>9s} {'GFLOP/s':>7s} {'%peak':>5s} "
-            f"{'numpy ms':>8s} {'torch ms':>8s} {'x torch':>7s} {'mem MiB':>11s}")
-    print(head)
-    print("-" * len(head))
-    for name, N, C, H, W, K, R, S, stride, padding in convs:
-        x, w, b, dy = make_conv_data(N, C, H, W, K, R, S, stride, padding)
-        cont = conv_contenders(x, w, b, dy, stride, padding, torch)
-        err = check_contenders(name, cont, args.rtol)
-        P, Q = dy.shape[2:]
-        flops = 2.0 * N * K * C * R * S * P * Q
-        rec = {"name": name, "N": N, "C": C, "H": H, "W": W, "K": K, "R": R, "S": S, "stride": stride,
-               "padding": padding, "flops_forward": flops, "max_rel_err": err}
-        with _threads.blas_limit(threads):
-            tf = time_interleaved({who: fb[0] for who, fb in cont.items()}, args.repeats)
-            tb = time_interleaved({who: fb[1] for who, fb in cont.items()}, args.repeats)
-        for who in cont:
-            rec[who] = {"forward_s": tf[who], "backward_s": tb[who]}
-        mem = extra_memory(lambda: (cont["catlab"][0](), cont["catlab"][1]()))
-        rec["catlab"]["mem_tracemalloc_bytes"], rec["catlab"]["mem_rss_bytes"] = mem
-        result["conv"].append(rec)
-        for phase, fl in (("forward", flops), ("backward", 2 * flops)):
-            c = rec["catlab"][f"{phase}_s"]
-            ratio = rec["torch"][f"{phase}_s"] / c if "torch" in rec else None
-            rec["catlab"][f"{phase}_gflops"] = fl / c / 1e9
-            rec["catlab"][f"{phase}_pct_peak"] = 100 * fl / c / 1e9 / peak
-            rec[f"{phase}_x_torch"] = None if ratio is None else 1 / ratio
-        tot = rec["catlab"]["forward_s"] + rec["catlab"]["backward_s"]
-        if "torch" in rec:
-            rec["fwd_bwd_x_torch"] = tot / (rec["torch"]["forward_s"] + rec["torch"]["backward_s"])
-        for phase in ("forward", "backward", "fwd+bwd"):
-            if phase == "fwd+bwd":
-                c, nm = tot, rec["numpy"]["forward_s"] + rec["numpy"]["backward_s"]
-                tt = None if "torch" not in rec else rec["torch"]["forward_s"] + rec["torch"]["backward_s"]
-                gf = 3 * flops / c / 1e9
-            else:
-                c, nm = rec["catlab"][f"{phase}_s"], rec["numpy"][f"{phase}_s"]
-                tt = rec["torch"][f"{phase}_s"] if "torch" in rec else None
-                gf = rec["catlab"][f"{phase}_gflops"]
-            label = f"{name} {phase}"
-            print(f"{label:36s} {N:3d} {'ok':4s} {1e3 * c:9.3f} {gf:7.1f} {100 * gf / peak:5.1f} "
-                  f"{1e3 * nm:8.3f} {'-' if tt is None else f'{1e3 * tt:8.3f}':>8s} "
-                  f"{'-' if tt is None else f'{c / tt:7.2f}':>7s} "
-                  f"{(_fmt_mem(mem[0]) + '/' + _fmt_mem(mem[1])) if phase == 'fwd+bwd' else '':>11s}")
+    for wl in ops:
+        _progress(f"  layer {wl[0]} N={wl[2][0]} ...")
+        result["ops"].append(measure_op(wl, torch, threads, args.repeats, args.rtol))
+    if result["ops"]:
+        print("\nlayers, forward and backward:")
+        print("\n".join(render_table(OPS_COLUMNS, ops_rows(result["ops"]))))
 
-    head = (f"\n{'layer workload':36s} {'N':>3s} {'pass':4s} {'fwd ms':>9s} {'bwd ms':>9s} "
-            f"{'torch fwd':>9s} {'torch bwd':>9s} {'x torch':>7s} {'fwd x':>6s} {'bwd x':>6s}")
-    print(head)
-    print("-" * (len(head) - 1))
-    for name, kind, shape, extra in ops:
-        x, dy, wlin = make_op_data(kind, shape, extra)
-        cont = op_contenders(kind, x, extra, dy, wlin, torch)
-        err = check_contenders(name, cont, args.rtol)
-        rec = {"name": name, "kind": kind, "shape": list(shape), "extra": extra, "max_rel_err": err}
-        with _threads.blas_limit(threads):
-            tf = time_interleaved({who: fb[0] for who, fb in cont.items()}, args.repeats)
-            tb = time_interleaved({who: fb[1] for who, fb in cont.items()}, args.repeats)
-        for who in cont:
-            rec[who] = {"forward_s": tf[who], "backward_s": tb[who]}
-        c = rec["catlab"]
-        line = f"{name:36s} {shape[0]:3d} {'ok':4s} {1e3 * c['forward_s']:9.3f} {1e3 * c['backward_s']:9.3f} "
-        if "torch" in rec:
-            t = rec["torch"]
-            rec["fwd_bwd_x_torch"] = (c["forward_s"] + c["backward_s"]) / (t["forward_s"] + t["backward_s"])
-            line += (f"{1e3 * t['forward_s']:9.3f} {1e3 * t['backward_s']:9.3f} {rec['fwd_bwd_x_torch']:7.2f} "
-                     f"{c['forward_s'] / t['forward_s']:6.2f} {c['backward_s'] / t['backward_s']:6.2f}")
-        print(line)
-        result["ops"].append(rec)
+    if not args.no_overhead:
+        _progress("  small calls ...")
+        result["overhead"] = measure_overhead(torch, args.repeats, args.only, args.rtol)
+        if result["overhead"]:
+            print("\nfixed cost of one functional call (tiny input: validation, allocation, dispatch), "
+                  "median microseconds per call:")
+            print("\n".join(render_table(OVERHEAD_COLUMNS, overhead_rows(result["overhead"]))))
+
+    mw = MEMORY_WORKLOAD
+    if not args.no_memory and (not args.only or args.only in mw[0]) and args.batch in (None, mw[1]):
+        _progress("  memory (two new processes) ...")
+        rec = result["memory"] = measure_memory(mw, threads, torch is not None)
+        print(f"\npeak memory of one conv2d forward + backward, {mw[0]}, N={mw[1]}:")
+        print("\n".join(render_table(MEMORY_COLUMNS, memory_rows(rec))))
+        print("peak extra: each library in a fresh process, after one warm-up call: resident-set high-water mark "
+              "during one\ncall minus the resident size before it (glibc told to map blocks >= 64 KiB separately, "
+              "so freed memory is\nreturned and not silently reused); tracemalloc: catlab's NumPy allocations only "
+              "(it cannot see torch's);\noutputs: y, dx, dweight, dbias, the least any library must allocate.")
 
     if not args.no_compile_times:
         ct = compile_times(threads)
@@ -614,23 +1018,27 @@ def run(args):
             print(f"  {label}: import catlab {d['import']:.2f}, first conv2d forward+backward {d['conv_fwd_bwd']:.2f}, "
                   f"rest of LeNet forward+backward {d['rest_of_lenet']:.2f}, total {d['total']:.2f}")
     print("\nx torch: catlab's time / torch's time at equal threads (below 1 means catlab is faster); "
-          "%peak: share of the matmul peak above;\nmem: extra memory of one forward+backward call, "
-          "tracemalloc peak (NumPy arrays: outputs, per-chunk sums) / resident-set peak increase "
-          "(also Numba workspaces, but not memory reused from earlier calls).")
+          "-: not measured (no torch);\n%peak: share of the matmul peak above; mem: extra memory of one call "
+          "in this process, tracemalloc peak\n(NumPy arrays: outputs, per-chunk sums) / resident-set peak increase "
+          "(also Numba workspaces, but not memory\nreused from earlier calls).")
     return result
 
 
 def main(argv=None):
     """Command-line entry point: ``python -m catlab.bench [--quick] [--threads T] [--repeats R] [--json PATH]``."""
     ap = argparse.ArgumentParser(prog="python -m catlab.bench", description=__doc__.split("\n\n")[0])
-    ap.add_argument("--quick", action="store_true", help="batch 64 only, a few workloads, no compile times")
-    ap.add_argument("--threads", type=int, default=0, help="threads for catlab, torch and NumPy (default: all)")
+    ap.add_argument("--quick", action="store_true",
+                    help="a subset: tuned shapes at batch 64, a few untuned ones at 64 and 1; no compile times")
+    ap.add_argument("--threads", type=int, default=0,
+                    help="threads for catlab, torch and NumPy (default: catlab.get_num_threads())")
     ap.add_argument("--repeats", type=int, default=7, help="timed samples per measurement (median reported)")
     ap.add_argument("--matmul-size", type=int, default=2048, help="n of the n^3 float32 matmul peak measurement")
     ap.add_argument("--rtol", type=float, default=1e-4, help="accepted relative error between contenders")
     ap.add_argument("--no-torch", action="store_true", help="do not compare with PyTorch even if installed")
     ap.add_argument("--no-compile-times", action="store_true", help="skip the cold/warm compile measurement")
-    ap.add_argument("--only", metavar="TEXT", help="only the workloads whose name contains TEXT")
+    ap.add_argument("--no-overhead", action="store_true", help="skip the small-call (fixed cost) table")
+    ap.add_argument("--no-memory", action="store_true", help="skip the peak-memory comparison (two new processes)")
+    ap.add_argument("--only", metavar="TEXT", help="only the workloads (and small calls) whose name contains TEXT")
     ap.add_argument("--batch", type=int, choices=(1, 64), help="only this batch size")
     ap.add_argument("--json", metavar="PATH", help="also write the results as JSON to PATH")
     args = ap.parse_args(argv)
@@ -638,10 +1046,10 @@ def main(argv=None):
         args.no_compile_times = True
     result = run(args)
     if args.json:
-        tmp = args.json + ".tmp"
-        with open(tmp, "w") as f:
-            json.dump(result, f, indent=1)
-        os.replace(tmp, args.json)
+        from ._io import atomic_write
+
+        with atomic_write(args.json) as f:
+            f.write(json.dumps(result, indent=1).encode())
         print(f"JSON written to {args.json}")
     return result
 

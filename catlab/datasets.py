@@ -14,8 +14,8 @@ imported only when their data set is asked for (``pip install catlab[data]``).
 from __future__ import annotations
 
 import functools
+import gzip
 import hashlib
-import importlib
 import os
 import tarfile
 import urllib.request
@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from ._io import atomic_write
+from ._optional import require
 
 __all__ = ["digits", "mnist_sample", "cat", "cifar10", "CIFAR10_CLASSES", "CIFAR10_MD5", "CIFAR10_URL",
            "CIFAR10_BYTES",
@@ -34,6 +35,7 @@ CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz"
 CIFAR10_MD5 = "c32a1d4ab5d03f1284b67883e8d87530"
 CIFAR10_ARCHIVE = "cifar-10-binary.tar.gz"
 CIFAR10_BYTES = 170_052_171  # size of the official archive (about 170 MB, 162 MiB)
+#: The ten CIFAR-10 class names, in label order (label 0 is "airplane").
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 _CIFAR_DIR = "cifar-10-batches-bin"
 _CIFAR_RECORD = 1 + 3 * 32 * 32  # label byte + 1024 R + 1024 G + 1024 B
@@ -41,13 +43,7 @@ _CIFAR_RECORD = 1 + 3 * 32 * 32  # label byte + 1024 R + 1024 G + 1024 B
 
 def _optional(module: str, package: str):
     """Import ``module`` or raise an ImportError naming the extra that provides it."""
-    try:
-        return importlib.import_module(module)
-    except ImportError as e:
-        raise ImportError(
-            f"this data set needs {package} ({module}), which is not installed; "
-            "install catlab's data extra with `pip install catlab[data]`"
-        ) from e
+    return require(module, package, "data", "this data set")
 
 
 def stratified_split(labels, test_fraction: float, seed: int = 0):
@@ -297,15 +293,8 @@ def _download(url: str, dest: Path, md5: str | None, timeout: float = 60.0) -> N
             )
 
 
-def _read_member(tar: tarfile.TarFile, name: str, path: Path) -> tuple[np.ndarray, np.ndarray]:
+def _decode_member(name: str, data: bytes, path: Path) -> tuple[np.ndarray, np.ndarray]:
     """Decode one batch file: records of 1 label byte + 3072 pixel bytes."""
-    try:
-        member = tar.getmember(name)
-    except KeyError:
-        raise ValueError(f"archive {path} has no member {name!r}: it is not the CIFAR-10 binary version") from None
-    if not member.isfile():
-        raise ValueError(f"archive {path}: {name!r} is not a regular file")
-    data = tar.extractfile(member).read()
     if len(data) == 0 or len(data) % _CIFAR_RECORD:
         raise ValueError(
             f"archive {path}: {name} holds {len(data)} bytes, not a whole number of {_CIFAR_RECORD}-byte "
@@ -318,6 +307,30 @@ def _read_member(tar: tarfile.TarFile, name: str, path: Path) -> tuple[np.ndarra
                          "the file is corrupt")
     x = rec[:, 1:].reshape(-1, 3, 32, 32).astype(np.float32) / np.float32(255.0)  # R, G, B planes, row-major
     return x, labels
+
+
+def _read_archive(path: Path, names: list[str]) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Decode the members ``names`` of the gzip-compressed tar at ``path``, checking the whole stream.
+
+    The tar is read as a stream and the gzip stream is then read to its end,
+    so gzip checks the CRC-32 and length in its trailer (a random-access
+    ``tarfile.open(path, "r:gz")`` stops after the last member it needs and
+    never gets there): a corrupt archive is an error with or without an md5.
+    """
+    found = {}
+    with gzip.open(path, "rb") as gz:
+        with tarfile.open(fileobj=gz, mode="r|") as tar:
+            for member in tar:
+                if member.name in names:
+                    if not member.isfile():
+                        raise ValueError(f"archive {path}: {member.name!r} is not a regular file")
+                    found[member.name] = tar.extractfile(member).read()
+        while gz.read(1 << 20):  # to the end of the gzip stream: checks its CRC-32 and length
+            pass
+    for name in names:
+        if name not in found:
+            raise ValueError(f"archive {path} has no member {name!r}: it is not the CIFAR-10 binary version")
+    return [_decode_member(name, found[name], path) for name in names]
 
 
 def cifar10(root, train: bool = True, download: bool = False, *, md5: str | None = CIFAR10_MD5,
@@ -340,7 +353,8 @@ def cifar10(root, train: bool = True, download: bool = False, *, md5: str | None
         If the archive is missing or fails its checksum, download it from ``url``
         to a temporary file in ``root``, verify it and only then rename it into place.
     md5 : str or None, keyword-only
-        Expected MD5 of the archive; the official one by default. ``None`` skips the check.
+        Expected MD5 of the archive; the official one by default. ``None`` skips
+        this check; the gzip stream's own CRC-32 and length are checked either way.
     url : str, keyword-only
         Where to download from (any URL urllib opens, ``file://`` included).
 
@@ -400,8 +414,7 @@ def cifar10(root, train: bool = True, download: bool = False, *, md5: str | None
 
     names = [f"{_CIFAR_DIR}/data_batch_{i}.bin" for i in range(1, 6)] if train else [f"{_CIFAR_DIR}/test_batch.bin"]
     try:
-        with tarfile.open(path, "r:gz") as tar:
-            parts = [_read_member(tar, n, path) for n in names]
+        parts = _read_archive(path, names)
     except (tarfile.TarError, EOFError, zlib.error, OSError) as e:
         if isinstance(e, FileNotFoundError):
             raise

@@ -29,8 +29,6 @@ disk_kernel
 
 from __future__ import annotations
 
-import numbers
-
 import numpy as np
 
 from . import _validate as V
@@ -431,14 +429,8 @@ def disk_kernel(radius: float, oversample: int = 8) -> Array:
     >>> bool(k[1, 1] == k.max()) and bool((k[0, 0] == 0.0))
     True
     """
-    if isinstance(radius, (bool, np.bool_)) or not isinstance(radius, numbers.Real):
-        raise TypeError(f"radius must be a real number, got {radius!r}")
-    if not np.isfinite(radius) or radius <= 0:
-        raise ValueError(f"radius must be a positive finite number, got {radius!r}")
-    if isinstance(oversample, (bool, np.bool_)) or not isinstance(oversample, numbers.Integral):
-        raise TypeError(f"oversample must be an integer, got {oversample!r}")
-    if oversample < 1:
-        raise ValueError(f"oversample must be at least 1, got {oversample!r}")
+    radius = V.real_number(radius, "radius", 0, low_inclusive=False)
+    oversample = V.positive_int(oversample, "oversample")
     half = int(np.ceil(radius))
     # sub-pixel centres, symmetric about each pixel's centre
     sub = (np.arange(oversample) + 0.5) / oversample - 0.5

@@ -14,6 +14,7 @@ import time
 import numpy as np
 
 from . import _validate as V
+from ._optional import require
 from ._typing import Array, IntArray
 from .functional import softmax_cross_entropy
 from .nn import Module
@@ -191,11 +192,7 @@ def evaluate(model: Module, x: Array, y: IntArray, batch_size: int = 256) -> dic
 def _progress_bar(enabled, total, epochs):
     if not enabled:
         return None
-    try:
-        from tqdm.auto import tqdm
-    except ImportError as e:  # pragma: no cover - tqdm is in the train extra
-        raise ImportError("progress=True needs tqdm; install it with `pip install catlab[train]` "
-                          "or pass progress=False") from e
+    tqdm = require("tqdm.auto", "tqdm", "train", "progress=True (or pass progress=False)").tqdm
     return tqdm(total=total, unit="img", desc=f"epoch 1/{epochs}", dynamic_ncols=True)
 
 

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from . import _validate as V
+from ._optional import require
 from ._typing import ArrayLike, NDArray
 
 if TYPE_CHECKING:  # matplotlib is imported when a figure is drawn
@@ -49,7 +50,7 @@ def _positive(v, name, minimum=1):
 
 
 def _grid(n, ncols, size, title):
-    import matplotlib.pyplot as plt
+    plt = require("matplotlib.pyplot", "matplotlib", None, "catlab.viz")
 
     ncols = max(1, min(ncols, n))
     nrows = math.ceil(n / ncols)
@@ -152,7 +153,7 @@ def conv_geometry(size: int, kernel_size: int, stride: int = 1, padding: int = 0
     >>> fig.out_size, fig.axes[1].get_title()
     (3, 'output 3x3')
     """
-    import matplotlib.pyplot as plt
+    plt = require("matplotlib.pyplot", "matplotlib", None, "catlab.viz")
     from matplotlib.colors import to_rgb
 
     W = _positive(size, "size")
@@ -191,8 +192,11 @@ def conv_geometry(size: int, kernel_size: int, stride: int = 1, padding: int = 0
     ax_out.set_ylim(max(out, 3) - 0.5, -0.5)
     ax_in.set_title(f"input {W}x{W}, padding {P}" + (f", dilation {D}" if D > 1 else ""))
     ax_out.set_title(f"output {out}x{out}")
-    fig.suptitle(f"(W - F + 2P) / S + 1 = ({W} - {F} + 2*{P}) / {S} + 1 -> {out}  (filter {F}x{F}, stride {S})",
-                 y=1.02)
+    if D == 1:
+        formula = f"(W - F + 2P) / S + 1 = ({W} - {F} + 2*{P}) / {S} + 1 -> {out}"
+    else:  # a dilated filter spans D(F - 1) + 1 inputs
+        formula = f"(W - D(F-1) - 1 + 2P) / S + 1 = ({W} - {span} + 2*{P}) / {S} + 1 -> {out}"
+    fig.suptitle(f"{formula}  (filter {F}x{F}, stride {S})", y=1.02)
     fig.taps = taps
     fig.out_size = out
     return fig
@@ -230,7 +234,7 @@ def dot_product(patch: ArrayLike, weight: ArrayLike, bias: float = 0.0) -> Figur
     >>> fig.value, len(fig.axes)
     (151.0, 9)
     """
-    import matplotlib.pyplot as plt
+    plt = require("matplotlib.pyplot", "matplotlib", None, "catlab.viz")
 
     patch = _array(patch, "patch", (3,), "(C, F, F)").astype(np.float64)
     weight = _array(weight, "weight", (3,), "(C, F, F)").astype(np.float64)
@@ -487,7 +491,7 @@ def plot_confusion_matrix(cm: ArrayLike, class_names: Sequence[str] | None = Non
     >>> [t.get_text() for t in fig.axes[0].texts]
     ['3', '1', '0', '4']
     """
-    import matplotlib.pyplot as plt
+    plt = require("matplotlib.pyplot", "matplotlib", None, "catlab.viz")
 
     cm = _array(cm, "cm", (2,), "(K, K)")
     K = cm.shape[0]
@@ -539,7 +543,7 @@ def plot_history(history: Mapping[str, Sequence[float]], title: str | None = Non
     >>> [ax.get_ylabel() for ax in fig.axes]
     ['loss', 'accuracy']
     """
-    import matplotlib.pyplot as plt
+    plt = require("matplotlib.pyplot", "matplotlib", None, "catlab.viz")
     from matplotlib.ticker import MaxNLocator
 
     items = [(k, np.asarray(v, dtype=np.float64)) for k, v in dict(history).items()]

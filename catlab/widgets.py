@@ -18,6 +18,8 @@ import io
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from ._optional import require
+
 if TYPE_CHECKING:  # imported when used, so that `import catlab` stays light
     import ipywidgets
     from matplotlib.figure import Figure
@@ -47,7 +49,7 @@ def figure_to_png(fig: Figure, dpi: int = 80) -> bytes:
     >>> figure_to_png(fig)[:4]
     b'\\x89PNG'
     """
-    import matplotlib.pyplot as plt
+    plt = require("matplotlib.pyplot", "matplotlib", None, "catlab.widgets")
 
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=dpi, facecolor="white", bbox_inches="tight")
@@ -107,7 +109,7 @@ def frame_slider(draw: Callable[[Any], Figure], values: Sequence[Any], descripti
     >>> len(box.children[1].children), box.children[0].options
     (3, ('1', '2', '3'))
     """
-    import ipywidgets as widgets
+    widgets = require("ipywidgets", "ipywidgets", None, "catlab.widgets.frame_slider")
 
     values = list(values)
     if not values:

@@ -115,3 +115,24 @@ def test_bad_arguments(tmp_path):
     with pytest.raises(TypeError, match="float"):
         checkpoint.save({"w": np.array(["a", "b"])}, tmp_path / "c.npz")
     assert os.listdir(tmp_path) == []
+
+
+def test_buffers_round_trip_and_their_kind_is_checked(tmp_path):
+    """BatchNorm2d's running statistics and int64 batch count are saved and checked like parameters."""
+    model = nn.Sequential(nn.Conv2d(1, 2, 3, rng=0), nn.BatchNorm2d(2))
+    model.train()
+    model(np.random.default_rng(0).random((4, 1, 5, 5)).astype(np.float32))  # updates the buffers
+    path = checkpoint.save(model, tmp_path / "bn.npz")
+    fresh = checkpoint.load(nn.Sequential(nn.Conv2d(1, 2, 3, rng=1), nn.BatchNorm2d(2)), path)
+    for (k, a), (k2, b) in zip(model.state_dict().items(), fresh.state_dict().items()):
+        assert k == k2 and a.dtype == b.dtype
+        np.testing.assert_array_equal(a, b)
+    state = dict(model.state_dict())
+    state["1.num_batches_tracked"] = np.array(1.0)  # a float where the model keeps an integer
+    np.savez(tmp_path / "float_count.npz", **state)
+    target = nn.Sequential(nn.Conv2d(1, 2, 3, rng=1), nn.BatchNorm2d(2))
+    before = target.state_dict()
+    with pytest.raises(ValueError, match=r"float_count\.npz.*num_batches_tracked.*integer"):
+        checkpoint.load(target, tmp_path / "float_count.npz")
+    for k, v in target.state_dict().items():
+        np.testing.assert_array_equal(v, before[k])

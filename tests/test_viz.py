@@ -174,3 +174,15 @@ def test_plot_history_integer_epoch_ticks():
     fig.canvas.draw()
     ticks = [t for t in fig.axes[0].get_xticks() if 1 <= t <= 3]
     assert ticks == [1.0, 2.0, 3.0]
+
+
+def test_conv_geometry_title_formula_evaluates_to_the_output_size():
+    """The formula printed in the title, evaluated as printed, gives the size shown (with dilation too)."""
+    import re
+
+    for size, k, s, p, d in [(7, 3, 1, 0, 1), (9, 3, 1, 0, 2), (10, 3, 2, 1, 1), (11, 3, 2, 2, 3)]:
+        fig = viz.conv_geometry(size, k, stride=s, padding=p, dilation=d)
+        title = fig._suptitle.get_text()
+        expr, out = re.search(r"= (\(.*?\) / \d+ \+ 1) -> (\d+)", title).groups()
+        value = eval(expr)  # noqa: S307  the printed arithmetic, evaluated as printed
+        assert int(value) == int(out) == fig.out_size, title

@@ -7,7 +7,7 @@ LLVM vectorise them (an index such as ``i0 + j`` could be negative and would
 need a wrap-around check).
 """
 
-from numba import njit
+from ._jit import njit
 
 
 @njit(cache=True, nogil=True)

@@ -34,7 +34,8 @@ run single-threaded (the caller arranges that).
 """
 
 import numpy as np
-from numba import njit
+
+from ._jit import njit
 
 
 @njit(cache=True)

@@ -7,7 +7,7 @@ splits the rows (and the first-touch page faults of a fresh output) among
 threads.
 """
 
-from numba import njit
+from ._jit import njit
 
 
 @njit(cache=True, nogil=True)

@@ -22,8 +22,8 @@ holds at least one input cell.
 """
 
 import numpy as np
-from numba import njit
 
+from ._jit import njit
 from .conv import _qrange
 
 

@@ -1,0 +1,89 @@
+"""catlab._kernels._jit: importing and running works where Numba finds no cache directory (issue 14, item 1).
+
+Numba's own locators are narrowed to NUMBA_CACHE_DIR (unset here), which is what a
+read-only site-packages plus an unwritable home amounts to; the real thing, a
+non-editable install used by another user, is tools/check_readonly_install.sh
+(run by .ci/run).
+"""
+
+import os
+import stat
+import warnings
+
+import numba
+import pytest
+from numba.core import caching
+
+from catlab._kernels import _jit
+
+pytestmark = pytest.mark.skipif(numba.config.DISABLE_JIT, reason="NUMBA_DISABLE_JIT=1: nothing is compiled or cached")
+
+
+def add_one(x):
+    return x + 1
+
+
+def twice(x):
+    return 2 * x
+
+
+@pytest.fixture
+def no_locator(monkeypatch, tmp_path):
+    """Numba can cache nowhere; the temporary directory is tmp_path; _jit's decisions start afresh."""
+    user_dir = [c for c in caching.CacheImpl._locator_classes if "UserProvided" in c.__name__]
+    monkeypatch.setattr(caching.CacheImpl, "_locator_classes", user_dir)
+    monkeypatch.setattr(numba.config, "CACHE_DIR", "")
+    monkeypatch.setattr(_jit.tempfile, "tempdir", str(tmp_path))
+    monkeypatch.setattr(_jit, "_state", {"needs_fallback": False, "directory": None, "decided": False,
+                                         "warned": False})
+    with pytest.raises(RuntimeError, match="no locator available"):  # what import used to die of
+        numba.njit(cache=True)(add_one)
+    return tmp_path / f"catlab-numba-cache-{os.getuid()}"
+
+
+def test_falls_back_to_a_private_temporary_cache_silently(no_locator):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        f = _jit.njit(cache=True, nogil=True)(add_one)
+        g = _jit.njit(cache=True)(twice)
+    assert f(41) == 42 and g(21) == 42
+    assert numba.config.CACHE_DIR == ""  # restored: other Numba users are not affected
+    st = os.lstat(no_locator)
+    assert stat.S_ISDIR(st.st_mode) and stat.S_IMODE(st.st_mode) == 0o700
+    assert any(name.endswith(".nbi") for _, _, files in os.walk(no_locator) for name in files)
+
+
+@pytest.mark.parametrize("squat", ["world-writable", "symlink"])
+def test_an_unsafe_temporary_directory_is_refused_with_one_warning(no_locator, tmp_path, squat):
+    if squat == "world-writable":
+        no_locator.mkdir()
+        no_locator.chmod(0o777)
+    else:
+        (tmp_path / "elsewhere").mkdir(mode=0o700)
+        no_locator.symlink_to(tmp_path / "elsewhere")
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        f = _jit.njit(cache=True)(add_one)
+        g = _jit.njit(cache=True, nogil=True)(twice)
+    assert [w.category for w in record] == [RuntimeWarning]  # one warning per process, not one per kernel
+    assert "NUMBA_CACHE_DIR" in str(record[0].message)
+    assert f(1) == 2 and g(2) == 4
+    assert not any(name.endswith((".nbi", ".nbc")) for _, _, files in os.walk(tmp_path) for name in files)
+
+
+def test_no_usable_temporary_directory_means_no_cache(monkeypatch):
+    def broken():
+        raise FileNotFoundError("No usable temporary directory found")
+
+    monkeypatch.setattr(_jit.tempfile, "gettempdir", broken)
+    assert _jit.private_temp_dir() is None
+
+
+def test_without_cache_or_with_a_working_cache_it_is_numba_njit(tmp_path, monkeypatch):
+    monkeypatch.setattr(numba.config, "CACHE_DIR", str(tmp_path))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert _jit.njit(add_one)(1) == 2
+        f = _jit.njit(cache=True)(twice)
+        assert f(3) == 6
+    assert any(name.endswith(".nbi") for _, _, files in os.walk(tmp_path) for name in files)
