@@ -39,8 +39,8 @@ MODULES = [
     "catlab.widgets",
     "catlab.pretrained",
     "catlab.distributed",
-    # "catlab.checkpoint",  # after robust merges
-    # "catlab.datasets",
+    "catlab.checkpoint",
+    "catlab.datasets",
 ]
 
 #: Modules whose classes' public methods are checked too.
