@@ -21,13 +21,18 @@ import os
 import struct
 import zipfile
 import zlib
+from collections.abc import Mapping
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 
 from ._io import atomic_write
+from ._typing import PathLike
 from ._validate import shape_str
 from .nn import Module
+
+_M = TypeVar("_M", bound=Module)
 
 __all__ = ["save", "load"]
 
@@ -38,7 +43,7 @@ def _path(path, name="path") -> Path:
     return Path(path).expanduser()
 
 
-def save(model, path) -> Path:
+def save(model: Module | Mapping[str, np.ndarray], path: PathLike) -> Path:
     """Write ``model.state_dict()`` (or a mapping of arrays) to ``path`` atomically.
 
     Parameters
@@ -92,7 +97,7 @@ def save(model, path) -> Path:
     return path
 
 
-def load(model, path):
+def load(model: _M, path: PathLike) -> _M:
     """Load a checkpoint written by :func:`save` into ``model`` and return the model.
 
     Uses :meth:`catlab.nn.Module.load_state_dict` (strict): the model is changed

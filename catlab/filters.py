@@ -32,6 +32,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import _validate as V
+from ._typing import Array, NDArray
 
 __all__ = [
     "box_kernel",
@@ -58,7 +59,7 @@ def _odd_size(size, name: str = "size") -> int:
     return V.odd_int(size, name)
 
 
-def box_kernel(size: int) -> np.ndarray:
+def box_kernel(size: int) -> Array:
     """A ``size x size`` box (uniform average) kernel whose weights sum to 1.
 
     Parameters
@@ -88,7 +89,7 @@ def box_kernel(size: int) -> np.ndarray:
     return np.full((size, size), 1.0 / size**2)
 
 
-def gaussian_kernel(size: int, sigma: float) -> np.ndarray:
+def gaussian_kernel(size: int, sigma: float) -> Array:
     """A normalised 2-D Gaussian kernel, ``exp(-(u^2 + v^2) / (2 sigma^2))`` over its sum.
 
     Parameters
@@ -124,7 +125,7 @@ def gaussian_kernel(size: int, sigma: float) -> np.ndarray:
     return k / k.sum()
 
 
-def sobel_x() -> np.ndarray:
+def sobel_x() -> Array:
     """The 3x3 Sobel kernel for horizontal change (d/dx, left to right).
 
     Applied by cross-correlation (as :func:`catlab.functional.conv2d` does),
@@ -144,7 +145,7 @@ def sobel_x() -> np.ndarray:
     return np.array([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]])
 
 
-def sobel_y() -> np.ndarray:
+def sobel_y() -> Array:
     """The 3x3 Sobel kernel for vertical change (d/dy, top to bottom).
 
     Returns
@@ -163,7 +164,7 @@ def sobel_y() -> np.ndarray:
 
 
 def gabor_kernel(size: int, theta: float, wavelength: float, sigma: float | None = None,
-                 phase: float = 0.0, aspect: float = 0.5) -> np.ndarray:
+                 phase: float = 0.0, aspect: float = 0.5) -> Array:
     """An oriented Gabor filter with zero mean: a model of a V1 simple cell.
 
     ``g(u, v) = exp(-(a^2 + aspect^2 b^2) / (2 sigma^2)) * cos(2 pi a / wavelength + phase)``
@@ -244,7 +245,8 @@ def gabor_kernel(size: int, theta: float, wavelength: float, sigma: float | None
     return g / norm
 
 
-def bar_stimulus(shape, theta: float, length: float, width: float, center=None) -> np.ndarray:
+def bar_stimulus(shape: tuple[int, int], theta: float, length: float, width: float,
+                 center: tuple[float, float] | None = None) -> Array:
     """An image that is 1 on one oriented bar and 0 elsewhere (anti-aliased edges).
 
     The bar's angle ``theta`` is measured from the vertical, anticlockwise
@@ -304,7 +306,8 @@ def bar_stimulus(shape, theta: float, length: float, width: float, center=None) 
     return inside_across * inside_along
 
 
-def paint_bar(image, theta: float, length: float, width: float, center=None, value: float = 1.0) -> np.ndarray:
+def paint_bar(image: Array, theta: float, length: float, width: float, center: tuple[float, float] | None = None,
+              value: float = 1.0) -> Array:
     """A copy of a gray image with an oriented bar painted over it.
 
     Each pixel becomes ``(1 - c) * image + c * value`` where ``c`` is the bar's
@@ -346,7 +349,7 @@ def paint_bar(image, theta: float, length: float, width: float, center=None, val
     return (1.0 - cover) * image + cover * value
 
 
-def to_gray(image) -> np.ndarray:
+def to_gray(image: NDArray[np.integer | np.floating]) -> Array:
     """An RGB (or gray) image as a float64 gray image in [0, 1].
 
     Uses the ITU-R BT.601 luma weights ``0.299 R + 0.587 G + 0.114 B``.
@@ -390,7 +393,7 @@ def to_gray(image) -> np.ndarray:
     return img
 
 
-def disk_kernel(radius: float, oversample: int = 8) -> np.ndarray:
+def disk_kernel(radius: float, oversample: int = 8) -> Array:
     """A uniform disk ("pillbox") kernel summing to 1: a defocused lens's point-spread function.
 
     In geometric optics a point of light seen through a defocused lens with a

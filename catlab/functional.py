@@ -13,6 +13,8 @@ No function modifies its inputs.
 
 from __future__ import annotations
 
+from typing import Literal, overload
+
 import numpy as np
 
 from . import _conv_paths as _paths
@@ -22,6 +24,11 @@ from ._kernels import activation as _act
 from ._kernels import linear as _linear
 from ._kernels import norm as _norm
 from ._kernels import pool as _pool
+from ._typing import Array, ArrayLike, IntArray, NDArray, Seed, Size, Size2
+
+#: ``padding`` of a convolution: numbers, or ``'valid'`` (none) / ``'same'`` (keep the size).
+Padding2 = Size2 | Literal["valid", "same"]
+Padding1 = Size | Literal["valid", "same"]
 
 __all__ = [
     "conv_output_size",
@@ -53,7 +60,7 @@ __all__ = [
 # ----------------------------------------------------------------------------
 
 
-def conv_output_size(size, kernel_size, stride=1, padding=0, dilation=1):
+def conv_output_size(size: int, kernel_size: int, stride: int = 1, padding: int = 0, dilation: int = 1) -> int:
     """Output length of a convolution or pooling along one axis.
 
     ``floor((size + 2*padding - dilation*(kernel_size - 1) - 1) / stride) + 1``,
@@ -212,7 +219,8 @@ def _conv_backward(dy, x, weight, stride, padding, dilation, groups, nd):
     return dx.reshape(np.shape(x)), dweight.reshape(np.shape(weight)), db
 
 
-def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
+def conv2d(x: Array, weight: Array, bias: Array | None = None, stride: Size2 = 1, padding: Padding2 = 0,
+           dilation: Size2 = 1, groups: int = 1) -> Array:
     """2-D convolution (cross-correlation, as in every deep-learning library).
 
     ``y[n, k, p, q] = bias[k] + sum over c, r, s of
@@ -273,7 +281,8 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     return _conv_forward(x, weight, bias, stride, padding, dilation, groups, 2)
 
 
-def conv2d_backward(dy, x, weight, stride=1, padding=0, dilation=1, groups=1):
+def conv2d_backward(dy: Array, x: Array, weight: Array, stride: Size2 = 1, padding: Padding2 = 0,
+                    dilation: Size2 = 1, groups: int = 1) -> tuple[Array, Array, Array]:
     """Gradients of :func:`conv2d` with respect to its input, weight and bias.
 
     Parameters
@@ -317,7 +326,8 @@ def conv2d_backward(dy, x, weight, stride=1, padding=0, dilation=1, groups=1):
     return _conv_backward(dy, x, weight, stride, padding, dilation, groups, 2)
 
 
-def conv1d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
+def conv1d(x: Array, weight: Array, bias: Array | None = None, stride: Size = 1, padding: Padding1 = 0,
+           dilation: Size = 1, groups: int = 1) -> Array:
     """1-D convolution (cross-correlation), as :func:`torch.nn.functional.conv1d`.
 
     ``y[n, k, t] = bias[k] + sum over c, s of weight[k, c, s] * x_pad[n, g*Cg + c, t*stride + s*dilation]``
@@ -354,7 +364,8 @@ def conv1d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     return _conv_forward(x, weight, bias, stride, padding, dilation, groups, 1)
 
 
-def conv1d_backward(dy, x, weight, stride=1, padding=0, dilation=1, groups=1):
+def conv1d_backward(dy: Array, x: Array, weight: Array, stride: Size = 1, padding: Padding1 = 0,
+                    dilation: Size = 1, groups: int = 1) -> tuple[Array, Array, Array]:
     """Gradients of :func:`conv1d`: ``(dx, dweight, dbias)``.
 
     Parameters
@@ -475,7 +486,17 @@ def _pool_indices(indices, shape, plane):
     return indices
 
 
-def max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, return_indices=False):
+@overload
+def max_pool2d(x: Array, kernel_size: Size2, stride: Size2 | None = None, padding: Size2 = 0, dilation: Size2 = 1,
+               ceil_mode: bool = False, return_indices: Literal[False] = False) -> Array: ...
+@overload
+def max_pool2d(x: Array, kernel_size: Size2, stride: Size2 | None = None, padding: Size2 = 0, dilation: Size2 = 1,
+               ceil_mode: bool = False, *, return_indices: Literal[True]) -> tuple[Array, IntArray]: ...
+@overload
+def max_pool2d(x: Array, kernel_size: Size2, stride: Size2 | None = None, padding: Size2 = 0, dilation: Size2 = 1,
+               ceil_mode: bool = False, return_indices: bool = False) -> Array | tuple[Array, IntArray]: ...
+def max_pool2d(x: Array, kernel_size: Size2, stride: Size2 | None = None, padding: Size2 = 0, dilation: Size2 = 1,
+               ceil_mode: bool = False, return_indices: bool = False) -> Array | tuple[Array, IntArray]:
     """2-D max pooling, as :func:`torch.nn.functional.max_pool2d`.
 
     Parameters
@@ -547,7 +568,8 @@ def max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=Fal
     return y.reshape(N, C, P, Q), ind.reshape(N, C, P, Q)
 
 
-def max_pool2d_backward(dy, x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, indices=None):
+def max_pool2d_backward(dy: Array, x: Array, kernel_size: Size2, stride: Size2 | None = None, padding: Size2 = 0,
+                        dilation: Size2 = 1, ceil_mode: bool = False, indices: IntArray | None = None) -> Array:
     """Gradient of :func:`max_pool2d`: each window's gradient goes to its maximum.
 
     Where a window has several equal maxima, the first in row-major order wins,
@@ -615,8 +637,8 @@ def _avg_args(count_include_pad, divisor_override):
                                        fix="pass None to divide by the window size")
 
 
-def avg_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True,
-               divisor_override=None):
+def avg_pool2d(x: Array, kernel_size: Size2, stride: Size2 | None = None, padding: Size2 = 0,
+               ceil_mode: bool = False, count_include_pad: bool = True, divisor_override: int | None = None) -> Array:
     """2-D average pooling, as :func:`torch.nn.functional.avg_pool2d`.
 
     Parameters
@@ -667,8 +689,9 @@ def avg_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode=False, count_in
     return y.reshape(N, C, P, Q)
 
 
-def avg_pool2d_backward(dy, x, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True,
-                        divisor_override=None):
+def avg_pool2d_backward(dy: Array, x: Array, kernel_size: Size2, stride: Size2 | None = None, padding: Size2 = 0,
+                        ceil_mode: bool = False, count_include_pad: bool = True,
+                        divisor_override: int | None = None) -> Array:
     """Gradient of :func:`avg_pool2d`: each window spreads its gradient over its cells, divided as in the forward pass.
 
     Parameters
@@ -711,7 +734,7 @@ def avg_pool2d_backward(dy, x, kernel_size, stride=None, padding=0, ceil_mode=Fa
 # ----------------------------------------------------------------------------
 
 
-def relu(x):
+def relu(x: Array) -> Array:
     """Rectified linear unit, ``max(x, 0)`` element-wise.
 
     Parameters
@@ -741,7 +764,7 @@ def relu(x):
     return y
 
 
-def relu_backward(dy, x):
+def relu_backward(dy: Array, x: Array) -> Array:
     """Gradient of :func:`relu`: 0 where ``x <= 0``, else ``dy``.
 
     As in PyTorch, the gradient at ``x = 0`` is 0, and where ``x`` is NaN the
@@ -802,7 +825,7 @@ def _linear_setup(x, weight, bias=None):
     return x, weight, bias
 
 
-def linear(x, weight, bias=None):
+def linear(x: Array, weight: Array, bias: Array | None = None) -> Array:
     """Fully connected layer, ``y = x @ weight.T + bias``.
 
     Parameters
@@ -833,7 +856,7 @@ def linear(x, weight, bias=None):
     return y
 
 
-def linear_backward(dy, x, weight):
+def linear_backward(dy: Array, x: Array, weight: Array) -> tuple[Array, Array, Array]:
     """Gradients of :func:`linear`: ``(dx, dweight, dbias)``.
 
     Parameters
@@ -883,7 +906,7 @@ def linear_backward(dy, x, weight):
 # ----------------------------------------------------------------------------
 
 
-def softmax(logits):
+def softmax(logits: Array) -> Array:
     """Row-wise softmax, computed stably by subtracting each row's maximum.
 
     Parameters
@@ -913,7 +936,7 @@ def softmax(logits):
     return e / e.sum(axis=1, keepdims=True)
 
 
-def softmax_cross_entropy(logits, labels):
+def softmax_cross_entropy(logits: Array, labels: ArrayLike) -> tuple[float, Array]:
     """Mean softmax cross-entropy loss and its gradient.
 
     ``loss = mean over n of (logsumexp(logits[n]) - logits[n, labels[n]])``,
@@ -1023,8 +1046,22 @@ def _bn_channels(C, work, kernel):
     _planes(C, work, kernel)
 
 
-def batch_norm(x, running_mean=None, running_var=None, weight=None, bias=None, training=False,
-               momentum=0.1, eps=1e-5):
+@overload
+def batch_norm(x: Array, running_mean: Array | None = None, running_var: Array | None = None,
+               weight: Array | None = None, bias: Array | None = None, training: Literal[False] = False,
+               momentum: float = 0.1, eps: float = 1e-5) -> Array: ...
+@overload
+def batch_norm(x: Array, running_mean: Array | None = None, running_var: Array | None = None,
+               weight: Array | None = None, bias: Array | None = None, *, training: Literal[True],
+               momentum: float = 0.1, eps: float = 1e-5) -> tuple[Array, Array | None, Array | None]: ...
+@overload
+def batch_norm(x: Array, running_mean: Array | None = None, running_var: Array | None = None,
+               weight: Array | None = None, bias: Array | None = None, training: bool = False,
+               momentum: float = 0.1, eps: float = 1e-5) -> Array | tuple[Array, Array | None, Array | None]: ...
+def batch_norm(x: Array, running_mean: Array | None = None, running_var: Array | None = None,
+               weight: Array | None = None, bias: Array | None = None, training: bool = False,
+               momentum: float = 0.1, eps: float = 1e-5
+               ) -> Array | tuple[Array, Array | None, Array | None]:
     """Batch normalization (Ioffe and Szegedy, 2015), as :func:`torch.nn.functional.batch_norm`.
 
     Each channel c is normalised, ``xhat = (x - mean_c) / sqrt(var_c + eps)``, then
@@ -1104,7 +1141,9 @@ def batch_norm(x, running_mean=None, running_var=None, weight=None, bias=None, t
     return y, new_rm, new_rv
 
 
-def batch_norm_backward(dy, x, running_mean=None, running_var=None, weight=None, training=False, eps=1e-5):
+def batch_norm_backward(dy: Array, x: Array, running_mean: Array | None = None, running_var: Array | None = None,
+                        weight: Array | None = None, training: bool = False,
+                        eps: float = 1e-5) -> tuple[Array, Array, Array]:
     """Gradients of :func:`batch_norm`: ``(dx, dweight, dbias)``.
 
     In training the batch statistics depend on ``x`` too, which gives
@@ -1192,7 +1231,17 @@ def _rng(rng):
     raise TypeError(f"rng must be None, an int seed or a numpy.random.Generator, got {type(rng).__name__}")
 
 
-def dropout(x, p=0.5, training=True, rng=None, return_mask=False):
+@overload
+def dropout(x: Array, p: float = 0.5, training: bool = True, rng: Seed = None,
+            return_mask: Literal[False] = False) -> Array: ...
+@overload
+def dropout(x: Array, p: float = 0.5, training: bool = True, rng: Seed = None, *,
+            return_mask: Literal[True]) -> tuple[Array, NDArray[np.bool_]]: ...
+@overload
+def dropout(x: Array, p: float = 0.5, training: bool = True, rng: Seed = None,
+            return_mask: bool = False) -> Array | tuple[Array, NDArray[np.bool_]]: ...
+def dropout(x: Array, p: float = 0.5, training: bool = True, rng: Seed = None,
+            return_mask: bool = False) -> Array | tuple[Array, NDArray[np.bool_]]:
     """Inverted dropout (Srivastava et al., 2014), as :func:`torch.nn.functional.dropout`.
 
     In training each element is zeroed with probability ``p`` and the survivors
@@ -1246,7 +1295,7 @@ def dropout(x, p=0.5, training=True, rng=None, return_mask=False):
     return (y, mask) if return_mask else y
 
 
-def dropout_backward(dy, mask, p):
+def dropout_backward(dy: Array, mask: NDArray[np.bool_], p: float) -> Array:
     """Gradient of :func:`dropout`: ``dy / (1 - p)`` where the element was kept, else 0.
 
     Parameters
@@ -1303,7 +1352,7 @@ def _adaptive_size(output_size, H, W):
     return tuple(sizes)
 
 
-def adaptive_avg_pool2d(x, output_size):
+def adaptive_avg_pool2d(x: Array, output_size: int | tuple[int | None, int | None]) -> Array:
     """Adaptive 2-D average pooling, as :func:`torch.nn.functional.adaptive_avg_pool2d`.
 
     Output row p averages input rows ``floor(p*H/P)`` to ``ceil((p+1)*H/P) - 1``
@@ -1346,7 +1395,7 @@ def adaptive_avg_pool2d(x, output_size):
     return y.reshape(N, C, P, Q)
 
 
-def adaptive_avg_pool2d_backward(dy, x, output_size):
+def adaptive_avg_pool2d_backward(dy: Array, x: Array, output_size: int | tuple[int | None, int | None]) -> Array:
     """Gradient of :func:`adaptive_avg_pool2d`: each window spreads its gradient evenly over its inputs.
 
     Parameters

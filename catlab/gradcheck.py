@@ -13,12 +13,20 @@ above about 1e-2 the backward pass is wrong; around 1e-7 or below it is right
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
 import numpy as np
+
+from ._typing import ArrayLike, NDArray, Seed
+
+if TYPE_CHECKING:
+    from .nn import Module
 
 __all__ = ["numerical_gradient", "relative_error", "gradcheck", "gradcheck_layer"]
 
 
-def relative_error(a, b) -> float:
+def relative_error(a: ArrayLike, b: ArrayLike) -> float:
     """``||a - b|| / max(||a|| + ||b||, 1e-300)`` in float64.
 
     Examples
@@ -35,7 +43,8 @@ def relative_error(a, b) -> float:
     return float(np.linalg.norm(a - b) / denom)
 
 
-def numerical_gradient(f, x, eps=1e-6):
+def numerical_gradient(f: Callable[[NDArray[np.float64]], float], x: ArrayLike, eps: float = 1e-6
+                       ) -> NDArray[np.float64]:
     """Centred-difference gradient of a scalar function ``f`` at ``x``.
 
     Parameters
@@ -77,7 +86,8 @@ def _as_tuple(grads):
     return grads if isinstance(grads, tuple) else (grads,)
 
 
-def gradcheck(forward, backward, inputs, names=None, eps=1e-6, rng=0):
+def gradcheck(forward: Callable[..., Any], backward: Callable[..., Any], inputs: Sequence[ArrayLike],
+              names: Sequence[str] | None = None, eps: float = 1e-6, rng: Seed = 0) -> dict[str, float]:
     """Compare an op's backward pass with centred differences of its forward pass.
 
     Parameters
@@ -143,7 +153,7 @@ def gradcheck(forward, backward, inputs, names=None, eps=1e-6, rng=0):
     return errors
 
 
-def gradcheck_layer(layer, x, eps=1e-6, rng=0):
+def gradcheck_layer(layer: Module, x: ArrayLike, eps: float = 1e-6, rng: Seed = 0) -> dict[str, float]:
     """Check a layer's ``backward`` (input and parameter gradients) numerically.
 
     The layer's parameters are converted to float64 for the check (the layer

@@ -9,10 +9,15 @@ when catlab is imported.
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from . import nn
+
+if TYPE_CHECKING:  # torch is optional; imported only when a function needs it
+    import torch
 
 __all__ = ["to_torch_state_dict", "from_torch_state_dict", "to_torch"]
 
@@ -25,7 +30,7 @@ def _torch():
     return torch
 
 
-def to_torch_state_dict(model):
+def to_torch_state_dict(model: nn.Module | Mapping[str, np.ndarray]) -> OrderedDict[str, torch.Tensor]:
     """A torch ``state_dict`` (an OrderedDict of tensors) from a catlab model or state.
 
     Parameters
@@ -58,7 +63,7 @@ def to_torch_state_dict(model):
     return OrderedDict((k, torch.from_numpy(np.array(v, copy=True))) for k, v in state.items())
 
 
-def from_torch_state_dict(state):
+def from_torch_state_dict(state: Mapping[str, Any]) -> OrderedDict[str, np.ndarray]:
     """A catlab state (an OrderedDict of NumPy arrays) from a torch ``state_dict``.
 
     Parameters
@@ -117,7 +122,7 @@ def _torch_residual():
     return _RESIDUAL
 
 
-def to_torch(model):
+def to_torch(model: nn.Module) -> torch.nn.Module:
     """Build the equivalent ``torch.nn`` module, with the same weights, from a catlab model.
 
     Supports :class:`~catlab.nn.Sequential` of ``Conv1d``, ``Conv2d``, ``ReLU``,

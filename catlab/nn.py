@@ -11,11 +11,16 @@ from __future__ import annotations
 
 import math
 from collections import OrderedDict
+from collections.abc import Iterator, Mapping
+from typing import Self, overload
 
 import numpy as np
+from numpy.typing import DTypeLike
 
 from . import _validate as V
 from . import functional as F
+from ._typing import Array, ArrayLike, IntArray, Seed, Size, Size2
+from .functional import Padding1, Padding2
 
 __all__ = [
     "Parameter",
@@ -36,7 +41,7 @@ __all__ = [
 ]
 
 
-def _as_rng(rng) -> np.random.Generator:
+def _as_rng(rng: Seed) -> np.random.Generator:
     """Turn ``None``, an int seed or a Generator into a Generator."""
     if isinstance(rng, np.random.Generator):
         return rng
@@ -75,15 +80,15 @@ class Parameter:
     ((3,), True)
     """
 
-    def __init__(self, data):
+    def __init__(self, data: ArrayLike) -> None:
         self.data = np.ascontiguousarray(data)
-        self.grad = None
+        self.grad: Array | None = None
 
     @property
-    def shape(self):
+    def shape(self) -> tuple[int, ...]:
         return self.data.shape
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"Parameter(shape={self.data.shape}, dtype={self.data.dtype})"
 
 
@@ -103,20 +108,20 @@ class Module:
 
     training: bool = True
 
-    def __call__(self, x):
+    def __call__(self, x: Array) -> Array:
         return self.forward(x)
 
-    def forward(self, x):  # pragma: no cover - abstract
+    def forward(self, x: Array) -> Array:  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def backward(self, dy):  # pragma: no cover - abstract
+    def backward(self, dy: Array) -> Array:  # pragma: no cover - abstract
         raise NotImplementedError
 
     # -- traversal -----------------------------------------------------------
     def _children(self):
         return [(k, v) for k, v in vars(self).items() if isinstance(v, Module)]
 
-    def named_parameters(self, prefix: str = ""):
+    def named_parameters(self, prefix: str = "") -> Iterator[tuple[str, Parameter]]:
         """Yield ``(name, Parameter)`` pairs, with dotted names as in PyTorch."""
         for k, v in vars(self).items():
             if isinstance(v, Parameter):
@@ -124,11 +129,11 @@ class Module:
         for k, child in self._children():
             yield from child.named_parameters(prefix + k + ".")
 
-    def parameters(self):
+    def parameters(self) -> list[Parameter]:
         """Return the list of :class:`Parameter` objects (weights before biases, layer by layer)."""
         return [p for _, p in self.named_parameters()]
 
-    def named_buffers(self, prefix: str = ""):
+    def named_buffers(self, prefix: str = "") -> Iterator[tuple[str, Buffer]]:
         """Yield ``(name, Buffer)`` pairs: state that is saved but not learned (running statistics)."""
         for k, v in vars(self).items():
             if isinstance(v, Buffer):
@@ -147,24 +152,24 @@ class Module:
         for k, child in self._children():
             yield from child._named_state(prefix + k + ".")
 
-    def zero_grad(self):
+    def zero_grad(self) -> None:
         """Forget every parameter's gradient (set ``grad`` to ``None``)."""
         for p in self.parameters():
             p.grad = None
 
     # -- modes ---------------------------------------------------------------
-    def train(self, mode: bool = True):
+    def train(self, mode: bool = True) -> Self:
         """Switch this module and its children to training mode (or evaluation with ``mode=False``)."""
         self.training = bool(mode)
         for _, child in self._children():
             child.train(mode)
         return self
 
-    def eval(self):
+    def eval(self) -> Self:
         """Switch to evaluation mode: ``forward`` keeps nothing for ``backward``."""
         return self.train(False)
 
-    def astype(self, dtype):
+    def astype(self, dtype: DTypeLike) -> Self:
         """Convert every parameter to ``dtype`` (float32 or float64) in place and return ``self``."""
         dtype = _as_dtype(dtype)
         for p in self.parameters():
@@ -176,11 +181,11 @@ class Module:
         return self
 
     # -- state ---------------------------------------------------------------
-    def state_dict(self):
+    def state_dict(self) -> OrderedDict[str, np.ndarray]:
         """Return an ordered mapping from parameter (and buffer) name to a copy of its array."""
         return OrderedDict((k, p.data.copy()) for k, p in self._named_state())
 
-    def load_state_dict(self, state, strict: bool = True):
+    def load_state_dict(self, state: Mapping[str, ArrayLike], strict: bool = True) -> None:
         """Copy arrays from ``state`` into the parameters.
 
         Parameters
@@ -240,8 +245,9 @@ class Module:
 class _ConvNd(Module):
     _nd = 2
 
-    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1,
-                 groups=1, bias=True, *, dtype=np.float32, rng=None):
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: Size2 | Size, stride: Size2 | Size = 1,
+                 padding: Padding2 | Padding1 = 0, dilation: Size2 | Size = 1, groups: int = 1, bias: bool = True, *,
+                 dtype: DTypeLike = np.float32, rng: Seed = None) -> None:
         nd = self._nd
         self.in_channels = V.positive_int(in_channels, "in_channels")
         self.out_channels = V.positive_int(out_channels, "out_channels")
@@ -265,13 +271,13 @@ class _ConvNd(Module):
     def _args(self):
         return dict(stride=self.stride, padding=self.padding, dilation=self.dilation, groups=self.groups)
 
-    def forward(self, x):
+    def forward(self, x: Array) -> Array:
         self._keep(x=x)
         fwd = F.conv1d if self._nd == 1 else F.conv2d
         b = None if self.bias is None else self.bias.data
         return fwd(x, self.weight.data, b, **self._args())
 
-    def backward(self, dy):
+    def backward(self, dy: Array) -> Array:
         bwd = F.conv1d_backward if self._nd == 1 else F.conv2d_backward
         dx, dweight, db = bwd(dy, self._cached("x"), self.weight.data, **self._args())
         self.weight.grad = dweight
@@ -279,7 +285,7 @@ class _ConvNd(Module):
             self.bias.grad = db
         return dx
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return (f"{type(self).__name__}({self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
                 f"stride={self.stride}, padding={self.padding})")
 
@@ -370,14 +376,14 @@ class ReLU(Module):
     (array([0., 2.]), array([0., 1.]))
     """
 
-    def forward(self, x):
+    def forward(self, x: Array) -> Array:
         self._keep(x=x)
         return F.relu(x)
 
-    def backward(self, dy):
+    def backward(self, dy: Array) -> Array:
         return F.relu_backward(dy, self._cached("x"))
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return "ReLU()"
 
 
@@ -414,7 +420,8 @@ class MaxPool2d(Module):
     searching the windows again; in evaluation mode nothing is stored.
     """
 
-    def __init__(self, kernel_size, stride=None, padding=0, dilation=1, return_indices=False, ceil_mode=False):
+    def __init__(self, kernel_size: Size2, stride: Size2 | None = None, padding: Size2 = 0, dilation: Size2 = 1,
+                 return_indices: bool = False, ceil_mode: bool = False) -> None:
         (self.kernel_size, self.stride, self.padding, self.dilation,
          self.ceil_mode) = F._pool_params(kernel_size, stride, padding, dilation, ceil_mode)
         self.return_indices = V.boolean(return_indices, "return_indices")
@@ -422,7 +429,7 @@ class MaxPool2d(Module):
     def _args(self):
         return dict(stride=self.stride, padding=self.padding, dilation=self.dilation, ceil_mode=self.ceil_mode)
 
-    def forward(self, x):
+    def forward(self, x: Array) -> Array | tuple[Array, IntArray]:  # type: ignore[override]
         if not (self.training or self.return_indices):
             self._keep(x=x)
             return F.max_pool2d(x, self.kernel_size, **self._args())
@@ -430,11 +437,11 @@ class MaxPool2d(Module):
         self._keep(x=x, indices=indices)
         return (y, indices) if self.return_indices else y
 
-    def backward(self, dy):
+    def backward(self, dy: Array) -> Array:
         x = self._cached("x")
         return F.max_pool2d_backward(dy, x, self.kernel_size, **self._args(), indices=self._cache["indices"])
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return (f"MaxPool2d(kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}, "
                 f"dilation={self.dilation}, ceil_mode={self.ceil_mode})")
 
@@ -465,8 +472,8 @@ class AvgPool2d(Module):
     [[[[1.0, 1.0], [1.0, 1.0]]]]
     """
 
-    def __init__(self, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True,
-                 divisor_override=None):
+    def __init__(self, kernel_size: Size2, stride: Size2 | None = None, padding: Size2 = 0, ceil_mode: bool = False,
+                 count_include_pad: bool = True, divisor_override: int | None = None) -> None:
         self.kernel_size, self.stride, self.padding, _, self.ceil_mode = F._pool_params(
             kernel_size, stride, padding, 1, ceil_mode)
         self.count_include_pad, divisor = F._avg_args(count_include_pad, divisor_override)
@@ -476,14 +483,14 @@ class AvgPool2d(Module):
         return dict(stride=self.stride, padding=self.padding, ceil_mode=self.ceil_mode,
                     count_include_pad=self.count_include_pad, divisor_override=self.divisor_override)
 
-    def forward(self, x):
+    def forward(self, x: Array) -> Array:
         self._keep(x=x)
         return F.avg_pool2d(x, self.kernel_size, **self._args())
 
-    def backward(self, dy):
+    def backward(self, dy: Array) -> Array:
         return F.avg_pool2d_backward(dy, self._cached("x"), self.kernel_size, **self._args())
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return (f"AvgPool2d(kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}, "
                 f"ceil_mode={self.ceil_mode}, count_include_pad={self.count_include_pad})")
 
@@ -517,7 +524,8 @@ class Linear(Module):
     (8, 120)
     """
 
-    def __init__(self, in_features, out_features, bias=True, *, dtype=np.float32, rng=None):
+    def __init__(self, in_features: int, out_features: int, bias: bool = True, *, dtype: DTypeLike = np.float32,
+                 rng: Seed = None) -> None:
         self.in_features = V.positive_int(in_features, "in_features")
         self.out_features = V.positive_int(out_features, "out_features")
         bias = V.boolean(bias, "bias")
@@ -527,18 +535,18 @@ class Linear(Module):
         self.weight = Parameter(rng.uniform(-bound, bound, (out_features, in_features)).astype(dtype))
         self.bias = Parameter(rng.uniform(-bound, bound, out_features).astype(dtype)) if bias else None
 
-    def forward(self, x):
+    def forward(self, x: Array) -> Array:
         self._keep(x=x)
         return F.linear(x, self.weight.data, None if self.bias is None else self.bias.data)
 
-    def backward(self, dy):
+    def backward(self, dy: Array) -> Array:
         dx, dweight, db = F.linear_backward(dy, self._cached("x"), self.weight.data)
         self.weight.grad = dweight
         if self.bias is not None:
             self.bias.grad = db
         return dx
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"Linear(in_features={self.in_features}, out_features={self.out_features})"
 
 
@@ -559,12 +567,12 @@ class Flatten(Module):
     ((2, 400), (2, 16, 5, 5))
     """
 
-    def __init__(self, start_dim=1, end_dim=-1):
+    def __init__(self, start_dim: int = 1, end_dim: int = -1) -> None:
         self.start_dim = V.int_in_range(start_dim, "start_dim", -64, 63)
         self.end_dim = V.int_in_range(end_dim, "end_dim", -64, 63)
-        self._shape = None
+        self._shape: tuple[int, ...] | None = None
 
-    def forward(self, x):
+    def forward(self, x: Array) -> Array:
         x = np.asarray(x)
         nd = x.ndim
         for name, d in (("start_dim", self.start_dim), ("end_dim", self.end_dim)):
@@ -579,7 +587,7 @@ class Flatten(Module):
         self._shape = x.shape
         return x.reshape(x.shape[:s] + (math.prod(x.shape[s:e + 1]),) + x.shape[e + 1:])
 
-    def backward(self, dy):
+    def backward(self, dy: Array) -> Array:
         if self._shape is None:
             raise RuntimeError("Flatten.backward called before forward; call forward(x) first")
         dy = np.asarray(dy)
@@ -588,7 +596,7 @@ class Flatten(Module):
                              f"from the input of shape {V.shape_str(self._shape)}), got shape {V.shape_str(dy.shape)}")
         return dy.reshape(self._shape)
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"Flatten(start_dim={self.start_dim}, end_dim={self.end_dim})"
 
 
@@ -619,7 +627,7 @@ class Sequential(Module):
     ['0.weight', '0.bias', '3.weight']
     """
 
-    def __init__(self, *layers):
+    def __init__(self, *layers: Module) -> None:
         for i, layer in enumerate(layers):
             if not isinstance(layer, Module):
                 raise TypeError(f"layer {i} must be a catlab.nn.Module, got {type(layer).__name__}")
@@ -627,29 +635,33 @@ class Sequential(Module):
         self._n = len(layers)
 
     @property
-    def layers(self):
+    def layers(self) -> list[Module]:
         return [getattr(self, str(i)) for i in range(self._n)]
 
-    def __getitem__(self, i):
+    @overload
+    def __getitem__(self, i: int) -> Module: ...
+    @overload
+    def __getitem__(self, i: slice) -> list[Module]: ...
+    def __getitem__(self, i: int | slice) -> Module | list[Module]:
         return self.layers[i]
 
-    def __len__(self):
+    def __len__(self) -> int:
         return self._n
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[Module]:
         return iter(self.layers)
 
-    def forward(self, x):
+    def forward(self, x: Array) -> Array:
         for layer in self.layers:
             x = layer.forward(x)
         return x
 
-    def backward(self, dy):
+    def backward(self, dy: Array) -> Array:
         for layer in reversed(self.layers):
             dy = layer.backward(dy)
         return dy
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         inner = "\n".join(f"  ({i}): {layer!r}" for i, layer in enumerate(self.layers))
         return f"Sequential(\n{inner}\n)"
 
@@ -672,14 +684,14 @@ class Buffer:
     (3,)
     """
 
-    def __init__(self, data):
+    def __init__(self, data: ArrayLike) -> None:
         self.data = np.asarray(data, order="C")  # keeps 0-d arrays 0-d
 
     @property
-    def shape(self):
+    def shape(self) -> tuple[int, ...]:
         return self.data.shape
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"Buffer(shape={self.data.shape}, dtype={self.data.dtype})"
 
 
@@ -741,8 +753,8 @@ class BatchNorm2d(Module):
     (8, 3, 4, 4)
     """
 
-    def __init__(self, num_features, eps=1e-5, momentum=0.1, affine=True, track_running_stats=True, *,
-                 dtype=np.float32):
+    def __init__(self, num_features: int, eps: float = 1e-5, momentum: float | None = 0.1, affine: bool = True,
+                 track_running_stats: bool = True, *, dtype: DTypeLike = np.float32) -> None:
         self.num_features = V.positive_int(num_features, "num_features")
         self.eps = _number(eps, "eps", 0)
         self.momentum = None if momentum is None else _number(momentum, "momentum", 0, 1)
@@ -753,9 +765,9 @@ class BatchNorm2d(Module):
         self.weight = Parameter(np.ones(C, dtype=dtype)) if affine else None
         self.bias = Parameter(np.zeros(C, dtype=dtype)) if affine else None
         if track_running_stats:
-            self.running_mean = Buffer(np.zeros(C, dtype=dtype))
-            self.running_var = Buffer(np.ones(C, dtype=dtype))
-            self.num_batches_tracked = Buffer(np.array(0, dtype=np.int64))
+            self.running_mean: Buffer | None = Buffer(np.zeros(C, dtype=dtype))
+            self.running_var: Buffer | None = Buffer(np.ones(C, dtype=dtype))
+            self.num_batches_tracked: Buffer | None = Buffer(np.array(0, dtype=np.int64))
         else:
             self.running_mean = self.running_var = self.num_batches_tracked = None
 
@@ -765,7 +777,7 @@ class BatchNorm2d(Module):
             raise ValueError(f"x: expected shape (N, {self.num_features}, H, W) for {self!r}, got "
                              f"{x.ndim}-D array of shape {V.shape_str(x.shape)}")
 
-    def forward(self, x):
+    def forward(self, x: Array) -> Array:
         self._check(x)
         w = None if self.weight is None else self.weight.data
         b = None if self.bias is None else self.bias.data
@@ -785,7 +797,7 @@ class BatchNorm2d(Module):
         self._keep(x=x, use_batch=True)
         return y
 
-    def backward(self, dy):
+    def backward(self, dy: Array) -> Array:
         x = self._cached("x")
         w = None if self.weight is None else self.weight.data
         if self._cache["use_batch"]:
@@ -798,7 +810,7 @@ class BatchNorm2d(Module):
             self.bias.grad = db
         return dx
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return (f"BatchNorm2d({self.num_features}, eps={self.eps:g}, momentum={self.momentum}, "
                 f"affine={self.affine}, track_running_stats={self.track_running_stats})")
 
@@ -832,11 +844,11 @@ class Dropout(Module):
     array([1., 1., 1.])
     """
 
-    def __init__(self, p=0.5, *, rng=None):
+    def __init__(self, p: float = 0.5, *, rng: Seed = None) -> None:
         self.p = _number(p, "p", 0, 1)
         self._rng = _as_rng(rng)
 
-    def forward(self, x):
+    def forward(self, x: Array) -> Array:
         if not self.training:
             self._keep()
             return F.dropout(x, self.p, training=False)
@@ -844,10 +856,10 @@ class Dropout(Module):
         self._keep(mask=mask)
         return y
 
-    def backward(self, dy):
+    def backward(self, dy: Array) -> Array:
         return F.dropout_backward(dy, self._cached("mask"), self.p)
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"Dropout(p={self.p})"
 
 
@@ -875,18 +887,18 @@ class AdaptiveAvgPool2d(Module):
     (2, 8, 1, 1)
     """
 
-    def __init__(self, output_size):
+    def __init__(self, output_size: int | tuple[int | None, int | None]) -> None:
         F._adaptive_size(output_size, 1, 1)  # validates
         self.output_size = output_size
 
-    def forward(self, x):
+    def forward(self, x: Array) -> Array:
         self._keep(x=x)
         return F.adaptive_avg_pool2d(x, self.output_size)
 
-    def backward(self, dy):
+    def backward(self, dy: Array) -> Array:
         return F.adaptive_avg_pool2d_backward(dy, self._cached("x"), self.output_size)
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"AdaptiveAvgPool2d(output_size={self.output_size})"
 
 
@@ -927,7 +939,7 @@ class Residual(Module):
     ((2, 4, 6, 6), (2, 4, 6, 6))
     """
 
-    def __init__(self, body, shortcut=None):
+    def __init__(self, body: Module, shortcut: Module | None = None) -> None:
         if not isinstance(body, Module):
             raise TypeError(f"body must be a catlab.nn.Module, got {type(body).__name__}")
         if shortcut is not None and not isinstance(shortcut, Module):
@@ -935,7 +947,7 @@ class Residual(Module):
         self.body = body
         self.shortcut = shortcut
 
-    def forward(self, x):
+    def forward(self, x: Array) -> Array:
         yb = self.body.forward(x)
         ys = np.asarray(x) if self.shortcut is None else self.shortcut.forward(x)
         if yb.shape != ys.shape:
@@ -945,11 +957,11 @@ class Residual(Module):
                 "stride and output channels")
         return yb + ys
 
-    def backward(self, dy):
+    def backward(self, dy: Array) -> Array:
         dx = self.body.backward(dy)
         return dx + (dy if self.shortcut is None else self.shortcut.backward(dy))
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         body = "\n".join("  " + line for line in repr(self.body).splitlines())
         short = "identity" if self.shortcut is None else repr(self.shortcut)
         return f"Residual(\n  body={body.strip()},\n  shortcut={short}\n)"

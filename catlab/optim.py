@@ -9,6 +9,9 @@ whose ``grad`` is ``None`` are skipped, as in PyTorch. The per-parameter state
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from typing import Any
+
 import numpy as np
 
 from . import _validate as V
@@ -39,7 +42,7 @@ class Optimizer:
         If ``params`` is empty or holds the same Parameter twice.
     """
 
-    def __init__(self, params):
+    def __init__(self, params: Iterable[Parameter]) -> None:
         if isinstance(params, Module):
             raise TypeError("params must be an iterable of Parameters; pass model.parameters(), not the model")
         if isinstance(params, Parameter):
@@ -53,10 +56,10 @@ class Optimizer:
         if len({id(p) for p in params}) != len(params):
             raise ValueError("params holds the same Parameter more than once")
         self.params = params
-        self.state = {}  # id(param) -> dict of arrays
+        self.state: dict[int, dict[str, Any]] = {}  # id(param) -> dict of arrays
         self.steps = 0
 
-    def zero_grad(self):
+    def zero_grad(self) -> None:
         """Set every parameter's ``grad`` to ``None`` (``set_to_none=True`` in PyTorch)."""
         for p in self.params:
             p.grad = None
@@ -69,7 +72,7 @@ class Optimizer:
                 raise ValueError(f"a gradient has shape {np.shape(g)} but its parameter has shape {p.data.shape}")
         return pairs
 
-    def step(self):  # pragma: no cover - abstract
+    def step(self) -> None:  # pragma: no cover - abstract
         raise NotImplementedError
 
 
@@ -112,7 +115,8 @@ class SGD(Optimizer):
     array([1.])
     """
 
-    def __init__(self, params, lr=1e-3, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov=False):
+    def __init__(self, params: Iterable[Parameter], lr: float = 1e-3, momentum: float = 0.0, dampening: float = 0.0,
+                 weight_decay: float = 0.0, nesterov: bool = False) -> None:
         self.lr = _number(lr, "lr", 0.0, low_inclusive=False)
         self.momentum = _number(momentum, "momentum")
         self.dampening = _number(dampening, "dampening")
@@ -126,7 +130,7 @@ class SGD(Optimizer):
         self.nesterov = bool(nesterov)
         super().__init__(params)
 
-    def step(self):
+    def step(self) -> None:
         """Update every parameter that has a gradient, in place."""
         for p, g in self._grads():
             g = np.asarray(g, dtype=p.data.dtype)
@@ -144,7 +148,7 @@ class SGD(Optimizer):
             p.data -= self.lr * g
         self.steps += 1
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return (f"SGD(lr={self.lr}, momentum={self.momentum}, dampening={self.dampening}, "
                 f"weight_decay={self.weight_decay}, nesterov={self.nesterov})")
 
@@ -191,7 +195,8 @@ class Adam(Optimizer):
     array([0.9, 1.1])
     """
 
-    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, amsgrad=False):
+    def __init__(self, params: Iterable[Parameter], lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
+                 eps: float = 1e-8, weight_decay: float = 0.0, amsgrad: bool = False) -> None:
         self.lr = _number(lr, "lr", 0.0, low_inclusive=False)
         if not isinstance(betas, (tuple, list)) or len(betas) != 2:
             raise ValueError(f"betas must be a pair (beta1, beta2), got {betas!r}")
@@ -202,7 +207,7 @@ class Adam(Optimizer):
         self.amsgrad = bool(amsgrad)
         super().__init__(params)
 
-    def step(self):
+    def step(self) -> None:
         """Update every parameter that has a gradient, in place."""
         beta1, beta2 = self.betas
         for p, g in self._grads():
@@ -230,6 +235,6 @@ class Adam(Optimizer):
             p.data -= (self.lr / (1.0 - beta1**t)) * (m / denom)
         self.steps += 1
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return (f"Adam(lr={self.lr}, betas={self.betas}, eps={self.eps}, weight_decay={self.weight_decay}, "
                 f"amsgrad={self.amsgrad})")

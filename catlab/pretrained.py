@@ -25,12 +25,15 @@ import argparse
 import json
 import os
 import time
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from . import checkpoint, nn, optim, train
 from ._io import atomic_write
+from ._typing import Array, NDArray, PathLike, Seed
 
 __all__ = ["PHOTOS", "PATCH", "TRAIN_FRACTION", "photos", "colour_patches", "centre_colours",
            "colour_net_architecture", "colour_net", "recorded_accuracy", "retrain", "WEIGHTS", "main"]
@@ -57,8 +60,8 @@ TRAIN_FRACTION = 2 / 3  #: training patches come from the left 2/3 of each photo
 WEIGHTS = Path(__file__).with_name("data") / "colour_net.npz"
 
 # Training recipe used by :func:`retrain` (and so by ``main``) for the shipped weights.
-_RECIPE = dict(n_train=800, n_test=300, epochs=12, batch_size=64, lr=2e-3, seed=0, init_scale=0.1,
-               weight_decay=1e-4)
+_RECIPE: dict[str, Any] = dict(n_train=800, n_test=300, epochs=12, batch_size=64, lr=2e-3, seed=0, init_scale=0.1,
+                               weight_decay=1e-4)
 
 
 def _load_photo(source: str) -> np.ndarray:
@@ -81,7 +84,7 @@ def _downsample(img: np.ndarray, factor: int) -> np.ndarray:
     return x.astype(np.float32)
 
 
-def photos():
+def photos() -> list[NDArray[np.float32]]:
     """The ten photos at training scale, in label order.
 
     Returns
@@ -106,7 +109,8 @@ def _count(value, name, minimum=1):
     return int(value)
 
 
-def colour_patches(n_train: int = 800, n_test: int = 300, seed: int = 0):
+def colour_patches(n_train: int = 800, n_test: int = 300, seed: int = 0
+                   ) -> tuple[tuple[Array, NDArray[np.int64]], tuple[Array, NDArray[np.int64]]]:
     """Random 32x32 patches of the ten photos, labelled by photo; train and test from disjoint parts.
 
     Each photo (see :func:`photos`) is split at 2/3 of its width: training
@@ -159,7 +163,7 @@ def colour_patches(n_train: int = 800, n_test: int = 300, seed: int = 0):
     return out[0], out[1]
 
 
-def centre_colours(x):
+def centre_colours(x: Array) -> Array:
     """Subtract each image's mean colour: what the colour network takes as input.
 
     Every channel of every image gets its own mean (over height and width)
@@ -200,7 +204,7 @@ def centre_colours(x):
     return x - x.mean(axis=(-2, -1), keepdims=True)
 
 
-def colour_net_architecture(rng=0):
+def colour_net_architecture(rng: Seed = 0) -> nn.Sequential:
     """The colour network, freshly initialised.
 
     ::
@@ -234,7 +238,7 @@ def colour_net_architecture(rng=0):
     (2, 10)
     """
     if isinstance(rng, (int, np.integer)) and not isinstance(rng, bool):
-        seeds = [int(rng) + i for i in range(4)]
+        seeds: list[Seed] = [int(rng) + i for i in range(4)]
     else:
         seeds = [rng] * 4
     return nn.Sequential(
@@ -249,7 +253,7 @@ def _json_path(path: Path) -> Path:
     return path.with_suffix(".json")
 
 
-def recorded_accuracy(path=None):
+def recorded_accuracy(path: PathLike | None = None) -> dict[str, Any]:
     """The accuracies recorded with a weights file, and how they were reached.
 
     Parameters
@@ -286,7 +290,7 @@ def recorded_accuracy(path=None):
     return info
 
 
-def colour_net(path=None):
+def colour_net(path: PathLike | None = None) -> nn.Sequential:
     """The colour network with trained weights.
 
     Parameters
@@ -325,9 +329,10 @@ def _flips(x, rng):
     return out
 
 
-def retrain(n_train=_RECIPE["n_train"], n_test=_RECIPE["n_test"], epochs=_RECIPE["epochs"],
-            batch_size=_RECIPE["batch_size"], lr=_RECIPE["lr"], seed=_RECIPE["seed"],
-            init_scale=_RECIPE["init_scale"], weight_decay=_RECIPE["weight_decay"], progress=False):
+def retrain(n_train: int = _RECIPE["n_train"], n_test: int = _RECIPE["n_test"], epochs: int = _RECIPE["epochs"],
+            batch_size: int = _RECIPE["batch_size"], lr: float = _RECIPE["lr"], seed: int = _RECIPE["seed"],
+            init_scale: float = _RECIPE["init_scale"], weight_decay: float = _RECIPE["weight_decay"],
+            progress: bool = False) -> tuple[nn.Sequential, dict[str, Any]]:
     """Train the colour network from scratch with the shipped recipe; reproducible for a seed.
 
     Adam (with L2 ``weight_decay``) and a learning rate halved every third of
@@ -384,7 +389,7 @@ def retrain(n_train=_RECIPE["n_train"], n_test=_RECIPE["n_test"], epochs=_RECIPE
     return net, info
 
 
-def main(argv=None):
+def main(argv: Sequence[str] | None = None) -> int:
     """``python -m catlab.pretrained --out PATH``: retrain and write the weights and their record."""
     parser = argparse.ArgumentParser(prog="python -m catlab.pretrained", description=__doc__.splitlines()[0])
     parser.add_argument("--out", required=True, help="weights file to write (.npz); the record goes "

@@ -13,6 +13,7 @@ and no dilation this is ``r_L = 1 + sum_l (k_l - 1)``: three 3x3 layers see 7x7.
 from __future__ import annotations
 
 import numbers
+from collections.abc import Sequence
 
 from . import _validate as V
 
@@ -32,7 +33,8 @@ def _per_layer(values, name, n, default):
     return [V.positive_int(v, f"{name}[{i}]") for i, v in enumerate(values)]
 
 
-def receptive_fields(kernel_sizes, strides=None, dilations=None):
+def receptive_fields(kernel_sizes: Sequence[int], strides: int | Sequence[int] | None = None,
+                     dilations: int | Sequence[int] | None = None) -> tuple[list[int], list[int]]:
     """Receptive field and jump after each layer of a stack.
 
     Parameters
@@ -83,7 +85,8 @@ def receptive_fields(kernel_sizes, strides=None, dilations=None):
     return sizes, jumps
 
 
-def receptive_field(kernel_sizes, strides=None, dilations=None) -> int:
+def receptive_field(kernel_sizes: Sequence[int], strides: int | Sequence[int] | None = None,
+                    dilations: int | Sequence[int] | None = None) -> int:
     """Receptive field (along one axis) of one output of the last layer of a stack.
 
     Parameters

@@ -26,9 +26,12 @@ pmf_of_sum
 
 from __future__ import annotations
 
+from typing import Literal
+
 import numpy as np
 
 from . import _validate as V
+from ._typing import Array, ArrayLike
 from .functional import conv1d
 
 __all__ = [
@@ -79,7 +82,7 @@ def _correlate(a, b, mode, name_a, name_b):
     return conv1d(x[None, None, :], np.ascontiguousarray(b)[None, None, :])[0, 0]
 
 
-def convolve(a, b, mode: str = "full") -> np.ndarray:
+def convolve(a: ArrayLike, b: ArrayLike, mode: Literal["full", "same", "valid"] = "full") -> Array:
     """Discrete convolution ``(a * b)[n] = sum_k a[k] b[n - k]``, as :func:`numpy.convolve`.
 
     The kernel ``b`` is flipped and slid over ``a`` with
@@ -119,7 +122,7 @@ def convolve(a, b, mode: str = "full") -> np.ndarray:
     return _correlate(a, b[::-1].copy(), mode, "a", "b")
 
 
-def correlate(a, v, mode: str = "valid") -> np.ndarray:
+def correlate(a: ArrayLike, v: ArrayLike, mode: Literal["full", "same", "valid"] = "valid") -> Array:
     """Cross-correlation ``c[n] = sum_k a[n + k] v[k]``, as :func:`numpy.correlate`.
 
     This is what :func:`catlab.functional.conv1d` and every deep-learning
@@ -150,7 +153,7 @@ def correlate(a, v, mode: str = "valid") -> np.ndarray:
     return _correlate(a, v, mode, "a", "v")
 
 
-def moving_average(x, weights) -> np.ndarray:
+def moving_average(x: ArrayLike, weights: int | ArrayLike) -> Array:
     """Weighted moving average of a series, normalised so the weights sum to 1.
 
     ``y[n] = sum_k w[k] x[n + k - c] / sum_k w[k]`` with ``c = (m - 1) // 2`` the
@@ -197,7 +200,7 @@ def moving_average(x, weights) -> np.ndarray:
     return correlate(xp, w / total, mode="valid")
 
 
-def echo_impulse_response(delay: int, decay: float, n_echoes: int = 1) -> np.ndarray:
+def echo_impulse_response(delay: int, decay: float, n_echoes: int = 1) -> Array:
     """Impulse response of a repeating echo: ``h[0] = 1``, ``h[j * delay] = decay**j``.
 
     Convolving a sound with it adds ``n_echoes`` copies, each ``delay`` samples
@@ -236,7 +239,7 @@ def echo_impulse_response(delay: int, decay: float, n_echoes: int = 1) -> np.nda
     return h
 
 
-def lowpass_impulse_response(alpha: float, length: int) -> np.ndarray:
+def lowpass_impulse_response(alpha: float, length: int) -> Array:
     """Impulse response of the one-pole (RC) low-pass filter, truncated.
 
     The filter ``y[n] = (1 - alpha) y[n - 1] + alpha x[n]`` (a discretised RC
@@ -271,7 +274,7 @@ def lowpass_impulse_response(alpha: float, length: int) -> np.ndarray:
     return float(alpha) * (1.0 - float(alpha)) ** np.arange(length)
 
 
-def uniform_pmf(sides: int = 6) -> np.ndarray:
+def uniform_pmf(sides: int = 6) -> Array:
     """Probability mass function of a fair die, indexed by the face value.
 
     Parameters
@@ -300,7 +303,7 @@ def uniform_pmf(sides: int = 6) -> np.ndarray:
     return p
 
 
-def pmf_of_sum(*pmfs) -> np.ndarray:
+def pmf_of_sum(*pmfs: ArrayLike) -> Array:
     """Distribution of the sum of independent integer variables: their pmfs convolved.
 
     If ``p[i] = P(X = i)`` and ``q[j] = P(Y = j)`` for independent ``X`` and ``Y``,

@@ -15,6 +15,7 @@ import numpy as np
 
 from . import _validate as V
 from ._optional import require
+from ._typing import Array, IntArray
 from .functional import softmax_cross_entropy
 from .nn import Module
 from .optim import Optimizer
@@ -102,7 +103,7 @@ def _predict(model, x, batch_size):
         model.train(was)
 
 
-def predict(model, x, batch_size: int = 256):
+def predict(model: Module, x: Array, batch_size: int = 256) -> Array:
     """Logits for every sample, computed in batches in evaluation mode.
 
     Parameters
@@ -142,7 +143,7 @@ def _evaluate(model, x, y, batch_size):
     return {"loss": loss, "accuracy": float(np.mean(logits.argmax(axis=1) == y))}
 
 
-def evaluate(model, x, y, batch_size: int = 256):
+def evaluate(model: Module, x: Array, y: IntArray, batch_size: int = 256) -> dict[str, float]:
     """Mean cross-entropy loss and accuracy over a data set, in evaluation mode.
 
     Parameters
@@ -195,7 +196,8 @@ def _progress_bar(enabled, total, epochs):
     return tqdm(total=total, unit="img", desc=f"epoch 1/{epochs}", dynamic_ncols=True)
 
 
-def fit(model, x, y, epochs, batch_size, optimizer, seed=0, validation_data=None, progress=True):
+def fit(model: Module, x: Array, y: IntArray, epochs: int, batch_size: int, optimizer: Optimizer, seed: int = 0,
+        validation_data: tuple[Array, IntArray] | None = None, progress: bool = True) -> dict[str, list[float]]:
     """Train a classifier with mini-batches and softmax cross-entropy; return the history.
 
     Each epoch shuffles the samples with a generator seeded once by ``seed``,
@@ -278,7 +280,7 @@ def fit(model, x, y, epochs, batch_size, optimizer, seed=0, validation_data=None
     # -- the loop --------------------------------------------------------------
     n = len(x)
     rng = np.random.default_rng(seed)
-    history = {"loss": [], "accuracy": []}
+    history: dict[str, list[float]] = {"loss": [], "accuracy": []}
     if validation_data is not None:
         history.update(val_loss=[], val_accuracy=[])
     history["seconds"] = []

@@ -10,11 +10,17 @@ tests. Arrays follow catlab's layout: feature maps ``(C, H, W)``, filters
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from . import _validate as V
 from ._optional import require
+from ._typing import ArrayLike, NDArray
+
+if TYPE_CHECKING:  # matplotlib is imported when a figure is drawn
+    from matplotlib.figure import Figure
 
 __all__ = [
     "mosaic",
@@ -60,7 +66,7 @@ def _grid(n, ncols, size, title):
     return fig, axes.flat[:n]
 
 
-def mosaic(maps, ncols=8, pad=1, normalize=True):
+def mosaic(maps: ArrayLike, ncols: int = 8, pad: int = 1, normalize: bool = True) -> NDArray[np.float64]:
     """Tile a stack of 2-D maps into one image, separated by NaN gaps.
 
     One ``imshow`` of a mosaic is much faster to draw than one axes per map,
@@ -109,7 +115,8 @@ def mosaic(maps, ncols=8, pad=1, normalize=True):
     return out
 
 
-def conv_geometry(size, kernel_size, stride=1, padding=0, dilation=1, position=(0, 0)):
+def conv_geometry(size: int, kernel_size: int, stride: int = 1, padding: int = 0, dilation: int = 1,
+                  position: tuple[int, int] = (0, 0)) -> Figure:
     """Draw a filter on a padded input grid and the output cell it produces.
 
     The left panel shows the ``size x size`` input (white), its zero padding
@@ -195,7 +202,7 @@ def conv_geometry(size, kernel_size, stride=1, padding=0, dilation=1, position=(
     return fig
 
 
-def dot_product(patch, weight, bias=0.0):
+def dot_product(patch: ArrayLike, weight: ArrayLike, bias: float = 0.0) -> Figure:
     """Show the input patch, the filter and their element-wise product, channel by channel.
 
     Parameters
@@ -255,7 +262,8 @@ def dot_product(patch, weight, bias=0.0):
     return fig
 
 
-def feature_maps(maps, ncols=8, title=None, cmap="viridis", size=1.3):
+def feature_maps(maps: ArrayLike, ncols: int = 8, title: str | None = None, cmap: str = "viridis",
+                 size: float = 1.3) -> Figure:
     """Draw the channels of one feature-map stack side by side.
 
     Parameters
@@ -301,7 +309,7 @@ def _unit(a):
     return (a - lo) / (hi - lo) if hi > lo else np.zeros_like(a)
 
 
-def filters(weight, ncols=8, title=None, size=1.0):
+def filters(weight: ArrayLike, ncols: int = 8, title: str | None = None, size: float = 1.0) -> Figure:
     """Draw convolution filters.
 
     Filters with 3 input channels are drawn as colour images, with 1 as grey
@@ -358,7 +366,8 @@ def filters(weight, ncols=8, title=None, size=1.0):
     return fig
 
 
-def image_grid(images, titles=None, ncols=8, title=None, cmap="gray", size=1.2):
+def image_grid(images: ArrayLike, titles: Sequence[str] | None = None, ncols: int = 8, title: str | None = None,
+               cmap: str = "gray", size: float = 1.2) -> Figure:
     """Draw a row-major grid of images with optional per-image titles.
 
     Parameters
@@ -402,7 +411,7 @@ def image_grid(images, titles=None, ncols=8, title=None, cmap="gray", size=1.2):
     return fig
 
 
-def confusion_matrix(y_true, y_pred, num_classes=None):
+def confusion_matrix(y_true: ArrayLike, y_pred: ArrayLike, num_classes: int | None = None) -> NDArray[np.int64]:
     """Count how often each true class was predicted as each class.
 
     Parameters
@@ -452,7 +461,8 @@ def confusion_matrix(y_true, y_pred, num_classes=None):
     return cm
 
 
-def plot_confusion_matrix(cm, class_names=None, title="confusion matrix"):
+def plot_confusion_matrix(cm: ArrayLike, class_names: Sequence[str] | None = None,
+                          title: str = "confusion matrix") -> Figure:
     """Draw a confusion matrix with its counts written in the cells.
 
     Parameters
@@ -505,7 +515,7 @@ def plot_confusion_matrix(cm, class_names=None, title="confusion matrix"):
     return fig
 
 
-def plot_history(history, title=None):
+def plot_history(history: Mapping[str, Sequence[float]], title: str | None = None) -> Figure:
     """Plot training curves: every series whose name contains "loss" on the left, the rest on the right.
 
     Parameters

@@ -15,13 +15,19 @@ from __future__ import annotations
 import base64
 import html
 import io
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 from ._optional import require
+
+if TYPE_CHECKING:  # imported when used, so that `import catlab` stays light
+    import ipywidgets
+    from matplotlib.figure import Figure
 
 __all__ = ["figure_to_png", "png_html", "frame_slider"]
 
 
-def figure_to_png(fig, dpi: int = 80) -> bytes:
+def figure_to_png(fig: Figure, dpi: int = 80) -> bytes:
     """Render a Matplotlib figure to PNG bytes (on a white background) and close it.
 
     Parameters
@@ -63,7 +69,8 @@ def png_html(png: bytes, alt: str) -> str:
     return f'<img alt="{html.escape(alt, quote=True)}" src="data:image/png;base64,{data}" style="max-width:100%"/>'
 
 
-def frame_slider(draw, values, description: str = "", alt: str = "", dpi: int = 80):
+def frame_slider(draw: Callable[[Any], Figure], values: Sequence[Any], description: str = "", alt: str = "",
+                 dpi: int = 80) -> ipywidgets.VBox:
     """A slider over precomputed figures that works without a kernel.
 
     Parameters
