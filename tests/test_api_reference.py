@@ -14,7 +14,7 @@ import catlab
 
 ROOT = Path(__file__).resolve().parents[1]
 API = ROOT / "book" / "api"
-NOT_API = {"bench", "bench_train"}  # command-line programs (python -m), documented in the README
+NOT_API = {"bench", "bench_train", "bench_winograd"}  # command-line programs (python -m), documented in the README
 
 
 def public_modules() -> list[str]:
