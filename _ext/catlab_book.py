@@ -35,8 +35,14 @@ def _quiet_kernel_spec() -> None:
     spec_dir = os.path.join(root, "kernels", "python3")
     os.makedirs(spec_dir)
     spec = {
-        "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}",
-                 "--IPKernelApp.log_level=ERROR"],
+        "argv": [
+            sys.executable,
+            "-m",
+            "ipykernel_launcher",
+            "-f",
+            "{connection_file}",
+            "--IPKernelApp.log_level=ERROR",
+        ],
         "display_name": "Python 3 (ipykernel)",
         "language": "python",
         "metadata": {"debugger": True},
@@ -56,7 +62,8 @@ def _drop_inherited_mathjax(app, pagename, templatename, context, doctree):
     def is_mathjax(js) -> bool:
         body = getattr(js, "attributes", {}).get("body", "") or ""
         return (bool(mathjax) and str(getattr(js, "filename", js) or "").endswith(mathjax)) or body.startswith(
-            ("window.MathJax", "MathJax.Hub.Config"))
+            ("window.MathJax", "MathJax.Hub.Config")
+        )
 
     context["script_files"][:] = [js for js in context["script_files"] if not is_mathjax(js)]
 

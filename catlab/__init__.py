@@ -32,9 +32,20 @@ Examples
 
 __version__ = "0.1.0"
 
+from . import checkpoint, datasets, functional, gradcheck, interop, nn, optim, train, widgets  # noqa: E402  # noqa: E402
 from ._threads import get_num_threads, set_num_threads  # noqa: E402
-from . import functional, gradcheck, nn, widgets  # noqa: E402
-from . import checkpoint, datasets, interop, optim, train  # noqa: E402
 
-__all__ = ["functional", "nn", "gradcheck", "widgets", "optim", "train", "datasets", "checkpoint", "interop",
-           "set_num_threads", "get_num_threads", "__version__"]
+__all__ = [
+    "functional",
+    "nn",
+    "gradcheck",
+    "widgets",
+    "optim",
+    "train",
+    "datasets",
+    "checkpoint",
+    "interop",
+    "set_num_threads",
+    "get_num_threads",
+    "__version__",
+]

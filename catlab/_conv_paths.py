@@ -132,23 +132,36 @@ def forward(x4, w4, b, groups, geo: Geometry):
         n = _threads.chunks_for(N * -(-K // kb), kb * C * R * S * P * Q, T)
         if n == 1:
             kb = K
-        _threads.run_split(lambda i0, i1: _conv.conv2d_direct_forward(
-            x4, w4, b, R, S, ph, pw, dil_h, dil_w, P, Q, kb, i0, i1, y), N * -(-K // kb), n)
+        _threads.run_split(
+            lambda i0, i1: _conv.conv2d_direct_forward(x4, w4, b, R, S, ph, pw, dil_h, dil_w, P, Q, kb, i0, i1, y),
+            N * -(-K // kb),
+            n,
+        )
         return y
     G = groups
     w3 = w4.reshape(G, K // G, Cg * R * S)  # (G, Kg, Cg*R*S)
     y4 = np.empty((N, G, K // G, P * Q), dtype=x4.dtype)  # (N, G, Kg, P*Q)
     if path == "wide":
         n = _threads.chunks_for(N * G, (K // G) * Cg * R * S * P * Q, T)
-        _threads.run_split(lambda i0, i1: _conv.conv2d_wide_forward(
-            x4, w3, b, R, S, ph, pw, dil_h, dil_w, P, Q, i0, i1, y4), N * G, n, blas=True)
+        _threads.run_split(
+            lambda i0, i1: _conv.conv2d_wide_forward(x4, w3, b, R, S, ph, pw, dil_h, dil_w, P, Q, i0, i1, y4),
+            N * G,
+            n,
+            blas=True,
+        )
     else:
         nb = _row_blocks(N, T)
         n = _threads.chunks_for(N * G * nb, (K // G) * Cg * R * S * P * Q / nb, T)
         if n == 1:
             nb = 1
-        _threads.run_split(lambda i0, i1: _conv.conv2d_im2col_forward(
-            x4, w3, b, R, S, sh, sw, ph, pw, dil_h, dil_w, P, Q, nb, i0, i1, y4), N * G * nb, n, blas=True)
+        _threads.run_split(
+            lambda i0, i1: _conv.conv2d_im2col_forward(
+                x4, w3, b, R, S, sh, sw, ph, pw, dil_h, dil_w, P, Q, nb, i0, i1, y4
+            ),
+            N * G * nb,
+            n,
+            blas=True,
+        )
     return y4.reshape(N, K, P, Q)
 
 
@@ -169,9 +182,14 @@ def backward(dy4, x4, w4, groups, geo: Geometry):
         dx = np.empty(x4.shape, dtype=x4.dtype)  # (N, C, H, W), every sample written once
         dweight = np.empty(w4.shape, dtype=x4.dtype)  # (K, C, R, S)
         n = _threads.chunks_for(N, 2 * K * C * R * S * P * Q, T)
-        _threads.run_split(lambda n0, n1, dweight_t, db_t: _conv.conv2d_direct_backward(
-            x4, w4, dy4, R, S, ph, pw, dil_h, dil_w, P, Q, n0, n1, dx, dweight_t, db_t),
-            N, n, sums=(dweight, db))
+        _threads.run_split(
+            lambda n0, n1, dweight_t, db_t: _conv.conv2d_direct_backward(
+                x4, w4, dy4, R, S, ph, pw, dil_h, dil_w, P, Q, n0, n1, dx, dweight_t, db_t
+            ),
+            N,
+            n,
+            sums=(dweight, db),
+        )
         return dx, dweight, db
     G, Kg = groups, K // groups
     # (G, Cg*R*S, Kg): each group's filters transposed, contiguous for BLAS
@@ -181,9 +199,15 @@ def backward(dy4, x4, w4, groups, geo: Geometry):
     if path == "wide":
         dx = np.empty(x4.shape, dtype=x4.dtype)  # (N, C, H, W), every (sample, group) written once
         n = _threads.chunks_for(N * G, 2 * Kg * Cg * R * S * P * Q, T)
-        _threads.run_split(lambda i0, i1, dweight_t, db_t: _conv.conv2d_wide_backward(
-            x4, wT, dyg, R, S, ph, pw, dil_h, dil_w, P, Q, i0, i1, dweight_t, db_t, dx),
-            N * G, n, sums=(dweight, db), blas=True)
+        _threads.run_split(
+            lambda i0, i1, dweight_t, db_t: _conv.conv2d_wide_backward(
+                x4, wT, dyg, R, S, ph, pw, dil_h, dil_w, P, Q, i0, i1, dweight_t, db_t, dx
+            ),
+            N * G,
+            n,
+            sums=(dweight, db),
+            blas=True,
+        )
         return dx, dweight.reshape(w4.shape), db
     dx = np.zeros(x4.shape, dtype=x4.dtype)  # (N, C, H, W), scatter-added into
     nb = _row_blocks(N, T)
@@ -192,10 +216,19 @@ def backward(dy4, x4, w4, groups, geo: Geometry):
         nb = 1
     # nb > 1 (fewer samples than threads): column gradients of all N samples, scattered afterwards
     dcols_all = np.empty((N if nb > 1 else 0, G, Cg * R * S, P * Q), dtype=x4.dtype)
-    _threads.run_split(lambda i0, i1, dweight_t, db_t: _conv.conv2d_im2col_backward(
-        x4, wT, dyg, R, S, sh, sw, ph, pw, dil_h, dil_w, P, Q, nb, i0, i1, dweight_t, db_t, dcols_all, dx),
-        N * G * nb, n, sums=(dweight, db), blas=True)
+    _threads.run_split(
+        lambda i0, i1, dweight_t, db_t: _conv.conv2d_im2col_backward(
+            x4, wT, dyg, R, S, sh, sw, ph, pw, dil_h, dil_w, P, Q, nb, i0, i1, dweight_t, db_t, dcols_all, dx
+        ),
+        N * G * nb,
+        n,
+        sums=(dweight, db),
+        blas=True,
+    )
     if nb > 1:  # one input plane per item: no two chunks write the same plane
-        _threads.run_split(lambda i0, i1: _conv.conv2d_im2col_scatter(
-            dcols_all, R, S, sh, sw, ph, pw, dil_h, dil_w, P, Q, i0, i1, dx), N * C, n)
+        _threads.run_split(
+            lambda i0, i1: _conv.conv2d_im2col_scatter(dcols_all, R, S, sh, sw, ph, pw, dil_h, dil_w, P, Q, i0, i1, dx),
+            N * C,
+            n,
+        )
     return dx, dweight.reshape(w4.shape), db

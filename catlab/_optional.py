@@ -38,5 +38,6 @@ def require(module: str, package: str, extra: str | None, what: str) -> ModuleTy
         return importlib.import_module(module)
     except ImportError as e:
         how = f'`pip install "catlab[{extra}]"` (or `pip install {package}`)' if extra else f"`pip install {package}`"
-        raise ImportError(f"{what} needs {package} (module {module}), which is not installed; "
-                          f"install it with {how}") from e
+        raise ImportError(
+            f"{what} needs {package} (module {module}), which is not installed; install it with {how}"
+        ) from e

@@ -64,8 +64,12 @@ def _default_threads() -> int:
     try:
         return _check_count(int(raw), ENV_VAR)
     except (TypeError, ValueError):
-        warnings.warn(f"{ENV_VAR} must be an integer in [1, {MAX_THREADS}], got {raw!r}; "
-                      f"using the core count {_core_count()} instead", RuntimeWarning, stacklevel=2)
+        warnings.warn(
+            f"{ENV_VAR} must be an integer in [1, {MAX_THREADS}], got {raw!r}; "
+            f"using the core count {_core_count()} instead",
+            RuntimeWarning,
+            stacklevel=2,
+        )
         return _core_count()
 
 

@@ -71,13 +71,11 @@ def float_array(x, name: str, ndim: int | None = None, layout: str = "") -> np.n
             )
     if x.dtype not in FLOAT_DTYPES:
         raise TypeError(
-            f"{name} must have dtype float32 or float64, got {x.dtype}; "
-            f"convert it with {name}.astype(np.float32)"
+            f"{name} must have dtype float32 or float64, got {x.dtype}; convert it with {name}.astype(np.float32)"
         )
     if ndim is not None and x.ndim != ndim:
         raise ValueError(
-            f"{name} must be {ndim}-D {layout}".rstrip()
-            + f", got {x.ndim}-D array of shape {shape_str(x.shape)}"
+            f"{name} must be {ndim}-D {layout}".rstrip() + f", got {x.ndim}-D array of shape {shape_str(x.shape)}"
         )
     if x.size == 0:
         raise ValueError(f"{name} must not be empty, got shape {shape_str(x.shape)}")
@@ -106,8 +104,7 @@ def _is_int(value) -> bool:
     return isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_))
 
 
-def int_in_range(value, name: str, minimum: int | None = None, maximum: int | None = MAX_INT,
-                 fix: str = "") -> int:
+def int_in_range(value, name: str, minimum: int | None = None, maximum: int | None = MAX_INT, fix: str = "") -> int:
     """Return ``value`` as a Python int, raising unless it is an integer in [minimum, maximum]."""
     if not _is_int(value):
         raise TypeError(f"{name} must be an integer, got {value!r}{_fix(fix)}")
@@ -167,8 +164,16 @@ def int_tuple(value, name: str, n: int, minimum: int, maximum: int = MAX_INT) ->
     return tuple(int(v) for v in values)
 
 
-def real_number(value, name: str, low: float | None = None, high: float | None = None, *,
-                low_inclusive: bool = True, high_inclusive: bool = True, fix: str = "") -> float:
+def real_number(
+    value,
+    name: str,
+    low: float | None = None,
+    high: float | None = None,
+    *,
+    low_inclusive: bool = True,
+    high_inclusive: bool = True,
+    fix: str = "",
+) -> float:
     """Return ``value`` as a float, raising unless it is a finite real number in the given range.
 
     Examples

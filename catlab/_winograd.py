@@ -28,22 +28,31 @@ _TRANSFORMS = {
         np.array([[1, 1, 1, 0], [0, 1, -1, -1]], dtype=np.float64),  # A^T
     ),
     4: (
-        np.array([[4, 0, -5, 0, 1, 0],
-                  [0, -4, -4, 1, 1, 0],
-                  [0, 4, -4, -1, 1, 0],
-                  [0, -2, -1, 2, 1, 0],
-                  [0, 2, -1, -2, 1, 0],
-                  [0, 4, 0, -5, 0, 1]], dtype=np.float64),
-        np.array([[1 / 4, 0, 0],
-                  [-1 / 6, -1 / 6, -1 / 6],
-                  [-1 / 6, 1 / 6, -1 / 6],
-                  [1 / 24, 1 / 12, 1 / 6],
-                  [1 / 24, -1 / 12, 1 / 6],
-                  [0, 0, 1]], dtype=np.float64),
-        np.array([[1, 1, 1, 1, 1, 0],
-                  [0, 1, -1, 2, -2, 0],
-                  [0, 1, 1, 4, 4, 0],
-                  [0, 1, -1, 8, -8, 1]], dtype=np.float64),
+        np.array(
+            [
+                [4, 0, -5, 0, 1, 0],
+                [0, -4, -4, 1, 1, 0],
+                [0, 4, -4, -1, 1, 0],
+                [0, -2, -1, 2, 1, 0],
+                [0, 2, -1, -2, 1, 0],
+                [0, 4, 0, -5, 0, 1],
+            ],
+            dtype=np.float64,
+        ),
+        np.array(
+            [
+                [1 / 4, 0, 0],
+                [-1 / 6, -1 / 6, -1 / 6],
+                [-1 / 6, 1 / 6, -1 / 6],
+                [1 / 24, 1 / 12, 1 / 6],
+                [1 / 24, -1 / 12, 1 / 6],
+                [0, 0, 1],
+            ],
+            dtype=np.float64,
+        ),
+        np.array(
+            [[1, 1, 1, 1, 1, 0], [0, 1, -1, 2, -2, 0], [0, 1, 1, 4, 4, 0], [0, 1, -1, 8, -8, 1]], dtype=np.float64
+        ),
     ),
 }
 
@@ -157,8 +166,7 @@ def _run(x, U, b, ph, pw, P, Q, m, relu, y, threads=None):
 
     kernel = _kw.winograd2_chunk if m == 2 else _kw.winograd4_chunk
 
-    _threads.run_split(lambda i0, i1: kernel(x, U, b, ph, pw, P, Q, rows_blk, i0, i1, relu, y),
-                       items, n, blas=True)
+    _threads.run_split(lambda i0, i1: kernel(x, U, b, ph, pw, P, Q, rows_blk, i0, i1, relu, y), items, n, blas=True)
 
 
 def use_winograd(N, C, K, H, W, R=3, S=3, stride=1, padding=1, dilation=1, groups=1):

@@ -82,8 +82,12 @@ UNTUNED_CONV_WORKLOADS = [
 ]
 
 #: The untuned shapes ``--quick`` keeps (at batch 64 and 1).
-QUICK_UNTUNED = ("odd 16x15x15 -> 32@3x3 p1", "same 32x16x16 -> 32@3x3 same", "1x1 64x16x16 -> 32@1x1",
-                 "7x7 3x32x32 -> 16@7x7 s2 p3")
+QUICK_UNTUNED = (
+    "odd 16x15x15 -> 32@3x3 p1",
+    "same 32x16x16 -> 32@3x3 same",
+    "1x1 64x16x16 -> 32@1x1",
+    "7x7 3x32x32 -> 16@7x7 s2 p3",
+)
 
 # (name, kind, shape, extra): pooling (kernel, stride, padding), ReLU, linear (out_features),
 # batch norm in training (None), dropout (p), adaptive average pooling (output size)
@@ -151,8 +155,10 @@ def numpy_conv2d_backward(dy, x, w, stride, padding):
     dxp = np.zeros((N, C, H + 2 * padding, W + 2 * padding), dtype=x.dtype)
     for r in range(R):
         for s in range(S):
-            dxp[:, :, r:r + stride * P:stride, s:s + stride * Q:stride] += dcols[:, :, :, :, r, s].transpose(0, 3, 1, 2)
-    return dxp[:, :, padding:padding + H, padding:padding + W], dw, dy.sum(axis=(0, 2, 3))
+            dxp[:, :, r : r + stride * P : stride, s : s + stride * Q : stride] += dcols[:, :, :, :, r, s].transpose(
+                0, 3, 1, 2
+            )
+    return dxp[:, :, padding : padding + H, padding : padding + W], dw, dy.sum(axis=(0, 2, 3))
 
 
 # ----------------------------------------------------------------------------
@@ -184,10 +190,11 @@ def conv_contenders(x, w, b, dy, stride, padding, torch=None):
     """
     cpad, padding = padding, numeric_padding(padding, w.shape[2])
     out = {
-        "catlab": (lambda: F.conv2d(x, w, b, stride, cpad),
-                   lambda: F.conv2d_backward(dy, x, w, stride, cpad)),
-        "numpy": (lambda: numpy_conv2d(x, w, b, stride, padding),
-                  lambda: numpy_conv2d_backward(dy, x, w, stride, padding)),
+        "catlab": (lambda: F.conv2d(x, w, b, stride, cpad), lambda: F.conv2d_backward(dy, x, w, stride, cpad)),
+        "numpy": (
+            lambda: numpy_conv2d(x, w, b, stride, padding),
+            lambda: numpy_conv2d_backward(dy, x, w, stride, padding),
+        ),
     }
     if torch is not None:
         xt, wt, bt, dyt = (torch.from_numpy(a) for a in (x, w, b, dy))
@@ -199,7 +206,8 @@ def conv_contenders(x, w, b, dy, stride, padding, torch=None):
 
         def tb():  # the kernel autograd calls, without autograd's bookkeeping
             return torch.ops.aten.convolution_backward(
-                dyt, xt, wt, [K], [stride] * 2, [padding] * 2, [1, 1], False, [0, 0], 1, [True, True, True])
+                dyt, xt, wt, [K], [stride] * 2, [padding] * 2, [1, 1], False, [0, 0], 1, [True, True, True]
+            )
 
         out["torch"] = (tf, tb)
     return out
@@ -211,8 +219,12 @@ def op_contenders(kind, x, extra, dy, wlin=None, torch=None):
         k, s, p = extra
         if kind == "max_pool":  # as torch in training: the forward records the argmax, the backward uses it
             _, ind = F.max_pool2d(x, k, s, p, return_indices=True)
-            out = {"catlab": (lambda: F.max_pool2d(x, k, s, p, return_indices=True)[0],
-                              lambda: F.max_pool2d_backward(dy, x, k, s, p, indices=ind))}
+            out = {
+                "catlab": (
+                    lambda: F.max_pool2d(x, k, s, p, return_indices=True)[0],
+                    lambda: F.max_pool2d_backward(dy, x, k, s, p, indices=ind),
+                )
+            }
         else:
             out = {"catlab": (lambda: F.avg_pool2d(x, k, s, p), lambda: F.avg_pool2d_backward(dy, x, k, s, p))}
     elif kind == "relu":
@@ -220,14 +232,19 @@ def op_contenders(kind, x, extra, dy, wlin=None, torch=None):
     elif kind == "batch_norm":  # training mode: batch statistics, running statistics updated
         w, b = wlin
         rm, rv = np.zeros_like(w), np.ones_like(w)
-        out = {"catlab": (lambda: F.batch_norm(x, rm, rv, w, b, True, 0.1, 1e-5)[0],
-                          lambda: F.batch_norm_backward(dy, x, None, None, w, True, 1e-5))}
+        out = {
+            "catlab": (
+                lambda: F.batch_norm(x, rm, rv, w, b, True, 0.1, 1e-5)[0],
+                lambda: F.batch_norm_backward(dy, x, None, None, w, True, 1e-5),
+            )
+        }
     elif kind == "dropout":
         _, mask = F.dropout(x, extra, rng=0, return_mask=True)
         out = {"catlab": (lambda: F.dropout(x, extra, rng=0), lambda: F.dropout_backward(dy, mask, extra))}
     elif kind == "adaptive_avg_pool":
-        out = {"catlab": (lambda: F.adaptive_avg_pool2d(x, extra),
-                          lambda: F.adaptive_avg_pool2d_backward(dy, x, extra))}
+        out = {
+            "catlab": (lambda: F.adaptive_avg_pool2d(x, extra), lambda: F.adaptive_avg_pool2d_backward(dy, x, extra))
+        }
     else:
         wl, bl = wlin
         out = {"catlab": (lambda: F.linear(x, wl, bl), lambda: F.linear_backward(dy, x, wl))}
@@ -242,16 +259,24 @@ def op_contenders(kind, x, extra, dy, wlin=None, torch=None):
             with torch.no_grad():
                 return torch.ops.aten.max_pool2d_with_indices(xt, [k, k], [s, s], [p, p])[0]
 
-        out["torch"] = (tf, lambda: torch.ops.aten.max_pool2d_with_indices_backward(
-            dyt, xt, [k, k], [s, s], [p, p], [1, 1], False, idx))
+        out["torch"] = (
+            tf,
+            lambda: torch.ops.aten.max_pool2d_with_indices_backward(
+                dyt, xt, [k, k], [s, s], [p, p], [1, 1], False, idx
+            ),
+        )
     elif kind == "avg_pool":
+
         def tf():
             with torch.no_grad():
                 return tnf.avg_pool2d(xt, k, s, p)
 
-        out["torch"] = (tf, lambda: torch.ops.aten.avg_pool2d_backward(
-            dyt, xt, [k, k], [s, s], [p, p], False, True, None))
+        out["torch"] = (
+            tf,
+            lambda: torch.ops.aten.avg_pool2d_backward(dyt, xt, [k, k], [s, s], [p, p], False, True, None),
+        )
     elif kind == "relu":
+
         def tf():
             with torch.no_grad():
                 return torch.relu(xt)
@@ -266,8 +291,12 @@ def op_contenders(kind, x, extra, dy, wlin=None, torch=None):
             with torch.no_grad():
                 return torch.ops.aten.native_batch_norm(xt, wt, bt, rmt, rvt, True, 0.1, 1e-5)[0]
 
-        out["torch"] = (tf, lambda: torch.ops.aten.native_batch_norm_backward(
-            dyt, xt, wt, rmt, rvt, smean, sinv, True, 1e-5, [True, True, True]))
+        out["torch"] = (
+            tf,
+            lambda: torch.ops.aten.native_batch_norm_backward(
+                dyt, xt, wt, rmt, rvt, smean, sinv, True, 1e-5, [True, True, True]
+            ),
+        )
     elif kind == "dropout":
         maskt = torch.from_numpy(F.dropout(x, extra, rng=0, return_mask=True)[1])
 
@@ -278,6 +307,7 @@ def op_contenders(kind, x, extra, dy, wlin=None, torch=None):
         tf.random = True
         out["torch"] = (tf, lambda: torch.ops.aten.native_dropout_backward(dyt, maskt, 1.0 / (1.0 - extra)))
     elif kind == "adaptive_avg_pool":
+
         def tf():
             with torch.no_grad():
                 return tnf.adaptive_avg_pool2d(xt, extra)
@@ -404,8 +434,10 @@ def make_op_data(kind, shape, extra, seed=0, dtype=np.float32):
     elif kind == "adaptive_avg_pool":
         yshape = shape[:2] + (extra, extra)
     else:
-        wlin = ((rng.standard_normal((extra, shape[1])) / np.sqrt(shape[1])).astype(dtype),
-                rng.standard_normal(extra).astype(dtype))
+        wlin = (
+            (rng.standard_normal((extra, shape[1])) / np.sqrt(shape[1])).astype(dtype),
+            rng.standard_normal(extra).astype(dtype),
+        )
         yshape = (shape[0], extra)
     dy = rng.standard_normal(yshape).astype(dtype)
     return x, dy, wlin
@@ -502,7 +534,7 @@ def matmul_peak(threads, n=2048, repeats=5):
     c = np.empty((n, n), dtype=np.float32)
     with _threads.blas_limit(threads):
         t = time_call(lambda: np.matmul(a, b, out=c), repeats, min_time=0)
-    return 2.0 * n ** 3 / t / 1e9
+    return 2.0 * n**3 / t / 1e9
 
 
 # ----------------------------------------------------------------------------
@@ -543,8 +575,9 @@ def compile_times(threads):
     with tempfile.TemporaryDirectory() as cache:
         env = dict(_child_env(threads), NUMBA_CACHE_DIR=cache)
         for label in ("cold", "warm"):
-            res = subprocess.run([sys.executable, "-c", _LENET_SCRIPT], env=env, capture_output=True, text=True,
-                                 check=True)
+            res = subprocess.run(
+                [sys.executable, "-c", _LENET_SCRIPT], env=env, capture_output=True, text=True, check=True
+            )
             out[label] = json.loads(res.stdout.strip().splitlines()[-1])
     return out
 
@@ -593,11 +626,13 @@ def overhead_contenders(torch=None):
         out["relu_backward"]["torch"] = lambda: aten.threshold_backward(dy4t, xt, 0)
         out["conv2d 3x3 p1"]["torch"] = lambda: tnf.conv2d(xt, wt, bt, 1, 1)
         out["conv2d_backward 3x3 p1"]["torch"] = lambda: aten.convolution_backward(
-            dy4t, xt, wt, [1], [1, 1], [1, 1], [1, 1], False, [0, 0], 1, [True, True, True])
+            dy4t, xt, wt, [1], [1, 1], [1, 1], [1, 1], False, [0, 0], 1, [True, True, True]
+        )
         out["max_pool2d k2"]["torch"] = lambda: tnf.max_pool2d(xt, 2)
         out["max_pool2d k2 return_indices"]["torch"] = lambda: aten.max_pool2d_with_indices(xt, [2, 2], [2, 2])
         out["max_pool2d_backward k2"]["torch"] = lambda: aten.max_pool2d_with_indices_backward(
-            dy2t, xt, [2, 2], [2, 2], [0, 0], [1, 1], False, indt)
+            dy2t, xt, [2, 2], [2, 2], [0, 0], [1, 1], False, indt
+        )
         out["avg_pool2d k2"]["torch"] = lambda: tnf.avg_pool2d(xt, 2)
         out["linear 16 -> 4"]["torch"] = lambda: tnf.linear(xlt, wlt, blt)
     return out
@@ -749,11 +784,21 @@ def _f(v, spec):
 
 
 def _mib(b):
-    return None if b is None else b / 2 ** 20
+    return None if b is None else b / 2**20
 
 
-CONV_COLUMNS = [("conv2d workload", "<"), ("N", ">"), ("phase", "<"), ("catlab ms", ">"), ("GFLOP/s", ">"),
-                ("%peak", ">"), ("numpy ms", ">"), ("torch ms", ">"), ("x torch", ">"), ("mem MiB", ">")]
+CONV_COLUMNS = [
+    ("conv2d workload", "<"),
+    ("N", ">"),
+    ("phase", "<"),
+    ("catlab ms", ">"),
+    ("GFLOP/s", ">"),
+    ("%peak", ">"),
+    ("numpy ms", ">"),
+    ("torch ms", ">"),
+    ("x torch", ">"),
+    ("mem MiB", ">"),
+]
 
 
 def conv_rows(records, peak):
@@ -761,17 +806,31 @@ def conv_rows(records, peak):
     rows = []
     for rec in records:
         torch = rec.get("torch")
-        for phase, keys, mult in (("forward", ("forward_s",), 1), ("backward", ("backward_s",), 2),
-                                  ("fwd+bwd", ("forward_s", "backward_s"), 3)):
+        for phase, keys, mult in (
+            ("forward", ("forward_s",), 1),
+            ("backward", ("backward_s",), 2),
+            ("fwd+bwd", ("forward_s", "backward_s"), 3),
+        ):
             c = sum(rec["catlab"][k] for k in keys)
             nm = sum(rec["numpy"][k] for k in keys) if "numpy" in rec else None
             tt = sum(torch[k] for k in keys) if torch else None
             gf = mult * rec["flops_forward"] / c / 1e9
             mem = rec["catlab"].get(f"mem_{phase}")  # (tracemalloc, rss) bytes
             mem_s = None if mem is None else f"{_f(_mib(mem[0]), '.1f') or '-'}/{_f(_mib(mem[1]), '.1f') or '-'}"
-            rows.append([rec["name"], str(rec["N"]), phase, f"{1e3 * c:.3f}", f"{gf:.1f}", f"{100 * gf / peak:.1f}",
-                         _f(None if nm is None else 1e3 * nm, ".3f"), _f(None if tt is None else 1e3 * tt, ".3f"),
-                         _f(None if tt is None else c / tt, ".2f"), mem_s])
+            rows.append(
+                [
+                    rec["name"],
+                    str(rec["N"]),
+                    phase,
+                    f"{1e3 * c:.3f}",
+                    f"{gf:.1f}",
+                    f"{100 * gf / peak:.1f}",
+                    _f(None if nm is None else 1e3 * nm, ".3f"),
+                    _f(None if tt is None else 1e3 * tt, ".3f"),
+                    _f(None if tt is None else c / tt, ".2f"),
+                    mem_s,
+                ]
+            )
     return rows
 
 
@@ -792,13 +851,24 @@ def conv_summary(records, limit=1.0):
         if vals:
             worst, rec = max(vals, key=lambda v: v[0])
             over = sum(v > limit for v, _ in vals)
-            lines.append(f"{label}: x torch > {limit:g} on {over} of {len(vals)} workloads; "
-                         f"worst {worst:.2f} ({rec['name']}, N={rec['N']})")
+            lines.append(
+                f"{label}: x torch > {limit:g} on {over} of {len(vals)} workloads; "
+                f"worst {worst:.2f} ({rec['name']}, N={rec['N']})"
+            )
     return lines
 
 
-OPS_COLUMNS = [("layer workload", "<"), ("N", ">"), ("fwd ms", ">"), ("bwd ms", ">"), ("torch fwd", ">"),
-               ("torch bwd", ">"), ("x torch", ">"), ("fwd x", ">"), ("bwd x", ">")]
+OPS_COLUMNS = [
+    ("layer workload", "<"),
+    ("N", ">"),
+    ("fwd ms", ">"),
+    ("bwd ms", ">"),
+    ("torch fwd", ">"),
+    ("torch bwd", ">"),
+    ("x torch", ">"),
+    ("fwd x", ">"),
+    ("bwd x", ">"),
+]
 
 
 def ops_rows(records):
@@ -807,9 +877,15 @@ def ops_rows(records):
     for rec in records:
         c, t = rec["catlab"], rec.get("torch")
         ms = [None if d is None else f"{1e3 * d[k]:.3f}" for d in (c, t) for k in ("forward_s", "backward_s")]
-        ratios = [None] * 3 if t is None else [
-            f"{(c['forward_s'] + c['backward_s']) / (t['forward_s'] + t['backward_s']):.2f}",
-            f"{c['forward_s'] / t['forward_s']:.2f}", f"{c['backward_s'] / t['backward_s']:.2f}"]
+        ratios = (
+            [None] * 3
+            if t is None
+            else [
+                f"{(c['forward_s'] + c['backward_s']) / (t['forward_s'] + t['backward_s']):.2f}",
+                f"{c['forward_s'] / t['forward_s']:.2f}",
+                f"{c['backward_s'] / t['backward_s']:.2f}",
+            ]
+        )
         rows.append([rec["name"], str(rec["shape"][0])] + ms + ratios)
     return rows
 
@@ -826,8 +902,13 @@ def overhead_rows(records):
     return rows
 
 
-MEMORY_COLUMNS = [("library", "<"), ("peak extra MiB", ">"), ("x torch", ">"), ("tracemalloc MiB", ">"),
-                  ("outputs MiB", ">")]
+MEMORY_COLUMNS = [
+    ("library", "<"),
+    ("peak extra MiB", ">"),
+    ("x torch", ">"),
+    ("tracemalloc MiB", ">"),
+    ("outputs MiB", ">"),
+]
 
 
 def memory_rows(rec):
@@ -836,8 +917,15 @@ def memory_rows(rec):
     rows = []
     for lib in ("catlab", "torch"):
         v = rec.get(f"{lib}_peak_bytes")
-        rows.append([lib, _f(_mib(v), ".1f"), None if v is None or not t else f"{v / t:.2f}",
-                     _f(_mib(rec.get(f"{lib}_tracemalloc_bytes")), ".1f"), f"{_mib(rec['output_bytes']):.1f}"])
+        rows.append(
+            [
+                lib,
+                _f(_mib(v), ".1f"),
+                None if v is None or not t else f"{v / t:.2f}",
+                _f(_mib(rec.get(f"{lib}_tracemalloc_bytes")), ".1f"),
+                f"{_mib(rec['output_bytes']):.1f}",
+            ]
+        )
     return rows
 
 
@@ -861,8 +949,21 @@ def measure_conv(workload, torch, threads, repeats, rtol, tuned=True):
     err = check_contenders(name, cont, rtol)
     P, Q = dy.shape[2:]
     flops = 2.0 * N * K * C * R * S * P * Q
-    rec = {"name": name, "tuned": tuned, "N": N, "C": C, "H": H, "W": W, "K": K, "R": R, "S": S, "stride": stride,
-           "padding": padding, "flops_forward": flops, "max_rel_err": err}
+    rec = {
+        "name": name,
+        "tuned": tuned,
+        "N": N,
+        "C": C,
+        "H": H,
+        "W": W,
+        "K": K,
+        "R": R,
+        "S": S,
+        "stride": stride,
+        "padding": padding,
+        "flops_forward": flops,
+        "max_rel_err": err,
+    }
     with _threads.blas_limit(threads):
         tf = time_interleaved({who: fb[0] for who, fb in cont.items()}, repeats)
         tb = time_interleaved({who: fb[1] for who, fb in cont.items()}, repeats)
@@ -908,9 +1009,15 @@ def measure_overhead(torch, repeats, only=None, rtol=1e-4):
     out = []
     for name, fns in cont.items():
         t = time_interleaved(fns, repeats)
-        out.append({"name": name, "shape": list(TINY_SHAPE), "catlab_us": 1e6 * t["catlab"],
-                    "torch_us": 1e6 * t["torch"] if "torch" in t else None,
-                    "x_torch": t["catlab"] / t["torch"] if "torch" in t else None})
+        out.append(
+            {
+                "name": name,
+                "shape": list(TINY_SHAPE),
+                "catlab_us": 1e6 * t["catlab"],
+                "torch_us": 1e6 * t["torch"] if "torch" in t else None,
+                "x_torch": t["catlab"] / t["torch"] if "torch" in t else None,
+            }
+        )
     return out
 
 
@@ -922,12 +1029,18 @@ def measure_memory(workload, threads, use_torch):
     fwd(), bwd()  # warm-up
     peaks = peak_memory(workload, threads, ("catlab", "torch") if use_torch else ("catlab",))
     out_bytes = (dy.size + x.size + w.size + b.size) * x.itemsize  # y, dx, dweight, dbias
-    return {"name": workload[0], "N": N, "method": "fresh process, RSS high-water mark minus RSS before the "
-            "measured call (after one warm-up call), glibc mmap threshold 64 KiB",
-            "catlab_peak_bytes": peaks.get("catlab"), "torch_peak_bytes": peaks.get("torch"),
-            "catlab_tracemalloc_bytes": extra_memory(lambda: (fwd(), bwd()))[0], "torch_tracemalloc_bytes": None,
-            "output_bytes": out_bytes,
-            "x_torch": (peaks["catlab"] / peaks["torch"]) if peaks.get("torch") and peaks.get("catlab") else None}
+    return {
+        "name": workload[0],
+        "N": N,
+        "method": "fresh process, RSS high-water mark minus RSS before the "
+        "measured call (after one warm-up call), glibc mmap threshold 64 KiB",
+        "catlab_peak_bytes": peaks.get("catlab"),
+        "torch_peak_bytes": peaks.get("torch"),
+        "catlab_tracemalloc_bytes": extra_memory(lambda: (fwd(), bwd()))[0],
+        "torch_tracemalloc_bytes": None,
+        "output_bytes": out_bytes,
+        "x_torch": (peaks["catlab"] / peaks["torch"]) if peaks.get("torch") and peaks.get("catlab") else None,
+    }
 
 
 def select(args):
@@ -962,18 +1075,29 @@ def run(args):
         torch.set_num_threads(threads)
     peak = matmul_peak(threads, n=args.matmul_size)
     _PEAK[:] = [peak]
-    print(f"catlab benchmark: {threads} thread(s), float32, median of {args.repeats} after warm-up; "
-          f"torch {'not used' if torch is None else torch.__version__}")
+    print(
+        f"catlab benchmark: {threads} thread(s), float32, median of {args.repeats} after warm-up; "
+        f"torch {'not used' if torch is None else torch.__version__}"
+    )
     print(f"float32 matmul peak (NumPy {args.matmul_size}^3): {peak:.1f} GFLOP/s")
-    result = {"threads": threads, "matmul_peak_gflops": peak, "repeats": args.repeats,
-              "numpy": np.__version__, "numba": numba.__version__,
-              "torch": None if torch is None else torch.__version__, "conv": [], "ops": [], "overhead": [],
-              "memory": None}
+    result = {
+        "threads": threads,
+        "matmul_peak_gflops": peak,
+        "repeats": args.repeats,
+        "numpy": np.__version__,
+        "numba": numba.__version__,
+        "torch": None if torch is None else torch.__version__,
+        "conv": [],
+        "ops": [],
+        "overhead": [],
+        "memory": None,
+    }
     tuned, untuned, ops = select(args)
 
-    for title, wls, is_tuned in (("conv2d, the benchmark's shapes", tuned, True),
-                                 ("conv2d, shapes not tuned for (odd sizes, channels, stride 2, 'same', 1x1, 7x7)",
-                                  untuned, False)):
+    for title, wls, is_tuned in (
+        ("conv2d, the benchmark's shapes", tuned, True),
+        ("conv2d, shapes not tuned for (odd sizes, channels, stride 2, 'same', 1x1, 7x7)", untuned, False),
+    ):
         recs = []
         for wl in wls:
             _progress(f"  conv {wl[0]} N={wl[1]} ...")
@@ -994,8 +1118,10 @@ def run(args):
         _progress("  small calls ...")
         result["overhead"] = measure_overhead(torch, args.repeats, args.only, args.rtol)
         if result["overhead"]:
-            print("\nfixed cost of one functional call (tiny input: validation, allocation, dispatch), "
-                  "median microseconds per call:")
+            print(
+                "\nfixed cost of one functional call (tiny input: validation, allocation, dispatch), "
+                "median microseconds per call:"
+            )
             print("\n".join(render_table(OVERHEAD_COLUMNS, overhead_rows(result["overhead"]))))
 
     mw = MEMORY_WORKLOAD
@@ -1004,10 +1130,12 @@ def run(args):
         rec = result["memory"] = measure_memory(mw, threads, torch is not None)
         print(f"\npeak memory of one conv2d forward + backward, {mw[0]}, N={mw[1]}:")
         print("\n".join(render_table(MEMORY_COLUMNS, memory_rows(rec))))
-        print("peak extra: each library in a fresh process, after one warm-up call: resident-set high-water mark "
-              "during one\ncall minus the resident size before it (glibc told to map blocks >= 64 KiB separately, "
-              "so freed memory is\nreturned and not silently reused); tracemalloc: catlab's NumPy allocations only "
-              "(it cannot see torch's);\noutputs: y, dx, dweight, dbias, the least any library must allocate.")
+        print(
+            "peak extra: each library in a fresh process, after one warm-up call: resident-set high-water mark "
+            "during one\ncall minus the resident size before it (glibc told to map blocks >= 64 KiB separately, "
+            "so freed memory is\nreturned and not silently reused); tracemalloc: catlab's NumPy allocations only "
+            "(it cannot see torch's);\noutputs: y, dx, dweight, dbias, the least any library must allocate."
+        )
 
     if not args.no_compile_times:
         ct = compile_times(threads)
@@ -1015,22 +1143,30 @@ def run(args):
         print("\nNew process, fresh Numba cache (cold) then the same cache again (warm), in seconds:")
         for label in ("cold", "warm"):
             d = ct[label]
-            print(f"  {label}: import catlab {d['import']:.2f}, first conv2d forward+backward {d['conv_fwd_bwd']:.2f}, "
-                  f"rest of LeNet forward+backward {d['rest_of_lenet']:.2f}, total {d['total']:.2f}")
-    print("\nx torch: catlab's time / torch's time at equal threads (below 1 means catlab is faster); "
-          "-: not measured (no torch);\n%peak: share of the matmul peak above; mem: extra memory of one call "
-          "in this process, tracemalloc peak\n(NumPy arrays: outputs, per-chunk sums) / resident-set peak increase "
-          "(also Numba workspaces, but not memory\nreused from earlier calls).")
+            print(
+                f"  {label}: import catlab {d['import']:.2f}, first conv2d forward+backward {d['conv_fwd_bwd']:.2f}, "
+                f"rest of LeNet forward+backward {d['rest_of_lenet']:.2f}, total {d['total']:.2f}"
+            )
+    print(
+        "\nx torch: catlab's time / torch's time at equal threads (below 1 means catlab is faster); "
+        "-: not measured (no torch);\n%peak: share of the matmul peak above; mem: extra memory of one call "
+        "in this process, tracemalloc peak\n(NumPy arrays: outputs, per-chunk sums) / resident-set peak increase "
+        "(also Numba workspaces, but not memory\nreused from earlier calls)."
+    )
     return result
 
 
 def main(argv=None):
     """Command-line entry point: ``python -m catlab.bench [--quick] [--threads T] [--repeats R] [--json PATH]``."""
     ap = argparse.ArgumentParser(prog="python -m catlab.bench", description=__doc__.split("\n\n")[0])
-    ap.add_argument("--quick", action="store_true",
-                    help="a subset: tuned shapes at batch 64, a few untuned ones at 64 and 1; no compile times")
-    ap.add_argument("--threads", type=int, default=0,
-                    help="threads for catlab, torch and NumPy (default: catlab.get_num_threads())")
+    ap.add_argument(
+        "--quick",
+        action="store_true",
+        help="a subset: tuned shapes at batch 64, a few untuned ones at 64 and 1; no compile times",
+    )
+    ap.add_argument(
+        "--threads", type=int, default=0, help="threads for catlab, torch and NumPy (default: catlab.get_num_threads())"
+    )
     ap.add_argument("--repeats", type=int, default=7, help="timed samples per measurement (median reported)")
     ap.add_argument("--matmul-size", type=int, default=2048, help="n of the n^3 float32 matmul peak measurement")
     ap.add_argument("--rtol", type=float, default=1e-4, help="accepted relative error between contenders")

@@ -36,25 +36,60 @@ from .train import evaluate, fit
 def lenet5(seed: int = 0) -> nn.Sequential:
     """LeNet-5 with ReLU and max pooling for 1x28x28 inputs."""
     return nn.Sequential(
-        nn.Conv2d(1, 6, 5, padding=2, rng=seed), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Conv2d(6, 16, 5, rng=seed + 1), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
-        nn.Linear(400, 120, rng=seed + 2), nn.ReLU(), nn.Linear(120, 84, rng=seed + 3), nn.ReLU(),
-        nn.Linear(84, 10, rng=seed + 4))
+        nn.Conv2d(1, 6, 5, padding=2, rng=seed),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Conv2d(6, 16, 5, rng=seed + 1),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Flatten(),
+        nn.Linear(400, 120, rng=seed + 2),
+        nn.ReLU(),
+        nn.Linear(120, 84, rng=seed + 3),
+        nn.ReLU(),
+        nn.Linear(84, 10, rng=seed + 4),
+    )
 
 
 def digits_net(seed: int = 0) -> nn.Sequential:
     """Two 3x3 convolutions, a max pool and two linear layers for 1x8x8 inputs."""
     return nn.Sequential(
-        nn.Conv2d(1, 16, 3, padding=1, rng=seed), nn.ReLU(), nn.Conv2d(16, 32, 3, padding=1, rng=seed + 1), nn.ReLU(),
-        nn.MaxPool2d(2), nn.Flatten(), nn.Linear(512, 64, rng=seed + 2), nn.ReLU(), nn.Linear(64, 10, rng=seed + 3))
+        nn.Conv2d(1, 16, 3, padding=1, rng=seed),
+        nn.ReLU(),
+        nn.Conv2d(16, 32, 3, padding=1, rng=seed + 1),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Flatten(),
+        nn.Linear(512, 64, rng=seed + 2),
+        nn.ReLU(),
+        nn.Linear(64, 10, rng=seed + 3),
+    )
 
 
 EXPERIMENTS = {
     # name: (data loader, model, epochs, batch size, lr0, decay every, shift, weight decay)
-    "mnist": dict(title="LeNet-5 on the MNIST sample", data=datasets.mnist_sample, model=lenet5, epochs=10,
-                  batch_size=32, lr=0.05, every=4, shift=2, weight_decay=5e-4),
-    "digits": dict(title="small ConvNet on digits()", data=datasets.digits, model=digits_net, epochs=20,
-                   batch_size=32, lr=0.05, every=7, shift=1, weight_decay=5e-4),
+    "mnist": dict(
+        title="LeNet-5 on the MNIST sample",
+        data=datasets.mnist_sample,
+        model=lenet5,
+        epochs=10,
+        batch_size=32,
+        lr=0.05,
+        every=4,
+        shift=2,
+        weight_decay=5e-4,
+    ),
+    "digits": dict(
+        title="small ConvNet on digits()",
+        data=datasets.digits,
+        model=digits_net,
+        epochs=20,
+        batch_size=32,
+        lr=0.05,
+        every=7,
+        shift=1,
+        weight_decay=5e-4,
+    ),
 }
 
 
@@ -84,8 +119,9 @@ class _TorchRunner:
         torch.set_num_threads(threads)
         self.torch = torch
         self.net = to_torch(model)
-        self.opt = torch.optim.SGD(self.net.parameters(), lr=cfg["lr"], momentum=0.9, nesterov=True,
-                                   weight_decay=cfg["weight_decay"])
+        self.opt = torch.optim.SGD(
+            self.net.parameters(), lr=cfg["lr"], momentum=0.9, nesterov=True, weight_decay=cfg["weight_decay"]
+        )
 
     def epoch(self, x, y, batch_size, lr, seed):
         torch = self.torch
@@ -95,7 +131,7 @@ class _TorchRunner:
         order = np.random.default_rng(seed).permutation(len(x))  # as catlab.train.fit draws it
         start = time.perf_counter()
         for s in range(0, len(x), batch_size):
-            idx = order[s:s + batch_size]
+            idx = order[s : s + batch_size]
             loss = torch.nn.functional.cross_entropy(self.net(torch.from_numpy(x[idx])), torch.from_numpy(y[idx]))
             self.opt.zero_grad()
             loss.backward()
@@ -122,13 +158,15 @@ def run(name, threads, epochs=None, subset=None, use_torch=True, seed=0, out=pri
 
     # warm-up (Numba compilation or cache loading, torch's first calls) on throwaway copies
     warm = cfg["model"](seed + 100)
-    fit(warm, x[:2 * bs], y[:2 * bs], 1, bs, SGD(warm.parameters(), lr=0.01), progress=False)
+    fit(warm, x[: 2 * bs], y[: 2 * bs], 1, bs, SGD(warm.parameters(), lr=0.01), progress=False)
     if use_torch:
-        _TorchRunner(warm, cfg, threads).epoch(x[:2 * bs], y[:2 * bs], bs, 0.01, 0)
+        _TorchRunner(warm, cfg, threads).epoch(x[: 2 * bs], y[: 2 * bs], bs, 0.01, 0)
 
-    out(f"\n{cfg['title']}: {len(x)} train / {len(xt)} test, batch {bs}, {epochs} epochs, "
+    out(
+        f"\n{cfg['title']}: {len(x)} train / {len(xt)} test, batch {bs}, {epochs} epochs, "
         f"SGD(lr={cfg['lr']}, momentum=0.9, nesterov, weight_decay={cfg['weight_decay']}), "
-        f"lr x0.3 every {cfg['every']} epochs, random shifts up to {cfg['shift']} px")
+        f"lr x0.3 every {cfg['every']} epochs, random shifts up to {cfg['shift']} px"
+    )
     out(f"{'epoch':>5} {'catlab s':>9} {'torch s':>8} {'ratio':>6} {'catlab acc':>10} {'torch acc':>9}")
     aug = np.random.default_rng(seed)
     res = {"catlab_seconds": [], "torch_seconds": [], "catlab_acc": [], "torch_acc": []}
@@ -144,8 +182,9 @@ def run(name, threads, epochs=None, subset=None, use_torch=True, seed=0, out=pri
             ts = runner.epoch(xa, y, bs, lr, seed + e)
             res["torch_seconds"].append(ts)
             res["torch_acc"].append(runner.accuracy(xt, yt))
-            line += (f" {ts:>8.2f} {h['seconds'][0] / ts:>6.2f} {res['catlab_acc'][-1]:>10.4f}"
-                     f" {res['torch_acc'][-1]:>9.4f}")
+            line += (
+                f" {ts:>8.2f} {h['seconds'][0] / ts:>6.2f} {res['catlab_acc'][-1]:>10.4f} {res['torch_acc'][-1]:>9.4f}"
+            )
         else:
             line += f" {'-':>8} {'-':>6} {res['catlab_acc'][-1]:>10.4f} {'-':>9}"
         out(line)
@@ -157,22 +196,30 @@ def run(name, threads, epochs=None, subset=None, use_torch=True, seed=0, out=pri
         if use_torch:
             t = f(res["torch_seconds"])
             res[f"torch_{stat}_s"], res[f"torch_{stat}_img_s"], res[f"{stat}_ratio"] = t, len(x) / t, c / t
-            summary += (f", torch {t:.2f} s ({len(x) / t:,.0f} img/s); "
-                        f"catlab/torch time ratio {c / t:.2f} (target <= 1.0)")
+            summary += (
+                f", torch {t:.2f} s ({len(x) / t:,.0f} img/s); catlab/torch time ratio {c / t:.2f} (target <= 1.0)"
+            )
         out(summary)
     acc = res["catlab_acc"][-1]
-    out(f"test accuracy after {epochs} epochs: catlab {acc:.4f} ({'meets' if acc >= 0.97 else 'MISSES'} the "
-        f"0.97 target)" + (f", torch {res['torch_acc'][-1]:.4f}" if use_torch else ""))
+    out(
+        f"test accuracy after {epochs} epochs: catlab {acc:.4f} ({'meets' if acc >= 0.97 else 'MISSES'} the "
+        f"0.97 target)" + (f", torch {res['torch_acc'][-1]:.4f}" if use_torch else "")
+    )
     return res
 
 
 def main(argv=None):
     """Command-line entry point; returns 0."""
     ap = argparse.ArgumentParser(prog="python -m catlab.bench_train", description=__doc__.split("\n\n")[0])
-    ap.add_argument("--threads", type=int, default=None,
-                    help="threads for catlab and torch (default: catlab.get_num_threads())")
-    ap.add_argument("--blas-threads", type=int, default=1,
-                    help="threads for BLAS calls (default 1: catlab's threads do the parallel work)")
+    ap.add_argument(
+        "--threads", type=int, default=None, help="threads for catlab and torch (default: catlab.get_num_threads())"
+    )
+    ap.add_argument(
+        "--blas-threads",
+        type=int,
+        default=1,
+        help="threads for BLAS calls (default 1: catlab's threads do the parallel work)",
+    )
     ap.add_argument("--only", choices=sorted(EXPERIMENTS), help="run one experiment")
     ap.add_argument("--epochs", type=int, help="override every experiment's epoch count")
     ap.add_argument("--subset", type=int, help="use only the first N train and test images (a smoke test)")
@@ -203,10 +250,12 @@ def main(argv=None):
 
         versions += f", torch {torch.__version__} ({torch.get_num_threads()} threads)"
     print(f"{versions}; Python {platform.python_version()}, {os.cpu_count()} CPUs")
-    print(f"threads: catlab {info['catlab_threads']}, BLAS {info['blas_threads']}; "
-          f"load average {os.getloadavg()[0]:.2f}")
-    results = [run(n, args.threads, args.epochs, args.subset, use_torch)
-               for n in sorted(EXPERIMENTS) if args.only in (None, n)]
+    print(
+        f"threads: catlab {info['catlab_threads']}, BLAS {info['blas_threads']}; load average {os.getloadavg()[0]:.2f}"
+    )
+    results = [
+        run(n, args.threads, args.epochs, args.subset, use_torch) for n in sorted(EXPERIMENTS) if args.only in (None, n)
+    ]
     if args.json:
         from ._io import atomic_write
 

@@ -23,15 +23,18 @@ import json
 
 import numpy as np
 
+from . import _threads
 from . import functional as F
 from ._io import atomic_write
 from ._winograd import conv2d_winograd
-from . import _threads
 from .bench import _torch, matmul_peak, time_interleaved
 
 # (name, N, C, K, H, W); all 3x3, stride 1, padding 1
 WORKLOADS = [("VGG 64x32x32 -> 64", N, 64, 64, 32, 32) for N in (64, 1)] + [
-    (f"{C}x{H}x{H} -> {C}", N, C, C, H, H) for N in (64, 1) for C in (16, 32, 64) for H in (8, 15, 16, 32)
+    (f"{C}x{H}x{H} -> {C}", N, C, C, H, H)
+    for N in (64, 1)
+    for C in (16, 32, 64)
+    for H in (8, 15, 16, 32)
     if not (C == 64 and H == 32)
 ]
 
@@ -100,8 +103,18 @@ def run(args):
             t = time_interleaved(contenders(x, w, b, torch), args.repeats)
             flops = 2.0 * N * K * C * 9 * H * W
             line = f"{name:20s} {N:3d}"
-            rec = {"name": name, "N": N, "C": C, "K": K, "H": H, "W": W, "errors": errs, "ms": {}, "ratio_to_torch": {},
-                   "pct_peak": {}}
+            rec = {
+                "name": name,
+                "N": N,
+                "C": C,
+                "K": K,
+                "H": H,
+                "W": W,
+                "errors": errs,
+                "ms": {},
+                "ratio_to_torch": {},
+                "pct_peak": {},
+            }
             for k in names:
                 ratio = t[k] / t["torch"] if torch is not None else float("nan")
                 pct = 100 * flops / t[k] / 1e9 / peak
@@ -110,8 +123,10 @@ def run(args):
             line += f"  {errs['catlab']:.1e} {errs['wino2']:.1e} {errs['wino4']:.1e}"
             print(line, flush=True)
             rows.append(rec)
-    print("\n/torch: time over torch's (lower is better); %pk: direct-method flops per second as a share of the "
-          "matmul peak;\nerror: max |y - y_float64| / max |y_float64| for float32 inputs in [-1, 1).")
+    print(
+        "\n/torch: time over torch's (lower is better); %pk: direct-method flops per second as a share of the "
+        "matmul peak;\nerror: max |y - y_float64| / max |y_float64| for float32 inputs in [-1, 1)."
+    )
     return {"threads": threads, "matmul_peak_gflops": peak, "repeats": args.repeats, "workloads": rows}
 
 
@@ -128,6 +143,7 @@ def main(argv=None):
         with atomic_write(args.json) as f:
             f.write(json.dumps(result, indent=1).encode())
     return result
+
 
 if __name__ == "__main__":
     main()

@@ -86,8 +86,10 @@ def save(model: Module | Mapping[str, np.ndarray], path: PathLike) -> Path:
             raise TypeError(f"state keys must be strings, got {k!r}")
         a = np.asarray(v)
         if not (np.issubdtype(a.dtype, np.floating) or np.issubdtype(a.dtype, np.integer)):
-            raise TypeError(f"state[{k!r}] must be a float (or, for counters such as num_batches_tracked, "
-                            f"integer) array, got dtype {a.dtype}")
+            raise TypeError(
+                f"state[{k!r}] must be a float (or, for counters such as num_batches_tracked, "
+                f"integer) array, got dtype {a.dtype}"
+            )
         arrays[k] = a
     directory = path.parent
     if not directory.is_dir():
@@ -162,8 +164,17 @@ class _Mismatch(ValueError):
 
 # What reading a damaged zip or .npy can raise (NotImplementedError: zipfile's answer to a flipped
 # flag or compression-method bit; zlib.error: a stored member whose method bit now says "deflate").
-_READ_ERRORS = (ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error, NotImplementedError,
-                struct.error, OverflowError, UnicodeDecodeError)
+_READ_ERRORS = (
+    ValueError,
+    OSError,
+    EOFError,
+    zipfile.BadZipFile,
+    zlib.error,
+    NotImplementedError,
+    struct.error,
+    OverflowError,
+    UnicodeDecodeError,
+)
 _ALLOWED_METHODS = (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED)  # np.savez, np.savez_compressed
 _BAD_FLAGS = 0x1 | 0x20 | 0x40  # encrypted, patched data, strong encryption
 
@@ -178,8 +189,10 @@ def _check_layout(path: Path, infos, start_dir: int) -> None:
     with open(path, "rb") as raw:
         for info in sorted(infos, key=lambda i: i.header_offset):
             if info.header_offset != pos:
-                raise ValueError(f"member {info.filename!r} starts at byte {info.header_offset}, expected {pos}: "
-                                 "the zip directory is damaged or members are missing")
+                raise ValueError(
+                    f"member {info.filename!r} starts at byte {info.header_offset}, expected {pos}: "
+                    "the zip directory is damaged or members are missing"
+                )
             raw.seek(pos)
             head = raw.read(30)
             if len(head) != 30 or head[:4] != b"PK\x03\x04":
@@ -188,11 +201,14 @@ def _check_layout(path: Path, infos, start_dir: int) -> None:
             pos += 30 + n_name + n_extra + info.compress_size
             if info.flag_bits & 0x8:  # a data descriptor follows: optional signature, CRC, two sizes (4 or 8 bytes)
                 raw.seek(pos)
-                pos += (4 if raw.read(4) == b"PK\x07\x08" else 0) + (20 if info.file_size >= 0xFFFFFFFF or
-                                                                      info.compress_size >= 0xFFFFFFFF else 12)
+                pos += (4 if raw.read(4) == b"PK\x07\x08" else 0) + (
+                    20 if info.file_size >= 0xFFFFFFFF or info.compress_size >= 0xFFFFFFFF else 12
+                )
     if pos != start_dir:
-        raise ValueError(f"the members end at byte {pos} but the zip directory starts at byte {start_dir}: "
-                         "the zip directory is damaged or members are missing")
+        raise ValueError(
+            f"the members end at byte {pos} but the zip directory starts at byte {start_dir}: "
+            "the zip directory is damaged or members are missing"
+        )
 
 
 def _read_npy_header(f, key: str):
@@ -229,8 +245,10 @@ def _read(path: Path, expected: dict) -> dict:
         _check_layout(path, infos, zf.start_dir)
         for info, key in zip(infos, keys):
             if info.compress_type not in _ALLOWED_METHODS or info.flag_bits & _BAD_FLAGS:
-                raise ValueError(f"member {info.filename!r} has compression method {info.compress_type} and "
-                                 f"flags {info.flag_bits:#x}, which np.savez never writes")
+                raise ValueError(
+                    f"member {info.filename!r} has compression method {info.compress_type} and "
+                    f"flags {info.flag_bits:#x}, which np.savez never writes"
+                )
             with zf.open(info) as f:
                 shape, fortran, dtype = _read_npy_header(f, key)
                 if dtype.kind not in "fiu":
@@ -239,12 +257,16 @@ def _read(path: Path, expected: dict) -> dict:
                     continue  # opening it checked its local header; its data is not wanted
                 want_shape, want_kind = expected[key]
                 if (dtype.kind == "f") != (want_kind == "f"):
-                    raise ValueError(f"{key!r} holds dtype {dtype} but the model's {key!r} is "
-                                     f"{'floating point' if want_kind == 'f' else 'an integer'}")
+                    raise ValueError(
+                        f"{key!r} holds dtype {dtype} but the model's {key!r} is "
+                        f"{'floating point' if want_kind == 'f' else 'an integer'}"
+                    )
                 if shape != want_shape:
-                    raise _Mismatch(f"checkpoint {path}: {key!r} has shape {shape_str(shape)} in the file but the "
-                                    f"model's parameter {key!r} has shape {shape_str(want_shape)}; the file is "
-                                    "from another architecture or corrupt")
+                    raise _Mismatch(
+                        f"checkpoint {path}: {key!r} has shape {shape_str(shape)} in the file but the "
+                        f"model's parameter {key!r} has shape {shape_str(want_shape)}; the file is "
+                        "from another architecture or corrupt"
+                    )
                 nbytes = math.prod(shape) * dtype.itemsize
                 data = f.read(nbytes + 1)  # one byte more: reaches the member's end, where its CRC is checked
                 if len(data) != nbytes:
@@ -253,6 +275,7 @@ def _read(path: Path, expected: dict) -> dict:
     missing = [k for k in expected if k not in keys]
     unexpected = [k for k in keys if k not in expected]
     if missing or unexpected:
-        raise KeyError(f"checkpoint {path} does not match the model: missing keys {missing}, "
-                       f"unexpected keys {unexpected}")
+        raise KeyError(
+            f"checkpoint {path} does not match the model: missing keys {missing}, unexpected keys {unexpected}"
+        )
     return state

@@ -32,9 +32,18 @@ from ._typing import Array, ArrayLike, NDArray, PathLike, Seed
 #: ``(x_train, y_train), (x_test, y_test)``: float32 images and int64 labels.
 _Split = tuple[tuple[NDArray[np.float32], NDArray[np.int64]], tuple[NDArray[np.float32], NDArray[np.int64]]]
 
-__all__ = ["digits", "mnist_sample", "cat", "cifar10", "CIFAR10_CLASSES", "CIFAR10_MD5", "CIFAR10_URL",
-           "CIFAR10_BYTES",
-           "stratified_split", "random_shift"]
+__all__ = [
+    "digits",
+    "mnist_sample",
+    "cat",
+    "cifar10",
+    "CIFAR10_CLASSES",
+    "CIFAR10_MD5",
+    "CIFAR10_URL",
+    "CIFAR10_BYTES",
+    "stratified_split",
+    "random_shift",
+]
 
 CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz"
 CIFAR10_MD5 = "c32a1d4ab5d03f1284b67883e8d87530"
@@ -51,8 +60,9 @@ def _optional(module: str, package: str):
     return require(module, package, "data", "this data set")
 
 
-def stratified_split(labels: ArrayLike, test_fraction: float, seed: int = 0
-                     ) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
+def stratified_split(
+    labels: ArrayLike, test_fraction: float, seed: int = 0
+) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
     """Split indices into train and test, the same fraction of every class in the test part.
 
     Parameters
@@ -142,7 +152,7 @@ def random_shift(x: Array, max_shift: int, rng: Seed) -> Array:
     for a in range(2 * k + 1):
         for b in range(2 * k + 1):
             m = (offsets[:, 0] == a) & (offsets[:, 1] == b)
-            out[m] = padded[m, :, a:a + H, b:b + W]
+            out[m] = padded[m, :, a : a + H, b : b + W]
     return out
 
 
@@ -214,8 +224,11 @@ def mnist_sample(test_size: int = 1000, seed: int = 0) -> _Split:
     >>> x.shape, xt.shape, float(x.max()), sorted(set(yt.tolist())) == list(range(10))
     ((4000, 1, 28, 28), (1000, 1, 28, 28), 1.0, True)
     """
-    if isinstance(test_size, bool) or not isinstance(test_size, (int, np.integer)) or not (
-            10 <= test_size <= 4990 and test_size % 10 == 0):
+    if (
+        isinstance(test_size, bool)
+        or not isinstance(test_size, (int, np.integer))
+        or not (10 <= test_size <= 4990 and test_size % 10 == 0)
+    ):
         raise ValueError(f"test_size must be a multiple of 10 between 10 and 4990, got {test_size!r}")
     x, y = _mnist_raw()
     return _images_split(x, y, test_size / len(y), seed)  # fancy indexing copies: the cache stays intact
@@ -309,8 +322,9 @@ def _decode_member(name: str, data: bytes, path: Path) -> tuple[np.ndarray, np.n
     rec = np.frombuffer(data, dtype=np.uint8).reshape(-1, _CIFAR_RECORD)
     labels = rec[:, 0].astype(np.int64)
     if labels.max() >= len(CIFAR10_CLASSES):
-        raise ValueError(f"archive {path}: {name} has label {int(labels.max())}, but CIFAR-10 labels are 0-9; "
-                         "the file is corrupt")
+        raise ValueError(
+            f"archive {path}: {name} has label {int(labels.max())}, but CIFAR-10 labels are 0-9; the file is corrupt"
+        )
     x = rec[:, 1:].reshape(-1, 3, 32, 32).astype(np.float32) / np.float32(255.0)  # R, G, B planes, row-major
     return x, labels
 
@@ -339,8 +353,9 @@ def _read_archive(path: Path, names: list[str]) -> list[tuple[np.ndarray, np.nda
     return [_decode_member(name, found[name], path) for name in names]
 
 
-def cifar10(root: PathLike, train: bool = True, download: bool = False, *, md5: str | None = CIFAR10_MD5,
-            url: str = CIFAR10_URL) -> tuple[NDArray[np.float32], NDArray[np.int64]]:
+def cifar10(
+    root: PathLike, train: bool = True, download: bool = False, *, md5: str | None = CIFAR10_MD5, url: str = CIFAR10_URL
+) -> tuple[NDArray[np.float32], NDArray[np.int64]]:
     """CIFAR-10 from the official binary archive ``cifar-10-binary.tar.gz``.
 
     The archive is read in place (nothing is extracted, nothing is unpickled):
@@ -406,8 +421,10 @@ def cifar10(root: PathLike, train: bool = True, download: bool = False, *, md5: 
     if not path.is_file():
         problem = "missing"
     elif md5 is not None and (got := _md5(path)) != md5:
-        problem = (f"has md5 {got}, expected {md5} ({path.stat().st_size} bytes): it is truncated, corrupt "
-                   "or not the CIFAR-10 binary archive")
+        problem = (
+            f"has md5 {got}, expected {md5} ({path.stat().st_size} bytes): it is truncated, corrupt "
+            "or not the CIFAR-10 binary archive"
+        )
     if problem is not None:
         if not download:
             if problem == "missing":
@@ -424,8 +441,9 @@ def cifar10(root: PathLike, train: bool = True, download: bool = False, *, md5: 
     except (tarfile.TarError, EOFError, zlib.error, OSError) as e:
         if isinstance(e, FileNotFoundError):
             raise
-        raise ValueError(f"{path} could not be read as a gzip-compressed tar archive ({e}); "
-                         "it is truncated or corrupt") from e
+        raise ValueError(
+            f"{path} could not be read as a gzip-compressed tar archive ({e}); it is truncated or corrupt"
+        ) from e
     x = np.concatenate([p[0] for p in parts])
     y = np.concatenate([p[1] for p in parts])
     return x, y

@@ -79,18 +79,20 @@ def _worker(rank, world_size, port, net, x, y, cfg, outdir):
     model = tnet
     if world_size > 1:
         os.environ.setdefault("GLOO_SOCKET_IFNAME", _loopback_interface())
-        dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}",
-                                rank=rank, world_size=world_size,
-                                timeout=timedelta(seconds=cfg["timeout"]))
+        dist.init_process_group(
+            "gloo",
+            init_method=f"tcp://127.0.0.1:{port}",
+            rank=rank,
+            world_size=world_size,
+            timeout=timedelta(seconds=cfg["timeout"]),
+        )
         model = DistributedDataParallel(tnet)  # copies rank 0's weights to all
 
     data = TensorDataset(torch.from_numpy(x), torch.from_numpy(y))
-    sampler = DistributedSampler(data, num_replicas=world_size, rank=rank,
-                                 shuffle=True, seed=cfg["seed"])
+    sampler = DistributedSampler(data, num_replicas=world_size, rank=rank, shuffle=True, seed=cfg["seed"])
     per_process = cfg["batch_size"] // world_size  # global batch / processes
     loader = DataLoader(data, batch_size=per_process, sampler=sampler)
-    opt = torch.optim.SGD(model.parameters(), lr=cfg["lr"],
-                          momentum=cfg["momentum"])
+    opt = torch.optim.SGD(model.parameters(), lr=cfg["lr"], momentum=cfg["momentum"])
 
     losses, shards = [], []
     model.train()
@@ -107,11 +109,9 @@ def _worker(rank, world_size, port, net, x, y, cfg, outdir):
     seconds = time.perf_counter() - start
 
     out = Path(outdir)
-    checkpoint.save(from_torch_state_dict(tnet.state_dict()),
-                    out / f"weights_rank{rank}.npz")
+    checkpoint.save(from_torch_state_dict(tnet.state_dict()), out / f"weights_rank{rank}.npz")
     with atomic_write(out / f"log_rank{rank}.npz") as f:
-        np.savez(f, losses=np.array(losses), seconds=np.array(seconds),
-                 shards=np.stack(shards))
+        np.savez(f, losses=np.array(losses), seconds=np.array(seconds), shards=np.stack(shards))
     if world_size > 1:
         dist.destroy_process_group()
 
@@ -127,9 +127,20 @@ def _check_float(value, name, low, high, low_open=False):
     return value
 
 
-def train_data_parallel(model: Module, x: Array, y: IntArray, *, world_size: int = 2, epochs: int = 1,
-                        batch_size: int = 32, lr: float = 0.1, momentum: float = 0.0, seed: int = 0, threads: int = 1,
-                        timeout: float = 120) -> dict[str, Any]:
+def train_data_parallel(
+    model: Module,
+    x: Array,
+    y: IntArray,
+    *,
+    world_size: int = 2,
+    epochs: int = 1,
+    batch_size: int = 32,
+    lr: float = 0.1,
+    momentum: float = 0.0,
+    seed: int = 0,
+    threads: int = 1,
+    timeout: float = 120,
+) -> dict[str, Any]:
     """Train a copy of a catlab model with PyTorch DDP on ``world_size`` local processes.
 
     Each process trains a torch copy of ``model`` (:func:`catlab.interop.to_torch`)
@@ -203,12 +214,15 @@ def train_data_parallel(model: Module, x: Array, y: IntArray, *, world_size: int
     epochs = V.positive_int(epochs, "epochs")
     batch_size = V.positive_int(batch_size, "batch_size")
     if batch_size % world_size:
-        raise ValueError(f"batch_size (the global batch) must be a multiple of world_size={world_size}, "
-                         f"got {batch_size}")
+        raise ValueError(
+            f"batch_size (the global batch) must be a multiple of world_size={world_size}, got {batch_size}"
+        )
     if len(x) % world_size:
-        raise ValueError(f"x has {len(x)} samples, not a multiple of world_size={world_size}: "
-                         f"DistributedSampler would repeat samples to even out the shards; "
-                         f"use x[:{len(x) - len(x) % world_size}]")
+        raise ValueError(
+            f"x has {len(x)} samples, not a multiple of world_size={world_size}: "
+            f"DistributedSampler would repeat samples to even out the shards; "
+            f"use x[:{len(x) - len(x) % world_size}]"
+        )
     lr = _check_float(lr, "lr", 0.0, np.inf, low_open=True)
     momentum = _check_float(momentum, "momentum", 0.0, 1.0)
     if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, numbers.Integral):
@@ -220,26 +234,36 @@ def train_data_parallel(model: Module, x: Array, y: IntArray, *, world_size: int
 
     to_torch(model)  # ImportError if torch is missing; TypeError for a layer torch lacks
     import torch.multiprocessing as mp
+
     y = np.ascontiguousarray(y, dtype=np.int64)
-    cfg = {"epochs": epochs, "batch_size": batch_size, "lr": lr, "momentum": momentum,
-               "seed": int(seed), "threads": threads, "timeout": timeout}
+    cfg = {
+        "epochs": epochs,
+        "batch_size": batch_size,
+        "lr": lr,
+        "momentum": momentum,
+        "seed": int(seed),
+        "threads": threads,
+        "timeout": timeout,
+    }
     port = free_port() if world_size > 1 else 0
     with tempfile.TemporaryDirectory(prefix="catlab-ddp-") as outdir:
         # The catlab model and the arrays are pickled into each process's arguments:
         # every process gets its own copy (torch tensors would be shared memory).
-        mp.spawn(_worker, args=(world_size, port, model, x, y, cfg, outdir),
-                 nprocs=world_size, join=True)
+        mp.spawn(_worker, args=(world_size, port, model, x, y, cfg, outdir), nprocs=world_size, join=True)
         out = Path(outdir)
-        copies = [checkpoint.load(copy.deepcopy(model), out / f"weights_rank{r}.npz")
-                  for r in range(world_size)]  # the trained weights, back in catlab
+        copies = [
+            checkpoint.load(copy.deepcopy(model), out / f"weights_rank{r}.npz") for r in range(world_size)
+        ]  # the trained weights, back in catlab
         logs = []
         for r in range(world_size):
             with np.load(out / f"log_rank{r}.npz", allow_pickle=False) as f:
                 logs.append({k: f[k] for k in f.files})
     ref = copies[0].state_dict()
-    diff = max((float(np.abs(c.state_dict()[k] - ref[k]).max()) for c in copies[1:] for k in ref),
-               default=0.0)
-    return {"model": copies[0], "replica_difference": diff,
-            "shards": np.stack([g["shards"] for g in logs]),
-            "losses": np.stack([g["losses"] for g in logs]),
-            "seconds": max(float(g["seconds"]) for g in logs)}
+    diff = max((float(np.abs(c.state_dict()[k] - ref[k]).max()) for c in copies[1:] for k in ref), default=0.0)
+    return {
+        "model": copies[0],
+        "replica_difference": diff,
+        "shards": np.stack([g["shards"] for g in logs]),
+        "losses": np.stack([g["losses"] for g in logs]),
+        "seconds": max(float(g["seconds"]) for g in logs),
+    }

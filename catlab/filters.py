@@ -163,8 +163,9 @@ def sobel_y() -> Array:
     return sobel_x().T.copy()
 
 
-def gabor_kernel(size: int, theta: float, wavelength: float, sigma: float | None = None,
-                 phase: float = 0.0, aspect: float = 0.5) -> Array:
+def gabor_kernel(
+    size: int, theta: float, wavelength: float, sigma: float | None = None, phase: float = 0.0, aspect: float = 0.5
+) -> Array:
     """An oriented Gabor filter with zero mean: a model of a V1 simple cell.
 
     ``g(u, v) = exp(-(a^2 + aspect^2 b^2) / (2 sigma^2)) * cos(2 pi a / wavelength + phase)``
@@ -245,8 +246,9 @@ def gabor_kernel(size: int, theta: float, wavelength: float, sigma: float | None
     return g / norm
 
 
-def bar_stimulus(shape: tuple[int, int], theta: float, length: float, width: float,
-                 center: tuple[float, float] | None = None) -> Array:
+def bar_stimulus(
+    shape: tuple[int, int], theta: float, length: float, width: float, center: tuple[float, float] | None = None
+) -> Array:
     """An image that is 1 on one oriented bar and 0 elsewhere (anti-aliased edges).
 
     The bar's angle ``theta`` is measured from the vertical, anticlockwise
@@ -306,8 +308,14 @@ def bar_stimulus(shape: tuple[int, int], theta: float, length: float, width: flo
     return inside_across * inside_along
 
 
-def paint_bar(image: Array, theta: float, length: float, width: float, center: tuple[float, float] | None = None,
-              value: float = 1.0) -> Array:
+def paint_bar(
+    image: Array,
+    theta: float,
+    length: float,
+    width: float,
+    center: tuple[float, float] | None = None,
+    value: float = 1.0,
+) -> Array:
     """A copy of a gray image with an oriented bar painted over it.
 
     Each pixel becomes ``(1 - c) * image + c * value`` where ``c`` is the bar's
@@ -380,8 +388,10 @@ def to_gray(image: NDArray[np.integer | np.floating]) -> Array:
     if not isinstance(image, np.ndarray) or not (
         np.issubdtype(image.dtype, np.integer) or np.issubdtype(image.dtype, np.floating)
     ):
-        raise TypeError(f"image must be a NumPy array of integers or floats, got {type(image).__name__}"
-                        + (f" of dtype {image.dtype}" if isinstance(image, np.ndarray) else ""))
+        raise TypeError(
+            f"image must be a NumPy array of integers or floats, got {type(image).__name__}"
+            + (f" of dtype {image.dtype}" if isinstance(image, np.ndarray) else "")
+        )
     if image.ndim == 3 and image.shape[2] == 3:
         img = image.astype(np.float64) @ np.array([0.299, 0.587, 0.114])
     elif image.ndim == 2:

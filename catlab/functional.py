@@ -125,8 +125,9 @@ def _conv_params(stride, padding, dilation, nd):
         if padding not in ("valid", "same"):
             raise ValueError(f"padding must be an int, a tuple, 'valid' or 'same', got {padding!r}")
         if padding == "same" and any(s != 1 for s in stride):
-            raise ValueError("padding='same' is not supported for strided convolutions (stride > 1); "
-                             "give the padding as numbers")
+            raise ValueError(
+                "padding='same' is not supported for strided convolutions (stride > 1); give the padding as numbers"
+            )
     else:
         padding = V.int_tuple(padding, "padding", nd, 0)
     return stride, padding, dilation
@@ -185,8 +186,7 @@ def _conv_setup(x, weight, bias, stride, padding, dilation, groups, nd):
             )
         out.append((n + pt - span) // s + 1)
     V.check_size((x.shape[0], K) + tuple(out), "padding" if any(pad_before) else "x", "an output")
-    V.check_size(tuple(x.shape[:2]) + tuple(n + pt for n, pt in zip(insize, pad_total)),
-                 "padding", "a padded input")
+    V.check_size(tuple(x.shape[:2]) + tuple(n + pt for n, pt in zip(insize, pad_total)), "padding", "a padded input")
 
     if nd == 1:
         x4 = x.reshape(x.shape[0], C, 1, x.shape[2])
@@ -194,8 +194,7 @@ def _conv_setup(x, weight, bias, stride, padding, dilation, groups, nd):
         stride, pad_before, dilation, out = (1,) + stride, (0,) + pad_before, (1,) + dilation, [1] + out
     else:
         x4, w4 = x, weight
-    geo = _paths.Geometry(stride[0], stride[1], pad_before[0], pad_before[1], dilation[0], dilation[1],
-                          out[0], out[1])
+    geo = _paths.Geometry(stride[0], stride[1], pad_before[0], pad_before[1], dilation[0], dilation[1], out[0], out[1])
     return x4, w4, bias, groups, geo
 
 
@@ -219,8 +218,15 @@ def _conv_backward(dy, x, weight, stride, padding, dilation, groups, nd):
     return dx.reshape(np.shape(x)), dweight.reshape(np.shape(weight)), db
 
 
-def conv2d(x: Array, weight: Array, bias: Array | None = None, stride: Size2 = 1, padding: Padding2 = 0,
-           dilation: Size2 = 1, groups: int = 1) -> Array:
+def conv2d(
+    x: Array,
+    weight: Array,
+    bias: Array | None = None,
+    stride: Size2 = 1,
+    padding: Padding2 = 0,
+    dilation: Size2 = 1,
+    groups: int = 1,
+) -> Array:
     """2-D convolution (cross-correlation, as in every deep-learning library).
 
     ``y[n, k, p, q] = bias[k] + sum over c, r, s of
@@ -281,8 +287,9 @@ def conv2d(x: Array, weight: Array, bias: Array | None = None, stride: Size2 = 1
     return _conv_forward(x, weight, bias, stride, padding, dilation, groups, 2)
 
 
-def conv2d_backward(dy: Array, x: Array, weight: Array, stride: Size2 = 1, padding: Padding2 = 0,
-                    dilation: Size2 = 1, groups: int = 1) -> tuple[Array, Array, Array]:
+def conv2d_backward(
+    dy: Array, x: Array, weight: Array, stride: Size2 = 1, padding: Padding2 = 0, dilation: Size2 = 1, groups: int = 1
+) -> tuple[Array, Array, Array]:
     """Gradients of :func:`conv2d` with respect to its input, weight and bias.
 
     Parameters
@@ -326,8 +333,15 @@ def conv2d_backward(dy: Array, x: Array, weight: Array, stride: Size2 = 1, paddi
     return _conv_backward(dy, x, weight, stride, padding, dilation, groups, 2)
 
 
-def conv1d(x: Array, weight: Array, bias: Array | None = None, stride: Size = 1, padding: Padding1 = 0,
-           dilation: Size = 1, groups: int = 1) -> Array:
+def conv1d(
+    x: Array,
+    weight: Array,
+    bias: Array | None = None,
+    stride: Size = 1,
+    padding: Padding1 = 0,
+    dilation: Size = 1,
+    groups: int = 1,
+) -> Array:
     """1-D convolution (cross-correlation), as :func:`torch.nn.functional.conv1d`.
 
     ``y[n, k, t] = bias[k] + sum over c, s of weight[k, c, s] * x_pad[n, g*Cg + c, t*stride + s*dilation]``
@@ -364,8 +378,9 @@ def conv1d(x: Array, weight: Array, bias: Array | None = None, stride: Size = 1,
     return _conv_forward(x, weight, bias, stride, padding, dilation, groups, 1)
 
 
-def conv1d_backward(dy: Array, x: Array, weight: Array, stride: Size = 1, padding: Padding1 = 0,
-                    dilation: Size = 1, groups: int = 1) -> tuple[Array, Array, Array]:
+def conv1d_backward(
+    dy: Array, x: Array, weight: Array, stride: Size = 1, padding: Padding1 = 0, dilation: Size = 1, groups: int = 1
+) -> tuple[Array, Array, Array]:
     """Gradients of :func:`conv1d`: ``(dx, dweight, dbias)``.
 
     Parameters
@@ -438,7 +453,8 @@ def _pool_out(n, k, s, p, d, ceil_mode):
 def _pool_setup(x, kernel_size, stride, padding, dilation=1, ceil_mode=False):
     x = V.float_array(x, "x", 4, "(N, C, H, W)")
     (kh, kw), (sh, sw), (ph, pw), (dil_h, dil_w), ceil_mode = _pool_params(
-        kernel_size, stride, padding, dilation, ceil_mode)
+        kernel_size, stride, padding, dilation, ceil_mode
+    )
     N, C, H, W = x.shape
     span_h, span_w = dil_h * (kh - 1) + 1, dil_w * (kw - 1) + 1
     if span_h > H + 2 * ph or span_w > W + 2 * pw:
@@ -472,8 +488,10 @@ def _pool_dy(dy, x, P, Q):
 def _pool_indices(indices, shape, plane):
     """Check max-pooling ``indices``: int64, the forward output's ``shape``, values in [0, plane)."""
     if not isinstance(indices, np.ndarray):
-        raise TypeError(f"indices must be a NumPy array of int64, got {type(indices).__name__}; "
-                        "pass the indices max_pool2d returned")
+        raise TypeError(
+            f"indices must be a NumPy array of int64, got {type(indices).__name__}; "
+            "pass the indices max_pool2d returned"
+        )
     if indices.dtype != np.int64:
         raise TypeError(f"indices must have dtype int64 (as returned by max_pool2d), got {indices.dtype}")
     V.same_shape(indices, "indices", shape, "the forward output's shape")
@@ -487,16 +505,45 @@ def _pool_indices(indices, shape, plane):
 
 
 @overload
-def max_pool2d(x: Array, kernel_size: Size2, stride: Size2 | None = None, padding: Size2 = 0, dilation: Size2 = 1,
-               ceil_mode: bool = False, return_indices: Literal[False] = False) -> Array: ...
+def max_pool2d(
+    x: Array,
+    kernel_size: Size2,
+    stride: Size2 | None = None,
+    padding: Size2 = 0,
+    dilation: Size2 = 1,
+    ceil_mode: bool = False,
+    return_indices: Literal[False] = False,
+) -> Array: ...
 @overload
-def max_pool2d(x: Array, kernel_size: Size2, stride: Size2 | None = None, padding: Size2 = 0, dilation: Size2 = 1,
-               ceil_mode: bool = False, *, return_indices: Literal[True]) -> tuple[Array, IntArray]: ...
+def max_pool2d(
+    x: Array,
+    kernel_size: Size2,
+    stride: Size2 | None = None,
+    padding: Size2 = 0,
+    dilation: Size2 = 1,
+    ceil_mode: bool = False,
+    *,
+    return_indices: Literal[True],
+) -> tuple[Array, IntArray]: ...
 @overload
-def max_pool2d(x: Array, kernel_size: Size2, stride: Size2 | None = None, padding: Size2 = 0, dilation: Size2 = 1,
-               ceil_mode: bool = False, return_indices: bool = False) -> Array | tuple[Array, IntArray]: ...
-def max_pool2d(x: Array, kernel_size: Size2, stride: Size2 | None = None, padding: Size2 = 0, dilation: Size2 = 1,
-               ceil_mode: bool = False, return_indices: bool = False) -> Array | tuple[Array, IntArray]:
+def max_pool2d(
+    x: Array,
+    kernel_size: Size2,
+    stride: Size2 | None = None,
+    padding: Size2 = 0,
+    dilation: Size2 = 1,
+    ceil_mode: bool = False,
+    return_indices: bool = False,
+) -> Array | tuple[Array, IntArray]: ...
+def max_pool2d(
+    x: Array,
+    kernel_size: Size2,
+    stride: Size2 | None = None,
+    padding: Size2 = 0,
+    dilation: Size2 = 1,
+    ceil_mode: bool = False,
+    return_indices: bool = False,
+) -> Array | tuple[Array, IntArray]:
     """2-D max pooling, as :func:`torch.nn.functional.max_pool2d`.
 
     Parameters
@@ -554,22 +601,37 @@ def max_pool2d(x: Array, kernel_size: Size2, stride: Size2 | None = None, paddin
     """
     return_indices = V.boolean(return_indices, "return_indices")
     x, (kh, kw), (sh, sw), (ph, pw), (dil_h, dil_w), (P, Q) = _pool_setup(
-        x, kernel_size, stride, padding, dilation, ceil_mode)
+        x, kernel_size, stride, padding, dilation, ceil_mode
+    )
     N, C, H, W = x.shape
     y = np.empty((N * C, P, Q), dtype=x.dtype)  # (N*C, P, Q)
     x3 = x.reshape(N * C, H, W)
     if not return_indices:
-        _planes(N * C, kh * kw * P * Q,
-                lambda i0, i1: _pool.max_pool2d_forward(x3, kh, kw, sh, sw, ph, pw, dil_h, dil_w, i0, i1, y))
+        _planes(
+            N * C,
+            kh * kw * P * Q,
+            lambda i0, i1: _pool.max_pool2d_forward(x3, kh, kw, sh, sw, ph, pw, dil_h, dil_w, i0, i1, y),
+        )
         return y.reshape(N, C, P, Q)
     ind = np.empty((N * C, P, Q), dtype=np.int64)  # (N*C, P, Q), flat indices into each H*W plane
-    _planes(N * C, kh * kw * P * Q, lambda i0, i1: _pool.max_pool2d_indices_forward(
-        x3, kh, kw, sh, sw, ph, pw, dil_h, dil_w, i0, i1, y, ind))
+    _planes(
+        N * C,
+        kh * kw * P * Q,
+        lambda i0, i1: _pool.max_pool2d_indices_forward(x3, kh, kw, sh, sw, ph, pw, dil_h, dil_w, i0, i1, y, ind),
+    )
     return y.reshape(N, C, P, Q), ind.reshape(N, C, P, Q)
 
 
-def max_pool2d_backward(dy: Array, x: Array, kernel_size: Size2, stride: Size2 | None = None, padding: Size2 = 0,
-                        dilation: Size2 = 1, ceil_mode: bool = False, indices: IntArray | None = None) -> Array:
+def max_pool2d_backward(
+    dy: Array,
+    x: Array,
+    kernel_size: Size2,
+    stride: Size2 | None = None,
+    padding: Size2 = 0,
+    dilation: Size2 = 1,
+    ceil_mode: bool = False,
+    indices: IntArray | None = None,
+) -> Array:
     """Gradient of :func:`max_pool2d`: each window's gradient goes to its maximum.
 
     Where a window has several equal maxima, the first in row-major order wins,
@@ -613,7 +675,8 @@ def max_pool2d_backward(dy: Array, x: Array, kernel_size: Size2, stride: Size2 |
              [10.,  0.]]]])
     """
     x, (kh, kw), (sh, sw), (ph, pw), (dil_h, dil_w), (P, Q) = _pool_setup(
-        x, kernel_size, stride, padding, dilation, ceil_mode)
+        x, kernel_size, stride, padding, dilation, ceil_mode
+    )
     dy = _pool_dy(dy, x, P, Q)
     N, C, H, W = x.shape
     if indices is not None:
@@ -624,8 +687,11 @@ def max_pool2d_backward(dy: Array, x: Array, kernel_size: Size2, stride: Size2 |
         return dx.reshape(N, C, H, W)
     dx = np.empty((N * C, H, W), dtype=x.dtype)  # (N*C, H, W), every plane overwritten
     x3, dy3 = x.reshape(N * C, H, W), dy.reshape(N * C, P, Q)
-    _planes(N * C, kh * kw * P * Q + H * W, lambda i0, i1: _pool.max_pool2d_backward(
-        x3, dy3, kh, kw, sh, sw, ph, pw, dil_h, dil_w, i0, i1, dx))
+    _planes(
+        N * C,
+        kh * kw * P * Q + H * W,
+        lambda i0, i1: _pool.max_pool2d_backward(x3, dy3, kh, kw, sh, sw, ph, pw, dil_h, dil_w, i0, i1, dx),
+    )
     return dx.reshape(N, C, H, W)
 
 
@@ -633,12 +699,20 @@ def _avg_args(count_include_pad, divisor_override):
     include_pad = V.boolean(count_include_pad, "count_include_pad")
     if divisor_override is None:
         return include_pad, 0
-    return include_pad, V.int_in_range(divisor_override, "divisor_override", 1,
-                                       fix="pass None to divide by the window size")
+    return include_pad, V.int_in_range(
+        divisor_override, "divisor_override", 1, fix="pass None to divide by the window size"
+    )
 
 
-def avg_pool2d(x: Array, kernel_size: Size2, stride: Size2 | None = None, padding: Size2 = 0,
-               ceil_mode: bool = False, count_include_pad: bool = True, divisor_override: int | None = None) -> Array:
+def avg_pool2d(
+    x: Array,
+    kernel_size: Size2,
+    stride: Size2 | None = None,
+    padding: Size2 = 0,
+    ceil_mode: bool = False,
+    count_include_pad: bool = True,
+    divisor_override: int | None = None,
+) -> Array:
     """2-D average pooling, as :func:`torch.nn.functional.avg_pool2d`.
 
     Parameters
@@ -684,14 +758,24 @@ def avg_pool2d(x: Array, kernel_size: Size2, stride: Size2 | None = None, paddin
     N, C, H, W = x.shape
     y = np.empty((N * C, P, Q), dtype=x.dtype)  # (N*C, P, Q)
     x3 = x.reshape(N * C, H, W)
-    _planes(N * C, kh * kw * P * Q, lambda i0, i1: _pool.avg_pool2d_forward(
-        x3, kh, kw, sh, sw, ph, pw, include_pad, divisor, i0, i1, y))
+    _planes(
+        N * C,
+        kh * kw * P * Q,
+        lambda i0, i1: _pool.avg_pool2d_forward(x3, kh, kw, sh, sw, ph, pw, include_pad, divisor, i0, i1, y),
+    )
     return y.reshape(N, C, P, Q)
 
 
-def avg_pool2d_backward(dy: Array, x: Array, kernel_size: Size2, stride: Size2 | None = None, padding: Size2 = 0,
-                        ceil_mode: bool = False, count_include_pad: bool = True,
-                        divisor_override: int | None = None) -> Array:
+def avg_pool2d_backward(
+    dy: Array,
+    x: Array,
+    kernel_size: Size2,
+    stride: Size2 | None = None,
+    padding: Size2 = 0,
+    ceil_mode: bool = False,
+    count_include_pad: bool = True,
+    divisor_override: int | None = None,
+) -> Array:
     """Gradient of :func:`avg_pool2d`: each window spreads its gradient over its cells, divided as in the forward pass.
 
     Parameters
@@ -724,8 +808,11 @@ def avg_pool2d_backward(dy: Array, x: Array, kernel_size: Size2, stride: Size2 |
     N, C, H, W = x.shape
     dx = np.empty((N * C, H, W), dtype=x.dtype)  # (N*C, H, W), every plane overwritten
     dy3 = dy.reshape(N * C, P, Q)
-    _planes(N * C, kh * kw * P * Q + H * W, lambda i0, i1: _pool.avg_pool2d_backward(
-        dy3, kh, kw, sh, sw, ph, pw, include_pad, divisor, i0, i1, dx))
+    _planes(
+        N * C,
+        kh * kw * P * Q + H * W,
+        lambda i0, i1: _pool.avg_pool2d_backward(dy3, kh, kw, sh, sw, ph, pw, include_pad, divisor, i0, i1, dx),
+    )
     return dx.reshape(N, C, H, W)
 
 
@@ -1007,8 +1094,7 @@ def _channel_vector(v, name, C, dtype):
     if v.shape[0] != C:
         raise ValueError(f"{name}: expected shape ({C},) for x with {C} channels, got {V.shape_str(v.shape)}")
     if v.dtype != dtype:
-        raise TypeError(f"{name} has dtype {v.dtype} but x has dtype {dtype}; convert with "
-                        f"{name}.astype(x.dtype)")
+        raise TypeError(f"{name} has dtype {v.dtype} but x has dtype {dtype}; convert with {name}.astype(x.dtype)")
     return v
 
 
@@ -1018,8 +1104,7 @@ def _bn_setup(x, running_mean, running_var, weight, bias, training, eps):
         raise ValueError(f"x must be at least 2-D (N, C, ...), got {x.ndim}-D array of shape {V.shape_str(x.shape)}")
     if not isinstance(training, (bool, np.bool_)):
         raise TypeError(f"training must be True or False, got {training!r}")
-    if isinstance(eps, (bool, np.bool_)) or not isinstance(eps, (int, float, np.floating, np.integer)) \
-            or not eps >= 0:
+    if isinstance(eps, (bool, np.bool_)) or not isinstance(eps, (int, float, np.floating, np.integer)) or not eps >= 0:
         raise ValueError(f"eps must be a non-negative number, got {eps!r}")
     N, C = x.shape[:2]
     if (running_mean is None) != (running_var is None):
@@ -1031,12 +1116,15 @@ def _bn_setup(x, running_mean, running_var, weight, bias, training, eps):
     x3 = x.reshape(N, C, -1)  # (N, C, L)
     M = N * x3.shape[2]
     if training and M < 2:
-        raise ValueError(f"x: batch statistics need more than 1 value per channel in training, got shape "
-                         f"{V.shape_str(x.shape)}; use a larger batch or training=False")
+        raise ValueError(
+            f"x: batch statistics need more than 1 value per channel in training, got shape "
+            f"{V.shape_str(x.shape)}; use a larger batch or training=False"
+        )
     if not training:
         if running_mean is None:
-            raise ValueError("running_mean and running_var are needed when training=False "
-                             "(evaluation normalises with them)")
+            raise ValueError(
+                "running_mean and running_var are needed when training=False (evaluation normalises with them)"
+            )
         if (running_var < 0).any():
             raise ValueError("running_var must be non-negative")
     return x, x3, running_mean, running_var, weight, bias, M
@@ -1047,21 +1135,49 @@ def _bn_channels(C, work, kernel):
 
 
 @overload
-def batch_norm(x: Array, running_mean: Array | None = None, running_var: Array | None = None,
-               weight: Array | None = None, bias: Array | None = None, training: Literal[False] = False,
-               momentum: float = 0.1, eps: float = 1e-5) -> Array: ...
+def batch_norm(
+    x: Array,
+    running_mean: Array | None = None,
+    running_var: Array | None = None,
+    weight: Array | None = None,
+    bias: Array | None = None,
+    training: Literal[False] = False,
+    momentum: float = 0.1,
+    eps: float = 1e-5,
+) -> Array: ...
 @overload
-def batch_norm(x: Array, running_mean: Array | None = None, running_var: Array | None = None,
-               weight: Array | None = None, bias: Array | None = None, *, training: Literal[True],
-               momentum: float = 0.1, eps: float = 1e-5) -> tuple[Array, Array | None, Array | None]: ...
+def batch_norm(
+    x: Array,
+    running_mean: Array | None = None,
+    running_var: Array | None = None,
+    weight: Array | None = None,
+    bias: Array | None = None,
+    *,
+    training: Literal[True],
+    momentum: float = 0.1,
+    eps: float = 1e-5,
+) -> tuple[Array, Array | None, Array | None]: ...
 @overload
-def batch_norm(x: Array, running_mean: Array | None = None, running_var: Array | None = None,
-               weight: Array | None = None, bias: Array | None = None, training: bool = False,
-               momentum: float = 0.1, eps: float = 1e-5) -> Array | tuple[Array, Array | None, Array | None]: ...
-def batch_norm(x: Array, running_mean: Array | None = None, running_var: Array | None = None,
-               weight: Array | None = None, bias: Array | None = None, training: bool = False,
-               momentum: float = 0.1, eps: float = 1e-5
-               ) -> Array | tuple[Array, Array | None, Array | None]:
+def batch_norm(
+    x: Array,
+    running_mean: Array | None = None,
+    running_var: Array | None = None,
+    weight: Array | None = None,
+    bias: Array | None = None,
+    training: bool = False,
+    momentum: float = 0.1,
+    eps: float = 1e-5,
+) -> Array | tuple[Array, Array | None, Array | None]: ...
+def batch_norm(
+    x: Array,
+    running_mean: Array | None = None,
+    running_var: Array | None = None,
+    weight: Array | None = None,
+    bias: Array | None = None,
+    training: bool = False,
+    momentum: float = 0.1,
+    eps: float = 1e-5,
+) -> Array | tuple[Array, Array | None, Array | None]:
     """Batch normalization (Ioffe and Szegedy, 2015), as :func:`torch.nn.functional.batch_norm`.
 
     Each channel c is normalised, ``xhat = (x - mean_c) / sqrt(var_c + eps)``, then
@@ -1113,8 +1229,11 @@ def batch_norm(x: Array, running_mean: Array | None = None, running_var: Array |
     array([0., 1.])
     """
     x, x3, rm, rv, weight, bias, M = _bn_setup(x, running_mean, running_var, weight, bias, training, eps)
-    if isinstance(momentum, (bool, np.bool_)) or not isinstance(momentum, (int, float, np.floating, np.integer)) \
-            or not 0 <= momentum <= 1:
+    if (
+        isinstance(momentum, (bool, np.bool_))
+        or not isinstance(momentum, (int, float, np.floating, np.integer))
+        or not 0 <= momentum <= 1
+    ):
         raise ValueError(f"momentum must be a number in [0, 1], got {momentum!r}")
     N, C, L = x3.shape
     if training:
@@ -1130,8 +1249,9 @@ def batch_norm(x: Array, running_mean: Array | None = None, running_var: Array |
     a = invstd if weight is None else weight * invstd  # (C,) float64
     b = -mean * a if bias is None else bias - mean * a
     y = np.empty_like(x)
-    _bn_channels(C, N * L, lambda c0, c1: _norm.scale_shift(x3, a.astype(x.dtype), b.astype(x.dtype), c0, c1,
-                                                             y.reshape(N, C, L)))
+    _bn_channels(
+        C, N * L, lambda c0, c1: _norm.scale_shift(x3, a.astype(x.dtype), b.astype(x.dtype), c0, c1, y.reshape(N, C, L))
+    )
     if not training:
         return y
     if rm is None:
@@ -1141,9 +1261,15 @@ def batch_norm(x: Array, running_mean: Array | None = None, running_var: Array |
     return y, new_rm, new_rv
 
 
-def batch_norm_backward(dy: Array, x: Array, running_mean: Array | None = None, running_var: Array | None = None,
-                        weight: Array | None = None, training: bool = False,
-                        eps: float = 1e-5) -> tuple[Array, Array, Array]:
+def batch_norm_backward(
+    dy: Array,
+    x: Array,
+    running_mean: Array | None = None,
+    running_var: Array | None = None,
+    weight: Array | None = None,
+    training: bool = False,
+    eps: float = 1e-5,
+) -> tuple[Array, Array, Array]:
     """Gradients of :func:`batch_norm`: ``(dx, dweight, dbias)``.
 
     In training the batch statistics depend on ``x`` too, which gives
@@ -1206,8 +1332,13 @@ def batch_norm_backward(dy: Array, x: Array, running_mean: Array | None = None, 
         const = np.zeros(C)
     dx = np.empty_like(x)
     dt = x.dtype
-    _bn_channels(C, N * L, lambda c0, c1: _norm.scale_shift2(dy3, x3, a.astype(dt), k.astype(dt), const.astype(dt),
-                                                              c0, c1, dx.reshape(N, C, L)))
+    _bn_channels(
+        C,
+        N * L,
+        lambda c0, c1: _norm.scale_shift2(
+            dy3, x3, a.astype(dt), k.astype(dt), const.astype(dt), c0, c1, dx.reshape(N, C, L)
+        ),
+    )
     return dx, dweight.astype(dt), sdy.astype(dt)
 
 
@@ -1217,8 +1348,7 @@ def batch_norm_backward(dy: Array, x: Array, running_mean: Array | None = None, 
 
 
 def _dropout_p(p):
-    if isinstance(p, (bool, np.bool_)) or not isinstance(p, (int, float, np.floating, np.integer)) \
-            or not 0 <= p <= 1:
+    if isinstance(p, (bool, np.bool_)) or not isinstance(p, (int, float, np.floating, np.integer)) or not 0 <= p <= 1:
         raise ValueError(f"p must be a probability in [0, 1], got {p!r}")
     return float(p)
 
@@ -1232,16 +1362,20 @@ def _rng(rng):
 
 
 @overload
-def dropout(x: Array, p: float = 0.5, training: bool = True, rng: Seed = None,
-            return_mask: Literal[False] = False) -> Array: ...
+def dropout(
+    x: Array, p: float = 0.5, training: bool = True, rng: Seed = None, return_mask: Literal[False] = False
+) -> Array: ...
 @overload
-def dropout(x: Array, p: float = 0.5, training: bool = True, rng: Seed = None, *,
-            return_mask: Literal[True]) -> tuple[Array, NDArray[np.bool_]]: ...
+def dropout(
+    x: Array, p: float = 0.5, training: bool = True, rng: Seed = None, *, return_mask: Literal[True]
+) -> tuple[Array, NDArray[np.bool_]]: ...
 @overload
-def dropout(x: Array, p: float = 0.5, training: bool = True, rng: Seed = None,
-            return_mask: bool = False) -> Array | tuple[Array, NDArray[np.bool_]]: ...
-def dropout(x: Array, p: float = 0.5, training: bool = True, rng: Seed = None,
-            return_mask: bool = False) -> Array | tuple[Array, NDArray[np.bool_]]:
+def dropout(
+    x: Array, p: float = 0.5, training: bool = True, rng: Seed = None, return_mask: bool = False
+) -> Array | tuple[Array, NDArray[np.bool_]]: ...
+def dropout(
+    x: Array, p: float = 0.5, training: bool = True, rng: Seed = None, return_mask: bool = False
+) -> Array | tuple[Array, NDArray[np.bool_]]:
     """Inverted dropout (Srivastava et al., 2014), as :func:`torch.nn.functional.dropout`.
 
     In training each element is zeroed with probability ``p`` and the survivors
@@ -1428,8 +1562,9 @@ def adaptive_avg_pool2d_backward(dy: Array, x: Array, output_size: int | tuple[i
     dy = V.float_array(dy, "dy", 4, "(N, C, P, Q)")
     V.same_dtype(x, "x", dy=dy)
     if dy.shape != (N, C, P, Q):
-        raise ValueError(f"dy: expected the forward output's shape {V.shape_str((N, C, P, Q))}, "
-                         f"got {V.shape_str(dy.shape)}")
+        raise ValueError(
+            f"dy: expected the forward output's shape {V.shape_str((N, C, P, Q))}, got {V.shape_str(dy.shape)}"
+        )
     dx = np.empty((N * C, H, W), dtype=x.dtype)  # (N*C, H, W), every plane overwritten
     dy3 = dy.reshape(N * C, P, Q)
     _planes(N * C, H * W + P * Q, lambda i0, i1: _norm.adaptive_avg_pool2d_backward(dy3, i0, i1, dx))

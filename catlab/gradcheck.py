@@ -43,8 +43,9 @@ def relative_error(a: ArrayLike, b: ArrayLike) -> float:
     return float(np.linalg.norm(a - b) / denom)
 
 
-def numerical_gradient(f: Callable[[NDArray[np.float64]], float], x: ArrayLike, eps: float = 1e-6
-                       ) -> NDArray[np.float64]:
+def numerical_gradient(
+    f: Callable[[NDArray[np.float64]], float], x: ArrayLike, eps: float = 1e-6
+) -> NDArray[np.float64]:
     """Centred-difference gradient of a scalar function ``f`` at ``x``.
 
     Parameters
@@ -86,8 +87,14 @@ def _as_tuple(grads):
     return grads if isinstance(grads, tuple) else (grads,)
 
 
-def gradcheck(forward: Callable[..., Any], backward: Callable[..., Any], inputs: Sequence[ArrayLike],
-              names: Sequence[str] | None = None, eps: float = 1e-6, rng: Seed = 0) -> dict[str, float]:
+def gradcheck(
+    forward: Callable[..., Any],
+    backward: Callable[..., Any],
+    inputs: Sequence[ArrayLike],
+    names: Sequence[str] | None = None,
+    eps: float = 1e-6,
+    rng: Seed = 0,
+) -> dict[str, float]:
     """Compare an op's backward pass with centred differences of its forward pass.
 
     Parameters

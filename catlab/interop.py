@@ -164,8 +164,16 @@ def to_torch(model: nn.Module) -> torch.nn.Module:
             return tnn.Sequential(*[convert(layer, f"{where}[{i}]") for i, layer in enumerate(m.layers)])
         if isinstance(m, (nn.Conv1d, nn.Conv2d)):
             cls = tnn.Conv1d if isinstance(m, nn.Conv1d) else tnn.Conv2d
-            return cls(m.in_channels, m.out_channels, m.kernel_size, stride=m.stride, padding=m.padding,
-                       dilation=m.dilation, groups=m.groups, bias=m.bias is not None)
+            return cls(
+                m.in_channels,
+                m.out_channels,
+                m.kernel_size,
+                stride=m.stride,
+                padding=m.padding,
+                dilation=m.dilation,
+                groups=m.groups,
+                bias=m.bias is not None,
+            )
         if isinstance(m, nn.Linear):
             return tnn.Linear(m.in_features, m.out_features, bias=m.bias is not None)
         if isinstance(m, nn.ReLU):
@@ -173,13 +181,19 @@ def to_torch(model: nn.Module) -> torch.nn.Module:
         if isinstance(m, nn.MaxPool2d):
             return tnn.MaxPool2d(m.kernel_size, m.stride, m.padding, m.dilation, ceil_mode=m.ceil_mode)
         if isinstance(m, nn.AvgPool2d):
-            return tnn.AvgPool2d(m.kernel_size, m.stride, m.padding, m.ceil_mode, m.count_include_pad,
-                                 m.divisor_override)
+            return tnn.AvgPool2d(
+                m.kernel_size, m.stride, m.padding, m.ceil_mode, m.count_include_pad, m.divisor_override
+            )
         if isinstance(m, nn.Flatten):
             return tnn.Flatten(m.start_dim, m.end_dim)
         if isinstance(m, nn.BatchNorm2d):
-            return tnn.BatchNorm2d(m.num_features, eps=m.eps, momentum=m.momentum, affine=m.affine,
-                                   track_running_stats=m.track_running_stats)
+            return tnn.BatchNorm2d(
+                m.num_features,
+                eps=m.eps,
+                momentum=m.momentum,
+                affine=m.affine,
+                track_running_stats=m.track_running_stats,
+            )
         if isinstance(m, nn.Dropout):
             return tnn.Dropout(m.p)
         if isinstance(m, nn.AdaptiveAvgPool2d):
@@ -193,7 +207,8 @@ def to_torch(model: nn.Module) -> torch.nn.Module:
         raise TypeError(f"model must be a catlab.nn.Module, got {type(model).__name__}")
     tmodel = convert(model, "")
     floats = [p.data for p in model.parameters()] + [
-        b.data for _, b in model.named_buffers() if np.issubdtype(b.data.dtype, np.floating)]
+        b.data for _, b in model.named_buffers() if np.issubdtype(b.data.dtype, np.floating)
+    ]
     if floats and floats[0].dtype == np.float64:
         tmodel = tmodel.double()
     tmodel.load_state_dict(to_torch_state_dict(model))

@@ -220,8 +220,10 @@ class Module:
                 )
             kind = np.floating if np.issubdtype(p.data.dtype, np.floating) else np.integer
             if not np.issubdtype(arr.dtype, kind):
-                raise TypeError(f"state_dict[{k!r}] must hold {'floats' if kind is np.floating else 'integers'}, "
-                                f"got dtype {arr.dtype}")
+                raise TypeError(
+                    f"state_dict[{k!r}] must hold {'floats' if kind is np.floating else 'integers'}, "
+                    f"got dtype {arr.dtype}"
+                )
             new[k] = arr
         for k, arr in new.items():
             own[k].data = np.array(arr, dtype=own[k].data.dtype, copy=True, order="C")
@@ -245,9 +247,20 @@ class Module:
 class _ConvNd(Module):
     _nd = 2
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: Size2 | Size, stride: Size2 | Size = 1,
-                 padding: Padding2 | Padding1 = 0, dilation: Size2 | Size = 1, groups: int = 1, bias: bool = True, *,
-                 dtype: DTypeLike = np.float32, rng: Seed = None) -> None:
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: Size2 | Size,
+        stride: Size2 | Size = 1,
+        padding: Padding2 | Padding1 = 0,
+        dilation: Size2 | Size = 1,
+        groups: int = 1,
+        bias: bool = True,
+        *,
+        dtype: DTypeLike = np.float32,
+        rng: Seed = None,
+    ) -> None:
         nd = self._nd
         self.in_channels = V.positive_int(in_channels, "in_channels")
         self.out_channels = V.positive_int(out_channels, "out_channels")
@@ -286,8 +299,10 @@ class _ConvNd(Module):
         return dx
 
     def __repr__(self) -> str:
-        return (f"{type(self).__name__}({self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
-                f"stride={self.stride}, padding={self.padding})")
+        return (
+            f"{type(self).__name__}({self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
+            f"stride={self.stride}, padding={self.padding})"
+        )
 
 
 class Conv2d(_ConvNd):
@@ -420,10 +435,18 @@ class MaxPool2d(Module):
     searching the windows again; in evaluation mode nothing is stored.
     """
 
-    def __init__(self, kernel_size: Size2, stride: Size2 | None = None, padding: Size2 = 0, dilation: Size2 = 1,
-                 return_indices: bool = False, ceil_mode: bool = False) -> None:
-        (self.kernel_size, self.stride, self.padding, self.dilation,
-         self.ceil_mode) = F._pool_params(kernel_size, stride, padding, dilation, ceil_mode)
+    def __init__(
+        self,
+        kernel_size: Size2,
+        stride: Size2 | None = None,
+        padding: Size2 = 0,
+        dilation: Size2 = 1,
+        return_indices: bool = False,
+        ceil_mode: bool = False,
+    ) -> None:
+        (self.kernel_size, self.stride, self.padding, self.dilation, self.ceil_mode) = F._pool_params(
+            kernel_size, stride, padding, dilation, ceil_mode
+        )
         self.return_indices = V.boolean(return_indices, "return_indices")
 
     def _args(self):
@@ -442,8 +465,10 @@ class MaxPool2d(Module):
         return F.max_pool2d_backward(dy, x, self.kernel_size, **self._args(), indices=self._cache["indices"])
 
     def __repr__(self) -> str:
-        return (f"MaxPool2d(kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}, "
-                f"dilation={self.dilation}, ceil_mode={self.ceil_mode})")
+        return (
+            f"MaxPool2d(kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}, "
+            f"dilation={self.dilation}, ceil_mode={self.ceil_mode})"
+        )
 
 
 class AvgPool2d(Module):
@@ -472,16 +497,29 @@ class AvgPool2d(Module):
     [[[[1.0, 1.0], [1.0, 1.0]]]]
     """
 
-    def __init__(self, kernel_size: Size2, stride: Size2 | None = None, padding: Size2 = 0, ceil_mode: bool = False,
-                 count_include_pad: bool = True, divisor_override: int | None = None) -> None:
+    def __init__(
+        self,
+        kernel_size: Size2,
+        stride: Size2 | None = None,
+        padding: Size2 = 0,
+        ceil_mode: bool = False,
+        count_include_pad: bool = True,
+        divisor_override: int | None = None,
+    ) -> None:
         self.kernel_size, self.stride, self.padding, _, self.ceil_mode = F._pool_params(
-            kernel_size, stride, padding, 1, ceil_mode)
+            kernel_size, stride, padding, 1, ceil_mode
+        )
         self.count_include_pad, divisor = F._avg_args(count_include_pad, divisor_override)
         self.divisor_override = divisor or None
 
     def _args(self):
-        return dict(stride=self.stride, padding=self.padding, ceil_mode=self.ceil_mode,
-                    count_include_pad=self.count_include_pad, divisor_override=self.divisor_override)
+        return dict(
+            stride=self.stride,
+            padding=self.padding,
+            ceil_mode=self.ceil_mode,
+            count_include_pad=self.count_include_pad,
+            divisor_override=self.divisor_override,
+        )
 
     def forward(self, x: Array) -> Array:
         self._keep(x=x)
@@ -491,8 +529,10 @@ class AvgPool2d(Module):
         return F.avg_pool2d_backward(dy, self._cached("x"), self.kernel_size, **self._args())
 
     def __repr__(self) -> str:
-        return (f"AvgPool2d(kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}, "
-                f"ceil_mode={self.ceil_mode}, count_include_pad={self.count_include_pad})")
+        return (
+            f"AvgPool2d(kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}, "
+            f"ceil_mode={self.ceil_mode}, count_include_pad={self.count_include_pad})"
+        )
 
 
 class Linear(Module):
@@ -524,8 +564,9 @@ class Linear(Module):
     (8, 120)
     """
 
-    def __init__(self, in_features: int, out_features: int, bias: bool = True, *, dtype: DTypeLike = np.float32,
-                 rng: Seed = None) -> None:
+    def __init__(
+        self, in_features: int, out_features: int, bias: bool = True, *, dtype: DTypeLike = np.float32, rng: Seed = None
+    ) -> None:
         self.in_features = V.positive_int(in_features, "in_features")
         self.out_features = V.positive_int(out_features, "out_features")
         bias = V.boolean(bias, "bias")
@@ -577,23 +618,29 @@ class Flatten(Module):
         nd = x.ndim
         for name, d in (("start_dim", self.start_dim), ("end_dim", self.end_dim)):
             if not -nd <= d < nd:
-                raise ValueError(f"{name} must lie in [{-nd}, {nd}) for a {nd}-D input of shape "
-                                 f"{V.shape_str(x.shape)}, got {d}; Flatten needs an input with that axis")
+                raise ValueError(
+                    f"{name} must lie in [{-nd}, {nd}) for a {nd}-D input of shape "
+                    f"{V.shape_str(x.shape)}, got {d}; Flatten needs an input with that axis"
+                )
         s = self.start_dim % nd
         e = self.end_dim % nd
         if s > e:
-            raise ValueError(f"start_dim must not come after end_dim, got start_dim={self.start_dim} and "
-                             f"end_dim={self.end_dim} for a {nd}-D input")
+            raise ValueError(
+                f"start_dim must not come after end_dim, got start_dim={self.start_dim} and "
+                f"end_dim={self.end_dim} for a {nd}-D input"
+            )
         self._shape = x.shape
-        return x.reshape(x.shape[:s] + (math.prod(x.shape[s:e + 1]),) + x.shape[e + 1:])
+        return x.reshape(x.shape[:s] + (math.prod(x.shape[s : e + 1]),) + x.shape[e + 1 :])
 
     def backward(self, dy: Array) -> Array:
         if self._shape is None:
             raise RuntimeError("Flatten.backward called before forward; call forward(x) first")
         dy = np.asarray(dy)
         if dy.size != math.prod(self._shape):
-            raise ValueError(f"dy must have as many elements as the forward output ({math.prod(self._shape)}, "
-                             f"from the input of shape {V.shape_str(self._shape)}), got shape {V.shape_str(dy.shape)}")
+            raise ValueError(
+                f"dy must have as many elements as the forward output ({math.prod(self._shape)}, "
+                f"from the input of shape {V.shape_str(self._shape)}), got shape {V.shape_str(dy.shape)}"
+            )
         return dy.reshape(self._shape)
 
     def __repr__(self) -> str:
@@ -697,8 +744,11 @@ class Buffer:
 
 def _number(value, name, lo, hi=None):
     """A float in [lo, hi] (hi None: no upper bound), else a ValueError naming the argument."""
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)) \
-            or not (value >= lo and (hi is None or value <= hi)):
+    if (
+        isinstance(value, (bool, np.bool_))
+        or not isinstance(value, (int, float, np.integer, np.floating))
+        or not (value >= lo and (hi is None or value <= hi))
+    ):
         want = f"in [{lo}, {hi}]" if hi is not None else f">= {lo}"
         raise ValueError(f"{name} must be a number {want}, got {value!r}")
     return float(value)
@@ -753,8 +803,16 @@ class BatchNorm2d(Module):
     (8, 3, 4, 4)
     """
 
-    def __init__(self, num_features: int, eps: float = 1e-5, momentum: float | None = 0.1, affine: bool = True,
-                 track_running_stats: bool = True, *, dtype: DTypeLike = np.float32) -> None:
+    def __init__(
+        self,
+        num_features: int,
+        eps: float = 1e-5,
+        momentum: float | None = 0.1,
+        affine: bool = True,
+        track_running_stats: bool = True,
+        *,
+        dtype: DTypeLike = np.float32,
+    ) -> None:
         self.num_features = V.positive_int(num_features, "num_features")
         self.eps = _number(eps, "eps", 0)
         self.momentum = None if momentum is None else _number(momentum, "momentum", 0, 1)
@@ -774,8 +832,10 @@ class BatchNorm2d(Module):
     def _check(self, x):
         x = np.asarray(x)
         if x.ndim != 4 or x.shape[1] != self.num_features:
-            raise ValueError(f"x: expected shape (N, {self.num_features}, H, W) for {self!r}, got "
-                             f"{x.ndim}-D array of shape {V.shape_str(x.shape)}")
+            raise ValueError(
+                f"x: expected shape (N, {self.num_features}, H, W) for {self!r}, got "
+                f"{x.ndim}-D array of shape {V.shape_str(x.shape)}"
+            )
 
     def forward(self, x: Array) -> Array:
         self._check(x)
@@ -803,16 +863,17 @@ class BatchNorm2d(Module):
         if self._cache["use_batch"]:
             dx, dw, db = F.batch_norm_backward(dy, x, None, None, w, True, self.eps)
         else:  # training mode cannot get here (it always uses batch statistics); kept for completeness
-            dx, dw, db = F.batch_norm_backward(dy, x, self.running_mean.data, self.running_var.data, w, False,
-                                               self.eps)
+            dx, dw, db = F.batch_norm_backward(dy, x, self.running_mean.data, self.running_var.data, w, False, self.eps)
         if self.weight is not None:
             self.weight.grad = dw
             self.bias.grad = db
         return dx
 
     def __repr__(self) -> str:
-        return (f"BatchNorm2d({self.num_features}, eps={self.eps:g}, momentum={self.momentum}, "
-                f"affine={self.affine}, track_running_stats={self.track_running_stats})")
+        return (
+            f"BatchNorm2d({self.num_features}, eps={self.eps:g}, momentum={self.momentum}, "
+            f"affine={self.affine}, track_running_stats={self.track_running_stats})"
+        )
 
 
 class Dropout(Module):
@@ -954,7 +1015,8 @@ class Residual(Module):
             raise ValueError(
                 f"Residual: body output has shape {V.shape_str(yb.shape)} but the shortcut gives "
                 f"{V.shape_str(ys.shape)}; give a shortcut that matches, e.g. a 1x1 Conv2d with the body's "
-                "stride and output channels")
+                "stride and output channels"
+            )
         return yb + ys
 
     def backward(self, dy: Array) -> Array:

@@ -20,8 +20,7 @@ from .nn import Module, Parameter
 __all__ = ["Optimizer", "SGD", "Adam"]
 
 
-def _number(value, name: str, low: float = 0.0, *, low_inclusive: bool = True,
-            high: float | None = None) -> float:
+def _number(value, name: str, low: float = 0.0, *, low_inclusive: bool = True, high: float | None = None) -> float:
     """Return ``value`` as a float, raising unless ``low <= value`` (or ``<``) and ``value < high``."""
     return V.real_number(value, name, low, high, low_inclusive=low_inclusive, high_inclusive=False)
 
@@ -115,8 +114,15 @@ class SGD(Optimizer):
     array([1.])
     """
 
-    def __init__(self, params: Iterable[Parameter], lr: float = 1e-3, momentum: float = 0.0, dampening: float = 0.0,
-                 weight_decay: float = 0.0, nesterov: bool = False) -> None:
+    def __init__(
+        self,
+        params: Iterable[Parameter],
+        lr: float = 1e-3,
+        momentum: float = 0.0,
+        dampening: float = 0.0,
+        weight_decay: float = 0.0,
+        nesterov: bool = False,
+    ) -> None:
         self.lr = _number(lr, "lr", 0.0, low_inclusive=False)
         self.momentum = _number(momentum, "momentum")
         self.dampening = _number(dampening, "dampening")
@@ -149,8 +155,10 @@ class SGD(Optimizer):
         self.steps += 1
 
     def __repr__(self) -> str:
-        return (f"SGD(lr={self.lr}, momentum={self.momentum}, dampening={self.dampening}, "
-                f"weight_decay={self.weight_decay}, nesterov={self.nesterov})")
+        return (
+            f"SGD(lr={self.lr}, momentum={self.momentum}, dampening={self.dampening}, "
+            f"weight_decay={self.weight_decay}, nesterov={self.nesterov})"
+        )
 
 
 class Adam(Optimizer):
@@ -195,8 +203,15 @@ class Adam(Optimizer):
     array([0.9, 1.1])
     """
 
-    def __init__(self, params: Iterable[Parameter], lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
-                 eps: float = 1e-8, weight_decay: float = 0.0, amsgrad: bool = False) -> None:
+    def __init__(
+        self,
+        params: Iterable[Parameter],
+        lr: float = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 0.0,
+        amsgrad: bool = False,
+    ) -> None:
         self.lr = _number(lr, "lr", 0.0, low_inclusive=False)
         if not isinstance(betas, (tuple, list)) or len(betas) != 2:
             raise ValueError(f"betas must be a pair (beta1, beta2), got {betas!r}")
@@ -236,5 +251,7 @@ class Adam(Optimizer):
         self.steps += 1
 
     def __repr__(self) -> str:
-        return (f"Adam(lr={self.lr}, betas={self.betas}, eps={self.eps}, weight_decay={self.weight_decay}, "
-                f"amsgrad={self.amsgrad})")
+        return (
+            f"Adam(lr={self.lr}, betas={self.betas}, eps={self.eps}, weight_decay={self.weight_decay}, "
+            f"amsgrad={self.amsgrad})"
+        )

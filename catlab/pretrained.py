@@ -35,8 +35,20 @@ from . import checkpoint, nn, optim, train
 from ._io import atomic_write
 from ._typing import Array, NDArray, PathLike, Seed
 
-__all__ = ["PHOTOS", "PATCH", "TRAIN_FRACTION", "photos", "colour_patches", "centre_colours",
-           "colour_net_architecture", "colour_net", "recorded_accuracy", "retrain", "WEIGHTS", "main"]
+__all__ = [
+    "PHOTOS",
+    "PATCH",
+    "TRAIN_FRACTION",
+    "photos",
+    "colour_patches",
+    "centre_colours",
+    "colour_net_architecture",
+    "colour_net",
+    "recorded_accuracy",
+    "retrain",
+    "WEIGHTS",
+    "main",
+]
 
 #: The ten photos, in label order: (name, where it comes from, integer downsampling factor).
 #: The factors bring every photo to a similar scale (100-185 pixels on the short side), so
@@ -60,8 +72,9 @@ TRAIN_FRACTION = 2 / 3  #: training patches come from the left 2/3 of each photo
 WEIGHTS = Path(__file__).with_name("data") / "colour_net.npz"
 
 # Training recipe used by :func:`retrain` (and so by ``main``) for the shipped weights.
-_RECIPE: dict[str, Any] = dict(n_train=800, n_test=300, epochs=12, batch_size=64, lr=2e-3, seed=0, init_scale=0.1,
-                               weight_decay=1e-4)
+_RECIPE: dict[str, Any] = dict(
+    n_train=800, n_test=300, epochs=12, batch_size=64, lr=2e-3, seed=0, init_scale=0.1, weight_decay=1e-4
+)
 
 
 def _load_photo(source: str) -> np.ndarray:
@@ -109,8 +122,9 @@ def _count(value, name, minimum=1):
     return int(value)
 
 
-def colour_patches(n_train: int = 800, n_test: int = 300, seed: int = 0
-                   ) -> tuple[tuple[Array, NDArray[np.int64]], tuple[Array, NDArray[np.int64]]]:
+def colour_patches(
+    n_train: int = 800, n_test: int = 300, seed: int = 0
+) -> tuple[tuple[Array, NDArray[np.int64]], tuple[Array, NDArray[np.int64]]]:
     """Random 32x32 patches of the ten photos, labelled by photo; train and test from disjoint parts.
 
     Each photo (see :func:`photos`) is split at 2/3 of its width: training
@@ -147,8 +161,10 @@ def colour_patches(n_train: int = 800, n_test: int = 300, seed: int = 0
     seed = _count(seed, "seed", minimum=0)
     imgs = photos()
     out = []
-    for part, n, rng in (("train", n_train, np.random.default_rng(seed)),
-                         ("test", n_test, np.random.default_rng(seed + 1))):
+    for part, n, rng in (
+        ("train", n_train, np.random.default_rng(seed)),
+        ("test", n_test, np.random.default_rng(seed + 1)),
+    ):
         xs, ys = [], []
         for label, img in enumerate(imgs):
             H, W, _ = img.shape
@@ -157,7 +173,7 @@ def colour_patches(n_train: int = 800, n_test: int = 300, seed: int = 0
             rows = rng.integers(0, H - PATCH + 1, size=n)
             cols = rng.integers(lo, hi + 1, size=n)
             chw = img.transpose(2, 0, 1)  # (3, H, W)
-            xs.append(np.stack([chw[:, r:r + PATCH, c:c + PATCH] for r, c in zip(rows, cols)]))
+            xs.append(np.stack([chw[:, r : r + PATCH, c : c + PATCH] for r, c in zip(rows, cols)]))
             ys.append(np.full(n, label, dtype=np.int64))
         out.append((np.ascontiguousarray(np.concatenate(xs)), np.concatenate(ys)))
     return out[0], out[1]
@@ -197,8 +213,7 @@ def centre_colours(x: Array) -> Array:
            [[ 0.,  0.]]], dtype=float32)
     """
     if not isinstance(x, np.ndarray) or x.dtype not in (np.float32, np.float64):
-        raise TypeError(f"x must be a float32 or float64 NumPy array, got "
-                        f"{getattr(x, 'dtype', type(x).__name__)}")
+        raise TypeError(f"x must be a float32 or float64 NumPy array, got {getattr(x, 'dtype', type(x).__name__)}")
     if x.ndim not in (3, 4):
         raise ValueError(f"x must be (N, C, H, W) or (C, H, W), got shape {x.shape}")
     return x - x.mean(axis=(-2, -1), keepdims=True)
@@ -242,9 +257,15 @@ def colour_net_architecture(rng: Seed = 0) -> nn.Sequential:
     else:
         seeds = [rng] * 4
     return nn.Sequential(
-        nn.Conv2d(3, 16, 5, rng=seeds[0]), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Conv2d(16, 32, 5, rng=seeds[1]), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Conv2d(32, 64, 3, rng=seeds[2]), nn.ReLU(), nn.Flatten(),
+        nn.Conv2d(3, 16, 5, rng=seeds[0]),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Conv2d(16, 32, 5, rng=seeds[1]),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Conv2d(32, 64, 3, rng=seeds[2]),
+        nn.ReLU(),
+        nn.Flatten(),
         nn.Linear(576, len(PHOTOS), rng=seeds[3]),
     )
 
@@ -278,8 +299,10 @@ def recorded_accuracy(path: PathLike | None = None) -> dict[str, Any]:
     path = checkpoint._path(WEIGHTS if path is None else path)
     record = _json_path(path)
     if not record.is_file():
-        raise FileNotFoundError(f"path: no accuracy record {record} beside the weights {path}; "
-                                "write both with `python -m catlab.pretrained --out PATH`")
+        raise FileNotFoundError(
+            f"path: no accuracy record {record} beside the weights {path}; "
+            "write both with `python -m catlab.pretrained --out PATH`"
+        )
     try:
         info = json.loads(record.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
@@ -329,10 +352,17 @@ def _flips(x, rng):
     return out
 
 
-def retrain(n_train: int = _RECIPE["n_train"], n_test: int = _RECIPE["n_test"], epochs: int = _RECIPE["epochs"],
-            batch_size: int = _RECIPE["batch_size"], lr: float = _RECIPE["lr"], seed: int = _RECIPE["seed"],
-            init_scale: float = _RECIPE["init_scale"], weight_decay: float = _RECIPE["weight_decay"],
-            progress: bool = False) -> tuple[nn.Sequential, dict[str, Any]]:
+def retrain(
+    n_train: int = _RECIPE["n_train"],
+    n_test: int = _RECIPE["n_test"],
+    epochs: int = _RECIPE["epochs"],
+    batch_size: int = _RECIPE["batch_size"],
+    lr: float = _RECIPE["lr"],
+    seed: int = _RECIPE["seed"],
+    init_scale: float = _RECIPE["init_scale"],
+    weight_decay: float = _RECIPE["weight_decay"],
+    progress: bool = False,
+) -> tuple[nn.Sequential, dict[str, Any]]:
     """Train the colour network from scratch with the shipped recipe; reproducible for a seed.
 
     Adam (with L2 ``weight_decay``) and a learning rate halved every third of
@@ -367,8 +397,16 @@ def retrain(n_train: int = _RECIPE["n_train"], n_test: int = _RECIPE["n_test"], 
         ``seconds`` and ``recipe``.
     """
     epochs = _count(epochs, "epochs")
-    recipe = dict(n_train=n_train, n_test=n_test, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
-                  init_scale=init_scale, weight_decay=weight_decay)
+    recipe = dict(
+        n_train=n_train,
+        n_test=n_test,
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        seed=seed,
+        init_scale=init_scale,
+        weight_decay=weight_decay,
+    )
     (x_train, y_train), (x_test, y_test) = colour_patches(n_train, n_test, seed=seed)
     net = colour_net_architecture(rng=seed)
     net[0].weight.data *= np.float32(init_scale)  # small start: what conv1 shows is what it learned
@@ -378,22 +416,35 @@ def retrain(n_train: int = _RECIPE["n_train"], n_test: int = _RECIPE["n_test"], 
     start = time.perf_counter()
     for epoch in range(epochs):
         opt.lr = lr * 0.5 ** (3 * epoch // epochs)
-        h = train.fit(net, centre_colours(_flips(x_train, rng)), y_train, epochs=1,
-                      batch_size=batch_size, optimizer=opt, seed=seed + epoch, progress=progress)
+        h = train.fit(
+            net,
+            centre_colours(_flips(x_train, rng)),
+            y_train,
+            epochs=1,
+            batch_size=batch_size,
+            optimizer=opt,
+            seed=seed + epoch,
+            progress=progress,
+        )
         losses.append(h["loss"][0])
     seconds = time.perf_counter() - start
     net.eval()
-    info = dict(train_accuracy=train.evaluate(net, centre_colours(x_train), y_train)["accuracy"],
-                test_accuracy=train.evaluate(net, centre_colours(x_test), y_test)["accuracy"],
-                losses=losses, seconds=seconds, recipe=recipe)
+    info = dict(
+        train_accuracy=train.evaluate(net, centre_colours(x_train), y_train)["accuracy"],
+        test_accuracy=train.evaluate(net, centre_colours(x_test), y_test)["accuracy"],
+        losses=losses,
+        seconds=seconds,
+        recipe=recipe,
+    )
     return net, info
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m catlab.pretrained --out PATH``: retrain and write the weights and their record."""
     parser = argparse.ArgumentParser(prog="python -m catlab.pretrained", description=__doc__.splitlines()[0])
-    parser.add_argument("--out", required=True, help="weights file to write (.npz); the record goes "
-                        "beside it with suffix .json")
+    parser.add_argument(
+        "--out", required=True, help="weights file to write (.npz); the record goes beside it with suffix .json"
+    )
     parser.add_argument("--epochs", type=int, default=_RECIPE["epochs"])
     parser.add_argument("--n-train", type=int, default=_RECIPE["n_train"])
     parser.add_argument("--progress", action="store_true")
@@ -405,9 +456,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     checkpoint.save(net, out)
     with atomic_write(_json_path(out)) as f:
         f.write((json.dumps(info, indent=1) + "\n").encode("utf-8"))
-    print(f"wrote {out} ({os.path.getsize(out):,} bytes) and {_json_path(out)}: "
-          f"train accuracy {info['train_accuracy']:.4f}, test accuracy {info['test_accuracy']:.4f}, "
-          f"{info['seconds']:.0f} s")
+    print(
+        f"wrote {out} ({os.path.getsize(out):,} bytes) and {_json_path(out)}: "
+        f"train accuracy {info['train_accuracy']:.4f}, test accuracy {info['test_accuracy']:.4f}, "
+        f"{info['seconds']:.0f} s"
+    )
     return 0
 
 

@@ -33,8 +33,11 @@ def _per_layer(values, name, n, default):
     return [V.positive_int(v, f"{name}[{i}]") for i, v in enumerate(values)]
 
 
-def receptive_fields(kernel_sizes: Sequence[int], strides: int | Sequence[int] | None = None,
-                     dilations: int | Sequence[int] | None = None) -> tuple[list[int], list[int]]:
+def receptive_fields(
+    kernel_sizes: Sequence[int],
+    strides: int | Sequence[int] | None = None,
+    dilations: int | Sequence[int] | None = None,
+) -> tuple[list[int], list[int]]:
     """Receptive field and jump after each layer of a stack.
 
     Parameters
@@ -85,8 +88,11 @@ def receptive_fields(kernel_sizes: Sequence[int], strides: int | Sequence[int] |
     return sizes, jumps
 
 
-def receptive_field(kernel_sizes: Sequence[int], strides: int | Sequence[int] | None = None,
-                    dilations: int | Sequence[int] | None = None) -> int:
+def receptive_field(
+    kernel_sizes: Sequence[int],
+    strides: int | Sequence[int] | None = None,
+    dilations: int | Sequence[int] | None = None,
+) -> int:
     """Receptive field (along one axis) of one output of the last layer of a stack.
 
     Parameters

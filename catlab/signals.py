@@ -235,7 +235,7 @@ def echo_impulse_response(delay: int, decay: float, n_echoes: int = 1) -> Array:
     n_echoes = V.nonnegative_int(n_echoes, "n_echoes")
     decay = V.real_number(decay, "decay", 0, 1)
     h = np.zeros(n_echoes * delay + 1)
-    h[:: delay] = float(decay) ** np.arange(n_echoes + 1)
+    h[::delay] = float(decay) ** np.arange(n_echoes + 1)
     return h
 
 

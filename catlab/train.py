@@ -38,15 +38,18 @@ def _check_images(x, name, model):
     if not isinstance(x, np.ndarray):
         raise TypeError(f"{name} must be a NumPy array of images (N, ...), got {type(x).__name__}")
     if x.ndim < 2:
-        raise ValueError(f"{name} must have a batch axis and at least one more, (N, ...), got shape {V.shape_str(x.shape)}")
+        raise ValueError(
+            f"{name} must have a batch axis and at least one more, (N, ...), got shape {V.shape_str(x.shape)}"
+        )
     if len(x) == 0:
         raise ValueError(f"{name} is empty (shape {V.shape_str(x.shape)}): there is nothing to train or evaluate on")
     x = V.float_array(x, name)
     params = model.parameters()
     if params and x.dtype != params[0].data.dtype:
         want = params[0].data.dtype
-        raise TypeError(f"{name} has dtype {x.dtype} but the model's parameters are {want}; "
-                        f"convert with {name}.astype(np.{want})")
+        raise TypeError(
+            f"{name} has dtype {x.dtype} but the model's parameters are {want}; convert with {name}.astype(np.{want})"
+        )
     V.check_finite(x, name)
     return x
 
@@ -67,7 +70,9 @@ def _check_labels(y, name, n, xname, num_classes):
     if not isinstance(y, np.ndarray):
         raise TypeError(f"{name} must be a NumPy array of integer labels (N,), got {type(y).__name__}")
     if not np.issubdtype(y.dtype, np.integer):
-        raise TypeError(f"{name} must hold integer class labels, got dtype {y.dtype}; convert with {name}.astype(np.int64)")
+        raise TypeError(
+            f"{name} must hold integer class labels, got dtype {y.dtype}; convert with {name}.astype(np.int64)"
+        )
     if y.ndim != 1:
         raise ValueError(f"{name} must be 1-D (N,), got shape {V.shape_str(y.shape)}")
     if len(y) != n:
@@ -75,8 +80,10 @@ def _check_labels(y, name, n, xname, num_classes):
     bad = (y < 0) | (y >= num_classes)
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
-        raise ValueError(f"{name}[{i}] = {int(y[i])} is outside the class range [0, {num_classes}) "
-                         f"of the model's {num_classes} outputs")
+        raise ValueError(
+            f"{name}[{i}] = {int(y[i])} is outside the class range [0, {num_classes}) "
+            f"of the model's {num_classes} outputs"
+        )
     return y
 
 
@@ -86,7 +93,7 @@ def _check_batch_size(batch_size):
 
 def _batches(n, batch_size, order=None):
     for start in range(0, n, batch_size):
-        yield slice(start, start + batch_size) if order is None else order[start:start + batch_size]
+        yield slice(start, start + batch_size) if order is None else order[start : start + batch_size]
 
 
 # ----------------------------------------------------------------------------
@@ -196,8 +203,17 @@ def _progress_bar(enabled, total, epochs):
     return tqdm(total=total, unit="img", desc=f"epoch 1/{epochs}", dynamic_ncols=True)
 
 
-def fit(model: Module, x: Array, y: IntArray, epochs: int, batch_size: int, optimizer: Optimizer, seed: int = 0,
-        validation_data: tuple[Array, IntArray] | None = None, progress: bool = True) -> dict[str, list[float]]:
+def fit(
+    model: Module,
+    x: Array,
+    y: IntArray,
+    epochs: int,
+    batch_size: int,
+    optimizer: Optimizer,
+    seed: int = 0,
+    validation_data: tuple[Array, IntArray] | None = None,
+    progress: bool = True,
+) -> dict[str, list[float]]:
     """Train a classifier with mini-batches and softmax cross-entropy; return the history.
 
     Each epoch shuffles the samples with a generator seeded once by ``seed``,
@@ -263,7 +279,9 @@ def fit(model: Module, x: Array, y: IntArray, epochs: int, batch_size: int, opti
         raise TypeError(f"optimizer must be a catlab.optim optimizer (SGD, Adam), got {type(optimizer).__name__}")
     own = {id(p) for p in model.parameters()}
     if not any(id(p) in own for p in optimizer.params):
-        raise ValueError("optimizer holds none of this model's parameters; build it with optimizer(model.parameters(), ...)")
+        raise ValueError(
+            "optimizer holds none of this model's parameters; build it with optimizer(model.parameters(), ...)"
+        )
     V.int_in_range(seed, "seed", None, None)
     V.boolean(progress, "progress")
     num_classes = _num_classes(model, x, "x")
@@ -273,8 +291,10 @@ def fit(model: Module, x: Array, y: IntArray, epochs: int, batch_size: int, opti
             raise TypeError("validation_data must be a pair (x_val, y_val)")
         xv = _check_images(validation_data[0], "validation_data[0]", model)
         if xv.shape[1:] != x.shape[1:]:
-            raise ValueError(f"validation_data[0] has samples of shape {V.shape_str(xv.shape[1:])} but x has "
-                             f"{V.shape_str(x.shape[1:])}")
+            raise ValueError(
+                f"validation_data[0] has samples of shape {V.shape_str(xv.shape[1:])} but x has "
+                f"{V.shape_str(x.shape[1:])}"
+            )
         yv = _check_labels(validation_data[1], "validation_data[1]", len(xv), "validation_data[0]", num_classes)
 
     # -- the loop --------------------------------------------------------------

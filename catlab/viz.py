@@ -54,8 +54,7 @@ def _grid(n, ncols, size, title):
 
     ncols = max(1, min(ncols, n))
     nrows = math.ceil(n / ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(size * ncols, size * nrows + (0.4 if title else 0)),
-                             squeeze=False)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(size * ncols, size * nrows + (0.4 if title else 0)), squeeze=False)
     for ax in axes.flat:
         ax.set_xticks([])
         ax.set_yticks([])
@@ -111,12 +110,18 @@ def mosaic(maps: ArrayLike, ncols: int = 8, pad: int = 1, normalize: bool = True
     for i in range(C):
         m = _unit(maps[i]) if normalize else maps[i]
         r, c = divmod(i, ncols)
-        out[r * (H + pad):r * (H + pad) + H, c * (W + pad):c * (W + pad) + W] = m
+        out[r * (H + pad) : r * (H + pad) + H, c * (W + pad) : c * (W + pad) + W] = m
     return out
 
 
-def conv_geometry(size: int, kernel_size: int, stride: int = 1, padding: int = 0, dilation: int = 1,
-                  position: tuple[int, int] = (0, 0)) -> Figure:
+def conv_geometry(
+    size: int,
+    kernel_size: int,
+    stride: int = 1,
+    padding: int = 0,
+    dilation: int = 1,
+    position: tuple[int, int] = (0, 0),
+) -> Figure:
     """Draw a filter on a padded input grid and the output cell it produces.
 
     The left panel shows the ``size x size`` input (white), its zero padding
@@ -171,7 +176,7 @@ def conv_geometry(size: int, kernel_size: int, stride: int = 1, padding: int = 0
     Wp = W + 2 * P
     orange = np.array(to_rgb("tab:orange"))
     canvas = np.full((Wp, Wp, 3), 0.85)  # (Wp, Wp, RGB): padding grey
-    canvas[P:P + W, P:P + W] = 1.0  # the input, white
+    canvas[P : P + W, P : P + W] = 1.0  # the input, white
     taps = [(r * S + a * D, c * S + b * D) for a in range(F) for b in range(F)]
     for i, j in taps:
         canvas[i, j] = orange
@@ -262,8 +267,9 @@ def dot_product(patch: ArrayLike, weight: ArrayLike, bias: float = 0.0) -> Figur
     return fig
 
 
-def feature_maps(maps: ArrayLike, ncols: int = 8, title: str | None = None, cmap: str = "viridis",
-                 size: float = 1.3) -> Figure:
+def feature_maps(
+    maps: ArrayLike, ncols: int = 8, title: str | None = None, cmap: str = "viridis", size: float = 1.3
+) -> Figure:
     """Draw the channels of one feature-map stack side by side.
 
     Parameters
@@ -366,8 +372,14 @@ def filters(weight: ArrayLike, ncols: int = 8, title: str | None = None, size: f
     return fig
 
 
-def image_grid(images: ArrayLike, titles: Sequence[str] | None = None, ncols: int = 8, title: str | None = None,
-               cmap: str = "gray", size: float = 1.2) -> Figure:
+def image_grid(
+    images: ArrayLike,
+    titles: Sequence[str] | None = None,
+    ncols: int = 8,
+    title: str | None = None,
+    cmap: str = "gray",
+    size: float = 1.2,
+) -> Figure:
     """Draw a row-major grid of images with optional per-image titles.
 
     Parameters
@@ -461,8 +473,9 @@ def confusion_matrix(y_true: ArrayLike, y_pred: ArrayLike, num_classes: int | No
     return cm
 
 
-def plot_confusion_matrix(cm: ArrayLike, class_names: Sequence[str] | None = None,
-                          title: str = "confusion matrix") -> Figure:
+def plot_confusion_matrix(
+    cm: ArrayLike, class_names: Sequence[str] | None = None, title: str = "confusion matrix"
+) -> Figure:
     """Draw a confusion matrix with its counts written in the cells.
 
     Parameters
@@ -505,8 +518,9 @@ def plot_confusion_matrix(cm: ArrayLike, class_names: Sequence[str] | None = Non
     half = cm.max() / 2 if cm.size else 0
     for i in range(K):
         for j in range(K):
-            ax.text(j, i, str(cm[i, j]), ha="center", va="center", fontsize=8,
-                    color="white" if cm[i, j] > half else "black")
+            ax.text(
+                j, i, str(cm[i, j]), ha="center", va="center", fontsize=8, color="white" if cm[i, j] > half else "black"
+            )
     ax.set_xticks(range(K), names)
     ax.set_yticks(range(K), names)
     ax.set_xlabel("predicted class")

@@ -69,8 +69,9 @@ def png_html(png: bytes, alt: str) -> str:
     return f'<img alt="{html.escape(alt, quote=True)}" src="data:image/png;base64,{data}" style="max-width:100%"/>'
 
 
-def frame_slider(draw: Callable[[Any], Figure], values: Sequence[Any], description: str = "", alt: str = "",
-                 dpi: int = 80) -> ipywidgets.VBox:
+def frame_slider(
+    draw: Callable[[Any], Figure], values: Sequence[Any], description: str = "", alt: str = "", dpi: int = 80
+) -> ipywidgets.VBox:
     """A slider over precomputed figures that works without a kernel.
 
     Parameters
@@ -120,8 +121,11 @@ def frame_slider(draw: Callable[[Any], Figure], values: Sequence[Any], descripti
     ]
     stack = widgets.Stack(frames, selected_index=0)
     slider = widgets.SelectionSlider(
-        options=[str(v) for v in values], index=0, description=description,
-        continuous_update=True, style={"description_width": "initial"},
+        options=[str(v) for v in values],
+        index=0,
+        description=description,
+        continuous_update=True,
+        style={"description_width": "initial"},
         layout=widgets.Layout(width="420px"),
     )
     widgets.jslink((slider, "index"), (stack, "selected_index"))

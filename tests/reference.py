@@ -70,7 +70,7 @@ def conv2d_backward(dy, x, w, stride, pad, dilation, groups):
                                 ih, iw = p * sh + r * dil_h, q * sw + s * dil_w
                                 dweight[k, c, r, s] += dy[n, k, p, q] * xp[n, g * Cg + c, ih, iw]
                                 dxp[n, g * Cg + c, ih, iw] += dy[n, k, p, q] * w[k, c, r, s]
-    dx = dxp[:, :, pad[0][0]:pad[0][0] + H, pad[1][0]:pad[1][0] + W]
+    dx = dxp[:, :, pad[0][0] : pad[0][0] + H, pad[1][0] : pad[1][0] + W]
     return dx, dweight, dy.sum(axis=(0, 2, 3))
 
 
@@ -232,14 +232,14 @@ def batch_norm_train_backward(dy, x, weight, eps):
     M = len(idx)
     for c in range(C):
         invstd = 1.0 / np.sqrt(var[c] + eps)
-        for (n, h, w) in idx:
+        for n, h, w in idx:
             xh = (x[n, c, h, w] - mean[c]) * invstd
             dw[c] += dy[n, c, h, w] * xh
             db[c] += dy[n, c, h, w]
-        for (n, h, w) in idx:
+        for n, h, w in idx:
             xi = (x[n, c, h, w] - mean[c]) * invstd
             acc = 0.0
-            for (m, u, v) in idx:
+            for m, u, v in idx:
                 xj = (x[m, c, u, v] - mean[c]) * invstd
                 jac = weight[c] * invstd * ((1.0 if (n, h, w) == (m, u, v) else 0.0) - 1.0 / M - xi * xj / M)
                 acc += dy[m, c, u, v] * jac

@@ -18,8 +18,9 @@ NOT_API = {"bench", "bench_train", "bench_winograd"}  # command-line programs (p
 
 
 def public_modules() -> list[str]:
-    return sorted(m.name for m in pkgutil.iter_modules(catlab.__path__)
-                  if not m.name.startswith("_") and m.name not in NOT_API)
+    return sorted(
+        m.name for m in pkgutil.iter_modules(catlab.__path__) if not m.name.startswith("_") and m.name not in NOT_API
+    )
 
 
 def toc_files() -> set[str]:
@@ -54,9 +55,13 @@ def test_every_public_name_is_exported_and_documented(name):
     module = importlib.import_module(f"catlab.{name}")
     exported = getattr(module, "__all__", None)
     assert exported, f"catlab.{name} has no __all__ (autodoc documents exactly __all__)"
-    defined_here = [n for n, obj in vars(module).items()
-                    if not n.startswith("_") and (inspect.isfunction(obj) or inspect.isclass(obj))
-                    and getattr(obj, "__module__", "") == module.__name__]
+    defined_here = [
+        n
+        for n, obj in vars(module).items()
+        if not n.startswith("_")
+        and (inspect.isfunction(obj) or inspect.isclass(obj))
+        and getattr(obj, "__module__", "") == module.__name__
+    ]
     missing = sorted(set(defined_here) - set(exported))
     assert not missing, f"public functions/classes of catlab.{name} missing from __all__: {missing}"
     for n in exported:
@@ -71,8 +76,9 @@ def test_chapter_inline_code_links_to_the_reference():
         from catlab_book import api_target
     finally:
         sys.path.pop(0)
-    objects = {f"catlab.{m}.{n}": None for m in public_modules()
-               for n in importlib.import_module(f"catlab.{m}").__all__}
+    objects = {
+        f"catlab.{m}.{n}": None for m in public_modules() for n in importlib.import_module(f"catlab.{m}").__all__
+    }
     assert api_target("F.conv2d", objects) == "catlab.functional.conv2d"
     assert api_target("nn.Conv2d(3, 6, 5)", objects) == "catlab.nn.Conv2d"
     assert api_target("catlab.train.fit", objects) == "catlab.train.fit"

@@ -9,8 +9,11 @@ import pytest
 from catlab import bench
 
 TINY_CONV = [("tiny", 2, 3, 9, 8, 4, 3, 3, 1, 1), ("tiny strided", 1, 5, 9, 9, 6, 3, 3, 2, 1)]
-TINY_UNTUNED = [("tiny odd same", 1, 3, 7, 7, 4, 3, 3, 1, "same"), ("tiny 1x1", 2, 4, 5, 5, 3, 1, 1, 1, 0),
-                ("tiny 7x7 s2", 1, 2, 11, 11, 3, 7, 7, 2, 3)]
+TINY_UNTUNED = [
+    ("tiny odd same", 1, 3, 7, 7, 4, 3, 3, 1, "same"),
+    ("tiny 1x1", 2, 4, 5, 5, 3, 1, 1, 1, 0),
+    ("tiny 7x7 s2", 1, 2, 11, 11, 3, 7, 7, 2, 3),
+]
 TINY_OPS = [
     ("tiny max", "max_pool", (2, 3, 8, 8), (2, 2, 0)),
     ("tiny avg", "avg_pool", (1, 2, 7, 7), (3, 2, 1)),
@@ -117,10 +120,19 @@ def _cells(line):
 
 
 def _fake_conv(name, N, with_torch):
-    rec = {"name": name, "N": N, "flops_forward": 2e9,
-           "catlab": {"forward_s": 0.01, "backward_s": 0.02, "mem_forward": (2 ** 20, None),
-                      "mem_backward": (3 * 2 ** 20, 4 * 2 ** 20), "mem_fwd+bwd": (5 * 2 ** 20, 6 * 2 ** 20)},
-           "numpy": {"forward_s": 0.04, "backward_s": 0.08}}
+    rec = {
+        "name": name,
+        "N": N,
+        "flops_forward": 2e9,
+        "catlab": {
+            "forward_s": 0.01,
+            "backward_s": 0.02,
+            "mem_forward": (2**20, None),
+            "mem_backward": (3 * 2**20, 4 * 2**20),
+            "mem_fwd+bwd": (5 * 2**20, 6 * 2**20),
+        },
+        "numpy": {"forward_s": 0.04, "backward_s": 0.08},
+    }
     if with_torch:
         rec["torch"] = {"forward_s": 0.02, "backward_s": 0.01}
     return rec
@@ -148,22 +160,39 @@ def test_conv_table_lines_up(with_torch):
 @pytest.mark.parametrize("with_torch", [True, False])
 def test_layer_small_call_and_memory_tables_line_up(with_torch):
     t = {"forward_s": 0.002, "backward_s": 0.002} if with_torch else None
-    ops = [{"name": n, "shape": [64, 3, 4, 4], "catlab": {"forward_s": 0.001, "backward_s": 0.003},
-            **({"torch": t} if t else {})} for n in ("relu", "a much longer layer workload name here")]
+    ops = [
+        {
+            "name": n,
+            "shape": [64, 3, 4, 4],
+            "catlab": {"forward_s": 0.001, "backward_s": 0.003},
+            **({"torch": t} if t else {}),
+        }
+        for n in ("relu", "a much longer layer workload name here")
+    ]
     lines = bench.render_table(bench.OPS_COLUMNS, bench.ops_rows(ops))
     _check_aligned(lines, bench.OPS_COLUMNS)
     row = _cells(lines[2])
-    assert row[2:] == (["1.000", "3.000", "2.000", "2.000", "1.00", "0.50", "1.50"] if with_torch
-                       else ["1.000", "3.000", "-", "-", "-", "-", "-"])
+    assert row[2:] == (
+        ["1.000", "3.000", "2.000", "2.000", "1.00", "0.50", "1.50"]
+        if with_torch
+        else ["1.000", "3.000", "-", "-", "-", "-", "-"]
+    )
 
-    calls = [{"name": n, "catlab_us": 3.0, "torch_us": 2.0 if with_torch else None}
-             for n in ("relu", "max_pool2d k2 return_indices")]
+    calls = [
+        {"name": n, "catlab_us": 3.0, "torch_us": 2.0 if with_torch else None}
+        for n in ("relu", "max_pool2d k2 return_indices")
+    ]
     lines = bench.render_table(bench.OVERHEAD_COLUMNS, bench.overhead_rows(calls))
     _check_aligned(lines, bench.OVERHEAD_COLUMNS)
     assert _cells(lines[3])[1:] == (["3.0", "2.0", "1.50"] if with_torch else ["3.0", "-", "-"])
 
-    mem = {"catlab_peak_bytes": 3 * 2 ** 20, "torch_peak_bytes": 2 * 2 ** 20 if with_torch else None,
-           "catlab_tracemalloc_bytes": 2 ** 20, "torch_tracemalloc_bytes": None, "output_bytes": 2 ** 21}
+    mem = {
+        "catlab_peak_bytes": 3 * 2**20,
+        "torch_peak_bytes": 2 * 2**20 if with_torch else None,
+        "catlab_tracemalloc_bytes": 2**20,
+        "torch_tracemalloc_bytes": None,
+        "output_bytes": 2**21,
+    }
     lines = bench.render_table(bench.MEMORY_COLUMNS, bench.memory_rows(mem))
     _check_aligned(lines, bench.MEMORY_COLUMNS)
     assert _cells(lines[2]) == ["catlab", "3.0", "1.50" if with_torch else "-", "1.0", "2.0"]
@@ -171,11 +200,15 @@ def test_layer_small_call_and_memory_tables_line_up(with_torch):
 
 
 def test_conv_summary_counts_the_misses():
-    recs = [{"name": "a", "N": 64, "forward_x_torch": 0.5, "fwd_bwd_x_torch": 1.0},
-            {"name": "b", "N": 1, "forward_x_torch": 2.0, "fwd_bwd_x_torch": 1.25},
-            {"name": "c", "N": 1, "forward_x_torch": 1.1, "fwd_bwd_x_torch": 0.75}]
-    assert bench.conv_summary(recs) == ["forward: x torch > 1 on 2 of 3 workloads; worst 2.00 (b, N=1)",
-                                        "fwd+bwd: x torch > 1 on 1 of 3 workloads; worst 1.25 (b, N=1)"]
+    recs = [
+        {"name": "a", "N": 64, "forward_x_torch": 0.5, "fwd_bwd_x_torch": 1.0},
+        {"name": "b", "N": 1, "forward_x_torch": 2.0, "fwd_bwd_x_torch": 1.25},
+        {"name": "c", "N": 1, "forward_x_torch": 1.1, "fwd_bwd_x_torch": 0.75},
+    ]
+    assert bench.conv_summary(recs) == [
+        "forward: x torch > 1 on 2 of 3 workloads; worst 2.00 (b, N=1)",
+        "fwd+bwd: x torch > 1 on 1 of 3 workloads; worst 1.25 (b, N=1)",
+    ]
     assert bench.conv_summary([dict(r, forward_x_torch=None, fwd_bwd_x_torch=None) for r in recs]) == []
 
 
@@ -214,11 +247,13 @@ def test_cli_quick_path_writes_json(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(bench, "QUICK_UNTUNED", ("odd tiny same",))
     monkeypatch.setattr(bench, "OP_WORKLOADS", [("relu tiny", "relu", (64, 2, 3, 3), None)])
     out = tmp_path / "bench.json"
-    bench.main(["--quick", "--no-torch", "--no-memory", "--repeats", "1", "--matmul-size", "64",
-                "--json", str(out)])
+    bench.main(["--quick", "--no-torch", "--no-memory", "--repeats", "1", "--matmul-size", "64", "--json", str(out)])
     data = json.loads(out.read_text())
     assert [(c["name"], c["N"], c["tuned"]) for c in data["conv"]] == [
-        ("LeNet tiny", 64, True), ("odd tiny same", 64, False), ("odd tiny same", 1, False)]
+        ("LeNet tiny", 64, True),
+        ("odd tiny same", 64, False),
+        ("odd tiny same", 1, False),
+    ]
     assert data["conv"][1]["padding"] == "same" and data["conv"][0]["catlab"]["forward_s"] > 0
     assert data["ops"][0]["kind"] == "relu"
     assert {"relu", "conv2d 3x3 p1"} <= {r["name"] for r in data["overhead"]} and data["memory"] is None
@@ -226,5 +261,5 @@ def test_cli_quick_path_writes_json(tmp_path, monkeypatch, capsys):
     assert "shapes not tuned for" in text and "fixed cost of one functional call" in text
     lines = text.splitlines()
     conv_head = next(i for i, line in enumerate(lines) if line.startswith("conv2d workload"))
-    _check_aligned(lines[conv_head:conv_head + 5], bench.CONV_COLUMNS)
+    _check_aligned(lines[conv_head : conv_head + 5], bench.CONV_COLUMNS)
     assert _cells(lines[conv_head + 2])[7:9] == ["-", "-"]  # no torch

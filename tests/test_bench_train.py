@@ -10,9 +10,28 @@ def test_bench_train_smoke(tmp_path):
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     env = dict(os.environ, PYTHONPATH=root + os.pathsep + os.environ.get("PYTHONPATH", ""))
     out = subprocess.run(
-        [sys.executable, "-m", "catlab.bench_train", "--only", "digits", "--subset", "64", "--epochs", "2",
-         "--no-torch", "--threads", "1", "--json", str(tmp_path / "r.json")],
-        capture_output=True, text=True, env=env, cwd=tmp_path, timeout=600)
+        [
+            sys.executable,
+            "-m",
+            "catlab.bench_train",
+            "--only",
+            "digits",
+            "--subset",
+            "64",
+            "--epochs",
+            "2",
+            "--no-torch",
+            "--threads",
+            "1",
+            "--json",
+            str(tmp_path / "r.json"),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=600,
+    )
     assert out.returncode == 0, out.stderr
     for text in ("median epoch: catlab", "best epoch: catlab", "test accuracy after 2 epochs"):
         assert text in out.stdout

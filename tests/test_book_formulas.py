@@ -64,8 +64,10 @@ def test_every_printed_index_is_evaluated(name):
 
 
 def test_known_indices_are_read_as_printed():
-    md = [r"$$ y[n, k, i, j] = x_{\text{pad}}[n, c,\; i s + r d,\; j s + t d] $$",
-          r"and $dy_{\text{pad}}[n,k,u+r',\,v+t']$"]
+    md = [
+        r"$$ y[n, k, i, j] = x_{\text{pad}}[n, c,\; i s + r d,\; j s + t d] $$",
+        r"and $dy_{\text{pad}}[n,k,u+r',\,v+t']$",
+    ]
     assert printed_indices(md) == {"n,k,i,j", "n,c,is+rd,js+td", "n,k,u+r_,v+t_"}
     assert evaluated_indices(["x_pad[n, c, i * s + r * d, j * s + t * d]"]) == {"n,c,is+rd,js+td"}
 
@@ -74,7 +76,6 @@ def test_a_wrong_printed_index_is_caught():
     """The index ch06 once printed for the input gradient is evaluated by no check cell."""
     md = _cells("07_computing_conv", "markdown")
     assert unchecked("07_computing_conv", md) == []
-    wrong = [t.replace(r"dy_{\text{pad}}[n,k,u+r',\,v+t']", r"dy_{\text{pad}}[n,k,u-R+1+r',\,v-S+1+t']")
-             for t in md]
+    wrong = [t.replace(r"dy_{\text{pad}}[n,k,u+r',\,v+t']", r"dy_{\text{pad}}[n,k,u-R+1+r',\,v-S+1+t']") for t in md]
     assert wrong != md, "the printed input-gradient index was not found in ch07"
     assert unchecked("07_computing_conv", wrong) == ["n,k,u-R+1+r_,v-S+1+t_"]

@@ -58,17 +58,23 @@ def _is_colab_cell(cell: dict) -> bool:
 
 @pytest.mark.parametrize("name", NOTEBOOKS)
 def test_no_code_removed_from_the_page(name):
-    bad = [i for i, c in enumerate(cells(name))
-           if {"remove-input", "remove-cell"} & set(c.get("metadata", {}).get("tags", []))
-           and not _is_colab_cell(c)]
+    bad = [
+        i
+        for i, c in enumerate(cells(name))
+        if {"remove-input", "remove-cell"} & set(c.get("metadata", {}).get("tags", [])) and not _is_colab_cell(c)
+    ]
     assert not bad, f"{name}: cells {bad} are removed from the page; use hide-input / hide-cell"
 
 
 @pytest.mark.parametrize("name", NOTEBOOKS)
 def test_stored_without_outputs(name):
-    bad = [i for i, c in enumerate(cells(name)) if c["cell_type"] == "code"
-           and (c.get("outputs") or c.get("execution_count") is not None)
-           and "NBVAL_CHECK_OUTPUT" not in source(c)]
+    bad = [
+        i
+        for i, c in enumerate(cells(name))
+        if c["cell_type"] == "code"
+        and (c.get("outputs") or c.get("execution_count") is not None)
+        and "NBVAL_CHECK_OUTPUT" not in source(c)
+    ]
     assert not bad, f"{name}: cells {bad} keep outputs (python tools/strip_outputs.py)"
 
 
@@ -79,16 +85,20 @@ def test_exercises_have_closed_solutions_ending_in_a_check(name):
     exercises = re.findall(r"^:{3,}\{exercise\}.*\n:label: (\S+)", "\n".join(md), re.M)
     assert len(exercises) >= 2, f"{name}: {len(exercises)} exercises (at least 2 wanted)"
     for label in exercises:
-        start = [i for i, c in enumerate(cs) if c["cell_type"] == "markdown"
-                 and re.search(rf"\{{solution-start\}}\s+{re.escape(label)}\s*\n", source(c))]
+        start = [
+            i
+            for i, c in enumerate(cs)
+            if c["cell_type"] == "markdown" and re.search(rf"\{{solution-start\}}\s+{re.escape(label)}\s*\n", source(c))
+        ]
         assert len(start) == 1, f"{name}: exercise {label} has {len(start)} solutions"
         head = source(cs[start[0]])
         assert re.search(r"^:class: dropdown\s*$", head, re.M), f"{name}: solution {label} is not a dropdown"
         end = next((i for i in range(start[0] + 1, len(cs)) if "{solution-end}" in source(cs[i])), None)
         assert end is not None, f"{name}: solution {label} is never closed"
-        code = [source(c) for c in cs[start[0] + 1:end] if c["cell_type"] == "code"]
+        code = [source(c) for c in cs[start[0] + 1 : end] if c["cell_type"] == "code"]
         assert code and re.search(r"\bassert\b|assert_allclose|assert_array", code[-1]), (
-            f"{name}: solution {label} does not end in a check cell")
+            f"{name}: solution {label} does not end in a check cell"
+        )
 
 
 @pytest.mark.parametrize("name", NOTEBOOKS)
@@ -99,11 +109,17 @@ def test_interact_cells_are_tagged_and_return_nothing(name):
         tags = set(c.get("metadata", {}).get("tags", []))
         assert {"skip-execution", "remove-output"} <= tags, f"{name}: interact cell {i} tags {tags}"
         assert not re.search(r"lambda[^:]*:\s*\(", source(c)), (
-            f"{name}: cell {i}: interact(lambda ...: (...)) displays a tuple under the figure")
+            f"{name}: cell {i}: interact(lambda ...: (...)) displays a tuple under the figure"
+        )
 
 
 @pytest.mark.parametrize("name", NOTEBOOKS)
 def test_code_lines_fit_the_page(name):
-    long = [(i, line) for i, c in enumerate(cells(name)) if c["cell_type"] == "code" and not _is_colab_cell(c)
-            for line in source(c).splitlines() if len(line) > 80]
+    long = [
+        (i, line)
+        for i, c in enumerate(cells(name))
+        if c["cell_type"] == "code" and not _is_colab_cell(c)
+        for line in source(c).splitlines()
+        if len(line) > 80
+    ]
     assert not long, f"{name}: code lines over 80 characters: {long[:3]}"

@@ -41,14 +41,12 @@ import urllib.parse
 from pathlib import Path
 
 import pytest
-
 from chromium import CHROMIUM_ARGS, find_chromium
 
 MODE = os.environ.get("CATLAB_BROWSER_TESTS", "").strip().lower()
 if MODE in ("", "0", "no", "false"):
     pytest.skip(
-        "browser tests run after the book build: "
-        "CATLAB_BROWSER_TESTS=1 python -m pytest tests/test_browser.py -s",
+        "browser tests run after the book build: CATLAB_BROWSER_TESTS=1 python -m pytest tests/test_browser.py -s",
         allow_module_level=True,
     )
 
@@ -60,11 +58,13 @@ OUT = SITE.parent / "browser"
 
 # Console messages that appear on every Jupyter Book 1 page and break nothing, with the reason.
 HARMLESS = {
-    "Identifier 'THEBE_JS_URL' has already been declared":
+    "Identifier 'THEBE_JS_URL' has already been declared": (
         "sphinx-thebe's inline script is included twice by Jupyter Book 1; the second copy fails "
-        "to redeclare a constant and the first one works (Thebe loads only on click anyway).",
-    "Got invalid theme mode":
-        "pydata-sphinx-theme's first visit with empty localStorage: it resets the mode to 'auto'.",
+        "to redeclare a constant and the first one works (Thebe loads only on click anyway)."
+    ),
+    "Got invalid theme mode": (
+        "pydata-sphinx-theme's first visit with empty localStorage: it resets the mode to 'auto'."
+    ),
 }
 
 WIDGET_VIEW = 'script[type="application/vnd.jupyter.widget-view+json"]'
@@ -167,11 +167,14 @@ def report():
         return
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / "report.json").write_text(json.dumps(data, indent=2), encoding="utf-8")
-    lines = ["", "Page weight (bytes transferred, no cache; theme = every other file: theme JS/CSS, "
-             "fonts, search index), by page:",
-             f"{'page':32s} {'total kB':>9s} {'reqs':>5s} {'html kB':>8s} {'widget JS kB':>12s} "
-             f"{'MathJax kB':>10s} {'img kB':>7s} {'theme kB':>8s} {'images':>6s} {'widgets':>7s} "
-             f"{'sliders':>7s} {'no alt':>6s}"]
+    lines = [
+        "",
+        "Page weight (bytes transferred, no cache; theme = every other file: theme JS/CSS, "
+        "fonts, search index), by page:",
+        f"{'page':32s} {'total kB':>9s} {'reqs':>5s} {'html kB':>8s} {'widget JS kB':>12s} "
+        f"{'MathJax kB':>10s} {'img kB':>7s} {'theme kB':>8s} {'images':>6s} {'widgets':>7s} "
+        f"{'sliders':>7s} {'no alt':>6s}",
+    ]
     for name, r in data.items():
         w = r["weight"]
         other = w["total"] - w["document"] - w["widgets_js"] - w["mathjax"] - w["images"]
@@ -179,7 +182,8 @@ def report():
             f"{name:32s} {w['total'] / 1e3:9.1f} {w['requests']:5d} {w['document'] / 1e3:8.1f} "
             f"{w['widgets_js'] / 1e3:12.1f} {w['mathjax'] / 1e3:10.1f} {w['images'] / 1e3:7.1f} "
             f"{other / 1e3:8.1f} {len(r['images']):6d} {len(r['widget_views']):7d} "
-            f"{len(r['frame_sliders']):7d} {len(r['missing_alt']):6d}")
+            f"{len(r['frame_sliders']):7d} {len(r['missing_alt']):6d}"
+        )
     for name, r in data.items():
         for img in r["missing_alt"]:
             lines.append(f"missing alt text: {name}: {img['where']} image {img['src']} (alt={img['alt']!r})")
@@ -187,9 +191,12 @@ def report():
     print("\n".join(lines))
 
 
-_HASH_JS = """(s) => { let h = 0; for (let i = 0; i < s.length; i++) { h = (h * 31 + s.charCodeAt(i)) | 0; } return s.length + ':' + h; }"""
+_HASH_JS = """(s) => { let h = 0;
+  for (let i = 0; i < s.length; i++) { h = (h * 31 + s.charCodeAt(i)) | 0; }
+  return s.length + ':' + h; }"""
 
-_IMAGES_JS = """async () => {
+_IMAGES_JS = (
+    """async () => {
   const hash = %s;
   const out = [];
   for (const img of Array.from(document.images)) {
@@ -208,9 +215,12 @@ _IMAGES_JS = """async () => {
     });
   }
   return out;
-}""" % _HASH_JS
+}"""
+    % _HASH_JS
+)
 
-_WIDGETS_JS = """() => Array.from(document.querySelectorAll('%s')).map((s, i) => {
+_WIDGETS_JS = (
+    """() => Array.from(document.querySelectorAll('%s')).map((s, i) => {
   const view = JSON.parse(s.textContent);
   // html-manager renders each view into a div.widget-subarea inserted just before its script tag
   let area = s.previousElementSibling;
@@ -219,11 +229,16 @@ _WIDGETS_JS = """() => Array.from(document.querySelectorAll('%s')).map((s, i) =>
   if (area && area.classList.contains('widget-subarea')) area.setAttribute('data-catlab-view', view.model_id);
   return {model_id: view.model_id, rendered: ok,
           height: area ? Math.round(area.getBoundingClientRect().height) : 0};
-})""" % WIDGET_VIEW
+})"""
+    % WIDGET_VIEW
+)
 
-_STATE_JS = """() => { const s = document.querySelector('%s'); return s ? JSON.parse(s.textContent) : null; }""" % WIDGET_STATE
+_STATE_JS = (
+    """() => { const s = document.querySelector('%s'); return s ? JSON.parse(s.textContent) : null; }""" % WIDGET_STATE
+)
 
-_SHOWN_JS = """async (area) => {
+_SHOWN_JS = (
+    """async (area) => {
   const hash = %s;
   const shown = Array.from(area.querySelectorAll('img'))
     .filter(i => i.getClientRects().length > 0 && i.getBoundingClientRect().width > 0);
@@ -233,7 +248,9 @@ _SHOWN_JS = """async (area) => {
     out.push({sig: hash(i.getAttribute('src') || ''), decoded: i.complete && i.naturalWidth > 0});
   }
   return out;
-}""" % _HASH_JS
+}"""
+    % _HASH_JS
+)
 
 _DARK_JS = """async () => {
   document.documentElement.dataset.theme = 'dark';
@@ -272,7 +289,7 @@ def _frame_sliders(state: dict | None) -> list[dict]:
         return models.get(str(ref).removeprefix("IPY_MODEL_"), {})
 
     found = []
-    for mid, m in models.items():
+    for _mid, m in models.items():
         if m.get("model_name") not in ("LinkModel", "DirectionalLinkModel"):
             continue
         source, target = m.get("state", {}).get("source"), m.get("state", {}).get("target")
@@ -281,8 +298,9 @@ def _frame_sliders(state: dict | None) -> list[dict]:
         for a, b in ((source, target), (target, source)):
             stack = model(b[0])
             if stack.get("model_name") == "StackModel" and len(stack["state"].get("children", [])) >= 2:
-                found.append({"slider": str(a[0]).removeprefix("IPY_MODEL_"),
-                              "frames": len(stack["state"]["children"])})
+                found.append(
+                    {"slider": str(a[0]).removeprefix("IPY_MODEL_"), "frames": len(stack["state"]["children"])}
+                )
     return found
 
 
@@ -349,7 +367,9 @@ def visit(browser, base_url: str, name: str) -> dict:
                 """(sel) => Array.from(document.querySelectorAll(sel)).every(s => {
                      const a = s.previousElementSibling;
                      return a && a.classList.contains('widget-subarea') && a.children.length > 0; })""",
-                arg=WIDGET_VIEW, timeout=20000)
+                arg=WIDGET_VIEW,
+                timeout=20000,
+            )
         except Exception:  # reported below as widgets that did not render
             pass
     if page.evaluate("() => !!(window.MathJax && window.MathJax.startup)"):
@@ -421,7 +441,8 @@ def visit(browser, base_url: str, name: str) -> dict:
     rec["widget_js_loaded"] = any("/_static/widgets/" in r.url for r in finished)
     rec["mathjax_loaded"] = any("/_static/mathjax/" in r.url for r in finished)
     rec["missing_alt"] = [
-        img for img in rec["images"]
+        img
+        for img in rec["images"]
         if img["where"] != "theme" and (not (img["alt"] or "").strip() or PATHLIKE_ALT.search(img["alt"].strip()))
     ]
     context.close()
@@ -481,14 +502,16 @@ def test_widget_javascript_only_on_widget_pages(visited, name):
     r = visited(name)
     has_widgets = bool(r["widget_views"])
     assert r["widget_js_loaded"] == has_widgets, (
-        f"{name}: widget JavaScript loaded={r['widget_js_loaded']} but page holds {len(r['widget_views'])} widgets")
+        f"{name}: widget JavaScript loaded={r['widget_js_loaded']} but page holds {len(r['widget_views'])} widgets"
+    )
 
 
 @pytest.mark.parametrize("name", PAGES)
 def test_mathjax_only_on_pages_with_math(visited, name):
     r = visited(name)
     assert r["mathjax_loaded"] == bool(r["math"]), (
-        f"{name}: MathJax loaded={r['mathjax_loaded']} but page holds {r['math']} formulas")
+        f"{name}: MathJax loaded={r['mathjax_loaded']} but page holds {r['math']} formulas"
+    )
 
 
 @pytest.mark.parametrize("name", PAGES)
@@ -499,7 +522,8 @@ def test_frame_sliders_respond(visited, name):
         assert fs["undecoded"] == 0, f"{name}: frames that did not decode: {fs}"
         assert fs["distinct_shown"] == fs["frames"], (
             f"{name}: moving the slider through {fs['frames']} positions showed {fs['distinct_shown']} "
-            "different figures")
+            "different figures"
+        )
 
 
 @pytest.mark.parametrize("name", PAGES)
@@ -541,7 +565,8 @@ def test_search_finds_page(visited, browser, base_url, name):
     context.close()
     target = base_url + name + ".html"
     assert any(h.split("#")[0].split("?")[0] == target for h in hrefs), (
-        f"searching {word!r} did not list {name}: {hrefs[:10]}")
+        f"searching {word!r} did not list {name}: {hrefs[:10]}"
+    )
     assert not errors, errors
 
 

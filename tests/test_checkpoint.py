@@ -10,10 +10,19 @@ from catlab import checkpoint, nn
 
 def lenet(seed=0, dtype=np.float32):
     return nn.Sequential(
-        nn.Conv2d(1, 6, 5, padding=2, rng=seed, dtype=dtype), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Conv2d(6, 16, 5, rng=seed + 1, dtype=dtype), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
-        nn.Linear(400, 120, rng=seed + 2, dtype=dtype), nn.ReLU(), nn.Linear(120, 84, rng=seed + 3, dtype=dtype),
-        nn.ReLU(), nn.Linear(84, 10, rng=seed + 4, dtype=dtype))
+        nn.Conv2d(1, 6, 5, padding=2, rng=seed, dtype=dtype),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Conv2d(6, 16, 5, rng=seed + 1, dtype=dtype),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Flatten(),
+        nn.Linear(400, 120, rng=seed + 2, dtype=dtype),
+        nn.ReLU(),
+        nn.Linear(120, 84, rng=seed + 3, dtype=dtype),
+        nn.ReLU(),
+        nn.Linear(84, 10, rng=seed + 4, dtype=dtype),
+    )
 
 
 def same_weights(a, b):
@@ -43,9 +52,19 @@ def test_file_is_plain_npz_with_state_dict_keys(tmp_path):
 def test_loading_into_another_architecture_names_the_key_and_shapes_and_changes_nothing(tmp_path):
     checkpoint.save(lenet(), tmp_path / "c.npz")
     wide = nn.Sequential(
-        nn.Conv2d(1, 6, 5, padding=2, rng=0), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Conv2d(6, 32, 5, rng=1), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
-        nn.Linear(800, 120, rng=2), nn.ReLU(), nn.Linear(120, 84, rng=3), nn.ReLU(), nn.Linear(84, 10, rng=4))
+        nn.Conv2d(1, 6, 5, padding=2, rng=0),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Conv2d(6, 32, 5, rng=1),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Flatten(),
+        nn.Linear(800, 120, rng=2),
+        nn.ReLU(),
+        nn.Linear(120, 84, rng=3),
+        nn.ReLU(),
+        nn.Linear(84, 10, rng=4),
+    )
     before = wide.state_dict()
     with pytest.raises(ValueError, match=r"'3.weight'.*\(16, 6, 5, 5\).*\(32, 6, 5, 5\)"):
         checkpoint.load(wide, tmp_path / "c.npz")

@@ -170,8 +170,9 @@ def test_non_contiguous_inputs_give_correct_results(rng):
     np.testing.assert_allclose(y, y_ref, atol=1e-10)
     dy = rng.normal(size=y.shape).transpose(0, 1, 3, 2).copy().transpose(0, 1, 3, 2)
     dx, dw, _ = F.conv2d_backward(dy, x, wbig, padding=1)
-    dx_ref, dw_ref, _ = ref.conv2d_backward(dy, np.ascontiguousarray(x), np.ascontiguousarray(wbig), (1, 1),
-                                            ((1, 1), (1, 1)), (1, 1), 1)
+    dx_ref, dw_ref, _ = ref.conv2d_backward(
+        dy, np.ascontiguousarray(x), np.ascontiguousarray(wbig), (1, 1), ((1, 1), (1, 1)), (1, 1), 1
+    )
     np.testing.assert_allclose(dx, dx_ref, atol=1e-10)
     np.testing.assert_allclose(dw, dw_ref, atol=1e-10)
 
@@ -231,15 +232,18 @@ def test_conv1d_same_keeps_length(L, k, dilation, channels):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("kw", [
-    dict(),
-    dict(stride=2, padding=1),
-    dict(stride=(2, 1), padding=(0, 3), dilation=(1, 2)),
-    dict(padding="same"),
-    dict(padding="same", dilation=2),
-    dict(padding="valid", groups=2),
-    dict(groups=4, stride=3, padding=2),
-])
+@pytest.mark.parametrize(
+    "kw",
+    [
+        dict(),
+        dict(stride=2, padding=1),
+        dict(stride=(2, 1), padding=(0, 3), dilation=(1, 2)),
+        dict(padding="same"),
+        dict(padding="same", dilation=2),
+        dict(padding="valid", groups=2),
+        dict(groups=4, stride=3, padding=2),
+    ],
+)
 @pytest.mark.filterwarnings("ignore:Using padding=.same.:UserWarning")
 def test_conv2d_matches_torch(kw, dtype, rng):
     torch = pytest.importorskip("torch")
@@ -247,10 +251,13 @@ def test_conv2d_matches_torch(kw, dtype, rng):
     x = rng.normal(size=(3, 4, 11, 10)).astype(dtype)
     w = rng.normal(size=(8, 4 // groups, 4, 3)).astype(dtype)  # even kernel height: asymmetric 'same'
     b = rng.normal(size=8).astype(dtype)
-    assert_matches_torch(lambda x, w, b: F.conv2d(x, w, b, **kw),
-                         lambda dy, x, w, b: F.conv2d_backward(dy, x, w, **kw),
-                         lambda x, w, b: torch.nn.functional.conv2d(x, w, b, **kw), [x, w, b],
-                         names=["x", "weight", "bias"])
+    assert_matches_torch(
+        lambda x, w, b: F.conv2d(x, w, b, **kw),
+        lambda dy, x, w, b: F.conv2d_backward(dy, x, w, **kw),
+        lambda x, w, b: torch.nn.functional.conv2d(x, w, b, **kw),
+        [x, w, b],
+        names=["x", "weight", "bias"],
+    )
 
 
 @pytest.mark.parametrize("kw", [dict(), dict(stride=3, padding=2, dilation=2), dict(padding="same", groups=2)])
@@ -259,26 +266,36 @@ def test_conv1d_matches_torch(kw, rng):
     x = rng.normal(size=(2, 4, 17))
     w = rng.normal(size=(6, 4 // kw.get("groups", 1), 4))
     b = rng.normal(size=6)
-    assert_matches_torch(lambda x, w, b: F.conv1d(x, w, b, **kw),
-                         lambda dy, x, w, b: F.conv1d_backward(dy, x, w, **kw),
-                         lambda x, w, b: torch.nn.functional.conv1d(x, w, b, **kw), [x, w, b],
-                         **tolerance(np.float64))
+    assert_matches_torch(
+        lambda x, w, b: F.conv1d(x, w, b, **kw),
+        lambda dy, x, w, b: F.conv1d_backward(dy, x, w, **kw),
+        lambda x, w, b: torch.nn.functional.conv1d(x, w, b, **kw),
+        [x, w, b],
+        **tolerance(np.float64),
+    )
 
 
-@pytest.mark.parametrize("kw", [
-    dict(),
-    dict(stride=2, padding=1),
-    dict(stride=(1, 2), padding=(2, 0), dilation=(2, 1)),
-    dict(padding="same", dilation=2),
-    dict(groups=2, stride=3, padding=3),
-])
+@pytest.mark.parametrize(
+    "kw",
+    [
+        dict(),
+        dict(stride=2, padding=1),
+        dict(stride=(1, 2), padding=(2, 0), dilation=(2, 1)),
+        dict(padding="same", dilation=2),
+        dict(groups=2, stride=3, padding=3),
+    ],
+)
 def test_conv2d_gradients(kw, rng):
     groups = kw.get("groups", 1)
     x = rng.normal(size=(2, 4, 7, 8))
     w = rng.normal(size=(4, 4 // groups, 3, 2))
     b = rng.normal(size=4)
-    err = gradcheck(lambda x, w, b: F.conv2d(x, w, b, **kw),
-                    lambda dy, x, w, b: F.conv2d_backward(dy, x, w, **kw), [x, w, b], ["x", "w", "b"])
+    err = gradcheck(
+        lambda x, w, b: F.conv2d(x, w, b, **kw),
+        lambda dy, x, w, b: F.conv2d_backward(dy, x, w, **kw),
+        [x, w, b],
+        ["x", "w", "b"],
+    )
     assert max(err.values()) < TOL, err
 
 
@@ -287,6 +304,7 @@ def test_conv1d_gradients(kw, rng):
     x = rng.normal(size=(2, 3, 11))
     w = rng.normal(size=(3, 3 // kw.get("groups", 1), 4))
     b = rng.normal(size=3)
-    err = gradcheck(lambda x, w, b: F.conv1d(x, w, b, **kw),
-                    lambda dy, x, w, b: F.conv1d_backward(dy, x, w, **kw), [x, w, b])
+    err = gradcheck(
+        lambda x, w, b: F.conv1d(x, w, b, **kw), lambda dy, x, w, b: F.conv1d_backward(dy, x, w, **kw), [x, w, b]
+    )
     assert max(err.values()) < TOL, err

@@ -134,8 +134,28 @@ def test_im2col_kernels_under_every_partition(cfg, nb, chunks):
     db_part = np.zeros((chunks, Kf))
     dcols_all = np.empty((N if nb > 1 else 0, groups, Cg * R * S, P * Q))
     for t, (i0, i1) in enumerate(_ranges(items, chunks)):
-        K.conv2d_im2col_backward(x, wT, dy.reshape(N, groups, Kg, P * Q), R, S, sh, sw, ph, pw, dh, dw, P, Q, nb, i0, i1,
-                    dw_part[t], db_part[t], dcols_all, dx)
+        K.conv2d_im2col_backward(
+            x,
+            wT,
+            dy.reshape(N, groups, Kg, P * Q),
+            R,
+            S,
+            sh,
+            sw,
+            ph,
+            pw,
+            dh,
+            dw,
+            P,
+            Q,
+            nb,
+            i0,
+            i1,
+            dw_part[t],
+            db_part[t],
+            dcols_all,
+            dx,
+        )
     if nb > 1:
         for i0, i1 in _ranges(N * C, chunks):
             K.conv2d_im2col_scatter(dcols_all, R, S, sh, sw, ph, pw, dh, dw, P, Q, i0, i1, dx)
@@ -167,8 +187,15 @@ def test_direct_kernels_under_every_partition(cfg, kb, chunks):
 
 
 @pytest.mark.parametrize("threads", [1, 2, 3])
-@pytest.mark.parametrize("cfg", [(1, 2, 64, 64, 16, 3, 3, 1, 1), (1, 8, 40, 40, 16, 3, 3, 1, 1),
-                                 (3, 8, 40, 40, 16, 3, 3, 2, 1), (5, 3, 30, 30, 8, 5, 5, 1, 2)])
+@pytest.mark.parametrize(
+    "cfg",
+    [
+        (1, 2, 64, 64, 16, 3, 3, 1, 1),
+        (1, 8, 40, 40, 16, 3, 3, 1, 1),
+        (3, 8, 40, 40, 16, 3, 3, 2, 1),
+        (5, 3, 30, 30, 8, 5, 5, 1, 2),
+    ],
+)
 def test_functional_dispatch_for_any_thread_count(cfg, threads, monkeypatch):
     """The thread count the wrappers plan for (blocks, chunks) never changes the answer.
 
@@ -209,9 +236,13 @@ def test_each_path_matches_torch(cfg, dtype):
     torch = pytest.importorskip("torch")
     x, w, b, kw = _data(cfg, dtype)
     assert kw["padding"] != "same"  # pick configurations without 'same' here: keeps torch's warning out
-    assert_matches_torch(lambda x, w, b: F.conv2d(x, w, b, **kw),
-                         lambda dy, x, w, b: F.conv2d_backward(dy, x, w, **kw),
-                         lambda x, w, b: torch.nn.functional.conv2d(x, w, b, **kw), [x, w, b], seed=6)
+    assert_matches_torch(
+        lambda x, w, b: F.conv2d(x, w, b, **kw),
+        lambda dy, x, w, b: F.conv2d_backward(dy, x, w, **kw),
+        lambda x, w, b: torch.nn.functional.conv2d(x, w, b, **kw),
+        [x, w, b],
+        seed=6,
+    )
 
 
 # --- the stride-1 "wide column" kernels (im2col over the padded plane) ----------------------------
@@ -299,8 +330,9 @@ def test_wide_kernels_under_every_partition(cfg, chunks):
     dx = np.full_like(x, np.nan)  # every element must be written
     dw_part, db_part = np.zeros((chunks,) + w3.shape), np.zeros((chunks, Kf))
     for t, (i0, i1) in enumerate(ranges):
-        K.conv2d_wide_backward(x, wT, dy.reshape(N, G, Kg, P * Q), R, S, ph, pw, dh, dw, P, Q, i0, i1,
-                         dw_part[t], db_part[t], dx)
+        K.conv2d_wide_backward(
+            x, wT, dy.reshape(N, G, Kg, P * Q), R, S, ph, pw, dh, dw, P, Q, i0, i1, dw_part[t], db_part[t], dx
+        )
     np.testing.assert_allclose(dx, dx_ref, atol=1e-10)
     np.testing.assert_allclose(dw_part.sum(axis=0).reshape(w.shape), dw_ref, atol=1e-10)
     np.testing.assert_allclose(db_part.sum(axis=0), db_ref, atol=1e-10)
@@ -339,9 +371,13 @@ def test_wide_conv1d_matches_reference():
 def test_wide_path_matches_torch(cfg, dtype):
     torch = pytest.importorskip("torch")
     x, w, b, kw = _wide_data(cfg, dtype)
-    assert_matches_torch(lambda x, w, b: F.conv2d(x, w, b, **kw),
-                         lambda dy, x, w, b: F.conv2d_backward(dy, x, w, **kw),
-                         lambda x, w, b: torch.nn.functional.conv2d(x, w, b, **kw), [x, w, b], seed=6)
+    assert_matches_torch(
+        lambda x, w, b: F.conv2d(x, w, b, **kw),
+        lambda dy, x, w, b: F.conv2d_backward(dy, x, w, **kw),
+        lambda x, w, b: torch.nn.functional.conv2d(x, w, b, **kw),
+        [x, w, b],
+        seed=6,
+    )
 
 
 # --- inf and NaN propagate as in torch on every path (issue 14, item 3) -----------------------
@@ -389,9 +425,15 @@ def test_inf_and_nan_propagate_as_in_torch(path, xs, ws, padding, dilation, dtyp
     assert paths.choose(xs[0], xs[1], ws[0], 1, ws[3], geo, 2) == path
     # torch's float32 CPU convolution (oneDNN) leaves the zero padding out of its products, its float64 one
     # multiplies it (0 * inf = NaN) as catlab does in every dtype and path: compare with torch in float64.
-    assert_matches_torch(lambda x, w: F.conv2d(x, w, **kw), lambda dy, x, w: F.conv2d_backward(dy, x, w, **kw)[:2],
-                         lambda x, w: torch.nn.functional.conv2d(x, w, **kw), [x, w], dy=dy, names=["x", "weight"],
-                         torch_dtype=np.float64)
+    assert_matches_torch(
+        lambda x, w: F.conv2d(x, w, **kw),
+        lambda dy, x, w: F.conv2d_backward(dy, x, w, **kw)[:2],
+        lambda x, w: torch.nn.functional.conv2d(x, w, **kw),
+        [x, w],
+        dy=dy,
+        names=["x", "weight"],
+        torch_dtype=np.float64,
+    )
 
 
 def test_winograd_path_is_taken_where_it_qualifies_and_skipped_for_non_finite_inputs():
@@ -419,5 +461,7 @@ def test_winograd_path_is_taken_where_it_qualifies_and_skipped_for_non_finite_in
     # and an inf gives exactly the non-finite outputs of the float64 (non-Winograd) convolution
     xb = x.copy()
     xb[1, 3, 7, 9] = np.inf
-    np.testing.assert_array_equal(~np.isfinite(F.conv2d(xb, w, padding=1)),
-                                  ~np.isfinite(F.conv2d(xb.astype(np.float64), w.astype(np.float64), padding=1)))
+    np.testing.assert_array_equal(
+        ~np.isfinite(F.conv2d(xb, w, padding=1)),
+        ~np.isfinite(F.conv2d(xb.astype(np.float64), w.astype(np.float64), padding=1)),
+    )

@@ -24,10 +24,19 @@ def small_net(seed):
 
 def lenet(seed):
     return nn.Sequential(
-        nn.Conv2d(1, 6, 5, padding=2, rng=seed), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Conv2d(6, 16, 5, rng=seed + 1), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
-        nn.Linear(400, 120, rng=seed + 2), nn.ReLU(), nn.Linear(120, 84, rng=seed + 3),
-        nn.ReLU(), nn.Linear(84, 10, rng=seed + 4))
+        nn.Conv2d(1, 6, 5, padding=2, rng=seed),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Conv2d(6, 16, 5, rng=seed + 1),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Flatten(),
+        nn.Linear(400, 120, rng=seed + 2),
+        nn.ReLU(),
+        nn.Linear(120, 84, rng=seed + 3),
+        nn.ReLU(),
+        nn.Linear(84, 10, rng=seed + 4),
+    )
 
 
 def snapshot(model):
@@ -73,11 +82,11 @@ def structural_positions(data):
     with zipfile.ZipFile(io.BytesIO(data)) as zf:
         for info in zf.infolist():
             start = info.header_offset
-            n_name, n_extra = struct.unpack("<HH", data[start + 26:start + 30])
+            n_name, n_extra = struct.unpack("<HH", data[start + 26 : start + 30])
             body = start + 30 + n_name + n_extra
             pos.update(range(start, body + 128))  # local header, name, extra, the .npy magic and header
         cd = data.rfind(b"PK\x01\x02", 0, len(data))
-        first_cd = min(i for i in range(len(data) - 3) if data[i:i + 4] == b"PK\x01\x02")
+        first_cd = min(i for i in range(len(data) - 3) if data[i : i + 4] == b"PK\x01\x02")
         assert first_cd <= cd
         pos.update(range(first_cd, len(data)))  # central directory and end-of-central-directory record
     return sorted(p for p in pos if p < len(data))
@@ -112,10 +121,9 @@ def test_lenet_checkpoint_structure_flips_and_truncations(tmp_path):
     for pos in rng.choice(positions, size=300, replace=False):
         check_damaged_checkpoint(bad, flip(data, int(pos), int(rng.integers(8))), lambda: lenet(7), saved, outcomes)
     for pos in rng.integers(0, len(data), size=60):  # anywhere, mostly in the weights
-        check_damaged_checkpoint(bad, flip(data, int(pos), int(rng.integers(8))), lambda: lenet(7), saved,
-                                 outcomes)
+        check_damaged_checkpoint(bad, flip(data, int(pos), int(rng.integers(8))), lambda: lenet(7), saved, outcomes)
     for n in rng.integers(0, len(data), size=40):
-        check_damaged_checkpoint(bad, data[:int(n)], lambda: lenet(7), saved, outcomes)
+        check_damaged_checkpoint(bad, data[: int(n)], lambda: lenet(7), saved, outcomes)
     # many header bytes are ignored by zipfile (local sizes, CRC, times, zip64 extras): loads are fine there
     assert outcomes["error"] > 0.5 * sum(outcomes.values()), outcomes
     assert outcomes["same"] > 0, outcomes
@@ -134,14 +142,17 @@ def npz_with_header(path, state, key, header):
                 zf.writestr(k + ".npy", buf.getvalue())
 
 
-@pytest.mark.parametrize("header, match", [
-    (b"{'descr': '<f4', 'fortran_order': False, 'shape': (1000000000000,), }", r"\(1000000000000,?\)"),
-    (b"{'descr': '<f4', 'fortran_order': False, 'shape': (10**12,), }", "header"),
-    (b"{'descr': '|O', 'fortran_order': False, 'shape': (6, 1, 5, 5), }", "dtype object"),
-    (b"{'descr': '<i4', 'fortran_order': False, 'shape': (6, 1, 5, 5), }", "dtype int32"),
-    (b"{'descr': '<f4', 'fortran_order': False, 'shape': (6, 1, 5, 4), }", r"\(6, 1, 5, 4\)"),
-    (b"{'descr': '<f4', 'fortran_order': False, 'shape': (6, 1, 5, 5), ", "header"),
-])
+@pytest.mark.parametrize(
+    "header, match",
+    [
+        (b"{'descr': '<f4', 'fortran_order': False, 'shape': (1000000000000,), }", r"\(1000000000000,?\)"),
+        (b"{'descr': '<f4', 'fortran_order': False, 'shape': (10**12,), }", "header"),
+        (b"{'descr': '|O', 'fortran_order': False, 'shape': (6, 1, 5, 5), }", "dtype object"),
+        (b"{'descr': '<i4', 'fortran_order': False, 'shape': (6, 1, 5, 5), }", "dtype int32"),
+        (b"{'descr': '<f4', 'fortran_order': False, 'shape': (6, 1, 5, 4), }", r"\(6, 1, 5, 4\)"),
+        (b"{'descr': '<f4', 'fortran_order': False, 'shape': (6, 1, 5, 5), ", "header"),
+    ],
+)
 def test_absurd_npy_headers_are_refused_before_any_data_is_read(tmp_path, header, match):
     """A header claiming 10**12 floats raised a bare MemoryError before (issue 14, item 4)."""
     bad = tmp_path / "bad.npz"
@@ -154,16 +165,19 @@ def test_absurd_npy_headers_are_refused_before_any_data_is_read(tmp_path, header
     assert equal(before, model)
 
 
-@pytest.mark.parametrize("field, mask", [
-    ("flags", 0x01),   # encrypted: zipfile raised RuntimeError
-    ("flags", 0x20),   # 'compressed patched data': NotImplementedError
-    ("flags", 0x40),   # strong encryption
-    ("method", 0x01),  # stored (0) -> 1, 'shrunk': NotImplementedError
-    ("method", 0x02),
-    ("method", 0x08),  # stored -> deflate: zlib.error
-    ("method", 0x0C),  # -> 12, bzip2 (two bits, still a method zipfile knows)
-    ("method", 0x0E),  # -> 14, lzma: lzma.LZMAError, not an OSError
-])
+@pytest.mark.parametrize(
+    "field, mask",
+    [
+        ("flags", 0x01),  # encrypted: zipfile raised RuntimeError
+        ("flags", 0x20),  # 'compressed patched data': NotImplementedError
+        ("flags", 0x40),  # strong encryption
+        ("method", 0x01),  # stored (0) -> 1, 'shrunk': NotImplementedError
+        ("method", 0x02),
+        ("method", 0x08),  # stored -> deflate: zlib.error
+        ("method", 0x0C),  # -> 12, bzip2 (two bits, still a method zipfile knows)
+        ("method", 0x0E),  # -> 14, lzma: lzma.LZMAError, not an OSError
+    ],
+)
 def test_central_directory_flag_and_method_flips(tmp_path, field, mask):
     """The flips that raised a bare NotImplementedError or RuntimeError before (issue 14, item 4)."""
     good = tmp_path / "good.npz"
@@ -183,6 +197,7 @@ def test_central_directory_flag_and_method_flips(tmp_path, field, mask):
 
 
 # ---------------------------------------------------------------------------- CIFAR-10 archive
+
 
 def test_every_gzip_header_and_trailer_flip_and_random_flips_and_truncations_of_an_archive(tmp_path):
     src = tmp_path / "src"

@@ -11,8 +11,8 @@ import pytest
 
 from catlab import datasets
 
-
 # ---------------------------------------------------------------------------- bundled data sets
+
 
 def test_digits_shapes_values_and_split():
     sk = pytest.importorskip("sklearn.datasets")
@@ -49,7 +49,10 @@ def test_mnist_sample_split():
     assert x.min() == 0.0 and x.max() == 1.0
     np.testing.assert_array_equal(np.bincount(yt), [100] * 10)
     np.testing.assert_array_equal(np.bincount(y), [400] * 10)
-    assert len(set(map(bytes, x.reshape(4000, -1).view(np.uint8))) & set(map(bytes, xt.reshape(1000, -1).view(np.uint8)))) == 0
+    assert (
+        len(set(map(bytes, x.reshape(4000, -1).view(np.uint8))) & set(map(bytes, xt.reshape(1000, -1).view(np.uint8))))
+        == 0
+    )
     (_, y2), _ = datasets.mnist_sample(test_size=500)
     assert len(y2) == 4500
     with pytest.raises(ValueError, match="test_size"):
@@ -79,6 +82,7 @@ def test_stratified_split_bad_fraction():
 
 
 # ---------------------------------------------------------------------------- CIFAR-10 binary
+
 
 def batch_bytes(rng, n, labels=None):
     """n records in the CIFAR-10 binary format; returns bytes, images (n, 3, 32, 32) uint8, labels."""
@@ -139,7 +143,7 @@ def test_cifar10_record_layout_known_answer(tmp_path):
     img[2] = np.arange(32, dtype=np.uint8)[:, None]
     rec = bytes([7]) + img.tobytes()
     path = tmp_path / "cifar-10-binary.tar.gz"
-    override = {f"cifar-10-batches-bin/test_batch.bin": rec}
+    override = {"cifar-10-batches-bin/test_batch.bin": rec}
     md5, *_ = build_archive(path, np.random.default_rng(0), override=override)
     x, y = datasets.cifar10(tmp_path, train=False, md5=md5)
     assert y.tolist() == [7]
@@ -275,7 +279,7 @@ def test_cifar10_bad_arguments(tmp_path):
 
 def test_random_shift_moves_whole_images_by_at_most_max_shift():
     x = np.zeros((200, 2, 5, 6), np.float32)
-    x[:, :, 2, 3] = 1.0   # one lit pixel per channel
+    x[:, :, 2, 3] = 1.0  # one lit pixel per channel
     x[:, 1, 2, 3] = 2.0
     before = x.copy()
     y = datasets.random_shift(x, 1, np.random.default_rng(0))

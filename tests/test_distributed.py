@@ -40,7 +40,7 @@ def torch_loop(torch, model, x, y, batch_size):
     g.manual_seed(SEED + 0)  # DistributedSampler: seed + epoch
     order = torch.randperm(len(x), generator=g).numpy()
     for s in range(0, len(x), batch_size):
-        idx = order[s:s + batch_size]
+        idx = order[s : s + batch_size]
         loss = torch.nn.functional.cross_entropy(tnet(torch.from_numpy(x[idx])), torch.from_numpy(y[idx]))
         opt.zero_grad()
         loss.backward()
@@ -60,8 +60,9 @@ def test_two_gloo_processes_give_the_weights_of_one(mnist):
     x, y, xt, yt = mnist
     model = lenet5(SEED)
     before = {k: v.copy() for k, v in model.state_dict().items()}
-    two = train_data_parallel(model, x, y, world_size=2, epochs=1, batch_size=BATCH, lr=LR,
-                              momentum=MOMENTUM, seed=SEED)
+    two = train_data_parallel(
+        model, x, y, world_size=2, epochs=1, batch_size=BATCH, lr=LR, momentum=MOMENTUM, seed=SEED
+    )
     one, order = torch_loop(torch, model, x, y, BATCH)
 
     # the caller's model is untouched; the returned one is trained
@@ -97,18 +98,21 @@ def test_two_gloo_processes_give_the_weights_of_one(mnist):
     assert ours["accuracy"] == float((logits.argmax(1).numpy() == yt).mean())
 
 
-@pytest.mark.parametrize("kwargs, error, words", [
-    ({"world_size": 0}, ValueError, "world_size"),
-    ({"world_size": 2.0}, TypeError, "world_size"),
-    ({"batch_size": 33}, ValueError, "batch_size"),
-    ({"epochs": 0}, ValueError, "epochs"),
-    ({"lr": 0.0}, ValueError, "lr"),
-    ({"lr": "0.1"}, TypeError, "lr"),
-    ({"momentum": 1.0}, ValueError, "momentum"),
-    ({"seed": 1.5}, TypeError, "seed"),
-    ({"threads": 0}, ValueError, "threads"),
-    ({"timeout": 0}, ValueError, "timeout"),
-])
+@pytest.mark.parametrize(
+    "kwargs, error, words",
+    [
+        ({"world_size": 0}, ValueError, "world_size"),
+        ({"world_size": 2.0}, TypeError, "world_size"),
+        ({"batch_size": 33}, ValueError, "batch_size"),
+        ({"epochs": 0}, ValueError, "epochs"),
+        ({"lr": 0.0}, ValueError, "lr"),
+        ({"lr": "0.1"}, TypeError, "lr"),
+        ({"momentum": 1.0}, ValueError, "momentum"),
+        ({"seed": 1.5}, TypeError, "seed"),
+        ({"threads": 0}, ValueError, "threads"),
+        ({"timeout": 0}, ValueError, "timeout"),
+    ],
+)
 def test_bad_arguments_are_named_before_any_work(kwargs, error, words):
     x = np.zeros((8, 1, 28, 28), np.float32)
     y = np.zeros(8, np.int64)

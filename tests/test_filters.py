@@ -169,9 +169,16 @@ def test_gabor_docstring_formula_is_what_the_code_computes():
             g = np.zeros((size, size))
             for row in range(size):
                 for col in range(size):
-                    names = {"np": np, "theta": theta, "phase": phase, "aspect": aspect,
-                             "wavelength": wavelength, "sigma": 0.5 * wavelength,
-                             "u": col - size // 2, "v": row - size // 2}
+                    names = {
+                        "np": np,
+                        "theta": theta,
+                        "phase": phase,
+                        "aspect": aspect,
+                        "wavelength": wavelength,
+                        "sigma": 0.5 * wavelength,
+                        "u": col - size // 2,
+                        "v": row - size // 2,
+                    }
                     names["a"] = eval(a_expr, names)
                     names["b"] = eval(b_expr, names)
                     g[row, col] = eval(g_expr, names)

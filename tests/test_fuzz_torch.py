@@ -92,8 +92,13 @@ def _check(name, mine, theirs, scale, dtype):
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
-@given(geo=geometries(), dtype=st.sampled_from([np.float32, np.float64]), seed=st.integers(0, 2**32 - 1),
-       counts=st.tuples(st.integers(0, 3), st.integers(0, 2), st.integers(0, 2)), strided=st.booleans())
+@given(
+    geo=geometries(),
+    dtype=st.sampled_from([np.float32, np.float64]),
+    seed=st.integers(0, 2**32 - 1),
+    counts=st.tuples(st.integers(0, 3), st.integers(0, 2), st.integers(0, 2)),
+    strided=st.booleans(),
+)
 def test_every_conv_path_matches_torch_with_inf_nan_huge_and_denormal_values(geo, dtype, seed, counts, strided):
     path, xs, ws, kw = geo
     dtype = np.dtype(dtype)

@@ -12,8 +12,8 @@ TOL = 1e-6
 
 def test_gradcheck_catches_a_wrong_backward(rng):
     x = rng.normal(size=(2, 5))
-    wrong = gradcheck(lambda x: x ** 2, lambda dy, x: dy * x, [x])  # missing the factor 2
-    right = gradcheck(lambda x: x ** 2, lambda dy, x: 2 * dy * x, [x])
+    wrong = gradcheck(lambda x: x**2, lambda dy, x: dy * x, [x])  # missing the factor 2
+    right = gradcheck(lambda x: x**2, lambda dy, x: 2 * dy * x, [x])
     assert wrong["input0"] > 0.1 and right["input0"] < 1e-8
 
 

@@ -17,9 +17,6 @@ def test_core_modules_import_without_heavy_dependencies():
 
 
 def test_plotting_modules_import_matplotlib_only_when_used():
-    code = (
-        "import sys, catlab.viz, catlab.widgets; "
-        "print('matplotlib' in sys.modules, 'ipywidgets' in sys.modules)"
-    )
+    code = "import sys, catlab.viz, catlab.widgets; print('matplotlib' in sys.modules, 'ipywidgets' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "False"], out.stdout + out.stderr

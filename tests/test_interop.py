@@ -13,15 +13,26 @@ from catlab.train import fit
 
 def lenet(dtype=np.float64):
     return nn.Sequential(
-        nn.Conv2d(1, 6, 5, padding=2, rng=0, dtype=dtype), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Conv2d(6, 16, 5, rng=1, dtype=dtype), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
-        nn.Linear(400, 120, rng=2, dtype=dtype), nn.ReLU(), nn.Linear(120, 84, rng=3, dtype=dtype), nn.ReLU(),
-        nn.Linear(84, 10, rng=4, dtype=dtype))
+        nn.Conv2d(1, 6, 5, padding=2, rng=0, dtype=dtype),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Conv2d(6, 16, 5, rng=1, dtype=dtype),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Flatten(),
+        nn.Linear(400, 120, rng=2, dtype=dtype),
+        nn.ReLU(),
+        nn.Linear(120, 84, rng=3, dtype=dtype),
+        nn.ReLU(),
+        nn.Linear(84, 10, rng=4, dtype=dtype),
+    )
 
 
 def test_importing_catlab_does_not_import_torch():
-    code = "import sys, catlab, catlab.interop, catlab.train, catlab.optim, catlab.checkpoint, catlab.datasets; " \
-           "print('torch' in sys.modules)"
+    code = (
+        "import sys, catlab, catlab.interop, catlab.train, catlab.optim, catlab.checkpoint, catlab.datasets; "
+        "print('torch' in sys.modules)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 
@@ -65,12 +76,20 @@ def test_to_torch_float32_and_unsupported_layer():
         interop.to_torch(nn.Sequential(nn.ReLU(), Odd()))
 
 
-@pytest.mark.parametrize("make_opt", [
-    lambda params, torch: (SGD(params[0], lr=0.05, momentum=0.9, nesterov=True, weight_decay=1e-3),
-                           torch.optim.SGD(params[1], lr=0.05, momentum=0.9, nesterov=True, weight_decay=1e-3)),
-    lambda params, torch: (Adam(params[0], lr=2e-3, amsgrad=True),
-                           torch.optim.Adam(params[1], lr=2e-3, amsgrad=True)),
-], ids=["sgd-nesterov", "adam-amsgrad"])
+@pytest.mark.parametrize(
+    "make_opt",
+    [
+        lambda params, torch: (
+            SGD(params[0], lr=0.05, momentum=0.9, nesterov=True, weight_decay=1e-3),
+            torch.optim.SGD(params[1], lr=0.05, momentum=0.9, nesterov=True, weight_decay=1e-3),
+        ),
+        lambda params, torch: (
+            Adam(params[0], lr=2e-3, amsgrad=True),
+            torch.optim.Adam(params[1], lr=2e-3, amsgrad=True),
+        ),
+    ],
+    ids=["sgd-nesterov", "adam-amsgrad"],
+)
 def test_fit_trains_lenet_exactly_like_a_torch_loop(make_opt, rng):
     """catlab's fit and a plain torch loop, same weights, same batches: the same parameters after training."""
     torch = pytest.importorskip("torch")
@@ -87,7 +106,7 @@ def test_fit_trains_lenet_exactly_like_a_torch_loop(make_opt, rng):
         perm = order.permutation(len(x))
         total = 0.0
         for s in range(0, len(x), batch):
-            idx = perm[s:s + batch]
+            idx = perm[s : s + batch]
             loss = torch.nn.functional.cross_entropy(tnet(torch.from_numpy(x[idx])), torch.from_numpy(y[idx]))
             topt.zero_grad()
             loss.backward()

@@ -42,17 +42,22 @@ def test_a_save_removes_the_temporaries_that_killed_saves_left_and_nothing_else(
     dead = _dead_pid()
     live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
-        stale_dead = tmp_path / f".c.npz.{dead}.abcd_123.tmp"        # its process is gone
-        stale_old = tmp_path / f".c.npz.{live.pid}.zzzzzzzz.tmp"     # alive, but untouched for two hours
-        fresh_live = tmp_path / f".c.npz.{live.pid}.k2k2k2k2.tmp"    # a save in progress elsewhere
+        stale_dead = tmp_path / f".c.npz.{dead}.abcd_123.tmp"  # its process is gone
+        stale_old = tmp_path / f".c.npz.{live.pid}.zzzzzzzz.tmp"  # alive, but untouched for two hours
+        fresh_live = tmp_path / f".c.npz.{live.pid}.k2k2k2k2.tmp"  # a save in progress elsewhere
         fresh_self = tmp_path / f".c.npz.{os.getpid()}.selfself.tmp"  # another thread of this process
-        others = [tmp_path / n for n in (
-            f".other.npz.{dead}.abcdefgh.tmp",  # another target's
-            f"c.npz.{dead}.abcdefgh.tmp",       # not hidden: not our name
-            f".c.npz.{dead}.abcdefgh.part",     # another suffix
-            f".c.npz.{dead}.abc.tmp",           # not eight random characters
-            f".c.npz.x{dead}.abcdefgh.tmp",     # not a pid
-            ".c.npz.tmp", "notes.txt")]
+        others = [
+            tmp_path / n
+            for n in (
+                f".other.npz.{dead}.abcdefgh.tmp",  # another target's
+                f"c.npz.{dead}.abcdefgh.tmp",  # not hidden: not our name
+                f".c.npz.{dead}.abcdefgh.part",  # another suffix
+                f".c.npz.{dead}.abc.tmp",  # not eight random characters
+                f".c.npz.x{dead}.abcdefgh.tmp",  # not a pid
+                ".c.npz.tmp",
+                "notes.txt",
+            )
+        ]
         for p in [stale_dead, stale_old, fresh_live, fresh_self, *others]:
             p.write_bytes(b"half")
         two_hours_ago = time.time() - 7200

@@ -34,8 +34,7 @@ def no_locator(monkeypatch, tmp_path):
     monkeypatch.setattr(caching.CacheImpl, "_locator_classes", user_dir)
     monkeypatch.setattr(numba.config, "CACHE_DIR", "")
     monkeypatch.setattr(_jit.tempfile, "tempdir", str(tmp_path))
-    monkeypatch.setattr(_jit, "_state", {"needs_fallback": False, "directory": None, "decided": False,
-                                         "warned": False})
+    monkeypatch.setattr(_jit, "_state", {"needs_fallback": False, "directory": None, "decided": False, "warned": False})
     with pytest.raises(RuntimeError, match="no locator available"):  # what import used to die of
         numba.njit(cache=True)(add_one)
     return tmp_path / f"catlab-numba-cache-{os.getuid()}"

@@ -35,7 +35,6 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-
 from chromium import CHROMIUM_ARGS, find_chromium
 
 MODE = os.environ.get("CATLAB_LAB_TESTS", "").strip().lower()
@@ -96,8 +95,9 @@ def _free_port() -> int:
 def lab_root(tmp_path_factory) -> Path:
     """A copy of book/ for JupyterLab to run and save (the repository's notebooks stay untouched)."""
     root = tmp_path_factory.mktemp("lab")
-    shutil.copytree(ROOT / "book", root / "book",
-                    ignore=shutil.ignore_patterns("_build", ".ipynb_checkpoints", "__pycache__"))
+    shutil.copytree(
+        ROOT / "book", root / "book", ignore=shutil.ignore_patterns("_build", ".ipynb_checkpoints", "__pycache__")
+    )
     return root
 
 
@@ -109,11 +109,21 @@ def lab(lab_root):
     except ImportError:
         _unavailable('JupyterLab is not installed: pip install -e ".[book]"')
     port, token = _free_port(), secrets.token_hex(16)
-    cmd = [sys.executable, "-m", "jupyter", "lab", "--no-browser", "--ip=127.0.0.1", f"--port={port}",
-           f"--ServerApp.root_dir={lab_root}", f"--IdentityProvider.token={token}",
-           "--ServerApp.port_retries=0", "--LabApp.news_url=None",
-           "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
-           "--LabApp.extension_manager=readonly"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "jupyter",
+        "lab",
+        "--no-browser",
+        "--ip=127.0.0.1",
+        f"--port={port}",
+        f"--ServerApp.root_dir={lab_root}",
+        f"--IdentityProvider.token={token}",
+        "--ServerApp.port_retries=0",
+        "--LabApp.news_url=None",
+        "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+        "--LabApp.extension_manager=readonly",
+    ]
     if hasattr(os, "geteuid") and os.geteuid() == 0:
         cmd.append("--allow-root")  # CI runs as root
     env = dict(os.environ, JUPYTER_PLATFORM_DIRS="1", MPLBACKEND="module://matplotlib_inline.backend_inline")
@@ -123,8 +133,10 @@ def lab(lab_root):
     try:
         for _ in range(240):  # up to a minute to start
             if proc.poll() is not None:
-                pytest.fail(f"JupyterLab exited ({proc.returncode}): "
-                            f"{(lab_root / 'jupyterlab.log').read_text(errors='replace')[-2000:]}")
+                pytest.fail(
+                    f"JupyterLab exited ({proc.returncode}): "
+                    f"{(lab_root / 'jupyterlab.log').read_text(errors='replace')[-2000:]}"
+                )
             try:
                 urllib.request.urlopen(f"{url}api/status?token={token}", timeout=2).read()
                 break
@@ -209,7 +221,7 @@ def run_notebook(browser, lab, name: str) -> dict:
     mtime = path.stat().st_mtime
     page.goto(f"{lab['url']}lab/tree/{name}.ipynb?reset&token={lab['token']}")
     page.locator(".jp-NotebookPanel .jp-Notebook").first.wait_for(timeout=60_000)
-    panel = '.jp-NotebookPanel:not(.lm-mod-hidden) '
+    panel = ".jp-NotebookPanel:not(.lm-mod-hidden) "
     idle = page.locator(panel + '.jp-Notebook-ExecutionIndicator[data-status="idle"]')
     kernel_name = page.locator(panel + ".jp-Toolbar-kernelName")
 
@@ -252,8 +264,11 @@ def run_notebook(browser, lab, name: str) -> dict:
             break  # one working live slider per chapter is what the test asks for
     # Static frame sliders: a VBox (not an interact) holding a slider and pictures.
     for area in out.locator(".widget-vbox:not(.widget-interact)").all():
-        if (area.locator(".noUi-handle").count() == 0 or area.locator("img").count() == 0
-                or area.evaluate("(a) => !!a.parentElement.closest('.widget-interact')")):
+        if (
+            area.locator(".noUi-handle").count() == 0
+            or area.locator("img").count() == 0
+            or area.evaluate("(a) => !!a.parentElement.closest('.widget-interact')")
+        ):
             continue
         before = area.evaluate(_SHOWN_JS)
         after = _move(page, area, before, seconds=5)
@@ -323,26 +338,47 @@ def test_toc_lists_chapters():
 @pytest.mark.parametrize("name", CHAPTERS)
 def test_chapter_runs_all_and_its_sliders_respond(browser, lab, name):
     rec = run_notebook(browser, lab, name)
-    print(f"\n{name}: Run All {rec['seconds']} s; live sliders tried {len(rec['interact'])}, "
-          f"frame sliders {len(rec['frame'])}")
+    print(
+        f"\n{name}: Run All {rec['seconds']} s; live sliders tried {len(rec['interact'])}, "
+        f"frame sliders {len(rec['frame'])}"
+    )
     bad = _problems(rec)
     assert not bad, f"{name}: " + "; ".join(bad)
 
 
 BROKEN = {
     "cells": [
-        {"cell_type": "code", "metadata": {}, "outputs": [], "execution_count": None,
-         "source": ["import matplotlib.pyplot as plt\n", "from ipywidgets import interact\n",
-                    "def draw(k):  # ignores k: the figure never changes\n",
-                    "    plt.plot([0, 1], [0, 1]); plt.show()\n",
-                    "interact(draw, k=(0, 10));"]},
-        {"cell_type": "code", "metadata": {}, "outputs": [], "execution_count": None,
-         "source": ["raise RuntimeError('broken on purpose')"]},
-        {"cell_type": "code", "metadata": {}, "outputs": [], "execution_count": None,
-         "source": ["print('never reached')"]},
+        {
+            "cell_type": "code",
+            "metadata": {},
+            "outputs": [],
+            "execution_count": None,
+            "source": [
+                "import matplotlib.pyplot as plt\n",
+                "from ipywidgets import interact\n",
+                "def draw(k):  # ignores k: the figure never changes\n",
+                "    plt.plot([0, 1], [0, 1]); plt.show()\n",
+                "interact(draw, k=(0, 10));",
+            ],
+        },
+        {
+            "cell_type": "code",
+            "metadata": {},
+            "outputs": [],
+            "execution_count": None,
+            "source": ["raise RuntimeError('broken on purpose')"],
+        },
+        {
+            "cell_type": "code",
+            "metadata": {},
+            "outputs": [],
+            "execution_count": None,
+            "source": ["print('never reached')"],
+        },
     ],
     "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}},
-    "nbformat": 4, "nbformat_minor": 5,
+    "nbformat": 4,
+    "nbformat_minor": 5,
 }
 
 

@@ -96,8 +96,13 @@ def test_batch_norm_2d_and_3d_inputs(rng):
 
 
 def test_batch_norm_never_modifies_inputs(rng):
-    arrays = [rng.normal(size=(2, 3, 4, 4)), rng.normal(size=3), rng.uniform(1, 2, 3), rng.normal(size=3),
-              rng.normal(size=3)]
+    arrays = [
+        rng.normal(size=(2, 3, 4, 4)),
+        rng.normal(size=3),
+        rng.uniform(1, 2, 3),
+        rng.normal(size=3),
+        rng.normal(size=3),
+    ]
     copies = [a.copy() for a in arrays]
     x, rm, rv, w, b = arrays
     F.batch_norm(x, rm, rv, w, b, training=True)
@@ -151,8 +156,7 @@ def test_batchnorm2d_layer_keys_buffers_and_optimizer():
     SGD(bn.parameters(), lr=0.1).step()
     np.testing.assert_array_equal(bn.running_mean.data, rm)  # the optimizer leaves buffers alone
     assert int(bn.num_batches_tracked.data) == 1
-    assert list(nn.BatchNorm2d(3, affine=False).state_dict()) == ["running_mean", "running_var",
-                                                                   "num_batches_tracked"]
+    assert list(nn.BatchNorm2d(3, affine=False).state_dict()) == ["running_mean", "running_var", "num_batches_tracked"]
     assert list(nn.BatchNorm2d(3, track_running_stats=False).state_dict()) == ["weight", "bias"]
 
 
@@ -226,8 +230,9 @@ def test_batchnorm2d_functional_float32_matches_torch(rng):
     rm, rv = np.zeros(4, np.float32), np.ones(4, np.float32)
     y, nrm, nrv = F.batch_norm(x, rm, rv, w, b, training=True, momentum=0.2)
     trm, trv = torch.zeros(4), torch.ones(4)
-    yt = torch.nn.functional.batch_norm(torch.from_numpy(x), trm, trv, torch.from_numpy(w), torch.from_numpy(b),
-                                        training=True, momentum=0.2)
+    yt = torch.nn.functional.batch_norm(
+        torch.from_numpy(x), trm, trv, torch.from_numpy(w), torch.from_numpy(b), training=True, momentum=0.2
+    )
     np.testing.assert_allclose(y, yt.numpy(), atol=2e-5)
     np.testing.assert_allclose(nrm, trm.numpy(), rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(nrv, trv.numpy(), rtol=1e-5)
@@ -340,10 +345,12 @@ def test_adaptive_avg_pool_matches_reference_loops_and_gradcheck(rng, H, W, out)
     assert (P, Q) == want_pq
     np.testing.assert_allclose(y, ref.adaptive_avg_pool2d(x, P, Q), rtol=1e-12)
     dy = rng.normal(size=y.shape)
-    np.testing.assert_allclose(F.adaptive_avg_pool2d_backward(dy, x, out),
-                               ref.adaptive_avg_pool2d_backward(dy, H, W), rtol=1e-12, atol=1e-15)
-    err = gradcheck(lambda x: F.adaptive_avg_pool2d(x, out),
-                    lambda dy, x: F.adaptive_avg_pool2d_backward(dy, x, out), [x])
+    np.testing.assert_allclose(
+        F.adaptive_avg_pool2d_backward(dy, x, out), ref.adaptive_avg_pool2d_backward(dy, H, W), rtol=1e-12, atol=1e-15
+    )
+    err = gradcheck(
+        lambda x: F.adaptive_avg_pool2d(x, out), lambda dy, x: F.adaptive_avg_pool2d_backward(dy, x, out), [x]
+    )
     assert err["input0"] < 1e-8
 
 
@@ -380,14 +387,18 @@ def test_adaptive_avg_pool_errors_and_layer():
 
 
 def basic_block(cin, cout, stride, seed, dtype=np.float64):
-    body = nn.Sequential(nn.Conv2d(cin, cout, 3, stride, 1, bias=False, rng=seed, dtype=dtype),
-                         nn.BatchNorm2d(cout, dtype=dtype), nn.ReLU(),
-                         nn.Conv2d(cout, cout, 3, 1, 1, bias=False, rng=seed + 1, dtype=dtype),
-                         nn.BatchNorm2d(cout, dtype=dtype))
+    body = nn.Sequential(
+        nn.Conv2d(cin, cout, 3, stride, 1, bias=False, rng=seed, dtype=dtype),
+        nn.BatchNorm2d(cout, dtype=dtype),
+        nn.ReLU(),
+        nn.Conv2d(cout, cout, 3, 1, 1, bias=False, rng=seed + 1, dtype=dtype),
+        nn.BatchNorm2d(cout, dtype=dtype),
+    )
     short = None
     if stride != 1 or cin != cout:
-        short = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False, rng=seed + 2, dtype=dtype),
-                              nn.BatchNorm2d(cout, dtype=dtype))
+        short = nn.Sequential(
+            nn.Conv2d(cin, cout, 1, stride, bias=False, rng=seed + 2, dtype=dtype), nn.BatchNorm2d(cout, dtype=dtype)
+        )
     return nn.Residual(body, short)
 
 
@@ -419,17 +430,29 @@ def test_residual_gradcheck_layer(rng, cin, cout, stride):
 
 
 def test_residual_state_dict_checkpoint_and_errors(tmp_path, rng):
-    net = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1, rng=0), basic_block(4, 8, 2, seed=1, dtype=np.float32),
-                        nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(0.2, rng=0),
-                        nn.Linear(8, 3, rng=5))
+    net = nn.Sequential(
+        nn.Conv2d(1, 4, 3, padding=1, rng=0),
+        basic_block(4, 8, 2, seed=1, dtype=np.float32),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Dropout(0.2, rng=0),
+        nn.Linear(8, 3, rng=5),
+    )
     keys = list(net.state_dict())
     assert "1.body.1.running_var" in keys and "1.shortcut.1.num_batches_tracked" in keys
     x = rng.normal(size=(4, 1, 8, 8)).astype(np.float32)
     net(x)  # one training step moves the running statistics
     path = checkpoint.save(net, tmp_path / "net.npz")
-    other = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1, rng=9), basic_block(4, 8, 2, seed=9, dtype=np.float32),
-                          nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(0.2),
-                          nn.Linear(8, 3, rng=9))
+    other = nn.Sequential(
+        nn.Conv2d(1, 4, 3, padding=1, rng=9),
+        basic_block(4, 8, 2, seed=9, dtype=np.float32),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Dropout(0.2),
+        nn.Linear(8, 3, rng=9),
+    )
     checkpoint.load(other, path)
     assert int(other[1].body[1].num_batches_tracked.data) == 1
     assert other[1].body[1].num_batches_tracked.data.dtype == np.int64
@@ -446,9 +469,18 @@ def test_residual_state_dict_checkpoint_and_errors(tmp_path, rng):
 
 def test_a_resnet_moves_to_torch_and_back(rng):
     torch = pytest.importorskip("torch")
-    net = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1, rng=0, dtype=np.float64), nn.BatchNorm2d(4, dtype=np.float64),
-                        nn.ReLU(), basic_block(4, 4, 1, seed=1), nn.ReLU(), basic_block(4, 8, 2, seed=4),
-                        nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 3, rng=7, dtype=np.float64))
+    net = nn.Sequential(
+        nn.Conv2d(1, 4, 3, padding=1, rng=0, dtype=np.float64),
+        nn.BatchNorm2d(4, dtype=np.float64),
+        nn.ReLU(),
+        basic_block(4, 4, 1, seed=1),
+        nn.ReLU(),
+        basic_block(4, 8, 2, seed=4),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(8, 3, rng=7, dtype=np.float64),
+    )
     tnet = interop.to_torch(net)
     assert list(tnet.state_dict()) == list(net.state_dict())
     x = rng.normal(size=(4, 1, 8, 8))
@@ -463,9 +495,18 @@ def test_a_resnet_moves_to_torch_and_back(rng):
     tparams = dict(tnet.named_parameters())
     for name, p in net.named_parameters():
         np.testing.assert_allclose(p.grad, tparams[name].grad.numpy(), rtol=1e-7, atol=1e-10, err_msg=name)
-    back = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1, dtype=np.float64), nn.BatchNorm2d(4, dtype=np.float64),
-                         nn.ReLU(), basic_block(4, 4, 1, seed=20), nn.ReLU(), basic_block(4, 8, 2, seed=30),
-                         nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 3, dtype=np.float64))
+    back = nn.Sequential(
+        nn.Conv2d(1, 4, 3, padding=1, dtype=np.float64),
+        nn.BatchNorm2d(4, dtype=np.float64),
+        nn.ReLU(),
+        basic_block(4, 4, 1, seed=20),
+        nn.ReLU(),
+        basic_block(4, 8, 2, seed=30),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(8, 3, dtype=np.float64),
+    )
     back.load_state_dict(interop.from_torch_state_dict(tnet.state_dict()))
     with torch.no_grad():
         np.testing.assert_allclose(back.eval()(x), tnet.eval()(torch.from_numpy(x)).numpy(), rtol=1e-9, atol=1e-11)
@@ -474,8 +515,12 @@ def test_a_resnet_moves_to_torch_and_back(rng):
 def test_bench_new_workloads_agree_with_torch():
     from catlab import bench
 
-    tiny = [("tiny bn", "batch_norm", (4, 3, 5, 5), None), ("tiny dropout", "dropout", (4, 30), 0.5),
-            ("tiny gap", "adaptive_avg_pool", (2, 3, 7, 7), 1), ("tiny adaptive", "adaptive_avg_pool", (2, 3, 7, 7), 3)]
+    tiny = [
+        ("tiny bn", "batch_norm", (4, 3, 5, 5), None),
+        ("tiny dropout", "dropout", (4, 30), 0.5),
+        ("tiny gap", "adaptive_avg_pool", (2, 3, 7, 7), 1),
+        ("tiny adaptive", "adaptive_avg_pool", (2, 3, 7, 7), 3),
+    ]
     errs = bench.check_ops(tiny)  # catlab alone: runs
     assert errs == [0.0] * 4
     torch = pytest.importorskip("torch")
@@ -492,9 +537,17 @@ def test_fit_with_batchnorm_dropout_and_residual_is_reproducible():
     y = (x[:, 0, :3].mean(axis=(1, 2)) > x[:, 0, 3:].mean(axis=(1, 2))).astype(np.int64)
 
     def model():
-        return nn.Sequential(nn.Conv2d(1, 4, 3, padding=1, bias=False, rng=0), nn.BatchNorm2d(4), nn.ReLU(),
-                             basic_block(4, 4, 1, seed=1, dtype=np.float32), nn.ReLU(),
-                             nn.AdaptiveAvgPool2d(2), nn.Flatten(), nn.Dropout(0.2, rng=3), nn.Linear(16, 2, rng=4))
+        return nn.Sequential(
+            nn.Conv2d(1, 4, 3, padding=1, bias=False, rng=0),
+            nn.BatchNorm2d(4),
+            nn.ReLU(),
+            basic_block(4, 4, 1, seed=1, dtype=np.float32),
+            nn.ReLU(),
+            nn.AdaptiveAvgPool2d(2),
+            nn.Flatten(),
+            nn.Dropout(0.2, rng=3),
+            nn.Linear(16, 2, rng=4),
+        )
 
     histories = []
     for _ in range(2):

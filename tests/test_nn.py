@@ -12,9 +12,17 @@ TOL = 1e-6  # gradient checks, float64
 
 def lenet(seed=0):
     return nn.Sequential(
-        nn.Conv2d(1, 6, 5, padding=2, rng=seed), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Conv2d(6, 16, 5, rng=seed + 1), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
-        nn.Linear(400, 120, rng=seed + 2), nn.ReLU(), nn.Linear(120, 84, rng=seed + 3), nn.ReLU(),
+        nn.Conv2d(1, 6, 5, padding=2, rng=seed),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Conv2d(6, 16, 5, rng=seed + 1),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Flatten(),
+        nn.Linear(400, 120, rng=seed + 2),
+        nn.ReLU(),
+        nn.Linear(120, 84, rng=seed + 3),
+        nn.ReLU(),
         nn.Linear(84, 10, rng=seed + 4),
     )
 
@@ -46,8 +54,18 @@ def test_init_bounds_follow_torch_and_seed_reproduces():
 def test_lenet_state_dict_keys_shapes_and_round_trip():
     net = lenet()
     sd = net.state_dict()
-    assert list(sd) == ["0.weight", "0.bias", "3.weight", "3.bias", "7.weight", "7.bias",
-                        "9.weight", "9.bias", "11.weight", "11.bias"]
+    assert list(sd) == [
+        "0.weight",
+        "0.bias",
+        "3.weight",
+        "3.bias",
+        "7.weight",
+        "7.bias",
+        "9.weight",
+        "9.bias",
+        "11.weight",
+        "11.bias",
+    ]
     assert sd["3.weight"].shape == (16, 6, 5, 5) and sd["7.weight"].shape == (120, 400)
     other = lenet(seed=100)
     x = np.random.default_rng(0).random((3, 1, 28, 28), dtype=np.float32)
@@ -113,11 +131,26 @@ def test_parameter_count_of_lenet():
 
 def test_sequential_state_dict_keys_and_shapes_match_torch():
     torch = pytest.importorskip("torch")
-    mine = nn.Sequential(nn.Conv2d(3, 6, 5, padding=2, rng=0), nn.ReLU(), nn.MaxPool2d(2), nn.Conv1d(6, 2, 3, rng=0),
-                         nn.Conv2d(6, 4, 3, bias=False, rng=1), nn.AvgPool2d(2), nn.Flatten(), nn.Linear(16, 10, rng=2))
-    theirs = torch.nn.Sequential(torch.nn.Conv2d(3, 6, 5, padding=2), torch.nn.ReLU(), torch.nn.MaxPool2d(2),
-                                 torch.nn.Conv1d(6, 2, 3), torch.nn.Conv2d(6, 4, 3, bias=False), torch.nn.AvgPool2d(2),
-                                 torch.nn.Flatten(), torch.nn.Linear(16, 10))
+    mine = nn.Sequential(
+        nn.Conv2d(3, 6, 5, padding=2, rng=0),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Conv1d(6, 2, 3, rng=0),
+        nn.Conv2d(6, 4, 3, bias=False, rng=1),
+        nn.AvgPool2d(2),
+        nn.Flatten(),
+        nn.Linear(16, 10, rng=2),
+    )
+    theirs = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 6, 5, padding=2),
+        torch.nn.ReLU(),
+        torch.nn.MaxPool2d(2),
+        torch.nn.Conv1d(6, 2, 3),
+        torch.nn.Conv2d(6, 4, 3, bias=False),
+        torch.nn.AvgPool2d(2),
+        torch.nn.Flatten(),
+        torch.nn.Linear(16, 10),
+    )
     ts = theirs.state_dict()
     ms = mine.state_dict()
     assert list(ms) == list(ts)
@@ -137,15 +170,37 @@ def test_default_init_has_torch_bounds():
 
 def test_lenet_outputs_and_gradients_match_torch_after_moving_weights(rng):
     torch = pytest.importorskip("torch")
+
     def mine():
-        return nn.Sequential(nn.Conv2d(1, 6, 5, padding=2, rng=0), nn.ReLU(), nn.MaxPool2d(2),
-                             nn.Conv2d(6, 16, 5, rng=1), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
-                             nn.Linear(400, 120, rng=2), nn.ReLU(), nn.Linear(120, 84, rng=3), nn.ReLU(),
-                             nn.Linear(84, 10, rng=4))
-    tnet = torch.nn.Sequential(torch.nn.Conv2d(1, 6, 5, padding=2), torch.nn.ReLU(), torch.nn.MaxPool2d(2),
-                               torch.nn.Conv2d(6, 16, 5), torch.nn.ReLU(), torch.nn.MaxPool2d(2), torch.nn.Flatten(),
-                               torch.nn.Linear(400, 120), torch.nn.ReLU(), torch.nn.Linear(120, 84), torch.nn.ReLU(),
-                               torch.nn.Linear(84, 10)).double()
+        return nn.Sequential(
+            nn.Conv2d(1, 6, 5, padding=2, rng=0),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(6, 16, 5, rng=1),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Flatten(),
+            nn.Linear(400, 120, rng=2),
+            nn.ReLU(),
+            nn.Linear(120, 84, rng=3),
+            nn.ReLU(),
+            nn.Linear(84, 10, rng=4),
+        )
+
+    tnet = torch.nn.Sequential(
+        torch.nn.Conv2d(1, 6, 5, padding=2),
+        torch.nn.ReLU(),
+        torch.nn.MaxPool2d(2),
+        torch.nn.Conv2d(6, 16, 5),
+        torch.nn.ReLU(),
+        torch.nn.MaxPool2d(2),
+        torch.nn.Flatten(),
+        torch.nn.Linear(400, 120),
+        torch.nn.ReLU(),
+        torch.nn.Linear(120, 84),
+        torch.nn.ReLU(),
+        torch.nn.Linear(84, 10),
+    ).double()
     net = mine().astype(np.float64)
     # catlab -> torch
     tnet.load_state_dict({k: torch.tensor(v) for k, v in net.state_dict().items()})
@@ -167,18 +222,25 @@ def test_lenet_outputs_and_gradients_match_torch_after_moving_weights(rng):
     np.testing.assert_allclose(other(x), tnet(torch.tensor(x)).detach().numpy(), atol=1e-12)
 
 
-@pytest.mark.parametrize("make,shape", [
-    (lambda: nn.Conv2d(3, 4, 3, stride=2, padding=1, rng=0), (2, 3, 7, 7)),
-    (lambda: nn.Conv2d(4, 4, (2, 3), groups=2, dilation=(1, 2), bias=False, rng=0), (2, 4, 6, 8)),
-    (lambda: nn.Conv1d(2, 3, 3, padding="same", rng=0), (3, 2, 9)),
-    (lambda: nn.MaxPool2d(2), (2, 3, 6, 6)),
-    (lambda: nn.AvgPool2d(3, stride=2, padding=1), (2, 3, 7, 6)),
-    (lambda: nn.ReLU(), (3, 5)),
-    (lambda: nn.Linear(5, 4, rng=0), (3, 5)),
-    (lambda: nn.Flatten(), (2, 3, 2, 2)),
-    (lambda: nn.Sequential(nn.Conv2d(1, 3, 3, padding=1, rng=0), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
-                           nn.Linear(12, 5, rng=1)), (2, 1, 4, 4)),
-])
+@pytest.mark.parametrize(
+    "make,shape",
+    [
+        (lambda: nn.Conv2d(3, 4, 3, stride=2, padding=1, rng=0), (2, 3, 7, 7)),
+        (lambda: nn.Conv2d(4, 4, (2, 3), groups=2, dilation=(1, 2), bias=False, rng=0), (2, 4, 6, 8)),
+        (lambda: nn.Conv1d(2, 3, 3, padding="same", rng=0), (3, 2, 9)),
+        (lambda: nn.MaxPool2d(2), (2, 3, 6, 6)),
+        (lambda: nn.AvgPool2d(3, stride=2, padding=1), (2, 3, 7, 6)),
+        (lambda: nn.ReLU(), (3, 5)),
+        (lambda: nn.Linear(5, 4, rng=0), (3, 5)),
+        (lambda: nn.Flatten(), (2, 3, 2, 2)),
+        (
+            lambda: nn.Sequential(
+                nn.Conv2d(1, 3, 3, padding=1, rng=0), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(12, 5, rng=1)
+            ),
+            (2, 1, 4, 4),
+        ),
+    ],
+)
 def test_layer_gradients(make, shape, rng):
     x = rng.normal(size=shape)
     x[np.abs(x) < 1e-3] = 0.5

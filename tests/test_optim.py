@@ -88,21 +88,35 @@ def test_model_parameters_are_updated_in_place():
     np.testing.assert_allclose(w, before - 0.1 * 4.0)
 
 
-@pytest.mark.parametrize("kw, word", [
-    (dict(lr=0), "lr"), (dict(lr=-0.1), "lr"), (dict(lr=float("nan")), "lr"),
-    (dict(momentum=-0.5), "momentum"), (dict(dampening=-1), "dampening"),
-    (dict(weight_decay=-1e-4), "weight_decay"), (dict(nesterov=True), "nesterov"),
-    (dict(momentum=0.9, dampening=0.1, nesterov=True), "nesterov"),
-])
+@pytest.mark.parametrize(
+    "kw, word",
+    [
+        (dict(lr=0), "lr"),
+        (dict(lr=-0.1), "lr"),
+        (dict(lr=float("nan")), "lr"),
+        (dict(momentum=-0.5), "momentum"),
+        (dict(dampening=-1), "dampening"),
+        (dict(weight_decay=-1e-4), "weight_decay"),
+        (dict(nesterov=True), "nesterov"),
+        (dict(momentum=0.9, dampening=0.1, nesterov=True), "nesterov"),
+    ],
+)
 def test_sgd_bad_arguments(kw, word):
     with pytest.raises(ValueError, match=word):
         SGD([Parameter(np.zeros(1))], **kw)
 
 
-@pytest.mark.parametrize("kw, word", [
-    (dict(lr=0.0), "lr"), (dict(betas=(1.0, 0.999)), r"betas\[0\]"), (dict(betas=(0.9, -0.1)), r"betas\[1\]"),
-    (dict(betas=0.9), "betas"), (dict(eps=-1e-8), "eps"), (dict(weight_decay=-1), "weight_decay"),
-])
+@pytest.mark.parametrize(
+    "kw, word",
+    [
+        (dict(lr=0.0), "lr"),
+        (dict(betas=(1.0, 0.999)), r"betas\[0\]"),
+        (dict(betas=(0.9, -0.1)), r"betas\[1\]"),
+        (dict(betas=0.9), "betas"),
+        (dict(eps=-1e-8), "eps"),
+        (dict(weight_decay=-1), "weight_decay"),
+    ],
+)
 def test_adam_bad_arguments(kw, word):
     with pytest.raises(ValueError, match=word):
         Adam([Parameter(np.zeros(1))], **kw)

@@ -15,10 +15,7 @@ TOL = 1e-6  # gradient checks, float64
 
 
 def test_max_pool_known_answer_and_routing():
-    x = np.array([[[[1.0, 5.0, 2.0, 0.0],
-                    [3.0, 4.0, 8.0, 1.0],
-                    [0.0, 0.0, 1.0, 1.0],
-                    [9.0, 0.0, 1.0, 7.0]]]])
+    x = np.array([[[[1.0, 5.0, 2.0, 0.0], [3.0, 4.0, 8.0, 1.0], [0.0, 0.0, 1.0, 1.0], [9.0, 0.0, 1.0, 7.0]]]])
     y = F.max_pool2d(x, 2)
     np.testing.assert_array_equal(y[0, 0], [[5.0, 8.0], [9.0, 7.0]])
     dx = F.max_pool2d_backward(np.array([[[[1.0, 2.0], [3.0, 4.0]]]]), x, 2)
@@ -108,10 +105,18 @@ def _awkward(rng, shape, dtype):
 
 
 def test_indices_by_hand():
-    x = np.array([[[[1.0, 3.0, 2.0, 2.0],
+    x = np.array(
+        [
+            [
+                [
+                    [1.0, 3.0, 2.0, 2.0],
                     [3.0, 0.0, 2.0, 2.0],
                     [np.nan, 5.0, -np.inf, -np.inf],
-                    [9.0, np.nan, -np.inf, -np.inf]]]])
+                    [9.0, np.nan, -np.inf, -np.inf],
+                ]
+            ]
+        ]
+    )
     y, idx = F.max_pool2d(x, 2, return_indices=True)
     assert idx.dtype == np.int64 and idx.shape == (1, 1, 2, 2)
     # first of the tied 3s (1), first of the tied 2s (2), last NaN (13), first cell of the -inf window (10)
@@ -150,8 +155,11 @@ def test_backward_without_nans_matches_reference(rng):
     x = rng.normal(size=(2, 3, 7, 7))
     y, idx = F.max_pool2d(x, 3, 2, 1, return_indices=True)
     dy = rng.normal(size=y.shape)
-    np.testing.assert_allclose(F.max_pool2d_backward(dy, x, 3, 2, 1, indices=idx),
-                               ref.max_pool2d_backward(dy, x, (3, 3), (2, 2), (1, 1)), atol=1e-12)
+    np.testing.assert_allclose(
+        F.max_pool2d_backward(dy, x, 3, 2, 1, indices=idx),
+        ref.max_pool2d_backward(dy, x, (3, 3), (2, 2), (1, 1)),
+        atol=1e-12,
+    )
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -166,7 +174,8 @@ def test_indices_match_torch(k, s, p, dtype, rng):
     dy = rng.normal(size=y.shape).astype(dtype)
     kk, ss, pp = ([int(v) for v in np.broadcast_to(a, 2)] for a in (k, k if s is None else s, p))
     dxt = torch.ops.aten.max_pool2d_with_indices_backward(
-        torch.from_numpy(dy), torch.from_numpy(x), kk, ss, pp, [1, 1], False, it)
+        torch.from_numpy(dy), torch.from_numpy(x), kk, ss, pp, [1, 1], False, it
+    )
     np.testing.assert_allclose(F.max_pool2d_backward(dy, x, k, s, p, indices=idx), dxt.numpy(), rtol=1e-6)
     np.testing.assert_allclose(F.max_pool2d_backward(dy, x, k, s, p), dxt.numpy(), rtol=1e-6)
 
@@ -175,7 +184,7 @@ def test_large_batch_uses_threads_and_matches_single_plane(rng):
     x = rng.normal(size=(16, 8, 12, 12)).astype(np.float32)
     y, idx = F.max_pool2d(x, 2, return_indices=True)
     for n in (0, 7, 15):
-        y1, i1 = F.max_pool2d(x[n:n + 1], 2, return_indices=True)
+        y1, i1 = F.max_pool2d(x[n : n + 1], 2, return_indices=True)
         np.testing.assert_array_equal(i1[0], idx[n])
         np.testing.assert_array_equal(y1[0], y[n])
 
@@ -189,14 +198,21 @@ DY = np.zeros((2, 3, 4, 4), np.float32)
 GOOD = np.zeros((2, 3, 4, 4), np.int64)
 
 
-@pytest.mark.parametrize("indices,exc,match", [
-    (GOOD.astype(np.int32), TypeError, r"indices must have dtype int64 .*got int32"),
-    (GOOD.astype(np.float64), TypeError, r"indices must have dtype int64 .*got float64"),
-    (GOOD.tolist(), TypeError, r"indices must be a NumPy array of int64, got list"),
-    (np.zeros((2, 3, 4, 5), np.int64), ValueError, r"indices must have the forward output's shape \(2, 3, 4, 4\), got \(2, 3, 4, 5\)"),
-    (GOOD - 1, ValueError, r"indices must lie in \[0, H\*W\) = \[0, 64\), got the range \[-1, -1\]"),
-    (GOOD + 64, ValueError, r"indices must lie in \[0, H\*W\) = \[0, 64\), got the range \[64, 64\]"),
-])
+@pytest.mark.parametrize(
+    "indices,exc,match",
+    [
+        (GOOD.astype(np.int32), TypeError, r"indices must have dtype int64 .*got int32"),
+        (GOOD.astype(np.float64), TypeError, r"indices must have dtype int64 .*got float64"),
+        (GOOD.tolist(), TypeError, r"indices must be a NumPy array of int64, got list"),
+        (
+            np.zeros((2, 3, 4, 5), np.int64),
+            ValueError,
+            r"indices must have the forward output's shape \(2, 3, 4, 4\), got \(2, 3, 4, 5\)",
+        ),
+        (GOOD - 1, ValueError, r"indices must lie in \[0, H\*W\) = \[0, 64\), got the range \[-1, -1\]"),
+        (GOOD + 64, ValueError, r"indices must lie in \[0, H\*W\) = \[0, 64\), got the range \[64, 64\]"),
+    ],
+)
 def test_bad_indices_are_rejected(indices, exc, match):
     with pytest.raises(exc, match=match):
         F.max_pool2d_backward(DY, X, 2, indices=indices)
@@ -207,8 +223,9 @@ def test_non_contiguous_indices_are_accepted(rng):
     y, idx = F.max_pool2d(x, 2, return_indices=True)
     dy = rng.normal(size=y.shape)
     idx_f = np.asfortranarray(idx)
-    np.testing.assert_array_equal(F.max_pool2d_backward(dy, x, 2, indices=idx_f),
-                                  F.max_pool2d_backward(dy, x, 2, indices=idx))
+    np.testing.assert_array_equal(
+        F.max_pool2d_backward(dy, x, 2, indices=idx_f), F.max_pool2d_backward(dy, x, 2, indices=idx)
+    )
 
 
 def test_maxpool_layer_stores_indices_only_in_training(rng):
@@ -229,10 +246,18 @@ def test_maxpool_layer_stores_indices_only_in_training(rng):
 
 def test_max_pool_nan_and_minus_infinity_by_hand():
     """A NaN anywhere in a window wins, even followed by larger numbers; a window of -inf gives -inf."""
-    x = np.array([[[[np.nan, 5.0, 1.0, 2.0],
+    x = np.array(
+        [
+            [
+                [
+                    [np.nan, 5.0, 1.0, 2.0],
                     [9.0, 1.0, 3.0, np.nan],
                     [-np.inf, -np.inf, 0.0, 1.0],
-                    [-np.inf, -np.inf, 7.0, 1.0]]]])
+                    [-np.inf, -np.inf, 7.0, 1.0],
+                ]
+            ]
+        ]
+    )
     y = F.max_pool2d(x, 2)
     assert np.isnan(y[0, 0, 0, 0]) and np.isnan(y[0, 0, 0, 1])
     assert y[0, 0, 1, 0] == -np.inf and y[0, 0, 1, 1] == 7.0
@@ -246,18 +271,32 @@ def test_max_pool_nan_and_minus_infinity_by_hand():
 def test_pools_match_torch(k, s, p, rng):
     torch = pytest.importorskip("torch")
     x = rng.normal(size=(2, 3, 9, 8))
-    for fwd, bwd, tf in [(F.max_pool2d, F.max_pool2d_backward, torch.nn.functional.max_pool2d),
-                         (F.avg_pool2d, F.avg_pool2d_backward, torch.nn.functional.avg_pool2d)]:
-        assert_matches_torch(lambda x, f=fwd: f(x, k, s, p), lambda dy, x, b=bwd: b(dy, x, k, s, p),
-                             lambda x, t=tf: t(x, k, s, p), [x], rtol=1e-12, atol=1e-12)
+    for fwd, bwd, tf in [
+        (F.max_pool2d, F.max_pool2d_backward, torch.nn.functional.max_pool2d),
+        (F.avg_pool2d, F.avg_pool2d_backward, torch.nn.functional.avg_pool2d),
+    ]:
+        assert_matches_torch(
+            lambda x, f=fwd: f(x, k, s, p),
+            lambda dy, x, b=bwd: b(dy, x, k, s, p),
+            lambda x, t=tf: t(x, k, s, p),
+            [x],
+            rtol=1e-12,
+            atol=1e-12,
+        )
 
 
 def test_max_pool_ties_match_torch():
     torch = pytest.importorskip("torch")
     x = np.ones((1, 1, 4, 4))
-    assert_matches_torch(lambda x: F.max_pool2d(x, 3, 1, 1), lambda dy, x: F.max_pool2d_backward(dy, x, 3, 1, 1),
-                         lambda x: torch.nn.functional.max_pool2d(x, 3, 1, 1), [x], dy=np.ones((1, 1, 4, 4)),
-                         rtol=0, atol=0)
+    assert_matches_torch(
+        lambda x: F.max_pool2d(x, 3, 1, 1),
+        lambda dy, x: F.max_pool2d_backward(dy, x, 3, 1, 1),
+        lambda x: torch.nn.functional.max_pool2d(x, 3, 1, 1),
+        [x],
+        dy=np.ones((1, 1, 4, 4)),
+        rtol=0,
+        atol=0,
+    )
 
 
 @pytest.mark.parametrize("fwd,bwd", [(F.max_pool2d, F.max_pool2d_backward), (F.avg_pool2d, F.avg_pool2d_backward)])
@@ -323,8 +362,9 @@ def test_max_pool_full_arguments_match_reference(cfg, dtype, rng):
     idx_ref = ref.max_pool2d_indices(x, *args)
     np.testing.assert_array_equal(idx, idx_ref)
     N, C, P, Q = y.shape  # the values at the reference's argmax (Python's max() does not propagate NaN)
-    np.testing.assert_array_equal(y, np.take_along_axis(x.reshape(N, C, -1), idx_ref.reshape(N, C, -1), 2)
-                                  .reshape(y.shape))
+    np.testing.assert_array_equal(
+        y, np.take_along_axis(x.reshape(N, C, -1), idx_ref.reshape(N, C, -1), 2).reshape(y.shape)
+    )
     np.testing.assert_array_equal(F.max_pool2d(x, k, **kw), y)
     dy = rng.normal(size=y.shape).astype(dtype)
     xf = rng.normal(size=x.shape).astype(dtype)  # no NaNs or ties for the argmax-based reference backward
@@ -379,8 +419,12 @@ def test_max_pool_full_arguments_match_torch(cfg, dtype, rng):
     np.testing.assert_array_equal(y, yt.numpy())
     np.testing.assert_array_equal(idx, it.numpy())
     xf = rng.normal(size=x.shape).astype(dtype)
-    assert_matches_torch(lambda x: F.max_pool2d(x, k, **kw), lambda dy, x: F.max_pool2d_backward(dy, x, k, **kw),
-                         lambda x: torch.nn.functional.max_pool2d(x, k, **kw), [xf])
+    assert_matches_torch(
+        lambda x: F.max_pool2d(x, k, **kw),
+        lambda dy, x: F.max_pool2d_backward(dy, x, k, **kw),
+        lambda x: torch.nn.functional.max_pool2d(x, k, **kw),
+        [xf],
+    )
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -390,39 +434,54 @@ def test_avg_pool_full_arguments_match_torch(cfg, dtype, rng):
     H, W, k, s, p, ceil, include, divisor = cfg
     x = rng.normal(size=(2, 3, H, W)).astype(dtype)
     kw = dict(stride=s, padding=p, ceil_mode=ceil, count_include_pad=include, divisor_override=divisor)
-    assert_matches_torch(lambda x: F.avg_pool2d(x, k, **kw), lambda dy, x: F.avg_pool2d_backward(dy, x, k, **kw),
-                         lambda x: torch.nn.functional.avg_pool2d(x, k, **kw), [x])
+    assert_matches_torch(
+        lambda x: F.avg_pool2d(x, k, **kw),
+        lambda dy, x: F.avg_pool2d_backward(dy, x, k, **kw),
+        lambda x: torch.nn.functional.avg_pool2d(x, k, **kw),
+        [x],
+    )
 
 
 def test_pool_layers_take_the_full_arguments_and_match_torch(rng):
     torch = pytest.importorskip("torch")
     x = rng.normal(size=(2, 3, 9, 8))
-    pairs = [(nn.MaxPool2d(3, 2, 1, dilation=(1, 2), ceil_mode=True),
-              torch.nn.MaxPool2d(3, 2, 1, dilation=(1, 2), ceil_mode=True)),
-             (nn.AvgPool2d(3, 2, 1, ceil_mode=True, count_include_pad=False),
-              torch.nn.AvgPool2d(3, 2, 1, ceil_mode=True, count_include_pad=False)),
-             (nn.AvgPool2d(2, 1, 1, divisor_override=3), torch.nn.AvgPool2d(2, 1, 1, divisor_override=3))]
+    pairs = [
+        (
+            nn.MaxPool2d(3, 2, 1, dilation=(1, 2), ceil_mode=True),
+            torch.nn.MaxPool2d(3, 2, 1, dilation=(1, 2), ceil_mode=True),
+        ),
+        (
+            nn.AvgPool2d(3, 2, 1, ceil_mode=True, count_include_pad=False),
+            torch.nn.AvgPool2d(3, 2, 1, ceil_mode=True, count_include_pad=False),
+        ),
+        (nn.AvgPool2d(2, 1, 1, divisor_override=3), torch.nn.AvgPool2d(2, 1, 1, divisor_override=3)),
+    ]
     for mine, theirs in pairs:
-        assert_matches_torch(mine.forward, lambda dy, x, m=mine: m.backward(dy), theirs, [x], rtol=1e-12,
-                             atol=1e-12)
+        assert_matches_torch(mine.forward, lambda dy, x, m=mine: m.backward(dy), theirs, [x], rtol=1e-12, atol=1e-12)
     layer = nn.MaxPool2d(2, return_indices=True)
     y, idx = layer(x)
     np.testing.assert_array_equal(idx, F.max_pool2d(x, 2, return_indices=True)[1])
     assert layer.backward(np.ones_like(y)).sum() == y.size
 
 
-@pytest.mark.parametrize("call,exc,pattern", [
-    (lambda x: F.max_pool2d(x, 2, ceil_mode="yes"), TypeError, r"ceil_mode must be True or False"),
-    (lambda x: F.avg_pool2d(x, 2, count_include_pad=0), TypeError, r"count_include_pad must be True or False"),
-    (lambda x: F.avg_pool2d(x, 2, divisor_override=0), ValueError, r"divisor_override must be a positive integer"),
-    (lambda x: F.avg_pool2d(x, 2, divisor_override=1.5), TypeError, r"divisor_override must be an integer"),
-    (lambda x: F.max_pool2d(x, 2, dilation=0), ValueError, r"dilation must be positive"),
-    (lambda x: F.max_pool2d(x, 3, dilation=5), ValueError, r"kernel_size must fit in the padded input"),
-    (lambda x: F.max_pool2d(x[:, :, :2, :2], 2, padding=1, dilation=3), ValueError,
-     r"dilation must leave an input cell in every window"),
-    (lambda x: nn.AvgPool2d(2, divisor_override=-1), ValueError, r"divisor_override must be a positive integer"),
-    (lambda x: nn.MaxPool2d(2, return_indices="no"), TypeError, r"return_indices must be True or False"),
-])
+@pytest.mark.parametrize(
+    "call,exc,pattern",
+    [
+        (lambda x: F.max_pool2d(x, 2, ceil_mode="yes"), TypeError, r"ceil_mode must be True or False"),
+        (lambda x: F.avg_pool2d(x, 2, count_include_pad=0), TypeError, r"count_include_pad must be True or False"),
+        (lambda x: F.avg_pool2d(x, 2, divisor_override=0), ValueError, r"divisor_override must be a positive integer"),
+        (lambda x: F.avg_pool2d(x, 2, divisor_override=1.5), TypeError, r"divisor_override must be an integer"),
+        (lambda x: F.max_pool2d(x, 2, dilation=0), ValueError, r"dilation must be positive"),
+        (lambda x: F.max_pool2d(x, 3, dilation=5), ValueError, r"kernel_size must fit in the padded input"),
+        (
+            lambda x: F.max_pool2d(x[:, :, :2, :2], 2, padding=1, dilation=3),
+            ValueError,
+            r"dilation must leave an input cell in every window",
+        ),
+        (lambda x: nn.AvgPool2d(2, divisor_override=-1), ValueError, r"divisor_override must be a positive integer"),
+        (lambda x: nn.MaxPool2d(2, return_indices="no"), TypeError, r"return_indices must be True or False"),
+    ],
+)
 def test_bad_full_pool_arguments_are_named(call, exc, pattern):
     with pytest.raises(exc, match=pattern):
         call(np.zeros((1, 1, 8, 8)))

@@ -25,12 +25,13 @@ def patches(record):
 
 # -- the data set ---------------------------------------------------------------
 
+
 def _find(photo, patch):
     """Every (row, col) where the (3, 32, 32) patch occurs in the (H, W, 3) photo."""
     chw = photo.transpose(2, 0, 1)
     H, W = photo.shape[:2]
-    rows, cols = np.nonzero(np.all(photo[:H - 31, :W - 31] == patch[:, 0, 0], axis=-1))
-    return [(r, c) for r, c in zip(rows, cols) if np.array_equal(chw[:, r:r + 32, c:c + 32], patch)]
+    rows, cols = np.nonzero(np.all(photo[: H - 31, : W - 31] == patch[:, 0, 0], axis=-1))
+    return [(r, c) for r, c in zip(rows, cols) if np.array_equal(chw[:, r : r + 32, c : c + 32], patch)]
 
 
 def test_patches_come_from_disjoint_parts_of_their_photo():
@@ -60,6 +61,7 @@ def test_photos_are_in_unit_range_and_downsampled_by_block_means():
         assert 0.0 <= p.min() and p.max() <= 1.0
         assert 100 <= min(p.shape[:2]) and max(p.shape[:2]) <= 250
     from skimage import data
+
     coffee = data.coffee()  # factor 4: the top-left output pixel is the mean of a 4x4 block
     np.testing.assert_allclose(photos[2][0, 0], coffee[:4, :4].reshape(16, 3).mean(axis=0) / 255, rtol=1e-6)
     cat = data.chelsea().astype(np.float64) / 255  # (300, 451, 3) -> (150, 225, 3): last column dropped
@@ -91,13 +93,16 @@ def test_patches_are_reproducible_and_depend_on_the_seed():
     assert not np.array_equal(a[0][0], c[0][0])
 
 
-@pytest.mark.parametrize("kwargs, error, words", [
-    (dict(n_train=0), ValueError, "n_train must be >= 1, got 0"),
-    (dict(n_test=-1), ValueError, "n_test must be >= 1"),
-    (dict(n_train=2.5), TypeError, "n_train must be an integer, got float"),
-    (dict(seed=True), TypeError, "seed must be an integer"),
-    (dict(seed=-1), ValueError, "seed must be >= 0"),
-])
+@pytest.mark.parametrize(
+    "kwargs, error, words",
+    [
+        (dict(n_train=0), ValueError, "n_train must be >= 1, got 0"),
+        (dict(n_test=-1), ValueError, "n_test must be >= 1"),
+        (dict(n_train=2.5), TypeError, "n_train must be an integer, got float"),
+        (dict(seed=True), TypeError, "seed must be an integer"),
+        (dict(seed=-1), ValueError, "seed must be >= 0"),
+    ],
+)
 def test_patches_reject_bad_arguments(kwargs, error, words):
     with pytest.raises(error, match=words):
         pretrained.colour_patches(**kwargs)
@@ -116,29 +121,57 @@ def test_flips_mirror_some_patches_and_leave_the_input_alone():
 
 # -- the architecture -------------------------------------------------------------
 
+
 def test_architecture_shapes_and_keys():
     net = pretrained.colour_net_architecture()
-    assert list(net.state_dict()) == ["0.weight", "0.bias", "3.weight", "3.bias", "6.weight", "6.bias",
-                                      "9.weight", "9.bias"]
+    assert list(net.state_dict()) == [
+        "0.weight",
+        "0.bias",
+        "3.weight",
+        "3.bias",
+        "6.weight",
+        "6.bias",
+        "9.weight",
+        "9.bias",
+    ]
     h = np.zeros((2, 3, 32, 32), np.float32)
     shapes = []
     for layer in net:
         h = layer(h)
         shapes.append(h.shape[1:])
-    assert shapes == [(16, 28, 28), (16, 28, 28), (16, 14, 14), (32, 10, 10), (32, 10, 10), (32, 5, 5),
-                      (64, 3, 3), (64, 3, 3), (576,), (10,)]
+    assert shapes == [
+        (16, 28, 28),
+        (16, 28, 28),
+        (16, 14, 14),
+        (32, 10, 10),
+        (32, 10, 10),
+        (32, 5, 5),
+        (64, 3, 3),
+        (64, 3, 3),
+        (576,),
+        (10,),
+    ]
     a, b = pretrained.colour_net_architecture(rng=3), pretrained.colour_net_architecture(rng=3)
     np.testing.assert_array_equal(a[0].weight.data, b[0].weight.data)
 
 
 # -- the shipped weights ----------------------------------------------------------
 
+
 def test_shipped_files_are_small_and_plain_arrays():
     assert pretrained.WEIGHTS.is_file()
     assert pretrained.WEIGHTS.stat().st_size < 5_000_000
     with np.load(pretrained.WEIGHTS, allow_pickle=False) as z:
-        assert sorted(z.files) == ["0.bias", "0.weight", "3.bias", "3.weight", "6.bias", "6.weight",
-                                   "9.bias", "9.weight"]
+        assert sorted(z.files) == [
+            "0.bias",
+            "0.weight",
+            "3.bias",
+            "3.weight",
+            "6.bias",
+            "6.weight",
+            "9.bias",
+            "9.weight",
+        ]
         assert all(z[k].dtype == np.float32 for k in z.files)
 
 
@@ -157,6 +190,7 @@ def test_shipped_weights_reproduce_the_recorded_accuracy(record, patches):
 def test_shipped_weights_match_torch(patches):
     torch = pytest.importorskip("torch")
     from catlab import interop
+
     net = pretrained.colour_net()
     x = pretrained.centre_colours(patches[1][0][::50])
     with torch.no_grad():
@@ -201,6 +235,7 @@ def test_bad_accuracy_records_are_rejected_clearly(tmp_path):
 
 
 # -- retraining -------------------------------------------------------------------
+
 
 def test_retrain_smoke_loss_decreases_and_is_reproducible():
     _, info = pretrained.retrain(n_train=8, n_test=2, epochs=4, batch_size=16, lr=3e-3, seed=0)

@@ -20,8 +20,15 @@ def test_by_hand():
     assert receptive_fields([11, 3, 5], strides=[4, 2, 1]) == ([11, 19, 51], [4, 8, 8])
 
 
-@pytest.mark.parametrize("ks, ss, ds", [([3, 3, 3], [1, 1, 1], [1, 1, 1]), ([3, 5], [2, 1], [1, 1]),
-                                        ([3, 3, 3], [1, 2, 1], [1, 1, 2]), ([4, 2], [2, 1], [1, 3])])
+@pytest.mark.parametrize(
+    "ks, ss, ds",
+    [
+        ([3, 3, 3], [1, 1, 1], [1, 1, 1]),
+        ([3, 5], [2, 1], [1, 1]),
+        ([3, 3, 3], [1, 2, 1], [1, 1, 2]),
+        ([4, 2], [2, 1], [1, 3]),
+    ],
+)
 def test_formula_matches_nonzero_pattern_of_backward_pass(ks, ss, ds):
     size = 64
     x = np.ones((1, 1, size, size))
@@ -56,9 +63,10 @@ def test_dilation_by_hand():
     assert receptive_field([3, 3, 3], dilations=2) == 13
 
 
-@pytest.mark.parametrize("ks, ss, ds, pad", [([3, 3, 3], [1, 1, 1], [1, 2, 4], True),
-                                             ([3, 3], [2, 1], [2, 3], False),
-                                             ([5, 3, 3], [1, 2, 1], [3, 1, 2], True)])
+@pytest.mark.parametrize(
+    "ks, ss, ds, pad",
+    [([3, 3, 3], [1, 1, 1], [1, 2, 4], True), ([3, 3], [2, 1], [2, 3], False), ([5, 3, 3], [1, 2, 1], [3, 1, 2], True)],
+)
 def test_dilated_stack_matches_backward_pass_with_random_weights(ks, ss, ds, pad):
     # positive random weights (no cancellation), padding that keeps the size: the
     # receptive field does not depend on either

@@ -120,8 +120,9 @@ def test_relu_linear_and_loss_gradients(rng):
     err = gradcheck(F.linear, lambda dy, x, w, b: F.linear_backward(dy, x, w), [x, w, b])
     assert max(err.values()) < TOL, err
     labels = rng.integers(0, 6, size=4)
-    err = gradcheck(lambda z: F.softmax_cross_entropy(z, labels)[0],
-                    lambda dy, z: dy * F.softmax_cross_entropy(z, labels)[1], [x])
+    err = gradcheck(
+        lambda z: F.softmax_cross_entropy(z, labels)[0], lambda dy, z: dy * F.softmax_cross_entropy(z, labels)[1], [x]
+    )
     assert err["input0"] < TOL, err
 
 
@@ -133,5 +134,12 @@ def test_relu_backward_at_nan_passes_the_gradient_like_torch():
     np.testing.assert_array_equal(F.relu(x), [np.nan, 0.0, 0.0, 2.0, np.inf, 0.0])
     torch = pytest.importorskip("torch")
     for dtype in (np.float32, np.float64):
-        assert_matches_torch(F.relu, lambda g, x: F.relu_backward(g, x), torch.nn.functional.relu,
-                             [x.astype(dtype)], dy=dy.astype(dtype), rtol=0, atol=0)
+        assert_matches_torch(
+            F.relu,
+            lambda g, x: F.relu_backward(g, x),
+            torch.nn.functional.relu,
+            [x.astype(dtype)],
+            dy=dy.astype(dtype),
+            rtol=0,
+            atol=0,
+        )

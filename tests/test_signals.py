@@ -18,9 +18,11 @@ def test_convolve_by_hand():
     np.testing.assert_allclose(S.convolve([1, 2, 3], [0, 1, 0.5]), [0, 1, 2.5, 4, 1.5])
 
 
-@given(hnp.arrays(np.float64, st.integers(1, 30), elements=floats),
-       hnp.arrays(np.float64, st.integers(1, 30), elements=floats),
-       st.sampled_from(["full", "same", "valid"]))
+@given(
+    hnp.arrays(np.float64, st.integers(1, 30), elements=floats),
+    hnp.arrays(np.float64, st.integers(1, 30), elements=floats),
+    st.sampled_from(["full", "same", "valid"]),
+)
 def test_convolve_and_correlate_match_numpy(a, b, mode):
     if mode != "full" and b.size > a.size:
         with pytest.raises(ValueError, match="longer"):

@@ -99,8 +99,10 @@ def test_set_num_threads_governs_the_split(monkeypatch):
     assert catlab.get_num_threads() == old
 
 
-@pytest.mark.parametrize("bad,exc", [(0, ValueError), (-2, ValueError), (2**40, ValueError), (1.5, TypeError),
-                                     (True, TypeError), ("4", TypeError)])
+@pytest.mark.parametrize(
+    "bad,exc",
+    [(0, ValueError), (-2, ValueError), (2**40, ValueError), (1.5, TypeError), (True, TypeError), ("4", TypeError)],
+)
 def test_set_num_threads_rejects_bad_counts(bad, exc):
     import catlab
 
@@ -156,9 +158,11 @@ def test_results_are_bit_identical_from_several_threads_at_once():
     from concurrent.futures import ThreadPoolExecutor
 
     r = np.random.default_rng(1)
-    cases = [(r.normal(size=(4, 16, 24, 24)).astype(np.float32), r.normal(size=(32, 16, 3, 3)).astype(np.float32)),
-             (r.normal(size=(1, 16, 24, 24)).astype(np.float32), r.normal(size=(32, 16, 3, 3)).astype(np.float32)),
-             (r.normal(size=(4, 3, 24, 24)).astype(np.float32), r.normal(size=(6, 3, 3, 3)).astype(np.float32))]
+    cases = [
+        (r.normal(size=(4, 16, 24, 24)).astype(np.float32), r.normal(size=(32, 16, 3, 3)).astype(np.float32)),
+        (r.normal(size=(1, 16, 24, 24)).astype(np.float32), r.normal(size=(32, 16, 3, 3)).astype(np.float32)),
+        (r.normal(size=(4, 3, 24, 24)).astype(np.float32), r.normal(size=(6, 3, 3, 3)).astype(np.float32)),
+    ]
     cases = [(x, w, r.normal(size=w.shape[0]).astype(np.float32)) for x, w in cases]
     want = [_conv_step(*c) for c in cases]
 
@@ -189,6 +193,7 @@ def test_kernel_blas_is_single_threaded_inside_kernels_from_any_thread(monkeypat
         def wrapped(t):
             seen.append(tuple(_threads.kernel_blas_threads()))
             work(t)
+
         real(wrapped, n)
 
     monkeypatch.setattr(_threads, "run_chunks", spy)

@@ -34,8 +34,9 @@ def blobs(n=60, seed=0, dtype=np.float32):
 
 
 def small_model(seed=0, dtype=np.float32):
-    return nn.Sequential(nn.Flatten(), nn.Linear(2, 8, rng=seed, dtype=dtype), nn.ReLU(),
-                         nn.Linear(8, 3, rng=seed + 1, dtype=dtype))
+    return nn.Sequential(
+        nn.Flatten(), nn.Linear(2, 8, rng=seed, dtype=dtype), nn.ReLU(), nn.Linear(8, 3, rng=seed + 1, dtype=dtype)
+    )
 
 
 def identity_model():
@@ -66,8 +67,8 @@ def test_one_full_batch_epoch_is_one_gradient_step():
     fit(model, x, y, epochs=1, batch_size=2, optimizer=SGD(model.parameters(), lr=1.0), progress=False)
     # softmax([1, 0]) = (s, 1-s), s = e/(1+e); dlogits rows: (s-1, 1-s)/2 and (1-s-1, s)/2 = (-s, s)/2 ... wait: row 2
     s = math.e / (1 + math.e)
-    d1 = np.array([s - 1, 1 - s]) / 2          # sample 1: logits (1, 0), label 0
-    d2 = np.array([(1 - s) - 1, s]) / 2        # sample 2: logits (0, 1), label 0: softmax = (1-s, s)
+    d1 = np.array([s - 1, 1 - s]) / 2  # sample 1: logits (1, 0), label 0
+    d2 = np.array([(1 - s) - 1, s]) / 2  # sample 2: logits (0, 1), label 0: softmax = (1-s, s)
     grad = np.outer(d1, [1, 0]) + np.outer(d2, [0, 1])
     np.testing.assert_allclose(model.weight.data, np.eye(2) - grad, rtol=1e-12)
 
@@ -76,8 +77,17 @@ def test_fit_learns_and_history_has_one_entry_per_epoch():
     x, y = blobs()
     xv, yv = blobs(30, seed=1)
     model = small_model()
-    h = fit(model, x, y, epochs=8, batch_size=10, optimizer=Adam(model.parameters(), lr=0.05), seed=0,
-            validation_data=(xv, yv), progress=False)
+    h = fit(
+        model,
+        x,
+        y,
+        epochs=8,
+        batch_size=10,
+        optimizer=Adam(model.parameters(), lr=0.05),
+        seed=0,
+        validation_data=(xv, yv),
+        progress=False,
+    )
     assert set(h) == {"loss", "accuracy", "val_loss", "val_accuracy", "seconds"}
     assert all(len(v) == 8 for v in h.values())
     assert h["loss"][-1] < h["loss"][0] / 2
@@ -149,7 +159,11 @@ def bad_cases():
         (dict(epochs=0), ValueError, "epochs"),
         (dict(optimizer="sgd"), TypeError, "optimizer"),
         (dict(seed=None), TypeError, "seed"),
-        (dict(validation_data=(x, y[:3])), ValueError, r"validation_data\[0\] has 12 samples but validation_data\[1\] has 3"),
+        (
+            dict(validation_data=(x, y[:3])),
+            ValueError,
+            r"validation_data\[0\] has 12 samples but validation_data\[1\] has 3",
+        ),
         (dict(validation_data=(nan, y)), ValueError, r"validation_data\[0\] must be finite"),
         (dict(validation_data=x), TypeError, "validation_data"),
     ]

@@ -33,7 +33,8 @@ def test_vendored_file_matches_checksum(digest, name):
     path = STATIC / name
     assert path.is_file(), f"{name} is listed in VENDORED.sha256 but missing; run tools/vendor_web_assets.sh"
     assert hashlib.sha256(path.read_bytes()).hexdigest() == digest, (
-        f"{name} differs from the vendored copy; run tools/vendor_web_assets.sh")
+        f"{name} differs from the vendored copy; run tools/vendor_web_assets.sh"
+    )
 
 
 def test_config_points_at_local_files():

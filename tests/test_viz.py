@@ -26,15 +26,17 @@ def _orange_cells(ax):
     return {tuple(int(v) for v in rc) for rc in np.argwhere(np.all(np.isclose(img, ORANGE), axis=-1))}
 
 
-@pytest.mark.parametrize("W,F,S,P,D,out", [(7, 3, 1, 0, 1, 5), (7, 3, 2, 0, 1, 3), (32, 5, 1, 2, 1, 32),
-                                           (10, 3, 2, 0, 1, 4), (7, 3, 1, 0, 2, 3)])
+@pytest.mark.parametrize(
+    "W,F,S,P,D,out",
+    [(7, 3, 1, 0, 1, 5), (7, 3, 2, 0, 1, 3), (32, 5, 1, 2, 1, 32), (10, 3, 2, 0, 1, 4), (7, 3, 1, 0, 2, 3)],
+)
 def test_conv_geometry_output_size(W, F, S, P, D, out):
     fig = viz.conv_geometry(W, F, S, P, D)
     assert fig.out_size == out
     assert fig.axes[1].get_title() == f"output {out}x{out}"
     img = np.asarray(fig.axes[0].get_images()[0].get_array())
     assert img.shape == (W + 2 * P, W + 2 * P, 3)
-    assert np.all(img[P:P + W, P:P + W][~np.all(np.isclose(img[P:P + W, P:P + W], ORANGE), -1)] == 1.0)
+    assert np.all(img[P : P + W, P : P + W][~np.all(np.isclose(img[P : P + W, P : P + W], ORANGE), -1)] == 1.0)
     if P:
         assert np.allclose(img[0, -1], 0.85)  # a padding corner, grey
     assert len(_orange_cells(fig.axes[0])) == F * F  # the taps (position (0, 0))
@@ -48,13 +50,16 @@ def test_conv_geometry_taps_positions():
     assert _orange_cells(fig.axes[1]) == {(1, 2)}
 
 
-@pytest.mark.parametrize("kw,match", [
-    (dict(size=3, kernel_size=5), "spans 5"),
-    (dict(size=7, kernel_size=3, position=(5, 0)), "position"),
-    (dict(size=7, kernel_size=0), "kernel_size"),
-    (dict(size=7, kernel_size=3, padding=-1), "padding"),
-    (dict(size=7, kernel_size=3, stride=1.5), "stride"),
-])
+@pytest.mark.parametrize(
+    "kw,match",
+    [
+        (dict(size=3, kernel_size=5), "spans 5"),
+        (dict(size=7, kernel_size=3, position=(5, 0)), "position"),
+        (dict(size=7, kernel_size=0), "kernel_size"),
+        (dict(size=7, kernel_size=3, padding=-1), "padding"),
+        (dict(size=7, kernel_size=3, stride=1.5), "stride"),
+    ],
+)
 def test_conv_geometry_errors(kw, match):
     with pytest.raises((TypeError, ValueError), match=match):
         viz.conv_geometry(**kw)
@@ -126,11 +131,14 @@ def test_confusion_matrix_known_counts():
     assert cm.sum() == 6
 
 
-@pytest.mark.parametrize("yt,yp,exc,match", [
-    (np.array([0.0, 1.0]), np.array([0, 1]), TypeError, "y_true"),
-    (np.array([0, 1]), np.array([0, 1, 1]), ValueError, "y_pred"),
-    (np.array([0, 5]), np.array([0, 1]), ValueError, r"\[0, 3\)"),
-])
+@pytest.mark.parametrize(
+    "yt,yp,exc,match",
+    [
+        (np.array([0.0, 1.0]), np.array([0, 1]), TypeError, "y_true"),
+        (np.array([0, 1]), np.array([0, 1, 1]), ValueError, "y_pred"),
+        (np.array([0, 5]), np.array([0, 1]), ValueError, r"\[0, 3\)"),
+    ],
+)
 def test_confusion_matrix_errors(yt, yp, exc, match):
     with pytest.raises(exc, match=match):
         viz.confusion_matrix(yt, yp, num_classes=3)

@@ -68,7 +68,7 @@ def test_transforms_are_exact_for_one_tile(m):
     d = rng.standard_normal((m + 2, m + 2))
     g = rng.standard_normal((3, 3))
     got = AT @ ((G @ g @ G.T) * (BT @ d @ BT.T)) @ AT.T
-    want = np.array([[np.sum(d[i:i + 3, j:j + 3] * g) for j in range(m)] for i in range(m)])
+    want = np.array([[np.sum(d[i : i + 3, j : j + 3] * g) for j in range(m)] for i in range(m)])
     np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
 
 
@@ -85,9 +85,18 @@ def test_transform_weight_layout():
 # --- against the reference loops ----------------------------------------------------------
 
 CASES = [  # N, C, K, H, W, padding
-    (1, 1, 1, 3, 3, 0), (1, 1, 1, 3, 3, 1), (2, 1, 3, 4, 4, 0), (1, 2, 2, 5, 7, 1),
-    (3, 3, 5, 7, 9, 1), (2, 4, 3, 9, 6, 0), (1, 5, 2, 11, 13, 1), (2, 16, 8, 8, 8, 1),
-    (1, 8, 16, 15, 15, 1), (1, 3, 4, 1, 6, 1), (2, 7, 6, 6, 1, 1), (1, 2, 3, 10, 10, (0, 1)),
+    (1, 1, 1, 3, 3, 0),
+    (1, 1, 1, 3, 3, 1),
+    (2, 1, 3, 4, 4, 0),
+    (1, 2, 2, 5, 7, 1),
+    (3, 3, 5, 7, 9, 1),
+    (2, 4, 3, 9, 6, 0),
+    (1, 5, 2, 11, 13, 1),
+    (2, 16, 8, 8, 8, 1),
+    (1, 8, 16, 15, 15, 1),
+    (1, 3, 4, 1, 6, 1),
+    (2, 7, 6, 6, 1, 1),
+    (1, 2, 3, 10, 10, (0, 1)),
     (1, 2, 2, 4, 4, 2),
 ]
 
@@ -243,10 +252,15 @@ def test_under_numba_boundscheck():
     here = os.path.dirname(__file__)
     root = os.path.dirname(here)
     with tempfile.TemporaryDirectory() as cache:
-        env = dict(os.environ, NUMBA_BOUNDSCHECK="1", NUMBA_CACHE_DIR=cache,
-                   PYTHONPATH=os.pathsep.join([root, here, os.environ.get("PYTHONPATH", "")]))
-        res = subprocess.run([sys.executable, "-c", _BOUNDS_SCRIPT], check=False, env=env, capture_output=True, text=True,
-                             timeout=600)
+        env = dict(
+            os.environ,
+            NUMBA_BOUNDSCHECK="1",
+            NUMBA_CACHE_DIR=cache,
+            PYTHONPATH=os.pathsep.join([root, here, os.environ.get("PYTHONPATH", "")]),
+        )
+        res = subprocess.run(
+            [sys.executable, "-c", _BOUNDS_SCRIPT], check=False, env=env, capture_output=True, text=True, timeout=600
+        )
     assert res.returncode == 0, res.stderr[-3000:]
     assert res.stdout.strip().endswith("ok")
 

@@ -37,8 +37,9 @@ def assert_close(mine, theirs, name, **tol):
     np.testing.assert_allclose(mine[finite], theirs[finite], err_msg=name, **tol)
 
 
-def assert_matches_torch(forward, backward, torch_forward, inputs, dy=None, seed=0, names=None, torch_dtype=None,
-                         **tol):
+def assert_matches_torch(
+    forward, backward, torch_forward, inputs, dy=None, seed=0, names=None, torch_dtype=None, **tol
+):
     """Check ``forward`` and every gradient from ``backward`` against torch's autograd.
 
     Parameters

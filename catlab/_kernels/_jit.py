@@ -98,6 +98,7 @@ def njit(func=None, *, cache: bool = False, **options):
     With ``cache=True`` it tries Numba's own cache locations first and falls
     back as described in the module docstring.
     """
+
     def decorate(f):
         if not cache:
             return numba.njit(**options)(f)

@@ -80,13 +80,13 @@ def im2col(x_n, c0, R, S, sh, sw, ph, pw, dil_h, dil_w, p0, p1, Q, cols):
                     for q in range(lo):
                         cols[row, base + q] = 0.0
                     # views indexed by the loop counter alone let LLVM vectorise the copy
-                    dst = cols[row, base + lo:base + hi]
+                    dst = cols[row, base + lo : base + hi]
                     if sw == 1:
-                        src = x_n[c0 + c, ih, lo + off:hi + off]
+                        src = x_n[c0 + c, ih, lo + off : hi + off]
                         for q in range(hi - lo):
                             dst[q] = src[q]
                     else:
-                        src2 = x_n[c0 + c, ih, lo * sw + off:]
+                        src2 = x_n[c0 + c, ih, lo * sw + off :]
                         for q in range(hi - lo):
                             dst[q] = src2[q * sw]
                     for q in range(hi, Q):
@@ -112,13 +112,13 @@ def col2im_channel(cols, cl, c, R, S, sh, sw, ph, pw, dil_h, dil_w, P, Q, dx_n):
                 if ih < 0 or ih >= H:
                     continue
                 base = p * Q
-                src = cols[row, base + lo:base + hi]
+                src = cols[row, base + lo : base + hi]
                 if sw == 1:
-                    dst = dx_n[c, ih, lo + off:hi + off]
+                    dst = dx_n[c, ih, lo + off : hi + off]
                     for q in range(hi - lo):
                         dst[q] += src[q]
                 else:
-                    dst2 = dx_n[c, ih, lo * sw + off:]
+                    dst2 = dx_n[c, ih, lo * sw + off :]
                     for q in range(hi - lo):
                         dst2[q * sw] += src[q]
 
@@ -173,7 +173,9 @@ def conv2d_im2col_forward(x, w3, b, R, S, sh, sw, ph, pw, dil_h, dil_w, P, Q, nb
 
 
 @njit(cache=True, nogil=True)
-def conv2d_im2col_backward(x, wT, dy4, R, S, sh, sw, ph, pw, dil_h, dil_w, P, Q, nb, i0, i1, dweight_t, db_t, dcols_all, dx):
+def conv2d_im2col_backward(
+    x, wT, dy4, R, S, sh, sw, ph, pw, dil_h, dil_w, P, Q, nb, i0, i1, dweight_t, db_t, dcols_all, dx
+):
     """im2col backward of items i0 <= it < i1; batch sums go to this chunk's dweight_t, db_t.
 
     With row blocks (nb > 1) the column gradients go to ``dcols_all`` and
@@ -284,7 +286,7 @@ def conv2d_direct_forward(x, w, b, R, S, ph, pw, dil_h, dil_w, P, Q, kb, i0, i1,
                 for r in range(R):
                     for s in range(S):
                         off = c * plane + (p0 + r * dil_h) * Wp + s * dil_w
-                        xs = xp[off:off + jl]  # views indexed by the loop counter vectorise
+                        xs = xp[off : off + jl]  # views indexed by the loop counter vectorise
                         for kk in range(k1 - k0):
                             wv = w[k0 + kk, c, r, s]
                             a = acc[kk]
@@ -343,7 +345,7 @@ def conv2d_direct_backward(x, w, dy, R, S, ph, pw, dil_h, dil_w, P, Q, n0, n1, d
                 for r in range(R):
                     for s in range(S):
                         off = c * plane + r * dil_h * Wp + s * dil_w
-                        xs = xp[off:off + L]
+                        xs = xp[off : off + L]
                         dk = dyw[k]
                         acc = zero
                         if x_finite:
@@ -351,8 +353,8 @@ def conv2d_direct_backward(x, w, dy, R, S, ph, pw, dil_h, dil_w, P, Q, n0, n1, d
                                 acc += dk[j] * xs[j]
                         else:
                             for p in range(P):
-                                xr = xs[p * Wp:p * Wp + Q]
-                                dr = dk[p * Wp:p * Wp + Q]
+                                xr = xs[p * Wp : p * Wp + Q]
+                                dr = dk[p * Wp : p * Wp + Q]
                                 for q in range(Q):
                                     acc += dr[q] * xr[q]
                         dweight_t[k, c, r, s] += acc
@@ -362,7 +364,7 @@ def conv2d_direct_backward(x, w, dy, R, S, ph, pw, dil_h, dil_w, P, Q, n0, n1, d
             for r in range(R):
                 for s in range(S):
                     off = c * plane + r * dil_h * Wp + s * dil_w
-                    ds = dxp[off:off + L]
+                    ds = dxp[off : off + L]
                     for k in range(K):
                         wv = w[k, c, r, s]
                         dk = dyw[k]
@@ -371,8 +373,8 @@ def conv2d_direct_backward(x, w, dy, R, S, ph, pw, dil_h, dil_w, P, Q, n0, n1, d
                                 ds[j] += wv * dk[j]
                         else:
                             for p in range(P):
-                                dr = dk[p * Wp:p * Wp + Q]
-                                dsr = ds[p * Wp:p * Wp + Q]
+                                dr = dk[p * Wp : p * Wp + Q]
+                                dsr = ds[p * Wp : p * Wp + Q]
                                 for q in range(Q):
                                     dsr[q] += wv * dr[q]
         for c in range(C):
@@ -405,13 +407,15 @@ def conv2d_direct_backward(x, w, dy, R, S, ph, pw, dil_h, dil_w, P, Q, n0, n1, d
 
 @njit(cache=True)
 def _pad_group(x_n, c0, ph, pw, Hp, Wp, xp):
-    """Copy channels c0 .. c0 + Cg - 1 of x_n (C, H, W) into the interiors of xp's Cg planes; the border is left as is."""
+    """Copy channels c0 .. c0 + Cg - 1 of x_n (C, H, W) into the interiors of xp's Cg planes.
+
+    The border is left as is."""
     H = x_n.shape[1]
     W = x_n.shape[2]
     Cg = xp.shape[0] // (Hp * Wp)
     for c in range(Cg):
         for h in range(H):
-            dst = xp[c * Hp * Wp + (h + ph) * Wp + pw:]
+            dst = xp[c * Hp * Wp + (h + ph) * Wp + pw :]
             src = x_n[c0 + c, h]
             for v in range(W):
                 dst[v] = src[v]
@@ -424,7 +428,7 @@ def _wide_cols(xp, R, S, dil_h, dil_w, Hp, Wp, L, cols):
     for c in range(Cg):
         for r in range(R):
             for s in range(S):
-                src = xp[c * Hp * Wp + r * dil_h * Wp + s * dil_w:]
+                src = xp[c * Hp * Wp + r * dil_h * Wp + s * dil_w :]
                 dst = cols[(c * R + r) * S + s]
                 for j in range(L):
                     dst[j] = src[j]
@@ -438,7 +442,7 @@ def _zero_gaps(cols, P, Q, Wp):
     for i in range(cols.shape[0]):
         row = cols[i]
         for p in range(P - 1):
-            gap = row[p * Wp + Q:(p + 1) * Wp]
+            gap = row[p * Wp + Q : (p + 1) * Wp]
             for j in range(Wp - Q):
                 gap[j] = 0.0
 
@@ -464,8 +468,8 @@ def conv2d_wide_forward(x, w3, b, R, S, ph, pw, dil_h, dil_w, P, Q, i0, i1, y4):
         for k in range(Kg):
             bk = b[g * Kg + k]
             for p in range(P):
-                src = yw[k, p * Wp:]
-                dst = yg[k, p * Q:]
+                src = yw[k, p * Wp :]
+                dst = yg[k, p * Q :]
                 for q in range(Q):
                     dst[q] = src[q] + bk
 
@@ -496,8 +500,8 @@ def conv2d_wide_backward(x, wT, dy4, R, S, ph, pw, dil_h, dil_w, P, Q, i0, i1, d
         for k in range(Kg):
             acc = 0.0
             for p in range(P):
-                src = dyg[k, p * Q:]
-                dst = dyw[k, p * Wp:]
+                src = dyg[k, p * Q :]
+                dst = dyw[k, p * Wp :]
                 for q in range(Q):
                     v = src[q]
                     dst[q] = v
@@ -519,13 +523,13 @@ def conv2d_wide_backward(x, wT, dy4, R, S, ph, pw, dil_h, dil_w, P, Q, i0, i1, d
         for c in range(Cg):
             for r in range(R):
                 for s in range(S):
-                    dst = dxp[c * Hp * Wp + r * dil_h * Wp + s * dil_w:]
+                    dst = dxp[c * Hp * Wp + r * dil_h * Wp + s * dil_w :]
                     src = dcols[(c * R + r) * S + s]
                     for j in range(L):
                         dst[j] += src[j]
         for c in range(Cg):
             for h in range(H):
-                src = dxp[c * Hp * Wp + (h + ph) * Wp + pw:]
+                src = dxp[c * Hp * Wp + (h + ph) * Wp + pw :]
                 dst = dx[n, g * Cg + c, h]
                 for v in range(W):
                     dst[v] = src[v]

@@ -64,7 +64,7 @@ def max_pool2d_forward(x3, kh, kw, sh, sw, ph, pw, dil_h, dil_w, i0, i1, y3):
                     lo, hi = _qrange(s, sw, pw, dil_w, W, Q)
                     if hi <= lo:
                         continue
-                    src = row[lo * sw - pw + s * dil_w:]
+                    src = row[lo * sw - pw + s * dil_w :]
                     ms = m[lo:hi]
                     for j in range(hi - lo):
                         v = src[j * sw]
@@ -120,8 +120,18 @@ def max_pool2d_indices_forward(x3, kh, kw, sh, sw, ph, pw, dil_h, dil_w, i0, i1,
     NC, H, W = x3.shape
     P = y3.shape[1]
     Q = y3.shape[2]
-    if (kh == 2 and kw == 2 and sh == 2 and sw == 2 and ph == 0 and pw == 0 and dil_h == 1 and dil_w == 1
-            and 2 * P <= H and 2 * Q <= W):  # the common case, unrolled
+    if (
+        kh == 2
+        and kw == 2
+        and sh == 2
+        and sw == 2
+        and ph == 0
+        and pw == 0
+        and dil_h == 1
+        and dil_w == 1
+        and 2 * P <= H
+        and 2 * Q <= W
+    ):  # the common case, unrolled
         for i in range(i0, i1):
             xi = x3[i]
             for p in range(P):

@@ -90,7 +90,7 @@ def _pad_row(x, n, c, ih, pw, row):
     hi = min(Wp, W + pw)
     for j in range(pw):
         row[j] = 0.0
-    src = x[n, c, ih, 0:hi - pw]
+    src = x[n, c, ih, 0 : hi - pw]
     dst = row[pw:hi]
     for j in range(hi - pw):
         dst[j] = src[j]
@@ -117,8 +117,8 @@ def winograd2_chunk(x, U, b, ph, pw, P, Q, rows_blk, i0, i1, relu, y):
     for blk0 in range(i0, i1, rows_blk):
         blk1 = min(i1, blk0 + rows_blk)
         nt = (blk1 - blk0) * TW
-        V = Vflat[:E * C * nt].reshape((E, C, nt))
-        M = Mflat[:E * K * nt].reshape((E, K, nt))
+        V = Vflat[: E * C * nt].reshape((E, C, nt))
+        M = Mflat[: E * K * nt].reshape((E, K, nt))
         # input transform: V[a*4 + e, c, t] = (B^T d B)[a, e]
         for it in range(blk0, blk1):
             n = it // TH
@@ -127,7 +127,10 @@ def winograd2_chunk(x, U, b, ph, pw, P, Q, rows_blk, i0, i1, relu, y):
             for c in range(C):
                 for a in range(4):
                     _pad_row(x, n, c, i * 2 - ph + a, pw, buf[a])
-                b0 = buf[0]; b1 = buf[1]; b2 = buf[2]; b3 = buf[3]
+                b0 = buf[0]
+                b1 = buf[1]
+                b2 = buf[2]
+                b3 = buf[3]
                 for k in range(TW + 1):
                     q = k * 2 + 0
                     v0, v1, v2, v3 = _bt4(b0[q], b1[q], b2[q], b3[q])
@@ -142,9 +145,14 @@ def winograd2_chunk(x, U, b, ph, pw, P, Q, rows_blk, i0, i1, relu, y):
                     tmp[1, 2, k] = v2
                     tmp[1, 3, k] = v3
                 for a in range(4):
-                    h0 = tmp[0, a]; h1 = tmp[1, a]
-                    h2 = tmp[0, a, 1:]; h3 = tmp[1, a, 1:]
-                    w0 = V[a * 4 + 0, c, t0:t0 + TW]; w1 = V[a * 4 + 1, c, t0:t0 + TW]; w2 = V[a * 4 + 2, c, t0:t0 + TW]; w3 = V[a * 4 + 3, c, t0:t0 + TW]
+                    h0 = tmp[0, a]
+                    h1 = tmp[1, a]
+                    h2 = tmp[0, a, 1:]
+                    h3 = tmp[1, a, 1:]
+                    w0 = V[a * 4 + 0, c, t0 : t0 + TW]
+                    w1 = V[a * 4 + 1, c, t0 : t0 + TW]
+                    w2 = V[a * 4 + 2, c, t0 : t0 + TW]
+                    w3 = V[a * 4 + 3, c, t0 : t0 + TW]
                     for j in range(TW):
                         v0, v1, v2, v3 = _bt4(h0[j], h1[j], h2[j], h3[j])
                         w0[j] = v0
@@ -162,15 +170,23 @@ def winograd2_chunk(x, U, b, ph, pw, P, Q, rows_blk, i0, i1, relu, y):
             for k in range(K):
                 bk = b[k]
                 for a in range(4):
-                    u0 = M[a * 4 + 0, k, t0:t0 + TW]; u1 = M[a * 4 + 1, k, t0:t0 + TW]; u2 = M[a * 4 + 2, k, t0:t0 + TW]; u3 = M[a * 4 + 3, k, t0:t0 + TW]
-                    s0 = s[a, 0]; s1 = s[a, 1]
+                    u0 = M[a * 4 + 0, k, t0 : t0 + TW]
+                    u1 = M[a * 4 + 1, k, t0 : t0 + TW]
+                    u2 = M[a * 4 + 2, k, t0 : t0 + TW]
+                    u3 = M[a * 4 + 3, k, t0 : t0 + TW]
+                    s0 = s[a, 0]
+                    s1 = s[a, 1]
                     for j in range(TW):
                         v0, v1 = _at4(u0[j], u1[j], u2[j], u3[j])
                         s0[j] = v0
                         s1[j] = v1
                 for e in range(2):
-                    u0 = s[0, e]; u1 = s[1, e]; u2 = s[2, e]; u3 = s[3, e]
-                    o0 = o[0, e]; o1 = o[1, e]
+                    u0 = s[0, e]
+                    u1 = s[1, e]
+                    u2 = s[2, e]
+                    u3 = s[3, e]
+                    o0 = o[0, e]
+                    o1 = o[1, e]
                     for j in range(TW):
                         v0, v1 = _at4(u0[j], u1[j], u2[j], u3[j])
                         o0[j] = v0 + bk
@@ -186,7 +202,8 @@ def winograd2_chunk(x, U, b, ph, pw, P, Q, rows_blk, i0, i1, relu, y):
                     if p >= P:
                         break
                     yr = y[n, k, p]
-                    o0 = o[r, 0]; o1 = o[r, 1]
+                    o0 = o[r, 0]
+                    o1 = o[r, 1]
                     for j in range(full):  # whole tiles: one interleaved store per tile
                         q = j * 2
                         yr[q + 0] = o0[j]
@@ -214,8 +231,8 @@ def winograd4_chunk(x, U, b, ph, pw, P, Q, rows_blk, i0, i1, relu, y):
     for blk0 in range(i0, i1, rows_blk):
         blk1 = min(i1, blk0 + rows_blk)
         nt = (blk1 - blk0) * TW
-        V = Vflat[:E * C * nt].reshape((E, C, nt))
-        M = Mflat[:E * K * nt].reshape((E, K, nt))
+        V = Vflat[: E * C * nt].reshape((E, C, nt))
+        M = Mflat[: E * K * nt].reshape((E, K, nt))
         # input transform: V[a*6 + e, c, t] = (B^T d B)[a, e]
         for it in range(blk0, blk1):
             n = it // TH
@@ -224,7 +241,12 @@ def winograd4_chunk(x, U, b, ph, pw, P, Q, rows_blk, i0, i1, relu, y):
             for c in range(C):
                 for a in range(6):
                     _pad_row(x, n, c, i * 4 - ph + a, pw, buf[a])
-                b0 = buf[0]; b1 = buf[1]; b2 = buf[2]; b3 = buf[3]; b4 = buf[4]; b5 = buf[5]
+                b0 = buf[0]
+                b1 = buf[1]
+                b2 = buf[2]
+                b3 = buf[3]
+                b4 = buf[4]
+                b5 = buf[5]
                 for k in range(TW + 1):
                     q = k * 4 + 0
                     v0, v1, v2, v3, v4, v5 = _bt6(b0[q], b1[q], b2[q], b3[q], b4[q], b5[q])
@@ -259,9 +281,18 @@ def winograd4_chunk(x, U, b, ph, pw, P, Q, rows_blk, i0, i1, relu, y):
                     tmp[3, 4, k] = v4
                     tmp[3, 5, k] = v5
                 for a in range(6):
-                    h0 = tmp[0, a]; h1 = tmp[1, a]; h2 = tmp[2, a]; h3 = tmp[3, a]
-                    h4 = tmp[0, a, 1:]; h5 = tmp[1, a, 1:]
-                    w0 = V[a * 6 + 0, c, t0:t0 + TW]; w1 = V[a * 6 + 1, c, t0:t0 + TW]; w2 = V[a * 6 + 2, c, t0:t0 + TW]; w3 = V[a * 6 + 3, c, t0:t0 + TW]; w4 = V[a * 6 + 4, c, t0:t0 + TW]; w5 = V[a * 6 + 5, c, t0:t0 + TW]
+                    h0 = tmp[0, a]
+                    h1 = tmp[1, a]
+                    h2 = tmp[2, a]
+                    h3 = tmp[3, a]
+                    h4 = tmp[0, a, 1:]
+                    h5 = tmp[1, a, 1:]
+                    w0 = V[a * 6 + 0, c, t0 : t0 + TW]
+                    w1 = V[a * 6 + 1, c, t0 : t0 + TW]
+                    w2 = V[a * 6 + 2, c, t0 : t0 + TW]
+                    w3 = V[a * 6 + 3, c, t0 : t0 + TW]
+                    w4 = V[a * 6 + 4, c, t0 : t0 + TW]
+                    w5 = V[a * 6 + 5, c, t0 : t0 + TW]
                     for j in range(TW):
                         v0, v1, v2, v3, v4, v5 = _bt6(h0[j], h1[j], h2[j], h3[j], h4[j], h5[j])
                         w0[j] = v0
@@ -281,8 +312,16 @@ def winograd4_chunk(x, U, b, ph, pw, P, Q, rows_blk, i0, i1, relu, y):
             for k in range(K):
                 bk = b[k]
                 for a in range(6):
-                    u0 = M[a * 6 + 0, k, t0:t0 + TW]; u1 = M[a * 6 + 1, k, t0:t0 + TW]; u2 = M[a * 6 + 2, k, t0:t0 + TW]; u3 = M[a * 6 + 3, k, t0:t0 + TW]; u4 = M[a * 6 + 4, k, t0:t0 + TW]; u5 = M[a * 6 + 5, k, t0:t0 + TW]
-                    s0 = s[a, 0]; s1 = s[a, 1]; s2 = s[a, 2]; s3 = s[a, 3]
+                    u0 = M[a * 6 + 0, k, t0 : t0 + TW]
+                    u1 = M[a * 6 + 1, k, t0 : t0 + TW]
+                    u2 = M[a * 6 + 2, k, t0 : t0 + TW]
+                    u3 = M[a * 6 + 3, k, t0 : t0 + TW]
+                    u4 = M[a * 6 + 4, k, t0 : t0 + TW]
+                    u5 = M[a * 6 + 5, k, t0 : t0 + TW]
+                    s0 = s[a, 0]
+                    s1 = s[a, 1]
+                    s2 = s[a, 2]
+                    s3 = s[a, 3]
                     for j in range(TW):
                         v0, v1, v2, v3 = _at6(u0[j], u1[j], u2[j], u3[j], u4[j], u5[j])
                         s0[j] = v0
@@ -290,8 +329,16 @@ def winograd4_chunk(x, U, b, ph, pw, P, Q, rows_blk, i0, i1, relu, y):
                         s2[j] = v2
                         s3[j] = v3
                 for e in range(4):
-                    u0 = s[0, e]; u1 = s[1, e]; u2 = s[2, e]; u3 = s[3, e]; u4 = s[4, e]; u5 = s[5, e]
-                    o0 = o[0, e]; o1 = o[1, e]; o2 = o[2, e]; o3 = o[3, e]
+                    u0 = s[0, e]
+                    u1 = s[1, e]
+                    u2 = s[2, e]
+                    u3 = s[3, e]
+                    u4 = s[4, e]
+                    u5 = s[5, e]
+                    o0 = o[0, e]
+                    o1 = o[1, e]
+                    o2 = o[2, e]
+                    o3 = o[3, e]
                     for j in range(TW):
                         v0, v1, v2, v3 = _at6(u0[j], u1[j], u2[j], u3[j], u4[j], u5[j])
                         o0[j] = v0 + bk
@@ -309,7 +356,10 @@ def winograd4_chunk(x, U, b, ph, pw, P, Q, rows_blk, i0, i1, relu, y):
                     if p >= P:
                         break
                     yr = y[n, k, p]
-                    o0 = o[r, 0]; o1 = o[r, 1]; o2 = o[r, 2]; o3 = o[r, 3]
+                    o0 = o[r, 0]
+                    o1 = o[r, 1]
+                    o2 = o[r, 2]
+                    o3 = o[r, 3]
                     for j in range(full):  # whole tiles: one interleaved store per tile
                         q = j * 4
                         yr[q + 0] = o0[j]
