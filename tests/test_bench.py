@@ -19,6 +19,9 @@ TINY_OPS = [
     ("tiny avg", "avg_pool", (1, 2, 7, 7), (3, 2, 1)),
     ("tiny relu", "relu", (2, 3, 4, 4), None),
     ("tiny linear", "linear", (3, 10), 4),
+    ("tiny batchnorm", "batch_norm", (4, 3, 5, 5), None),
+    ("tiny dropout", "dropout", (4, 3, 5, 5), 0.5),
+    ("tiny global avgpool", "adaptive_avg_pool", (2, 3, 5, 5), 1),
 ]
 
 
@@ -30,7 +33,7 @@ def test_numpy_baseline_matches_catlab():
 def test_ops_run_and_agree_with_torch_when_installed():
     torch = pytest.importorskip("torch")
     errs = bench.check_ops(TINY_OPS, torch=torch)
-    assert len(errs) == 4 and all(e < 1e-5 for e in errs)
+    assert len(errs) == len(TINY_OPS) and all(e < 1e-5 for e in errs)
     errs = bench.check_conv(TINY_CONV + TINY_UNTUNED, torch=torch)
     assert all(e < 1e-5 for e in errs)
 
