@@ -86,3 +86,18 @@ def test_without_cache_or_with_a_working_cache_it_is_numba_njit(tmp_path, monkey
         f = _jit.njit(cache=True)(twice)
         assert f(3) == 6
     assert any(name.endswith(".nbi") for _, _, files in os.walk(tmp_path) for name in files)
+
+
+def test_every_kernel_module_uses_the_fallback_njit():
+    """A kernel module importing numba's njit directly breaks `import catlab` in read-only installs."""
+    import pathlib
+    import re
+
+    kernels = pathlib.Path(__file__).resolve().parents[1] / "catlab" / "_kernels"
+    for path in sorted(kernels.glob("*.py")):
+        if path.name in ("_jit.py", "__init__.py"):
+            continue
+        text = path.read_text(encoding="utf-8")
+        assert not re.search(r"from numba import .*\bnjit\b|numba\.njit|@numba\.", text), path.name
+        if "@njit" in text:
+            assert "from ._jit import njit" in text, path.name

@@ -13,7 +13,8 @@ vectorise the sums (it may add in a different order than the loop says).
 """
 
 import numpy as np
-from numba import njit
+
+from ._jit import njit  # falls back to a private cache or none in read-only installs
 
 _FM = {"reassoc", "contract"}
 

@@ -32,7 +32,8 @@ with the 1-D transform inlined in its body, so LLVM vectorises it.
 """
 
 import numpy as np
-from numba import njit
+
+from ._jit import njit  # falls back to a private cache or none in read-only installs
 
 
 @njit(cache=True, inline="always")
