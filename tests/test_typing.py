@@ -106,7 +106,7 @@ def _run_type_checking_imports(mod, ns):
     """Run the module's ``if TYPE_CHECKING:`` imports (matplotlib, torch, ipywidgets) into ``ns``.
 
     They are not imported at run time; where the optional package is missing, the
-    names stand for ``typing.Any`` so that the rest of each hint is still checked.
+    names stand for a placeholder so that the rest of each hint is still checked.
     """
     tree = ast.parse(inspect.getsource(mod))
     for node in tree.body:
@@ -118,7 +118,17 @@ def _run_type_checking_imports(mod, ns):
                     exec(compile(ast.Module([stmt], []), mod.__file__, "exec"), ns)
                 except ImportError:
                     for alias in stmt.names:
-                        ns[(alias.asname or alias.name).split(".")[0]] = typing.Any
+                        ns[(alias.asname or alias.name).split(".")[0]] = _Missing()
+
+
+class _Missing:
+    """Stands for a missing optional package in hints: ``torch.nn.Module`` resolves to this object."""
+
+    def __getattr__(self, name):
+        return self
+
+    def __call__(self, *args, **kwargs):  # typing accepts callables as types
+        return self
 
 
 FUNCS = [item for m in MODULES for item in _public(m)]

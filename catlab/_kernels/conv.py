@@ -315,23 +315,24 @@ def conv2d_direct_backward(x, w, dy, R, S, ph, pw, dil_h, dil_w, P, Q, n0, n1, d
     # The gaps (columns Q .. Wp-1 of each row at width Wp) are not outputs. With
     # finite values they add 0 * x or w * 0; an inf or NaN there would add NaN,
     # so non-finite samples or weights take loops that skip the gaps.
-    wbad = zero
+    # (explicit np.isfinite tests: an accumulated `v * 0` flag was compiled differently by Numba 0.59)
+    w_finite = True
     for k in range(K):
         for c in range(C):
             for r in range(R):
                 for s in range(S):
-                    wbad += w[k, c, r, s] * zero
-    w_finite = wbad == 0.0
+                    if not np.isfinite(w[k, c, r, s]):
+                        w_finite = False
     for n in range(n0, n1):
-        xbad = zero
+        x_finite = True
         for c in range(C):
             for h in range(H):
                 base = c * plane + (h + ph) * Wp + pw
                 for v in range(W):
                     xv = x[n, c, h, v]
                     xp[base + v] = xv
-                    xbad += xv * zero  # NaN once any value is inf or NaN
-        x_finite = xbad == 0.0
+                    if not np.isfinite(xv):
+                        x_finite = False
         for k in range(K):
             acc = zero
             for p in range(P):
