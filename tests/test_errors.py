@@ -211,6 +211,9 @@ def test_relu_keeps_a_0d_shape_like_torch():
     assert nn.Flatten(start_dim=0)(np.float64(4.0).reshape(1)).shape == (1,)
 
 
+@pytest.mark.skipif(
+    __import__("numba").config.DISABLE_JIT, reason="NUMBA_DISABLE_JIT (coverage run): nothing is compiled"
+)
 def test_integer_arguments_never_change_the_compiled_types():
     """NumPy integers, Python ints and large (but allowed) values all reach the kernels as int64:
     no new Numba specialisation is compiled (before the fix, stride=2**63 compiled a uint64 one)."""

@@ -175,6 +175,10 @@ def test_shipped_files_are_small_and_plain_arrays():
         assert all(z[k].dtype == np.float32 for k in z.files)
 
 
+@pytest.mark.skipif(
+    __import__("numba").config.DISABLE_JIT,
+    reason="NUMBA_DISABLE_JIT (coverage run): the whole test set through pure-Python kernels takes hours",
+)
 def test_shipped_weights_reproduce_the_recorded_accuracy(record, patches):
     (xtr, ytr), (xte, yte) = patches
     net = pretrained.colour_net()
@@ -187,6 +191,10 @@ def test_shipped_weights_reproduce_the_recorded_accuracy(record, patches):
     assert test_acc > 0.6 and train_acc >= test_acc
 
 
+@pytest.mark.skipif(
+    __import__("numba").config.DISABLE_JIT,
+    reason="NUMBA_DISABLE_JIT (coverage run): the whole test set through pure-Python kernels takes hours",
+)
 def test_shipped_weights_match_torch(patches):
     torch = pytest.importorskip("torch")
     from catlab import interop
