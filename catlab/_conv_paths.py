@@ -10,11 +10,13 @@ path          condition                                              kernels
 ============  =====================================================  ===================================
 direct        stride 1, one group, C_in <= ``DIRECT_MAX_CHANNELS``   ``conv2d_direct_forward``,
               and C_out <= ``DIRECT_MAX_FILTERS``                    ``conv2d_direct_backward``
-wide          not direct, stride 1, at least one sample per thread,  ``conv2d_wide_forward``,
-              and the padded width adds at most ``WIDE_MAX_EXTRA``   ``conv2d_wide_backward``
-              of extra columns
-im2col        everything else (strided, grouped, many channels, or   ``conv2d_im2col_forward``,
-              fewer samples than threads: then row blocks)          ``conv2d_im2col_backward``,
+wide          not direct, at least one sample per thread, a stride   ``conv2d_wide_forward``,
+              no longer than the kernel's extent, and the padded     ``conv2d_wide_backward``
+              width (of a stride phase) adds at most
+              ``WIDE_MAX_EXTRA`` of extra columns; 1x1 stride-1
+              unpadded kernels skip the copy (a plain product)
+im2col        everything else (fewer samples than threads: then      ``conv2d_im2col_forward``,
+              row blocks; strides longer than the kernel)            ``conv2d_im2col_backward``,
                                                                      ``conv2d_im2col_scatter``
 winograd      forward only, taking precedence over wide and im2col: ``winograd2_chunk``,
               3x3, stride 1, dilation 1, one group, symmetric       ``winograd4_chunk``
@@ -53,10 +55,16 @@ from ._kernels import conv as _conv
 DIRECT_MAX_CHANNELS = 3
 DIRECT_MAX_FILTERS = 8
 
-#: The stride-1 "wide column" kernels compute each output row at the padded
-#: width Wp = Q + dil_w*(S-1) (extra columns discarded), which turns im2col into
-#: contiguous copies; used when that adds at most this share of extra work.
+#: The "wide column" kernels compute each output row at the width of a padded
+#: stride phase, Wph = ceil(((Q-1)*sw + dil_w*(S-1) + 1) / sw) (Q + dil_w*(S-1)
+#: for stride 1; extra columns discarded), which turns im2col into contiguous
+#: copies; used when that adds at most this share of extra work.
 WIDE_MAX_EXTRA = 0.5
+
+#: A convolution is split among threads only in chunks of at least this many
+#: multiply-adds: handing a chunk to another thread costs 20-80 us here
+#: (measured with an empty chunk), about what 1e6 multiply-adds take.
+MIN_CHUNK_WORK = 1e6
 
 
 class Geometry(NamedTuple):
@@ -77,17 +85,28 @@ def use_direct(C, K, groups, sh, sw) -> bool:
     return C <= DIRECT_MAX_CHANNELS and K <= DIRECT_MAX_FILTERS and groups == 1 and sh == 1 and sw == 1
 
 
-def use_wide(N, T, sh, sw, P, Q, S, dil_w) -> bool:
-    """Whether a stride-1 convolution takes the wide-column kernels (enough samples for every thread)."""
-    L = (P - 1) * (Q + dil_w * (S - 1)) + Q
-    return sh == 1 and sw == 1 and N >= T and L <= (1 + WIDE_MAX_EXTRA) * P * Q
+def wide_extra(P, Q, R, S, sh, sw, dil_h, dil_w) -> float:
+    """The wide layout's matrix-product size over the plain one: L / (P*Q), L = (P-1)*Wph + Q."""
+    Wph = ((Q - 1) * sw + dil_w * (S - 1) + sw) // sw
+    return ((P - 1) * Wph + Q) / (P * Q)
 
 
-def choose(N, C, K, groups, S, geo: Geometry, T) -> str:
+def use_wide(N, T, sh, sw, P, Q, R, S, dil_h, dil_w) -> bool:
+    """Whether a convolution takes the wide-column kernels (module table).
+
+    Enough samples for every thread, few extra columns, and a stride no longer
+    than the kernel's extent (else whole stride phases would be copied that no tap reads).
+    """
+    if sh > dil_h * (R - 1) + 1 or sw > dil_w * (S - 1) + 1:
+        return False
+    return N >= T and wide_extra(P, Q, R, S, sh, sw, dil_h, dil_w) <= 1 + WIDE_MAX_EXTRA
+
+
+def choose(N, C, K, groups, R, S, geo: Geometry, T) -> str:
     """The path name, ``"direct"``, ``"wide"`` or ``"im2col"``, for this call (see the module table)."""
     if use_direct(C, K, groups, geo.sh, geo.sw):
         return "direct"
-    if use_wide(N, T, geo.sh, geo.sw, geo.P, geo.Q, S, geo.dil_w):
+    if use_wide(N, T, geo.sh, geo.sw, geo.P, geo.Q, R, S, geo.dil_h, geo.dil_w):
         return "wide"
     return "im2col"
 
@@ -122,14 +141,14 @@ def forward(x4, w4, b, groups, geo: Geometry):
     K, Cg, R, S = w4.shape
     sh, sw, ph, pw, dil_h, dil_w, P, Q = geo
     T = _threads.num_threads()
-    path = choose(N, C, K, groups, S, geo, T)
+    path = choose(N, C, K, groups, R, S, geo, T)
     m = 0 if path == "direct" else winograd_tile(x4, w4, groups, geo)
     if m:
         return _winograd.conv2d_winograd(x4, w4, b, (ph, pw), m=m)  # (N, K, P, Q)
     if path == "direct":
         y = np.empty((N, K, P, Q), dtype=x4.dtype)  # (N, K, P, Q)
         kb = K if N >= T else -(-K // T)  # filters per item: split them when samples are few
-        n = _threads.chunks_for(N * -(-K // kb), kb * C * R * S * P * Q, T)
+        n = _threads.chunks_for(N * -(-K // kb), kb * C * R * S * P * Q, T, MIN_CHUNK_WORK)
         if n == 1:
             kb = K
         _threads.run_split(
@@ -142,16 +161,16 @@ def forward(x4, w4, b, groups, geo: Geometry):
     w3 = w4.reshape(G, K // G, Cg * R * S)  # (G, Kg, Cg*R*S)
     y4 = np.empty((N, G, K // G, P * Q), dtype=x4.dtype)  # (N, G, Kg, P*Q)
     if path == "wide":
-        n = _threads.chunks_for(N * G, (K // G) * Cg * R * S * P * Q, T)
+        n = _threads.chunks_for(N * G, (K // G) * Cg * R * S * P * Q, T, MIN_CHUNK_WORK)
         _threads.run_split(
-            lambda i0, i1: _conv.conv2d_wide_forward(x4, w3, b, R, S, ph, pw, dil_h, dil_w, P, Q, i0, i1, y4),
+            lambda i0, i1: _conv.conv2d_wide_forward(x4, w3, b, R, S, sh, sw, ph, pw, dil_h, dil_w, P, Q, i0, i1, y4),
             N * G,
             n,
             blas=True,
         )
     else:
         nb = _row_blocks(N, T)
-        n = _threads.chunks_for(N * G * nb, (K // G) * Cg * R * S * P * Q / nb, T)
+        n = _threads.chunks_for(N * G * nb, (K // G) * Cg * R * S * P * Q / nb, T, MIN_CHUNK_WORK)
         if n == 1:
             nb = 1
         _threads.run_split(
@@ -176,12 +195,12 @@ def backward(dy4, x4, w4, groups, geo: Geometry):
     K, Cg, R, S = w4.shape
     sh, sw, ph, pw, dil_h, dil_w, P, Q = geo
     T = _threads.num_threads()
-    path = choose(N, C, K, groups, S, geo, T)
+    path = choose(N, C, K, groups, R, S, geo, T)
     db = np.empty(K, dtype=x4.dtype)  # (K,)
     if path == "direct":
         dx = np.empty(x4.shape, dtype=x4.dtype)  # (N, C, H, W), every sample written once
         dweight = np.empty(w4.shape, dtype=x4.dtype)  # (K, C, R, S)
-        n = _threads.chunks_for(N, 2 * K * C * R * S * P * Q, T)
+        n = _threads.chunks_for(N, 2 * K * C * R * S * P * Q, T, MIN_CHUNK_WORK)
         _threads.run_split(
             lambda n0, n1, dweight_t, db_t: _conv.conv2d_direct_backward(
                 x4, w4, dy4, R, S, ph, pw, dil_h, dil_w, P, Q, n0, n1, dx, dweight_t, db_t
@@ -198,10 +217,10 @@ def backward(dy4, x4, w4, groups, geo: Geometry):
     dweight = np.empty((G, Kg, Cg * R * S), dtype=x4.dtype)  # (G, Kg, Cg*R*S)
     if path == "wide":
         dx = np.empty(x4.shape, dtype=x4.dtype)  # (N, C, H, W), every (sample, group) written once
-        n = _threads.chunks_for(N * G, 2 * Kg * Cg * R * S * P * Q, T)
+        n = _threads.chunks_for(N * G, 2 * Kg * Cg * R * S * P * Q, T, MIN_CHUNK_WORK)
         _threads.run_split(
             lambda i0, i1, dweight_t, db_t: _conv.conv2d_wide_backward(
-                x4, wT, dyg, R, S, ph, pw, dil_h, dil_w, P, Q, i0, i1, dweight_t, db_t, dx
+                x4, wT, dyg, R, S, sh, sw, ph, pw, dil_h, dil_w, P, Q, i0, i1, dweight_t, db_t, dx
             ),
             N * G,
             n,
@@ -211,7 +230,7 @@ def backward(dy4, x4, w4, groups, geo: Geometry):
         return dx, dweight.reshape(w4.shape), db
     dx = np.zeros(x4.shape, dtype=x4.dtype)  # (N, C, H, W), scatter-added into
     nb = _row_blocks(N, T)
-    n = _threads.chunks_for(N * G * nb, 2 * Kg * Cg * R * S * P * Q / nb, T)
+    n = _threads.chunks_for(N * G * nb, 2 * Kg * Cg * R * S * P * Q / nb, T, MIN_CHUNK_WORK)
     if n == 1:
         nb = 1
     # nb > 1 (fewer samples than threads): column gradients of all N samples, scattered afterwards

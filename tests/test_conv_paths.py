@@ -190,10 +190,10 @@ def test_direct_kernels_under_every_partition(cfg, kb, chunks):
 @pytest.mark.parametrize(
     "cfg",
     [
-        (1, 2, 64, 64, 16, 3, 3, 1, 1),
-        (1, 8, 40, 40, 16, 3, 3, 1, 1),
-        (3, 8, 40, 40, 16, 3, 3, 2, 1),
-        (5, 3, 30, 30, 8, 5, 5, 1, 2),
+        (1, 8, 64, 64, 16, 3, 3, 1, 1),  # sizes: at least MIN_CHUNK_WORK per chunk for 3 chunks
+        (1, 16, 40, 40, 16, 3, 3, 1, 1),
+        (3, 16, 40, 40, 32, 3, 3, 2, 1),
+        (6, 3, 40, 40, 8, 5, 5, 1, 2),
     ],
 )
 def test_functional_dispatch_for_any_thread_count(cfg, threads, monkeypatch):
@@ -245,46 +245,28 @@ def test_each_path_matches_torch(cfg, dtype):
     )
 
 
-# --- the stride-1 "wide column" kernels (im2col over the padded plane) ----------------------------
+# --- the "wide column" kernels (im2col over the padded plane, split into stride phases) ---------------
 
 
-# N, C, H, W, K, R, S, padding, dilation, groups (stride 1: the only stride these kernels take)
+# N, C, H, W, K, R, S, stride, padding, dilation, groups (as DIRECT and IM2COL)
 WIDE = [
-    (2, 4, 9, 7, 5, 3, 3, 1, 1, 1),
-    (3, 6, 10, 11, 9, 5, 5, 2, 1, 1),
-    (2, 6, 8, 9, 6, 2, 3, "same", 1, 3),  # even kernel: asymmetric padding; groups
-    (3, 5, 12, 13, 8, 3, 2, (0, 2), (2, 3), 1),  # dilation, rectangular kernel
-    (4, 4, 6, 6, 4, 1, 1, 0, 1, 2),  # 1x1 kernel, groups
-    (2, 16, 16, 16, 20, 5, 5, 2, 1, 1),  # the benchmark's medium-channel shape
+    (2, 4, 9, 7, 5, 3, 3, 1, 1, 1, 1),
+    (3, 6, 10, 11, 9, 5, 5, 1, 2, 1, 1),
+    (2, 6, 8, 9, 6, 2, 3, 1, "same", 1, 3),  # even kernel: asymmetric padding; groups
+    (3, 5, 12, 13, 8, 3, 2, 1, (0, 2), (2, 3), 1),  # dilation, rectangular kernel
+    (4, 4, 6, 6, 4, 1, 1, 1, 0, 1, 2),  # 1x1 kernel, groups: no copy, the sample is its own cols
+    (2, 16, 16, 16, 20, 5, 5, 1, 2, 1, 1),  # the benchmark's medium-channel shape
+    (3, 4, 11, 9, 6, 3, 3, 2, 1, 1, 1),  # stride 2: four phase planes
+    (2, 4, 10, 10, 6, 3, 3, 2, 0, 1, 2),  # stride 2, groups; the last input row and column are never read
+    (2, 3, 13, 14, 5, 5, 4, (2, 3), (2, 1), (1, 2), 1),  # unequal strides, dilation, rectangular kernel
+    (2, 3, 16, 16, 4, 7, 7, 2, 3, 1, 1),  # a ResNet-style 7x7 stride-2 stem
+    (2, 8, 9, 9, 6, 2, 2, 2, 0, 1, 1),  # 2x2 patches with stride 2 (no overlap): one tap per phase
 ]
 
 
-def _wide_data(cfg, dtype, seed=0):
-    N, C, H, W, Kf, R, S, padding, dilation, groups = cfg
-    r = np.random.default_rng(seed)
-    x = r.normal(size=(N, C, H, W)).astype(dtype)
-    w = r.normal(size=(Kf, C // groups, R, S)).astype(dtype)
-    b = r.normal(size=Kf).astype(dtype)
-    return x, w, b, dict(padding=padding, dilation=dilation, groups=groups)
-
-
 def _wide_geometry(cfg):
-    """Top/left padding and output size from the definitions (not from functional.py)."""
-    N, C, H, W, Kf, R, S, padding, dilation, groups = cfg
-    dh, dw = dilation if isinstance(dilation, tuple) else (dilation, dilation)
-    (pt, pb), (pl, pr) = ref.pad_edges(padding, (R, S), (dh, dw))
-    return pt, pl, dh, dw, H + pt + pb - dh * (R - 1), W + pl + pr - dw * (S - 1)
-
-
-def _wide_reference(cfg, x, w, b, dy):
-    dh, dw = _wide_geometry(cfg)[2:4]
-    pad = ref.pad_edges(cfg[7], cfg[5:7], (dh, dw))
-    y = ref.conv2d(x, w, b, (1, 1), pad, (dh, dw), cfg[9])
-    return y, ref.conv2d_backward(dy, x, w, (1, 1), pad, (dh, dw), cfg[9])
-
-
-def _wide_tol(dtype):
-    return dict(rtol=1e-4, atol=1e-4) if dtype == np.float32 else dict(rtol=1e-10, atol=1e-10)
+    """Stride, top/left padding, dilation and output size from the definitions (not from functional.py)."""
+    return _geometry(cfg)
 
 
 @pytest.mark.parametrize("threads", [1, 2])
@@ -296,42 +278,42 @@ def test_wide_path_is_taken_and_matches_reference(cfg, dtype, threads, monkeypat
     for name in ("conv2d_wide_forward", "conv2d_wide_backward"):
         kernel = getattr(K, name)
         monkeypatch.setattr(K, name, lambda *a, _k=kernel, _n=name: (taken.append(_n), _k(*a)))
-    x, w, b, kw = _wide_data(cfg, dtype)
+    x, w, b, kw = _data(cfg, dtype)
     y = F.conv2d(x, w, b, **kw)
     dy = np.random.default_rng(1).normal(size=y.shape).astype(dtype)
     dx, dw, db = F.conv2d_backward(dy, x, w, **kw)
     assert {"conv2d_wide_forward", "conv2d_wide_backward"} <= set(taken)
-    y_ref, (dx_ref, dw_ref, db_ref) = _wide_reference(cfg, x, w, b, dy)
+    y_ref, (dx_ref, dw_ref, db_ref) = _ref(cfg, x, w, b, dy)
     assert y.dtype == dx.dtype == dw.dtype == db.dtype == dtype
-    np.testing.assert_allclose(y, y_ref, **_wide_tol(dtype))
-    np.testing.assert_allclose(dx, dx_ref, **_wide_tol(dtype))
-    tol = _wide_tol(dtype)
+    tol = _tol(dtype)
+    np.testing.assert_allclose(y, y_ref, **tol)
+    np.testing.assert_allclose(dx, dx_ref, **tol)
     np.testing.assert_allclose(dw, dw_ref, rtol=tol["rtol"], atol=10 * tol["atol"])
     np.testing.assert_allclose(db, db_ref, rtol=tol["rtol"], atol=10 * tol["atol"])
 
 
 @pytest.mark.parametrize("chunks", [1, 2, 5])
-@pytest.mark.parametrize("cfg", [WIDE[1], WIDE[2], WIDE[3]])
+@pytest.mark.parametrize("cfg", [WIDE[1], WIDE[2], WIDE[3], WIDE[4], WIDE[7], WIDE[8]])
 def test_wide_kernels_under_every_partition(cfg, chunks):
     """Any number of chunks (some empty), run in any order, gives the reference results."""
-    x, w, b, _ = _wide_data(cfg, np.float64)
-    N, C, H, W, Kf, R, S, _, _, G = cfg
-    ph, pw, dh, dw, P, Q = _wide_geometry(cfg)
+    x, w, b, _ = _data(cfg, np.float64)
+    N, C, H, W, Kf, R, S, _, _, _, G = cfg
+    sh, sw, ph, pw, dh, dw, P, Q = _wide_geometry(cfg)
     Kg, Cg = Kf // G, C // G
     w3 = w.reshape(G, Kg, Cg * R * S)
     ranges = [(t * N * G // chunks, (t + 1) * N * G // chunks) for t in range(chunks)]
     y4 = np.full((N, G, Kg, P * Q), np.nan)
     for i0, i1 in reversed(ranges):
-        K.conv2d_wide_forward(x, w3, b, R, S, ph, pw, dh, dw, P, Q, i0, i1, y4)
+        K.conv2d_wide_forward(x, w3, b, R, S, sh, sw, ph, pw, dh, dw, P, Q, i0, i1, y4)
     dy = np.random.default_rng(3).normal(size=(N, Kf, P, Q))
-    y_ref, (dx_ref, dw_ref, db_ref) = _wide_reference(cfg, x, w, b, dy)
+    y_ref, (dx_ref, dw_ref, db_ref) = _ref(cfg, x, w, b, dy)
     np.testing.assert_allclose(y4.reshape(N, Kf, P, Q), y_ref, atol=1e-10)
     wT = np.ascontiguousarray(w3.transpose(0, 2, 1))
     dx = np.full_like(x, np.nan)  # every element must be written
     dw_part, db_part = np.zeros((chunks,) + w3.shape), np.zeros((chunks, Kf))
     for t, (i0, i1) in enumerate(ranges):
         K.conv2d_wide_backward(
-            x, wT, dy.reshape(N, G, Kg, P * Q), R, S, ph, pw, dh, dw, P, Q, i0, i1, dw_part[t], db_part[t], dx
+            x, wT, dy.reshape(N, G, Kg, P * Q), R, S, sh, sw, ph, pw, dh, dw, P, Q, i0, i1, dw_part[t], db_part[t], dx
         )
     np.testing.assert_allclose(dx, dx_ref, atol=1e-10)
     np.testing.assert_allclose(dw_part.sum(axis=0).reshape(w.shape), dw_ref, atol=1e-10)
@@ -339,15 +321,27 @@ def test_wide_kernels_under_every_partition(cfg, chunks):
 
 
 def test_wide_path_choice():
-    """Stride 1, samples for every thread, and at most WIDE_MAX_EXTRA extra columns."""
-    assert paths.use_wide(64, 2, 1, 1, 16, 16, 5, 1)  # 16x16 output, 5x5: (15*20+16)/256 = 1.23
-    assert not paths.use_wide(64, 2, 2, 2, 16, 16, 5, 1)  # strided
-    assert not paths.use_wide(1, 2, 1, 1, 16, 16, 5, 1)  # fewer samples than threads: row blocks instead
-    assert not paths.use_wide(64, 2, 1, 1, 2, 2, 5, 1)  # 2x2 output of a 5x5 kernel: (1*6+2)/4 = 2 > 1.5
+    """Samples for every thread, and at most WIDE_MAX_EXTRA extra columns (any stride)."""
+    assert paths.use_wide(64, 2, 1, 1, 16, 16, 5, 5, 1, 1)  # 16x16 output, 5x5: (15*20+16)/256 = 1.23
+    assert paths.use_wide(64, 2, 2, 2, 16, 16, 5, 5, 1, 1)  # stride 2: phases of width 18, (15*18+16)/256 = 1.12
+    assert not paths.use_wide(1, 2, 1, 1, 16, 16, 5, 5, 1, 1)  # fewer samples than threads: row blocks instead
+    assert not paths.use_wide(64, 2, 1, 1, 2, 2, 5, 5, 1, 1)  # 2x2 output of a 5x5 kernel: (1*6+2)/4 = 2 > 1.5
+    assert paths.wide_extra(16, 16, 1, 1, 1, 1, 1, 1) == 1.0  # 1x1, stride 1: no extra columns
+    assert not paths.use_wide(64, 2, 2, 2, 8, 8, 1, 1, 1, 1)  # 1x1 with stride 2: three phases nobody reads
+    assert not paths.use_wide(64, 2, 1, 2**31 - 1, 8, 1, 3, 3, 1, 1)  # a huge stride would allocate huge planes
+
+
+def test_wide_choice_is_what_the_tests_exercise():
+    """Every WIDE configuration takes the wide path with two threads (else the tests above test nothing new)."""
+    for cfg in WIDE:
+        N, C, H, W, Kf, R, S, _, _, _, G = cfg
+        sh, sw, ph, pw, dh, dw, P, Q = _geometry(cfg)
+        geo = paths.Geometry(sh, sw, ph, pw, dh, dw, P, Q)
+        assert paths.choose(N, C, Kf, G, R, S, geo, 2) == "wide", cfg
 
 
 def test_wide_path_is_deterministic_and_leaves_inputs_alone():
-    x, w, b, kw = _wide_data(WIDE[1], np.float32)
+    x, w, b, kw = _data(WIDE[1], np.float32)
     x0, w0 = x.copy(), w.copy()
     y1, y2 = F.conv2d(x, w, b, **kw), F.conv2d(x, w, b, **kw)
     np.testing.assert_array_equal(y1, y2)
@@ -367,10 +361,10 @@ def test_wide_conv1d_matches_reference():
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("cfg", [WIDE[0], WIDE[1], WIDE[3], WIDE[5]])
+@pytest.mark.parametrize("cfg", [WIDE[0], WIDE[1], WIDE[3], WIDE[5], WIDE[6], WIDE[8], WIDE[9]])
 def test_wide_path_matches_torch(cfg, dtype):
     torch = pytest.importorskip("torch")
-    x, w, b, kw = _wide_data(cfg, dtype)
+    x, w, b, kw = _data(cfg, dtype)
     assert_matches_torch(
         lambda x, w, b: F.conv2d(x, w, b, **kw),
         lambda dy, x, w, b: F.conv2d_backward(dy, x, w, **kw),
@@ -422,7 +416,7 @@ def test_inf_and_nan_propagate_as_in_torch(path, xs, ws, padding, dilation, dtyp
     d2 = (dilation, dilation) if isinstance(dilation, int) else dilation
     P, Q = y.shape[2:]
     geo = paths.Geometry(1, 1, 0, 0, d2[0], d2[1], P, Q)
-    assert paths.choose(xs[0], xs[1], ws[0], 1, ws[3], geo, 2) == path
+    assert paths.choose(xs[0], xs[1], ws[0], 1, ws[2], ws[3], geo, 2) == path
     # torch's float32 CPU convolution (oneDNN) leaves the zero padding out of its products, its float64 one
     # multiplies it (0 * inf = NaN) as catlab does in every dtype and path: compare with torch in float64.
     assert_matches_torch(

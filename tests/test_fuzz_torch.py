@@ -42,18 +42,18 @@ def geometries(draw):
         N, C, K = draw(st.integers(1, 3)), draw(st.integers(1, 3)), draw(st.integers(1, 8))
     elif path == "wide":
         N, C, K = draw(st.integers(2, 3)), draw(st.integers(4, 6)), draw(st.integers(1, 9))
-    else:
-        strided = draw(st.booleans())  # else one sample, fewer than the threads: blocks of output rows
-        N, C, K = (draw(st.integers(1, 3)) if strided else 1), 4, draw(st.sampled_from([2, 4, 6]))
+        stride = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+    else:  # one sample, fewer than the threads: blocks of output rows
+        N, C, K = 1, 4, draw(st.sampled_from([2, 4, 6]))
         groups = draw(st.sampled_from([1, 2]))
-        if strided:
+        if draw(st.booleans()):
             stride = (draw(st.integers(1, 3)), draw(st.integers(2, 3)))
     H = draw(st.integers(dil[0] * (R - 1) + 1, 9))
     W = draw(st.integers(dil[1] * (S - 1) + 1, 9))
     if path == "wide":  # the padded width may add at most WIDE_MAX_EXTRA of work
-        P = H + 2 * pad[0] - dil[0] * (R - 1)
-        Q = W + 2 * pad[1] - dil[1] * (S - 1)
-        assume(paths.use_wide(N, 2, 1, 1, P, Q, S, dil[1]))
+        P = (H + 2 * pad[0] - dil[0] * (R - 1) - 1) // stride[0] + 1
+        Q = (W + 2 * pad[1] - dil[1] * (S - 1) - 1) // stride[1] + 1
+        assume(paths.use_wide(N, 2, *stride, P, Q, R, S, *dil))
     return path, (N, C, H, W), (K, C // groups, R, S), dict(stride=stride, padding=pad, dilation=dil, groups=groups)
 
 
@@ -109,7 +109,7 @@ def test_every_conv_path_matches_torch_with_inf_nan_huge_and_denormal_values(geo
         y_shape = F.conv2d(x, w, **kw).shape
         N, K, P, Q = y_shape
         geo_ = paths.Geometry(*kw["stride"], *kw["padding"], *kw["dilation"], P, Q)
-        assert paths.choose(N, xs[1], K, kw["groups"], ws[3], geo_, 2) == path
+        assert paths.choose(N, xs[1], K, kw["groups"], ws[2], ws[3], geo_, 2) == path
         dy = rng.standard_normal(y_shape).astype(dtype)
         for a, c in zip((x, w, dy), counts):
             _sprinkle(a, rng, SPECIAL[dtype], c)

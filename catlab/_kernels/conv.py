@@ -18,9 +18,9 @@ The method is im2col + GEMM: the receptive fields of one sample (or of a
 block of its output rows) are unrolled into the columns of a
 (Cg*R*S, rows*Q) workspace and one matrix product with the (Kg, Cg*R*S)
 filters gives all Kg maps. ``np.dot`` on contiguous arrays calls BLAS.
-With stride 1 and a sample per thread, the ``conv2d_wide_*`` kernels (at the
-end of this module) unroll the zero-padded sample instead, at the padded
-width, which makes every row of the workspace one contiguous copy.
+With a sample per thread, the ``conv2d_wide_*`` kernels (at the end of this
+module) unroll the zero-padded sample, split into its stride phases, at the
+padded width, which makes every row of the workspace one contiguous copy.
 
 Parallelism: the work is cut into items (a sample and group, or a block of
 ``nb`` output rows of one when there are fewer samples than threads). The
@@ -386,50 +386,88 @@ def conv2d_direct_backward(x, w, dy, R, S, ph, pw, dil_h, dil_w, P, Q, n0, n1, d
 
 
 # ----------------------------------------------------------------------------
-# Stride-1 im2col over the padded plane ("wide" columns)
+# Im2col over the padded plane, split into stride phases ("wide" columns)
 # ----------------------------------------------------------------------------
 #
-# With stride 1, copy a sample's Cg channels once into a zero-bordered buffer
-# xp of Cg planes of Hp x Wp (Hp = P + dil_h*(R-1), Wp = Q + dil_w*(S-1)), flattened.
-# The output pixel (p, q) then reads xp at c*Hp*Wp + (p + r*dil_h)*Wp + q + s*dil_w,
-# so if the output is computed at width Wp instead of Q (columns j = p*Wp + q,
-# L = (P-1)*Wp + Q of them, the Wp - Q extra columns per row being discarded),
-# each im2col row (c, r, s) is ONE contiguous slice of xp of length L:
+# Copy a sample's Cg channels once into a zero-bordered buffer xp and, for a
+# stride (sh, sw), split each padded channel into its sh*sw phases: phase
+# (a, b) holds the padded pixels (i*sh + a, j*sw + b), an Hph x Wph plane with
+# Hph = ceil(((P-1)*sh + dil_h*(R-1) + 1) / sh) and Wph likewise (with stride 1
+# there is one phase, the padded plane itself, Hph = P + dil_h*(R-1)). Planes
+# are flattened; plane (c, a, b) starts at ((c*sh + a)*sw + b)*Hph*Wph.
+# The output pixel (p, q) reads the padded pixel (p*sh + r*dil_h, q*sw + s*dil_w),
+# which is pixel (p + r', q + s') of phase (a, b), where r*dil_h = r'*sh + a and
+# s*dil_w = s'*sw + b. So if the output is computed at width Wph instead of Q
+# (columns j = p*Wph + q, L = (P-1)*Wph + Q of them, the Wph - Q extra columns
+# per row being discarded), each im2col row (c, r, s) is ONE contiguous slice of
+# xp of length L:
 #
-#     cols[(c*R + r)*S + s, j] = xp[c*Hp*Wp + r*dil_h*Wp + s*dil_w + j]
+#     cols[(c*R + r)*S + s, j] = xp[((c*sh + a)*sw + b)*Hph*Wph + r'*Wph + s' + j]
 #
 # a plain vectorised copy instead of P short copies with padding checks, and
 # col2im is the same slice added back. The matrix products grow by L / (P*Q)
 # (the caller uses this layout only when that is small); the backward pass
 # puts zeros in dy's extra columns and in the extra columns of the unrolled
 # input and of its gradient, so they contribute nothing, not even the NaN of
-# 0 * inf when the input or the weights hold infinities.
+# 0 * inf when the input or the weights hold infinities. A 1x1 kernel with
+# stride 1 and no padding needs no copy at all: the sample is its own cols.
 
 
 @njit(cache=True)
-def _pad_group(x_n, c0, ph, pw, Hp, Wp, xp):
-    """Copy channels c0 .. c0 + Cg - 1 of x_n (C, H, W) into the interiors of xp's Cg planes.
+def _phase_dims(P, Q, R, S, sh, sw, dil_h, dil_w):
+    """(Hph, Wph): the size of one stride phase of the padded plane (see the section comment)."""
+    Hph = ((P - 1) * sh + dil_h * (R - 1) + sh) // sh
+    Wph = ((Q - 1) * sw + dil_w * (S - 1) + sw) // sw
+    return Hph, Wph
 
-    The border is left as is."""
+
+@njit(cache=True)
+def _pad_phases(x_n, c0, ph, pw, sh, sw, Hph, Wph, xp):
+    """Copy channels c0 .. c0 + Cg - 1 of x_n (C, H, W) into their places in xp's Cg*sh*sw phase planes.
+
+    Input pixels no output reads (past Hph*sh - ph rows or Wph*sw - pw columns) are skipped;
+    the zero border is left as is."""
     H = x_n.shape[1]
     W = x_n.shape[2]
-    Cg = xp.shape[0] // (Hp * Wp)
+    HW = Hph * Wph
+    Cg = xp.shape[0] // (sh * sw * HW)
     for c in range(Cg):
         for h in range(H):
-            dst = xp[c * Hp * Wp + (h + ph) * Wp + pw :]
+            ih = h + ph
+            if ih >= Hph * sh:
+                break
+            a = ih % sh
+            i = ih // sh
             src = x_n[c0 + c, h]
-            for v in range(W):
-                dst[v] = src[v]
+            for b in range(sw):
+                v0 = (b - pw) % sw  # first input column in phase b
+                j0 = (v0 + pw) // sw
+                n = min((W - v0 + sw - 1) // sw, Wph - j0)
+                dst = xp[((c * sh + a) * sw + b) * HW + i * Wph + j0 :]
+                if sw == 1:
+                    for t in range(n):
+                        dst[t] = src[t]
+                else:
+                    for t in range(n):
+                        dst[t] = src[v0 + t * sw]
 
 
 @njit(cache=True)
-def _wide_cols(xp, R, S, dil_h, dil_w, Hp, Wp, L, cols):
-    """cols[(c*R + r)*S + s, j] = xp[c*Hp*Wp + r*dil_h*Wp + s*dil_w + j] for j < L (see the section comment)."""
+def _tap_offset(c, r, s, sh, sw, dil_h, dil_w, Hph, Wph):
+    """Where im2col row (c, r, s) starts in the flattened phase planes."""
+    a = (r * dil_h) % sh
+    b = (s * dil_w) % sw
+    return ((c * sh + a) * sw + b) * Hph * Wph + ((r * dil_h) // sh) * Wph + (s * dil_w) // sw
+
+
+@njit(cache=True)
+def _wide_cols(xp, R, S, sh, sw, dil_h, dil_w, Hph, Wph, L, cols):
+    """cols[(c*R + r)*S + s, j] = xp[tap offset of (c, r, s) + j] for j < L (see the section comment)."""
     Cg = cols.shape[0] // (R * S)
     for c in range(Cg):
         for r in range(R):
             for s in range(S):
-                src = xp[c * Hp * Wp + r * dil_h * Wp + s * dil_w :]
+                src = xp[_tap_offset(c, r, s, sh, sw, dil_h, dil_w, Hph, Wph) :]
                 dst = cols[(c * R + r) * S + s]
                 for j in range(L):
                     dst[j] = src[j]
@@ -448,36 +486,53 @@ def _zero_gaps(cols, P, Q, Wp):
                 gap[j] = 0.0
 
 
+@njit(cache=True)
+def _pointwise(x, R, S, sh, sw, ph, pw, P, Q):
+    """Whether the convolution is a plain matrix product per sample (1x1, stride 1, no padding, full input)."""
+    return R == 1 and S == 1 and sh == 1 and sw == 1 and ph == 0 and pw == 0 and P == x.shape[2] and Q == x.shape[3]
+
+
 @njit(cache=True, nogil=True)
-def conv2d_wide_forward(x, w3, b, R, S, ph, pw, dil_h, dil_w, P, Q, i0, i1, y4):
-    """Stride-1 forward of items (sample n, group g) = divmod(it, G), i0 <= it < i1, via wide columns."""
+def conv2d_wide_forward(x, w3, b, R, S, sh, sw, ph, pw, dil_h, dil_w, P, Q, i0, i1, y4):
+    """Forward of items (sample n, group g) = divmod(it, G), i0 <= it < i1, via wide columns."""
     G, Kg, CRS = w3.shape
     Cg = CRS // (R * S)
-    Hp = P + dil_h * (R - 1)
-    Wp = Q + dil_w * (S - 1)
-    L = (P - 1) * Wp + Q
-    xp = np.zeros(Cg * Hp * Wp, dtype=x.dtype)  # padded channels of one group; the border stays zero
+    Hph, Wph = _phase_dims(P, Q, R, S, sh, sw, dil_h, dil_w)
+    L = (P - 1) * Wph + Q
+    if _pointwise(x, R, S, sh, sw, ph, pw, P, Q):
+        for it in range(i0, i1):
+            n = it // G
+            g = it % G
+            yg = y4[n, g]  # (Kg, P*Q)
+            np.dot(w3[g], x[n].reshape(x.shape[1], P * Q)[g * Cg : (g + 1) * Cg], yg)
+            for k in range(Kg):
+                bk = b[g * Kg + k]
+                row = yg[k]
+                for j in range(P * Q):
+                    row[j] += bk
+        return
+    xp = np.zeros(Cg * sh * sw * Hph * Wph, dtype=x.dtype)  # phase planes of one group; the border stays zero
     cols = np.empty((CRS, L), dtype=x.dtype)  # workspace (Cg*R*S, L), one per chunk
-    yw = np.empty((Kg, L), dtype=x.dtype)  # output at width Wp
+    yw = np.empty((Kg, L), dtype=x.dtype)  # output at width Wph
     for it in range(i0, i1):
         n = it // G
         g = it % G
-        _pad_group(x[n], g * Cg, ph, pw, Hp, Wp, xp)
-        _wide_cols(xp, R, S, dil_h, dil_w, Hp, Wp, L, cols)
+        _pad_phases(x[n], g * Cg, ph, pw, sh, sw, Hph, Wph, xp)
+        _wide_cols(xp, R, S, sh, sw, dil_h, dil_w, Hph, Wph, L, cols)
         np.dot(w3[g], cols, yw)
         yg = y4[n, g]
         for k in range(Kg):
             bk = b[g * Kg + k]
             for p in range(P):
-                src = yw[k, p * Wp :]
+                src = yw[k, p * Wph :]
                 dst = yg[k, p * Q :]
                 for q in range(Q):
                     dst[q] = src[q] + bk
 
 
 @njit(cache=True, nogil=True)
-def conv2d_wide_backward(x, wT, dy4, R, S, ph, pw, dil_h, dil_w, P, Q, i0, i1, dweight_t, db_t, dx):
-    """Stride-1 backward of items i0 <= it < i1 via wide columns; sums go to this chunk's dweight_t, db_t.
+def conv2d_wide_backward(x, wT, dy4, R, S, sh, sw, ph, pw, dil_h, dil_w, P, Q, i0, i1, dweight_t, db_t, dx):
+    """Backward of items i0 <= it < i1 via wide columns; sums go to this chunk's dweight_t, db_t.
 
     Writes the channels of group g of ``dx[n]`` for each item (n, g).
     """
@@ -485,15 +540,34 @@ def conv2d_wide_backward(x, wT, dy4, R, S, ph, pw, dil_h, dil_w, P, Q, i0, i1, d
     Cg = CRS // (R * S)
     H = x.shape[2]
     W = x.shape[3]
-    Hp = P + dil_h * (R - 1)
-    Wp = Q + dil_w * (S - 1)
-    L = (P - 1) * Wp + Q
-    xp = np.zeros(Cg * Hp * Wp, dtype=x.dtype)
-    dxp = np.empty(Cg * Hp * Wp, dtype=x.dtype)
+    Hph, Wph = _phase_dims(P, Q, R, S, sh, sw, dil_h, dil_w)
+    L = (P - 1) * Wph + Q
+    dweight_nT = np.empty((CRS, Kg), dtype=x.dtype)  # this sample's weight gradient, transposed
+    if _pointwise(x, R, S, sh, sw, ph, pw, P, Q):
+        for it in range(i0, i1):
+            n = it // G
+            g = it % G
+            dyg = dy4[n, g]  # (Kg, P*Q)
+            for k in range(Kg):
+                acc = 0.0
+                row = dyg[k]
+                for j in range(P * Q):
+                    acc += row[j]
+                db_t[g * Kg + k] += acc
+            xg = x[n].reshape(x.shape[1], P * Q)[g * Cg : (g + 1) * Cg]  # (Cg, P*Q), the cols
+            np.dot(xg, dyg.T, dweight_nT)
+            dweight_g = dweight_t[g]
+            for j in range(CRS):
+                for k in range(Kg):
+                    dweight_g[k, j] += dweight_nT[j, k]
+            np.dot(wT[g], dyg, dx[n].reshape(x.shape[1], P * Q)[g * Cg : (g + 1) * Cg])
+        return
+    HW = Hph * Wph
+    xp = np.zeros(Cg * sh * sw * HW, dtype=x.dtype)
+    dxp = np.empty(Cg * sh * sw * HW, dtype=x.dtype)
     cols = np.empty((CRS, L), dtype=x.dtype)
     dcols = np.empty((CRS, L), dtype=x.dtype)
-    dyw = np.zeros((Kg, L), dtype=x.dtype)  # dy at width Wp; the extra columns stay zero
-    dweight_nT = np.empty((CRS, Kg), dtype=x.dtype)  # this sample's weight gradient, transposed
+    dyw = np.zeros((Kg, L), dtype=x.dtype)  # dy at width Wph; the extra columns stay zero
     for it in range(i0, i1):
         n = it // G
         g = it % G
@@ -502,15 +576,15 @@ def conv2d_wide_backward(x, wT, dy4, R, S, ph, pw, dil_h, dil_w, P, Q, i0, i1, d
             acc = 0.0
             for p in range(P):
                 src = dyg[k, p * Q :]
-                dst = dyw[k, p * Wp :]
+                dst = dyw[k, p * Wph :]
                 for q in range(Q):
                     v = src[q]
                     dst[q] = v
                     acc += v
             db_t[g * Kg + k] += acc
-        _pad_group(x[n], g * Cg, ph, pw, Hp, Wp, xp)
-        _wide_cols(xp, R, S, dil_h, dil_w, Hp, Wp, L, cols)
-        _zero_gaps(cols, P, Q, Wp)  # an inf or NaN of x there would give 0 * inf = NaN
+        _pad_phases(x[n], g * Cg, ph, pw, sh, sw, Hph, Wph, xp)
+        _wide_cols(xp, R, S, sh, sw, dil_h, dil_w, Hph, Wph, L, cols)
+        _zero_gaps(cols, P, Q, Wph)  # an inf or NaN of x there would give 0 * inf = NaN
         # cols @ dyw.T runs about twice as fast in BLAS as dyw @ cols.T for these shapes (few filters)
         np.dot(cols, dyw.T, dweight_nT)
         dweight_g = dweight_t[g]
@@ -518,19 +592,30 @@ def conv2d_wide_backward(x, wT, dy4, R, S, ph, pw, dil_h, dil_w, P, Q, i0, i1, d
             for k in range(Kg):
                 dweight_g[k, j] += dweight_nT[j, k]
         np.dot(wT[g], dyw, dcols)
-        _zero_gaps(dcols, P, Q, Wp)  # w * 0 there is NaN for an infinite weight
-        for i in range(Cg * Hp * Wp):
+        _zero_gaps(dcols, P, Q, Wph)  # w * 0 there is NaN for an infinite weight
+        for i in range(dxp.shape[0]):
             dxp[i] = 0.0
         for c in range(Cg):
             for r in range(R):
                 for s in range(S):
-                    dst = dxp[c * Hp * Wp + r * dil_h * Wp + s * dil_w :]
+                    dst = dxp[_tap_offset(c, r, s, sh, sw, dil_h, dil_w, Hph, Wph) :]
                     src = dcols[(c * R + r) * S + s]
                     for j in range(L):
                         dst[j] += src[j]
+        # gather back: input pixel (h, v) sits at padded (h + ph, v + pw); pixels no output reads get 0
         for c in range(Cg):
             for h in range(H):
-                src = dxp[c * Hp * Wp + (h + ph) * Wp + pw :]
+                ih = h + ph
                 dst = dx[n, g * Cg + c, h]
+                if ih >= Hph * sh:
+                    for v in range(W):
+                        dst[v] = 0.0
+                    continue
+                a = ih % sh
+                i = ih // sh
                 for v in range(W):
-                    dst[v] = src[v]
+                    iw = v + pw
+                    if iw >= Wph * sw:
+                        dst[v] = 0.0
+                    else:
+                        dst[v] = dxp[((c * sh + a) * sw + iw % sw) * HW + i * Wph + iw // sw]
