@@ -49,6 +49,7 @@ import numpy as np
 
 from . import _threads, _winograd
 from ._kernels import conv as _conv
+from ._kernels import parallel as _par
 
 #: The direct (no im2col) kernels are used up to this many input channels and
 #: filters (stride 1, one group); above them, im2col + BLAS was faster here.
@@ -62,9 +63,9 @@ DIRECT_MAX_FILTERS = 8
 WIDE_MAX_EXTRA = 0.5
 
 #: A convolution is split among threads only in chunks of at least this many
-#: multiply-adds: handing a chunk to another thread costs 20-80 us here
-#: (measured with an empty chunk), about what 1e6 multiply-adds take.
-MIN_CHUNK_WORK = 1e6
+#: multiply-adds (about 5 us of work; ten times more when catlab's pool of Python
+#: threads runs the chunks, see :func:`catlab._threads.chunks_for`).
+MIN_CHUNK_WORK = 3e5
 
 
 class Geometry(NamedTuple):
@@ -151,10 +152,13 @@ def forward(x4, w4, b, groups, geo: Geometry):
         n = _threads.chunks_for(N * -(-K // kb), kb * C * R * S * P * Q, T, MIN_CHUNK_WORK)
         if n == 1:
             kb = K
-        _threads.run_split(
-            lambda i0, i1: _conv.conv2d_direct_forward(x4, w4, b, R, S, ph, pw, dil_h, dil_w, P, Q, kb, i0, i1, y),
+        _threads.run_kernel(
+            _conv.conv2d_direct_forward,
+            _par.conv2d_direct_forward,
             N * -(-K // kb),
             n,
+            (x4, w4, b, R, S, ph, pw, dil_h, dil_w, P, Q, kb),
+            (y,),
         )
         return y
     G = groups
@@ -162,10 +166,13 @@ def forward(x4, w4, b, groups, geo: Geometry):
     y4 = np.empty((N, G, K // G, P * Q), dtype=x4.dtype)  # (N, G, Kg, P*Q)
     if path == "wide":
         n = _threads.chunks_for(N * G, (K // G) * Cg * R * S * P * Q, T, MIN_CHUNK_WORK)
-        _threads.run_split(
-            lambda i0, i1: _conv.conv2d_wide_forward(x4, w3, b, R, S, sh, sw, ph, pw, dil_h, dil_w, P, Q, i0, i1, y4),
+        _threads.run_kernel(
+            _conv.conv2d_wide_forward,
+            _par.conv2d_wide_forward,
             N * G,
             n,
+            (x4, w3, b, R, S, sh, sw, ph, pw, dil_h, dil_w, P, Q),
+            (y4,),
             blas=True,
         )
     else:
@@ -173,12 +180,13 @@ def forward(x4, w4, b, groups, geo: Geometry):
         n = _threads.chunks_for(N * G * nb, (K // G) * Cg * R * S * P * Q / nb, T, MIN_CHUNK_WORK)
         if n == 1:
             nb = 1
-        _threads.run_split(
-            lambda i0, i1: _conv.conv2d_im2col_forward(
-                x4, w3, b, R, S, sh, sw, ph, pw, dil_h, dil_w, P, Q, nb, i0, i1, y4
-            ),
+        _threads.run_kernel(
+            _conv.conv2d_im2col_forward,
+            _par.conv2d_im2col_forward,
             N * G * nb,
             n,
+            (x4, w3, b, R, S, sh, sw, ph, pw, dil_h, dil_w, P, Q, nb),
+            (y4,),
             blas=True,
         )
     return y4.reshape(N, K, P, Q)
@@ -201,12 +209,13 @@ def backward(dy4, x4, w4, groups, geo: Geometry):
         dx = np.empty(x4.shape, dtype=x4.dtype)  # (N, C, H, W), every sample written once
         dweight = np.empty(w4.shape, dtype=x4.dtype)  # (K, C, R, S)
         n = _threads.chunks_for(N, 2 * K * C * R * S * P * Q, T, MIN_CHUNK_WORK)
-        _threads.run_split(
-            lambda n0, n1, dweight_t, db_t: _conv.conv2d_direct_backward(
-                x4, w4, dy4, R, S, ph, pw, dil_h, dil_w, P, Q, n0, n1, dx, dweight_t, db_t
-            ),
+        _threads.run_kernel(
+            _conv.conv2d_direct_backward,
+            _par.conv2d_direct_backward,
             N,
             n,
+            (x4, w4, dy4, R, S, ph, pw, dil_h, dil_w, P, Q),
+            (dx,),
             sums=(dweight, db),
         )
         return dx, dweight, db
@@ -218,12 +227,13 @@ def backward(dy4, x4, w4, groups, geo: Geometry):
     if path == "wide":
         dx = np.empty(x4.shape, dtype=x4.dtype)  # (N, C, H, W), every (sample, group) written once
         n = _threads.chunks_for(N * G, 2 * Kg * Cg * R * S * P * Q, T, MIN_CHUNK_WORK)
-        _threads.run_split(
-            lambda i0, i1, dweight_t, db_t: _conv.conv2d_wide_backward(
-                x4, wT, dyg, R, S, sh, sw, ph, pw, dil_h, dil_w, P, Q, i0, i1, dweight_t, db_t, dx
-            ),
+        _threads.run_kernel(
+            _conv.conv2d_wide_backward,
+            _par.conv2d_wide_backward,
             N * G,
             n,
+            (x4, wT, dyg, R, S, sh, sw, ph, pw, dil_h, dil_w, P, Q),
+            (dx,),
             sums=(dweight, db),
             blas=True,
         )
@@ -235,19 +245,23 @@ def backward(dy4, x4, w4, groups, geo: Geometry):
         nb = 1
     # nb > 1 (fewer samples than threads): column gradients of all N samples, scattered afterwards
     dcols_all = np.empty((N if nb > 1 else 0, G, Cg * R * S, P * Q), dtype=x4.dtype)
-    _threads.run_split(
-        lambda i0, i1, dweight_t, db_t: _conv.conv2d_im2col_backward(
-            x4, wT, dyg, R, S, sh, sw, ph, pw, dil_h, dil_w, P, Q, nb, i0, i1, dweight_t, db_t, dcols_all, dx
-        ),
+    _threads.run_kernel(
+        _conv.conv2d_im2col_backward,
+        _par.conv2d_im2col_backward,
         N * G * nb,
         n,
+        (x4, wT, dyg, R, S, sh, sw, ph, pw, dil_h, dil_w, P, Q, nb),
+        (dcols_all, dx),
         sums=(dweight, db),
         blas=True,
     )
     if nb > 1:  # one input plane per item: no two chunks write the same plane
-        _threads.run_split(
-            lambda i0, i1: _conv.conv2d_im2col_scatter(dcols_all, R, S, sh, sw, ph, pw, dil_h, dil_w, P, Q, i0, i1, dx),
+        _threads.run_kernel(
+            _conv.conv2d_im2col_scatter,
+            _par.conv2d_im2col_scatter,
             N * C,
             n,
+            (dcols_all, R, S, sh, sw, ph, pw, dil_h, dil_w, P, Q),
+            (dx,),
         )
     return dx, dweight.reshape(w4.shape), db

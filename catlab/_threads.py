@@ -1,12 +1,25 @@
-"""catlab's own thread pool, its size, and the single-threaded BLAS inside the kernels.
+"""catlab's threads: how many, who runs the chunks, and the single-threaded BLAS inside the kernels.
 
-The compiled kernels release the GIL (``nogil=True``). :func:`run_split` cuts
-``range(items)`` into a fixed number of contiguous chunks, runs the kernel on
-each chunk at the same time (chunk 0 on the calling thread, the others on a
-small pool of Python threads) and, where the kernel writes per-chunk partial
-sums, adds them up in chunk order afterwards. The chunks depend only on their
-number, never on which thread runs them, so the results are bit-identical
-whatever Python thread calls catlab.
+The compiled kernels each do a contiguous range of items (samples, planes,
+rows) and release the GIL. :func:`run_kernel` cuts ``range(items)`` into a
+fixed number of contiguous chunks and runs them at the same time, on one of
+two backends:
+
+- **Numba's threads** (OpenMP or TBB, :mod:`catlab._kernels.parallel`): one
+  compiled call runs the chunks as the iterations of a ``prange``; starting it
+  costs a few microseconds. Used wherever Numba's threading layer is OpenMP or
+  TBB (decided once per process, see :func:`numba_parallel`).
+- **catlab's pool of Python threads** (:func:`run_split`): chunk 0 on the
+  calling thread, the others on a small ``ThreadPoolExecutor``; a hand-off
+  costs 20-80 microseconds. Used where Numba only has its ``workqueue`` layer
+  (not thread-safe), in a forked child of a process that started OpenMP threads
+  (GNU OpenMP does not survive ``fork``), with more chunks than Numba has
+  threads, or when the environment variable ``CATLAB_THREAD_BACKEND`` is ``python``.
+
+Where a kernel writes per-chunk partial sums, they are added up in chunk
+order afterwards. The chunks depend only on their number, never on which
+thread or backend runs them, so the results are bit-identical whatever Python
+thread calls catlab.
 
 Thread count
     :func:`set_num_threads` / :func:`get_num_threads` set and read the number of
@@ -306,17 +319,27 @@ def run_chunks(work, n_chunks: int) -> None:
             f.result()
 
 
+#: How much more a hand-off to catlab's pool of Python threads costs than a start of
+#: Numba's OpenMP/TBB threads (20-80 us against 2-5 us measured here): :func:`chunks_for`
+#: asks for that much more work per chunk when the pool runs the chunks.
+POOL_HANDOFF_FACTOR = 10
+
+
 def chunks_for(items: int, work_per_item: float, threads: int, min_work: float = 2e5) -> int:
     """How many chunks to cut ``items`` into: one per thread, but none smaller than ``min_work``.
 
-    ``work_per_item`` is in multiply-adds; handing a chunk to another thread costs
-    some tens of microseconds, so tiny calls stay on the calling thread.
+    ``work_per_item`` is in multiply-adds (or element operations); starting a chunk on
+    another thread costs some microseconds on Numba's threads and some tens of
+    microseconds on catlab's pool (``min_work`` is multiplied by
+    :data:`POOL_HANDOFF_FACTOR` there), so small calls stay on the calling thread.
 
     Examples
     --------
-    >>> chunks_for(64, 1e6, 2), chunks_for(1, 1e3, 2), chunks_for(1, 1e6, 4)
+    >>> chunks_for(64, 1e7, 2), chunks_for(1, 1e3, 2), chunks_for(1, 1e7, 4)
     (2, 1, 1)
     """
+    if threads > 1 and not numba_parallel(min(threads, items)):
+        min_work = min_work * POOL_HANDOFF_FACTOR
     by_work = int(items * work_per_item // min_work)
     return max(1, min(threads, items, by_work))
 
@@ -383,3 +406,113 @@ def run_split(kernel, items: int, n_chunks: int, sums=(), blas: bool = False) ->
 def run_planes(kernel, items: int, work_per_item: float) -> None:
     """:func:`run_split` with the chunk count from :func:`chunks_for` and catlab's thread count."""
     run_split(kernel, items, chunks_for(items, work_per_item, num_threads()))
+
+
+# ----------------------------------------------------------------------------
+# Numba's own threads (OpenMP or TBB), where they are safe and fast
+# ----------------------------------------------------------------------------
+
+#: Set to ``python`` to always use catlab's pool of Python threads instead of
+#: Numba's threading layer (``numba`` or unset: use Numba's where it is OpenMP or TBB).
+BACKEND_ENV_VAR = "CATLAB_THREAD_BACKEND"
+
+_numba_state = {"decided_pid": None, "ok": False, "launched_pid": None}
+_numba_lock = threading.Lock()
+
+
+def _decide_numba_parallel() -> bool:
+    """Whether Numba's threading layer runs the chunks in this process (see :func:`numba_parallel`)."""
+    if os.environ.get(BACKEND_ENV_VAR, "").strip().lower() == "python":
+        return False
+    launched = _numba_state["launched_pid"]
+    if launched is not None and launched != os.getpid():
+        return False  # a forked child of a process that started OpenMP threads: GNU OpenMP would hang or abort
+    try:
+        import numba
+        from numba.core import config
+    except ImportError:  # pragma: no cover - numba is a dependency
+        return False
+    if config.DISABLE_JIT:
+        return False
+    try:
+        layer = numba.threading_layer()  # already chosen (by catlab or by other code in this process)
+    except ValueError:  # not started yet: start a thread-safe one, or none
+        saved = config.THREADING_LAYER
+        if saved == "default":
+            config.THREADING_LAYER = "threadsafe"  # TBB or OpenMP, what "default" prefers too; never workqueue
+        try:
+            from ._kernels import parallel as _par
+
+            out = np.zeros(2, dtype=np.int64)
+            _par.probe(2, out)
+            layer = numba.threading_layer()
+        except Exception:  # noqa: BLE001 - no thread-safe layer here: Numba raises ValueError
+            return False
+        finally:
+            config.THREADING_LAYER = saved
+        _numba_state["launched_pid"] = os.getpid()
+    return layer in ("omp", "tbb")
+
+
+def numba_parallel(n_chunks: int) -> bool:
+    """Whether :func:`run_kernel` runs ``n_chunks`` chunks on Numba's threads rather than catlab's pool.
+
+    Yes where Numba's threading layer is OpenMP or TBB (decided once per
+    process; started by the first call if no code has started one), unless
+    the environment variable ``CATLAB_THREAD_BACKEND`` is ``python``, the
+    process is a forked child of one that started OpenMP threads, the JIT is
+    disabled, or there are more chunks than Numba has threads.
+    """
+    pid = os.getpid()
+    if _numba_state["decided_pid"] != pid:
+        with _numba_lock:
+            if _numba_state["decided_pid"] != pid:
+                _numba_state["ok"] = _decide_numba_parallel()
+                _numba_state["decided_pid"] = pid
+    if not _numba_state["ok"]:
+        return False
+    import numba
+
+    return n_chunks <= numba.get_num_threads()
+
+
+def run_kernel(kernel, parallel, items: int, n_chunks: int, before=(), after=(), sums=(), blas: bool = False) -> None:
+    """Run ``kernel(*before, i0, i1, *parts, *after)`` over ``n_chunks`` chunks of ``range(items)``.
+
+    The chunks are those of :func:`split`. With one chunk the kernel runs on the
+    calling thread with each array in ``sums`` zeroed as its part; with more,
+    on Numba's threads through ``parallel`` (the wrapper of
+    :mod:`catlab._kernels.parallel`, called as ``parallel(n_chunks, items,
+    *before, *stacked_parts, *after)``) where :func:`numba_parallel` allows, else
+    on catlab's pool (:func:`run_split`). Per-chunk parts are added in chunk
+    order either way, so the results depend on ``n_chunks`` only.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from catlab._kernels import activation, parallel
+    >>> x = np.array([-1.0, 2.0, -3.0, 4.0]); y = np.empty(4)
+    >>> run_kernel(activation.relu_forward, parallel.relu_forward, 4, 2, (x,), (y,)); y
+    array([0., 2., 0., 4.])
+    """
+    if n_chunks <= 1:
+        for out in sums:
+            out[...] = 0
+        if blas:
+            with kernel_blas_single_threaded():
+                kernel(*before, 0, items, *sums, *after)
+        else:
+            kernel(*before, 0, items, *sums, *after)
+        return
+    if not numba_parallel(n_chunks) or (blas and any(_per_thread(lib) for lib in _kernel_blas())):
+        # (an OpenMP-built BLAS limits threads per calling thread: only catlab's pool can set that on each)
+        run_split(lambda i0, i1, *parts: kernel(*before, i0, i1, *parts, *after), items, n_chunks, sums, blas)
+        return
+    parts = [np.zeros((n_chunks,) + out.shape, dtype=out.dtype) for out in sums]
+    if blas:
+        with kernel_blas_single_threaded():
+            parallel(n_chunks, items, *before, *parts, *after)
+    else:
+        parallel(n_chunks, items, *before, *parts, *after)
+    for out, p in zip(sums, parts):
+        np.sum(p, axis=0, out=out)

@@ -18,6 +18,7 @@ import numpy as np
 
 from . import _threads
 from . import _validate as V
+from ._kernels import parallel as _par
 from ._kernels import winograd as _kw
 
 # Lavin & Gray (2016), "Fast Algorithms for Convolutional Neural Networks", F(2x2, 3x3) and F(4x4, 3x3).
@@ -164,9 +165,10 @@ def _run(x, U, b, ph, pw, P, Q, m, relu, y, threads=None):
     per_chunk = -(-items // n)
     rows_blk = max(1, min(per_chunk, _TILE_TARGET[m] // TW))
 
-    kernel = _kw.winograd2_chunk if m == 2 else _kw.winograd4_chunk
-
-    _threads.run_split(lambda i0, i1: kernel(x, U, b, ph, pw, P, Q, rows_blk, i0, i1, relu, y), items, n, blas=True)
+    kernel, parallel = (
+        (_kw.winograd2_chunk, _par.winograd2_chunk) if m == 2 else (_kw.winograd4_chunk, _par.winograd4_chunk)
+    )
+    _threads.run_kernel(kernel, parallel, items, n, (x, U, b, ph, pw, P, Q, rows_blk), (relu, y), blas=True)
 
 
 def use_winograd(N, C, K, H, W, R=3, S=3, stride=1, padding=1, dilation=1, groups=1):

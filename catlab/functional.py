@@ -23,6 +23,7 @@ from . import _validate as V
 from ._kernels import activation as _act
 from ._kernels import linear as _linear
 from ._kernels import norm as _norm
+from ._kernels import parallel as _par
 from ._kernels import pool as _pool
 from ._typing import Array, ArrayLike, IntArray, NDArray, Seed, Size, Size2
 
@@ -417,9 +418,13 @@ def conv1d_backward(
 # ----------------------------------------------------------------------------
 
 
-def _planes(items, work_per_item, kernel):
-    """Call ``kernel(i0, i1)`` over contiguous ranges covering ``range(items)``, on up to all threads."""
-    _threads.run_planes(kernel, items, work_per_item)
+def _planes(items, work_per_item, kernel, parallel, before, after):
+    """Call ``kernel(*before, i0, i1, *after)`` over contiguous ranges covering ``range(items)``, on up to all threads.
+
+    ``parallel`` is the kernel's wrapper in :mod:`catlab._kernels.parallel` (see :func:`catlab._threads.run_kernel`).
+    """
+    n = _threads.chunks_for(items, work_per_item, _threads.num_threads())
+    _threads.run_kernel(kernel, parallel, items, n, before, after)
 
 
 def _pool_params(kernel_size, stride, padding, dilation=1, ceil_mode=False):
@@ -610,14 +615,20 @@ def max_pool2d(
         _planes(
             N * C,
             kh * kw * P * Q,
-            lambda i0, i1: _pool.max_pool2d_forward(x3, kh, kw, sh, sw, ph, pw, dil_h, dil_w, i0, i1, y),
+            _pool.max_pool2d_forward,
+            _par.max_pool2d_forward,
+            (x3, kh, kw, sh, sw, ph, pw, dil_h, dil_w),
+            (y,),
         )
         return y.reshape(N, C, P, Q)
     ind = np.empty((N * C, P, Q), dtype=np.int64)  # (N*C, P, Q), flat indices into each H*W plane
     _planes(
         N * C,
         kh * kw * P * Q,
-        lambda i0, i1: _pool.max_pool2d_indices_forward(x3, kh, kw, sh, sw, ph, pw, dil_h, dil_w, i0, i1, y, ind),
+        _pool.max_pool2d_indices_forward,
+        _par.max_pool2d_indices_forward,
+        (x3, kh, kw, sh, sw, ph, pw, dil_h, dil_w),
+        (y, ind),
     )
     return y.reshape(N, C, P, Q), ind.reshape(N, C, P, Q)
 
@@ -683,14 +694,24 @@ def max_pool2d_backward(
         ind = _pool_indices(indices, (N, C, P, Q), H * W)
         dx = np.empty((N * C, H * W), dtype=x.dtype)  # (N*C, H*W), every plane overwritten
         dy2, ind2 = dy.reshape(N * C, P * Q), ind.reshape(N * C, P * Q)
-        _planes(N * C, P * Q + H * W, lambda i0, i1: _pool.max_pool2d_indices_backward(dy2, ind2, i0, i1, dx))
+        _planes(
+            N * C,
+            P * Q + H * W,
+            _pool.max_pool2d_indices_backward,
+            _par.max_pool2d_indices_backward,
+            (dy2, ind2),
+            (dx,),
+        )
         return dx.reshape(N, C, H, W)
     dx = np.empty((N * C, H, W), dtype=x.dtype)  # (N*C, H, W), every plane overwritten
     x3, dy3 = x.reshape(N * C, H, W), dy.reshape(N * C, P, Q)
     _planes(
         N * C,
         kh * kw * P * Q + H * W,
-        lambda i0, i1: _pool.max_pool2d_backward(x3, dy3, kh, kw, sh, sw, ph, pw, dil_h, dil_w, i0, i1, dx),
+        _pool.max_pool2d_backward,
+        _par.max_pool2d_backward,
+        (x3, dy3, kh, kw, sh, sw, ph, pw, dil_h, dil_w),
+        (dx,),
     )
     return dx.reshape(N, C, H, W)
 
@@ -761,7 +782,10 @@ def avg_pool2d(
     _planes(
         N * C,
         kh * kw * P * Q,
-        lambda i0, i1: _pool.avg_pool2d_forward(x3, kh, kw, sh, sw, ph, pw, include_pad, divisor, i0, i1, y),
+        _pool.avg_pool2d_forward,
+        _par.avg_pool2d_forward,
+        (x3, kh, kw, sh, sw, ph, pw, include_pad, divisor),
+        (y,),
     )
     return y.reshape(N, C, P, Q)
 
@@ -811,7 +835,10 @@ def avg_pool2d_backward(
     _planes(
         N * C,
         kh * kw * P * Q + H * W,
-        lambda i0, i1: _pool.avg_pool2d_backward(dy3, kh, kw, sh, sw, ph, pw, include_pad, divisor, i0, i1, dx),
+        _pool.avg_pool2d_backward,
+        _par.avg_pool2d_backward,
+        (dy3, kh, kw, sh, sw, ph, pw, include_pad, divisor),
+        (dx,),
     )
     return dx.reshape(N, C, H, W)
 
@@ -847,7 +874,7 @@ def relu(x: Array) -> Array:
     x = V.float_array(x, "x")
     y = np.empty_like(x)
     xf, yf = x.reshape(-1), y.reshape(-1)
-    _planes(xf.shape[0], 4, lambda i0, i1: _act.relu_forward(xf, i0, i1, yf))
+    _planes(xf.shape[0], 4, _act.relu_forward, _par.relu_forward, (xf,), (yf,))
     return y
 
 
@@ -884,7 +911,7 @@ def relu_backward(dy: Array, x: Array) -> Array:
     V.same_shape(dy, "dy", x.shape, "the shape of x")
     dx = np.empty_like(x)
     dyf, xf, dxf = dy.reshape(-1), x.reshape(-1), dx.reshape(-1)
-    _planes(xf.shape[0], 4, lambda i0, i1: _act.relu_backward(dyf, xf, i0, i1, dxf))
+    _planes(xf.shape[0], 4, _act.relu_backward, _par.relu_backward, (dyf, xf), (dxf,))
     return dx
 
 
@@ -982,7 +1009,14 @@ def linear_backward(dy: Array, x: Array, weight: Array) -> tuple[Array, Array, A
     if x.shape[0] == 1:  # an outer product: much faster than a matrix product with inner size 1
         dweight = np.empty(weight.shape, dtype=x.dtype)  # (out_features, in_features)
         a, b = dy[0], x[0]
-        _planes(weight.shape[0], weight.shape[1], lambda i0, i1: _linear.linear_outer_backward(a, b, i0, i1, dweight))
+        _planes(
+            weight.shape[0],
+            weight.shape[1],
+            _linear.linear_outer_backward,
+            _par.linear_outer_backward,
+            (a, b),
+            (dweight,),
+        )
     else:
         dweight = dy.T @ x
     return dx, dweight, dy.sum(axis=0)
@@ -1130,8 +1164,8 @@ def _bn_setup(x, running_mean, running_var, weight, bias, training, eps):
     return x, x3, running_mean, running_var, weight, bias, M
 
 
-def _bn_channels(C, work, kernel):
-    _planes(C, work, kernel)
+def _bn_channels(C, work, kernel, parallel, before, after):
+    _planes(C, work, kernel, parallel, before, after)
 
 
 @overload
@@ -1239,7 +1273,7 @@ def batch_norm(
     if training:
         shift = x3[0, :, 0].astype(np.float64)  # (C,)
         sx, sxx = np.empty(C), np.empty(C)
-        _bn_channels(C, N * L, lambda c0, c1: _norm.sums(x3, shift, c0, c1, sx, sxx))
+        _bn_channels(C, N * L, _norm.sums, _par.sums, (x3, shift), (sx, sxx))
         m = sx / M
         mean = shift + m
         var = np.maximum(sxx / M - m * m, 0.0)
@@ -1250,7 +1284,7 @@ def batch_norm(
     b = -mean * a if bias is None else bias - mean * a
     y = np.empty_like(x)
     _bn_channels(
-        C, N * L, lambda c0, c1: _norm.scale_shift(x3, a.astype(x.dtype), b.astype(x.dtype), c0, c1, y.reshape(N, C, L))
+        C, N * L, _norm.scale_shift, _par.scale_shift, (x3, a.astype(x.dtype), b.astype(x.dtype)), (y.reshape(N, C, L),)
     )
     if not training:
         return y
@@ -1314,7 +1348,7 @@ def batch_norm_backward(
     dy3 = dy.reshape(N, C, L)
     shift = x3[0, :, 0].astype(np.float64) if training else rm.astype(np.float64)  # (C,)
     sx, sxx, sdy, sdyx = np.empty(C), np.empty(C), np.empty(C), np.empty(C)
-    _bn_channels(C, 2 * N * L, lambda c0, c1: _norm.sums_backward(x3, dy3, shift, c0, c1, sx, sxx, sdy, sdyx))
+    _bn_channels(C, 2 * N * L, _norm.sums_backward, _par.sums_backward, (x3, dy3, shift), (sx, sxx, sdy, sdyx))
     w = np.ones(C) if weight is None else weight.astype(np.float64)
     if training:
         m = sx / M
@@ -1335,9 +1369,10 @@ def batch_norm_backward(
     _bn_channels(
         C,
         N * L,
-        lambda c0, c1: _norm.scale_shift2(
-            dy3, x3, a.astype(dt), k.astype(dt), const.astype(dt), c0, c1, dx.reshape(N, C, L)
-        ),
+        _norm.scale_shift2,
+        _par.scale_shift2,
+        (dy3, x3, a.astype(dt), k.astype(dt), const.astype(dt)),
+        (dx.reshape(N, C, L),),
     )
     return dx, dweight.astype(dt), sdy.astype(dt)
 
@@ -1425,7 +1460,7 @@ def dropout(
     y = np.empty_like(x)
     scale = 0.0 if p == 1.0 else 1.0 / (1.0 - p)
     xf, mf, yf = x.reshape(-1), mask.reshape(-1), y.reshape(-1)
-    _planes(xf.shape[0], 2, lambda i0, i1: _norm.masked_scale(xf, mf, scale, i0, i1, yf))
+    _planes(xf.shape[0], 2, _norm.masked_scale, _par.masked_scale, (xf, mf, scale), (yf,))
     return (y, mask) if return_mask else y
 
 
@@ -1466,7 +1501,7 @@ def dropout_backward(dy: Array, mask: NDArray[np.bool_], p: float) -> Array:
     dx = np.empty_like(dy)
     scale = 0.0 if p == 1.0 else 1.0 / (1.0 - p)
     df, mf, xf = dy.reshape(-1), mask.reshape(-1), dx.reshape(-1)
-    _planes(df.shape[0], 2, lambda i0, i1: _norm.masked_scale(df, mf, scale, i0, i1, xf))
+    _planes(df.shape[0], 2, _norm.masked_scale, _par.masked_scale, (df, mf, scale), (xf,))
     return dx
 
 
@@ -1522,10 +1557,10 @@ def adaptive_avg_pool2d(x: Array, output_size: int | tuple[int | None, int | Non
     y = np.empty((N * C, P, Q), dtype=x.dtype)  # (N*C, P, Q)
     if P == 1 and Q == 1:  # global average pooling: one contiguous sum per plane
         x2, y1 = x.reshape(N * C, H * W), y.reshape(N * C)
-        _planes(N * C, H * W, lambda i0, i1: _norm.global_avg_pool_forward(x2, i0, i1, y1))
+        _planes(N * C, H * W, _norm.global_avg_pool_forward, _par.global_avg_pool_forward, (x2,), (y1,))
         return y.reshape(N, C, 1, 1)
     x3 = x.reshape(N * C, H, W)
-    _planes(N * C, H * W + P * Q, lambda i0, i1: _norm.adaptive_avg_pool2d_forward(x3, i0, i1, y))
+    _planes(N * C, H * W + P * Q, _norm.adaptive_avg_pool2d_forward, _par.adaptive_avg_pool2d_forward, (x3,), (y,))
     return y.reshape(N, C, P, Q)
 
 
@@ -1567,5 +1602,5 @@ def adaptive_avg_pool2d_backward(dy: Array, x: Array, output_size: int | tuple[i
         )
     dx = np.empty((N * C, H, W), dtype=x.dtype)  # (N*C, H, W), every plane overwritten
     dy3 = dy.reshape(N * C, P, Q)
-    _planes(N * C, H * W + P * Q, lambda i0, i1: _norm.adaptive_avg_pool2d_backward(dy3, i0, i1, dx))
+    _planes(N * C, H * W + P * Q, _norm.adaptive_avg_pool2d_backward, _par.adaptive_avg_pool2d_backward, (dy3,), (dx,))
     return dx.reshape(N, C, H, W)

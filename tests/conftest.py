@@ -18,6 +18,55 @@ def rng():
 
 
 # ----------------------------------------------------------------------------
+# Which threads run the chunks (catlab._threads.run_kernel), and how many chunks there were
+# ----------------------------------------------------------------------------
+
+
+@pytest.fixture(params=["numba", "python"])
+def thread_backend(request, monkeypatch):
+    """Run the test once with Numba's OpenMP/TBB threads and once with catlab's pool of Python threads.
+
+    The pool asks no more work per chunk than Numba's threads here, so that the same
+    sizes are split the same way on both (with more chunks than Numba has threads, the
+    "numba" variant runs on the pool too)."""
+    from catlab import _threads as TH
+
+    monkeypatch.setattr(TH, "POOL_HANDOFF_FACTOR", 1)
+    if request.param == "python":
+        monkeypatch.setattr(TH, "numba_parallel", lambda n_chunks: False)
+    elif not TH.numba_parallel(1):
+        pytest.skip("Numba has no OpenMP or TBB threading layer here: only catlab's pool runs chunks")
+    return request.param
+
+
+@pytest.fixture
+def chunks_used(monkeypatch):
+    """The chunk counts of every kernel launch (catlab._threads.run_kernel) in the test, in order.
+
+    On the pool it also checks that the pool really ran that many chunks."""
+    from catlab import _threads as TH
+
+    used = []
+    real_kernel, real_chunks = TH.run_kernel, TH.run_chunks
+    pool_runs = []
+
+    def spy_kernel(kernel, parallel, items, n_chunks, *args, **kwargs):
+        used.append(n_chunks)
+        before = len(pool_runs)
+        real_kernel(kernel, parallel, items, n_chunks, *args, **kwargs)
+        if n_chunks > 1 and not TH.numba_parallel(n_chunks):
+            assert pool_runs[before:] == [n_chunks], "the pool did not run the planned chunks"
+
+    def spy_chunks(work, n):
+        pool_runs.append(n)
+        real_chunks(work, n)
+
+    monkeypatch.setattr(TH, "run_kernel", spy_kernel)
+    monkeypatch.setattr(TH, "run_chunks", spy_chunks)
+    return used
+
+
+# ----------------------------------------------------------------------------
 # One line at the end of the run saying why tests were skipped, grouped by cause
 # ----------------------------------------------------------------------------
 

@@ -180,7 +180,7 @@ def test_direct_kernels_under_every_partition(cfg, kb, chunks):
     dx = np.empty_like(x)
     dw_part, db_part = np.zeros((chunks,) + w.shape), np.zeros((chunks, Kf))
     for t, (n0, n1) in enumerate(_ranges(N, chunks)):
-        K.conv2d_direct_backward(x, w, dy, R, S, ph, pw, dh, dw, P, Q, n0, n1, dx, dw_part[t], db_part[t])
+        K.conv2d_direct_backward(x, w, dy, R, S, ph, pw, dh, dw, P, Q, n0, n1, dw_part[t], db_part[t], dx)
     np.testing.assert_allclose(dx, dx_ref, atol=1e-10)
     np.testing.assert_allclose(dw_part.sum(axis=0), dw_ref, atol=1e-10)
     np.testing.assert_allclose(db_part.sum(axis=0), db_ref, atol=1e-10)
@@ -196,7 +196,7 @@ def test_direct_kernels_under_every_partition(cfg, kb, chunks):
         (6, 3, 40, 40, 8, 5, 5, 1, 2),
     ],
 )
-def test_functional_dispatch_for_any_thread_count(cfg, threads, monkeypatch):
+def test_functional_dispatch_for_any_thread_count(cfg, threads, thread_backend, chunks_used, monkeypatch):
     """The thread count the wrappers plan for (blocks, chunks) never changes the answer.
 
     The layers are large enough to be split among threads; the expected values
@@ -207,9 +207,7 @@ def test_functional_dispatch_for_any_thread_count(cfg, threads, monkeypatch):
 
     N, C, H, W, Kf, R, S, stride, pad = cfg
     monkeypatch.setattr(TH, "num_threads", lambda: threads)
-    used = []
-    run = TH.run_chunks
-    monkeypatch.setattr(TH, "run_chunks", lambda work, n: (used.append(n), run(work, n)))
+    used = chunks_used
     r = np.random.default_rng(8)
     x, w, b = r.normal(size=(N, C, H, W)), r.normal(size=(Kf, C, R, S)), r.normal(size=Kf)
     y = F.conv2d(x, w, b, stride, pad)
@@ -274,6 +272,7 @@ def _wide_geometry(cfg):
 @pytest.mark.parametrize("cfg", WIDE)
 def test_wide_path_is_taken_and_matches_reference(cfg, dtype, threads, monkeypatch):
     monkeypatch.setattr(TH, "num_threads", lambda: threads)
+    monkeypatch.setattr(TH, "numba_parallel", lambda n_chunks: False)  # Numba's threads would bypass the spies
     taken = []
     for name in ("conv2d_wide_forward", "conv2d_wide_backward"):
         kernel = getattr(K, name)

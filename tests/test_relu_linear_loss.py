@@ -69,15 +69,13 @@ def test_linear_backward_batch_one_matches_batch_two():
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("threads", [1, 2, 3])
-def test_linear_backward_batch_one_split_among_threads(threads, dtype, monkeypatch):
+def test_linear_backward_batch_one_split_among_threads(threads, dtype, thread_backend, chunks_used, monkeypatch):
     """The batch-1 weight gradient is written in row ranges by several threads: every row, exactly once."""
     from catlab import _threads as TH
     from catlab._kernels import linear as KL
 
     monkeypatch.setattr(TH, "num_threads", lambda: threads)
-    used = []
-    run = TH.run_chunks
-    monkeypatch.setattr(TH, "run_chunks", lambda work, n: (used.append(n), run(work, n)))
+    used = chunks_used
     r = np.random.default_rng(11)
     x, w, dy = (r.normal(size=s).astype(dtype) for s in ((1, 1000), (701, 1000), (1, 701)))
     dx, dw, db = F.linear_backward(dy, x, w)

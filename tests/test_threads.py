@@ -1,5 +1,7 @@
 """catlab's thread pool and thread setting: chunks, the kernels' BLAS, forks, determinism across threads."""
 
+import os
+
 import numpy as np
 import pytest
 
@@ -16,14 +18,12 @@ def test_single_threaded_blas_restores_the_thread_counts():
 
 
 @pytest.mark.parametrize("threads", [1, 2, 3])
-def test_pool_and_relu_split_among_threads(threads, monkeypatch):
+def test_pool_and_relu_split_among_threads(threads, thread_backend, chunks_used, monkeypatch):
     """Large enough to be split into chunks; expected values from NumPy reshapes (2x2 windows, no ties)."""
     from catlab import _threads as TH
 
     monkeypatch.setattr(TH, "num_threads", lambda: threads)
-    used = []
-    run = TH.run_chunks
-    monkeypatch.setattr(TH, "run_chunks", lambda work, n: (used.append(n), run(work, n)))
+    used = chunks_used
     r = np.random.default_rng(9)
     x = r.normal(size=(8, 16, 96, 94))
     win = x.reshape(8, 16, 48, 2, 47, 2)
@@ -71,16 +71,14 @@ def _split_in_child():
 # --- catlab.set_num_threads / get_num_threads -------------------------------------------------
 
 
-def test_set_num_threads_governs_the_split(monkeypatch):
+def test_set_num_threads_governs_the_split(thread_backend, chunks_used):
     """The thread count catlab plans for is its own setting, not Numba's, and it is process-wide."""
     import threading
 
     import catlab
 
     old = catlab.get_num_threads()
-    used = []
-    run = _threads.run_chunks
-    monkeypatch.setattr(_threads, "run_chunks", lambda work, n: (used.append(n), run(work, n)))
+    used = chunks_used
     x = np.random.default_rng(0).normal(size=(8, 16, 96, 94))
     try:
         for n in (1, 3):
@@ -178,8 +176,11 @@ def test_results_are_bit_identical_from_several_threads_at_once():
                     np.testing.assert_array_equal(a, b)
 
 
-def test_kernel_blas_is_single_threaded_inside_kernels_from_any_thread(monkeypatch):
-    """Record the BLAS thread count the kernels see, from the main thread and from worker threads at once."""
+def test_kernel_blas_is_single_threaded_inside_kernels_from_any_thread(thread_backend, monkeypatch):
+    """Record the BLAS thread count the kernels see, from the main thread and from worker threads at once.
+
+    On the pool, inside every chunk; on Numba's threads, when the chunks start (the
+    limit of SciPy's OpenBLAS is process-wide, so the OpenMP threads see the same)."""
     import threading
 
     libs = _threads._kernel_blas()
@@ -197,6 +198,16 @@ def test_kernel_blas_is_single_threaded_inside_kernels_from_any_thread(monkeypat
         real(wrapped, n)
 
     monkeypatch.setattr(_threads, "run_chunks", spy)
+    real_kernel = _threads.run_kernel
+
+    def spy_kernel(kernel, parallel, *args, **kwargs):
+        def observed(*a):
+            seen.append(tuple(_threads.kernel_blas_threads()))
+            parallel(*a)
+
+        real_kernel(kernel, observed, *args, **kwargs)
+
+    monkeypatch.setattr(_threads, "run_kernel", spy_kernel)
     x = np.random.default_rng(2).normal(size=(4, 16, 24, 24)).astype(np.float32)
     w = np.ones((32, 16, 3, 3), np.float32)
     threads = [threading.Thread(target=_conv_step, args=(x, w, None)) for _ in range(4)]
@@ -218,3 +229,107 @@ def test_blas_limit_sets_and_restores_every_blas():
     with _threads.blas_limit(1):
         assert _threads.kernel_blas_threads() == [1] * len(libs)
     assert _threads.kernel_blas_threads() == before
+
+
+def _every_chunked_op(x, w, rng_seed=0):
+    """Call every public operation that splits work into chunks, on small float64 inputs; return the results."""
+    from catlab import _winograd
+
+    r = np.random.default_rng(rng_seed)
+    N, C, H, W = x.shape
+    out = {}
+    for name, kw, wt in [
+        ("direct", dict(padding=1), w[:4, :2]),  # few channels and filters
+        ("wide", dict(padding=1), w),
+        ("im2col", dict(stride=3, padding=0), w[:, :, :1, :1]),  # a stride longer than the kernel
+    ]:
+        xi = x[:, : wt.shape[1]]
+        y = F.conv2d(xi, wt, **kw)
+        out["conv " + name] = (y, *F.conv2d_backward(r.normal(size=y.shape), xi, wt, **kw))
+    out["conv im2col, row blocks"] = (
+        F.conv2d(x[:1], w, padding=1),
+        *F.conv2d_backward(r.normal(size=(1, w.shape[0], H, W)), x[:1], w, padding=1),
+    )
+    out["winograd 2"] = _winograd.conv2d_winograd(x, w, padding=1, m=2)
+    out["winograd 4"] = _winograd.conv2d_winograd(x, w, padding=1, m=4)
+    dy2 = r.normal(size=(N, C, H // 2, W // 2))
+    y, ind = F.max_pool2d(x, 2, return_indices=True)
+    out["max pool"] = (
+        F.max_pool2d(x, 2),
+        y,
+        ind,
+        F.max_pool2d_backward(dy2, x, 2),
+        F.max_pool2d_backward(dy2, x, 2, indices=ind),
+    )
+    out["avg pool"] = (F.avg_pool2d(x, 2), F.avg_pool2d_backward(dy2, x, 2))
+    dyx = r.normal(size=x.shape)
+    out["relu"] = (F.relu(x), F.relu_backward(dyx, x))
+    out["linear"] = F.linear_backward(r.normal(size=(1, 300)), x[:1].reshape(1, -1)[:, :200], r.normal(size=(300, 200)))
+    rm, rv = np.zeros(C), np.ones(C)
+    out["batch norm"] = (*F.batch_norm(x, rm, rv, training=True), *F.batch_norm_backward(dyx, x, training=True))
+    y, mask = F.dropout(x, 0.5, rng=np.random.default_rng(1), return_mask=True)
+    out["dropout"] = (y, F.dropout_backward(dyx, mask, 0.5))
+    out["adaptive avg pool"] = (
+        F.adaptive_avg_pool2d(x, 1),
+        F.adaptive_avg_pool2d(x, (3, 5)),
+        F.adaptive_avg_pool2d_backward(r.normal(size=(N, C, 3, 5)), x, (3, 5)),
+    )
+    return out
+
+
+def test_every_parallel_wrapper_gives_the_single_chunk_results(monkeypatch):
+    """Each kernel's wrapper in catlab._kernels.parallel, run with two chunks on Numba's threads, gives what
+    one chunk on the calling thread gives (equal up to the order of batch sums), and every wrapper is used."""
+    from catlab._kernels import parallel as P
+
+    if not _threads.numba_parallel(2):
+        pytest.skip("Numba has no OpenMP or TBB threading layer here (or one thread): only catlab's pool runs chunks")
+    r = np.random.default_rng(4)
+    x = r.normal(size=(4, 16, 12, 10))
+    w = r.normal(size=(16, 16, 3, 3))
+    monkeypatch.setattr(_threads, "num_threads", lambda: 1)
+    want = _every_chunked_op(x, w)
+    launched = set()
+    real = _threads.run_kernel
+
+    def spy(kernel, parallel, items, n_chunks, *args, **kwargs):
+        if n_chunks > 1:
+            assert _threads.numba_parallel(n_chunks)
+            launched.add(parallel.__name__)
+        real(kernel, parallel, items, n_chunks, *args, **kwargs)
+
+    monkeypatch.setattr(_threads, "run_kernel", spy)
+    monkeypatch.setattr(_threads, "num_threads", lambda: 2)
+    monkeypatch.setattr(_threads, "chunks_for", lambda items, work, threads, min_work=0: min(items, threads))
+    got = _every_chunked_op(x, w)
+    for name, values in want.items():
+        values = values if isinstance(values, tuple) else (values,)
+        others = got[name] if isinstance(got[name], tuple) else (got[name],)
+        for a, b in zip(values, others):
+            np.testing.assert_allclose(b, a, rtol=1e-12, atol=1e-12, err_msg=name)
+    wrappers = {n for n in dir(P) if callable(getattr(P, n)) and hasattr(getattr(P, n), "py_func")} - {"probe"}
+    assert wrappers <= launched, f"never launched with two chunks: {sorted(wrappers - launched)}"
+
+
+@pytest.mark.parametrize("backend", ["", "python"])
+def test_thread_backend_choice_in_a_new_process(backend):
+    """CATLAB_THREAD_BACKEND=python keeps every chunk on catlab's pool and never starts Numba's threads;
+    unset, Numba's threads run the chunks where its layer is OpenMP or TBB (started as 'threadsafe')."""
+    import subprocess
+    import sys
+
+    code = (
+        "import numpy as np, numba, catlab.functional as F, catlab._threads as T\n"
+        "F.relu(np.ones((64, 64, 32, 32)))\n"
+        "try:\n    layer = numba.threading_layer()\nexcept ValueError:\n    layer = 'none'\n"
+        "print(T.numba_parallel(2), layer, numba.config.THREADING_LAYER)\n"
+    )
+    env = dict(os.environ, CATLAB_THREAD_BACKEND=backend, CATLAB_NUM_THREADS="2")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    ok, layer, config_layer = out.stdout.split()
+    assert config_layer == os.environ.get("NUMBA_THREADING_LAYER", "default")  # restored after the probe
+    if backend == "python":
+        assert (ok, layer) == ("False", "none")
+    else:
+        assert ok == str(layer in ("omp", "tbb"))
+        assert layer != "workqueue" or ok == "False"

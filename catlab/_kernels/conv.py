@@ -300,7 +300,7 @@ def conv2d_direct_forward(x, w, b, R, S, ph, pw, dil_h, dil_w, P, Q, kb, i0, i1,
 
 
 @njit(cache=True, nogil=True, fastmath={"reassoc", "contract"})
-def conv2d_direct_backward(x, w, dy, R, S, ph, pw, dil_h, dil_w, P, Q, n0, n1, dx, dweight_t, db_t):
+def conv2d_direct_backward(x, w, dy, R, S, ph, pw, dil_h, dil_w, P, Q, n0, n1, dweight_t, db_t, dx):
     """Direct (no im2col) backward of samples n0 <= n < n1; batch sums go to this chunk's dweight_t, db_t."""
     N, C, H, W = x.shape
     K = w.shape[0]
