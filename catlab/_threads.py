@@ -325,7 +325,11 @@ def run_chunks(work, n_chunks: int) -> None:
 POOL_HANDOFF_FACTOR = 10
 
 
-def chunks_for(items: int, work_per_item: float, threads: int, min_work: float = 2e5) -> int:
+#: The least work (multiply-adds or element operations) :func:`chunks_for` hands to a chunk by default.
+MIN_WORK = 2e5
+
+
+def chunks_for(items: int, work_per_item: float, threads: int, min_work: float = MIN_WORK) -> int:
     """How many chunks to cut ``items`` into: one per thread, but none smaller than ``min_work``.
 
     ``work_per_item`` is in multiply-adds (or element operations); starting a chunk on
@@ -338,10 +342,10 @@ def chunks_for(items: int, work_per_item: float, threads: int, min_work: float =
     >>> chunks_for(64, 1e7, 2), chunks_for(1, 1e3, 2), chunks_for(1, 1e7, 4)
     (2, 1, 1)
     """
-    if threads > 1 and not numba_parallel(min(threads, items)):
-        min_work = min_work * POOL_HANDOFF_FACTOR
-    by_work = int(items * work_per_item // min_work)
-    return max(1, min(threads, items, by_work))
+    n = min(threads, items, int(items * work_per_item // min_work))
+    if n > 1 and not numba_parallel(n):
+        n = min(n, int(items * work_per_item // (min_work * POOL_HANDOFF_FACTOR)))
+    return max(1, n)
 
 
 def split(items: int, n_chunks: int, t: int) -> tuple[int, int]:
@@ -416,6 +420,12 @@ def run_planes(kernel, items: int, work_per_item: float) -> None:
 #: Numba's threading layer (``numba`` or unset: use Numba's where it is OpenMP or TBB).
 BACKEND_ENV_VAR = "CATLAB_THREAD_BACKEND"
 
+#: How long Numba's GNU OpenMP threads busy-wait for the next chunk before they sleep, in
+#: spins (tens of microseconds; GNU's default, 300000, is about a millisecond, and its spinning
+#: threads then slowed NumPy's own BLAS threads in the call after catlab's up to 8 times).
+#: Applied only where neither ``GOMP_SPINCOUNT`` nor ``OMP_WAIT_POLICY`` is set.
+GOMP_SPINCOUNT = 10000
+
 _numba_state = {"decided_pid": None, "ok": False, "launched_pid": None}
 _numba_lock = threading.Lock()
 
@@ -440,6 +450,9 @@ def _decide_numba_parallel() -> bool:
         saved = config.THREADING_LAYER
         if saved == "default":
             config.THREADING_LAYER = "threadsafe"  # TBB or OpenMP, what "default" prefers too; never workqueue
+        spin = not any(v in os.environ for v in ("GOMP_SPINCOUNT", "OMP_WAIT_POLICY"))
+        if spin:  # read once, when Numba loads GNU OpenMP below; unset again so that no other library sees it
+            os.environ["GOMP_SPINCOUNT"] = str(GOMP_SPINCOUNT)
         try:
             from ._kernels import parallel as _par
 
@@ -450,6 +463,8 @@ def _decide_numba_parallel() -> bool:
             return False
         finally:
             config.THREADING_LAYER = saved
+            if spin:
+                del os.environ["GOMP_SPINCOUNT"]
         _numba_state["launched_pid"] = os.getpid()
     return layer in ("omp", "tbb")
 

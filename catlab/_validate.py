@@ -61,6 +61,14 @@ def float_array(x, name: str, ndim: int | None = None, layout: str = "") -> np.n
     ValueError
         If ``x`` has the wrong number of dimensions or no elements.
     """
+    if (  # the common case first: a C-contiguous float array of the right rank (a few 100 ns)
+        type(x) is np.ndarray
+        and x.dtype.char in "fd"
+        and x.flags.c_contiguous
+        and (ndim is None or x.ndim == ndim)
+        and x.size
+    ):
+        return x
     if not isinstance(x, np.ndarray):
         if isinstance(x, (list, tuple)) or (np.isscalar(x) and not isinstance(x, (str, bytes))):
             x = np.asarray(x)
@@ -145,6 +153,10 @@ def int_tuple(value, name: str, n: int, minimum: int, maximum: int = MAX_INT) ->
     ValueError
         If the sequence has the wrong length or an element lies outside [minimum, maximum].
     """
+    if type(value) is int and minimum <= value <= maximum:  # the common case, checked first (a few 100 ns)
+        return (value,) * n
+    if type(value) is tuple and len(value) == n and all(type(v) is int and minimum <= v <= maximum for v in value):
+        return value
     if _is_int(value):
         values = (value,) * n
     elif isinstance(value, (tuple, list)):
@@ -202,6 +214,8 @@ def real_number(
 
 def boolean(value, name: str) -> bool:
     """Return ``value`` as a bool, raising ``TypeError`` unless it is ``True`` or ``False``."""
+    if value is True or value is False:
+        return value
     if not isinstance(value, (bool, np.bool_)):
         raise TypeError(f"{name} must be True or False, got {value!r}")
     return bool(value)

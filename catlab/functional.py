@@ -149,7 +149,8 @@ def _conv_setup(x, weight, bias, stride, padding, dilation, groups, nd):
     if bias is not None:
         bias = V.float_array(bias, "bias", 1, "(C_out,)")
         V.same_dtype(x, "x", bias=bias)
-    groups = V.positive_int(groups, "groups")
+    if not (type(groups) is int and 1 <= groups <= V.MAX_INT):
+        groups = V.positive_int(groups, "groups")
     C = x.shape[1]
     K = weight.shape[0]
     if C % groups:
@@ -177,7 +178,9 @@ def _conv_setup(x, weight, bias, stride, padding, dilation, groups, nd):
         pad_total = tuple(2 * p for p in pad_before)
 
     out = []
-    for axis, (n, k, s, pt, d) in enumerate(zip(insize, ksize, stride, pad_total, dilation)):
+    padded = 1
+    for axis in range(nd):
+        n, k, s, pt, d = insize[axis], ksize[axis], stride[axis], pad_total[axis], dilation[axis]
         span = d * (k - 1) + 1
         if span > n + pt:
             dim = "L" if nd == 1 else "HW"[axis]
@@ -186,8 +189,12 @@ def _conv_setup(x, weight, bias, stride, padding, dilation, groups, nd):
                 f"{dim}={n} + padding {pt} = {n + pt}; use a smaller kernel, more padding or a larger input"
             )
         out.append((n + pt - span) // s + 1)
-    V.check_size((x.shape[0], K) + tuple(out), "padding" if any(pad_before) else "x", "an output")
-    V.check_size(tuple(x.shape[:2]) + tuple(n + pt for n, pt in zip(insize, pad_total)), "padding", "a padded input")
+        padded *= n + pt
+    if x.shape[0] * C * padded > 2**30 or x.shape[0] * K * out[0] * out[-1] > 2**30:  # else surely small enough
+        V.check_size((x.shape[0], K) + tuple(out), "padding" if any(pad_before) else "x", "an output")
+        V.check_size(
+            tuple(x.shape[:2]) + tuple(n + pt for n, pt in zip(insize, pad_total)), "padding", "a padded input"
+        )
 
     if nd == 1:
         x4 = x.reshape(x.shape[0], C, 1, x.shape[2])
@@ -423,6 +430,9 @@ def _planes(items, work_per_item, kernel, parallel, before, after):
 
     ``parallel`` is the kernel's wrapper in :mod:`catlab._kernels.parallel` (see :func:`catlab._threads.run_kernel`).
     """
+    if items * work_per_item < _threads.MIN_WORK:  # one chunk in any case: call the kernel straight away
+        kernel(*before, 0, items, *after)
+        return
     n = _threads.chunks_for(items, work_per_item, _threads.num_threads())
     _threads.run_kernel(kernel, parallel, items, n, before, after)
 
@@ -470,7 +480,9 @@ def _pool_setup(x, kernel_size, stride, padding, dilation=1, ceil_mode=False):
         )
     P = _pool_out(H, kh, sh, ph, dil_h, ceil_mode)
     Q = _pool_out(W, kw, sw, pw, dil_w, ceil_mode)
-    for axis, n, k, st, pd, d, out in (("H", H, kh, sh, ph, dil_h, P), ("W", W, kw, sw, pw, dil_w, Q)):
+    for axis, n, k, st, pd, d, out in (("H", H, kh, sh, ph, dil_h, P), ("W", W, kw, sw, pw, dil_w, Q))[
+        : 2 if dil_h > 1 or dil_w > 1 else 0
+    ]:
         if d > 1:  # a dilated window can fall entirely into the padding; PyTorch then returns -inf
             starts = np.arange(out) * st - pd
             r_lo = np.where(starts < 0, (-starts + d - 1) // d, 0)
@@ -874,7 +886,7 @@ def relu(x: Array) -> Array:
     x = V.float_array(x, "x")
     y = np.empty_like(x)
     xf, yf = x.reshape(-1), y.reshape(-1)
-    _planes(xf.shape[0], 4, _act.relu_forward, _par.relu_forward, (xf,), (yf,))
+    _planes(xf.shape[0], 2, _act.relu_forward, _par.relu_forward, (xf,), (yf,))
     return y
 
 
@@ -911,7 +923,7 @@ def relu_backward(dy: Array, x: Array) -> Array:
     V.same_shape(dy, "dy", x.shape, "the shape of x")
     dx = np.empty_like(x)
     dyf, xf, dxf = dy.reshape(-1), x.reshape(-1), dx.reshape(-1)
-    _planes(xf.shape[0], 4, _act.relu_backward, _par.relu_backward, (dyf, xf), (dxf,))
+    _planes(xf.shape[0], 2, _act.relu_backward, _par.relu_backward, (dyf, xf), (dxf,))
     return dx
 
 

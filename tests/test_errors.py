@@ -222,9 +222,12 @@ def test_integer_arguments_never_change_the_compiled_types():
 
     x = np.random.default_rng(0).normal(size=(2, 2, 9, 9)).astype(np.float32)
     w = np.ones((3, 2, 3, 3), np.float32)
-    F.conv2d(x, w, stride=2)
+    F.conv2d(x, w, stride=2)  # the wide path
+    F.conv2d(x, w, stride=4)  # a stride longer than the kernel: im2col
     F.max_pool2d(x, 2)
-    before = {k: len(k.signatures) for k in (K.conv2d_im2col_forward, KP.max_pool2d_forward)}
+    kernels = (K.conv2d_wide_forward, K.conv2d_im2col_forward, KP.max_pool2d_forward)
+    before = {k: len(k.signatures) for k in kernels}
+    assert all(before.values())
     F.conv2d(x, w, stride=np.int32(2), padding=np.uint8(1), dilation=np.int64(1))
     F.conv2d(x, w, stride=(2, 2**31 - 1))
     F.max_pool2d(x, np.int16(2), stride=np.uint64(2), padding=np.int8(1))

@@ -301,6 +301,7 @@ def test_every_parallel_wrapper_gives_the_single_chunk_results(monkeypatch):
     monkeypatch.setattr(_threads, "run_kernel", spy)
     monkeypatch.setattr(_threads, "num_threads", lambda: 2)
     monkeypatch.setattr(_threads, "chunks_for", lambda items, work, threads, min_work=0: min(items, threads))
+    monkeypatch.setattr(_threads, "MIN_WORK", 0)
     got = _every_chunked_op(x, w)
     for name, values in want.items():
         values = values if isinstance(values, tuple) else (values,)
