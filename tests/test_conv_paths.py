@@ -259,6 +259,8 @@ WIDE = [
     (2, 3, 13, 14, 5, 5, 4, (2, 3), (2, 1), (1, 2), 1),  # unequal strides, dilation, rectangular kernel
     (2, 3, 16, 16, 4, 7, 7, 2, 3, 1, 1),  # a ResNet-style 7x7 stride-2 stem
     (2, 8, 9, 9, 6, 2, 2, 2, 0, 1, 1),  # 2x2 patches with stride 2 (no overlap): one tap per phase
+    (2, 16, 36, 30, 3, 5, 5, 1, 2, 1, 1),  # a sample's columns exceed COLS_BUDGET: blocks of output rows
+    (3, 8, 33, 31, 4, 3, 3, 2, 1, 1, 2),  # the same with stride 2 and groups
 ]
 
 
@@ -292,7 +294,7 @@ def test_wide_path_is_taken_and_matches_reference(cfg, dtype, threads, monkeypat
 
 
 @pytest.mark.parametrize("chunks", [1, 2, 5])
-@pytest.mark.parametrize("cfg", [WIDE[1], WIDE[2], WIDE[3], WIDE[4], WIDE[7], WIDE[8]])
+@pytest.mark.parametrize("cfg", [WIDE[1], WIDE[2], WIDE[3], WIDE[4], WIDE[7], WIDE[8], WIDE[11], WIDE[12]])
 def test_wide_kernels_under_every_partition(cfg, chunks):
     """Any number of chunks (some empty), run in any order, gives the reference results."""
     x, w, b, _ = _data(cfg, np.float64)
@@ -331,7 +333,23 @@ def test_wide_path_choice():
 
 
 def test_wide_choice_is_what_the_tests_exercise():
-    """Every WIDE configuration takes the wide path with two threads (else the tests above test nothing new)."""
+    """Every WIDE configuration takes the wide path with two threads (else the tests above test nothing new),
+    and the forward kernel's three blockings all occur: samples side by side, one sample, rows of one sample."""
+    blockings = set()
+    for cfg in WIDE:
+        N, C, H, W, Kf, R, S, _, _, _, G = cfg
+        sh, sw, ph, pw, dh, dw, P, Q = _geometry(cfg)
+        Wph = ((Q - 1) * sw + dw * (S - 1) + sw) // sw
+        per_sample = C // G * R * S * ((P - 1) * Wph + Q)
+        if R * S == 1 and (sh, sw, ph, pw) == (1, 1, 0, 0):
+            blockings.add("no copy")
+        elif G == 1 and 2 * per_sample <= K.COLS_BUDGET:
+            blockings.add("samples")
+        elif (C // G) * R * S * Wph * P > K.COLS_BUDGET and P * Wph > K.MIN_GEMM_COLUMNS:
+            blockings.add("rows")
+        else:
+            blockings.add("one sample")
+    assert blockings == {"no copy", "samples", "rows", "one sample"}
     for cfg in WIDE:
         N, C, H, W, Kf, R, S, _, _, _, G = cfg
         sh, sw, ph, pw, dh, dw, P, Q = _geometry(cfg)

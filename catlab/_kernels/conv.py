@@ -413,6 +413,13 @@ def conv2d_direct_backward(x, w, dy, R, S, ph, pw, dil_h, dil_w, P, Q, n0, n1, d
 # stride 1 and no padding needs no copy at all: the sample is its own cols.
 
 
+#: Numbers in one block of wide columns (the forward pass's matrix product operand): 256 KiB
+#: of float32, so that it and the product stay in a 1 MiB L2 cache.
+COLS_BUDGET = 65536
+#: ... but never fewer than this many columns per product (fewer make BLAS slow).
+MIN_GEMM_COLUMNS = 256
+
+
 @njit(cache=True)
 def _phase_dims(P, Q, R, S, sh, sw, dil_h, dil_w):
     """(Hph, Wph): the size of one stride phase of the padded plane (see the section comment)."""
@@ -511,23 +518,54 @@ def conv2d_wide_forward(x, w3, b, R, S, sh, sw, ph, pw, dil_h, dil_w, P, Q, i0, 
                 for j in range(P * Q):
                     row[j] += bk
         return
-    xp = np.zeros(Cg * sh * sw * Hph * Wph, dtype=x.dtype)  # phase planes of one group; the border stays zero
-    cols = np.empty((CRS, L), dtype=x.dtype)  # workspace (Cg*R*S, L), one per chunk
-    yw = np.empty((Kg, L), dtype=x.dtype)  # output at width Wph
-    for it in range(i0, i1):
-        n = it // G
+    # One matrix product per block of columns of about COLS_BUDGET numbers (they stay in the L2 cache):
+    # several samples side by side when a sample's columns are few, else blocks of output rows.
+    per_sample = CRS * L
+    if G == 1 and 2 * per_sample <= COLS_BUDGET:
+        nbs = max(1, min(COLS_BUDGET // per_sample, i1 - i0))  # samples per block
+        pb = P  # output rows per block
+    else:
+        nbs = 1
+        pb = max(1, min(P, max(COLS_BUDGET // (CRS * Wph), -(-MIN_GEMM_COLUMNS // Wph))))
+    Lb = (pb - 1) * Wph + Q  # columns of one sample's full row block
+    plane = Cg * sh * sw * Hph * Wph
+    xp = np.zeros((nbs, plane), dtype=x.dtype)  # phase planes of one group per sample; the border stays zero
+    cols = np.empty((CRS, nbs * Lb), dtype=x.dtype)  # workspace (Cg*R*S, samples * columns), one per chunk
+    yw = np.empty((Kg, nbs * Lb), dtype=x.dtype)  # output at width Wph
+    it = i0
+    while it < i1:
+        m = min(nbs, i1 - it)  # samples in this block
         g = it % G
-        _pad_phases(x[n], g * Cg, ph, pw, sh, sw, Hph, Wph, xp)
-        _wide_cols(xp, R, S, sh, sw, dil_h, dil_w, Hph, Wph, L, cols)
-        np.dot(w3[g], cols, yw)
-        yg = y4[n, g]
-        for k in range(Kg):
-            bk = b[g * Kg + k]
-            for p in range(P):
-                src = yw[k, p * Wph :]
-                dst = yg[k, p * Q :]
-                for q in range(Q):
-                    dst[q] = src[q] + bk
+        for j in range(m):
+            _pad_phases(x[(it + j) // G], g * Cg, ph, pw, sh, sw, Hph, Wph, xp[j])
+        for p0 in range(0, P, pb):
+            p1 = min(P, p0 + pb)
+            lb = (p1 - p0 - 1) * Wph + Q
+            cb, ob = cols, yw
+            if m != nbs or lb != Lb:  # the last, smaller block: workspaces of its exact size
+                cb = np.empty((CRS, m * lb), dtype=x.dtype)
+                ob = np.empty((Kg, m * lb), dtype=x.dtype)
+            for c in range(Cg):
+                for r in range(R):
+                    for s in range(S):
+                        off = _tap_offset(c, r, s, sh, sw, dil_h, dil_w, Hph, Wph) + p0 * Wph
+                        row = cb[(c * R + r) * S + s]
+                        for j in range(m):
+                            src = xp[j, off : off + lb]
+                            dst = row[j * lb : (j + 1) * lb]
+                            for t in range(lb):
+                                dst[t] = src[t]
+            np.dot(w3[g], cb, ob)
+            for j in range(m):
+                yg = y4[(it + j) // G, g]
+                for k in range(Kg):
+                    bk = b[g * Kg + k]
+                    for p in range(p0, p1):
+                        src = ob[k, j * lb + (p - p0) * Wph :]
+                        dst = yg[k, p * Q :]
+                        for q in range(Q):
+                            dst[q] = src[q] + bk
+        it += m
 
 
 @njit(cache=True, nogil=True)
