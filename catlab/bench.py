@@ -6,7 +6,10 @@ with the same inputs and the same number of threads for every contender, it
 1. measures this machine's float32 matrix-multiply peak (NumPy, 2048^3);
 2. for every workload, checks catlab against the NumPy baseline and PyTorch
    (when installed) before timing anything;
-3. times each one (median of ``--repeats`` after warm-up) and prints time,
+3. times each one (median of ``--repeats`` after warm-up; catlab and torch
+   interleaved round by round, each sample preceded by untimed calls of the
+   same library so that the other's spinning worker threads have gone quiet;
+   the NumPy baseline in a separate pass, see :func:`time_interleaved`) and prints time,
    GFLOP/s, the ratio to torch (forward alone, backward, and both), the share
    of the matmul peak, and the extra memory one call needs: first on the
    shapes the conv paths were tuned on (:data:`CONV_WORKLOADS`), then on
@@ -474,6 +477,10 @@ def time_interleaved(fns, repeats, min_time=10e-3):
     Each function is warmed up, then every round takes one sample of each
     (enough calls to last ``min_time``), so a change in the machine's load
     hits all of them alike; the median over ``repeats`` rounds is returned.
+    Before each sample the function runs untimed for another ``min_time / 2``
+    (at least one call): the previous contender's worker threads (OpenMP's and
+    OpenBLAS's busy-wait for some milliseconds after their last task) would
+    otherwise slow its first calls, and its own threads must wake up.
     """
     number = {}
     for key, fn in fns.items():
@@ -485,6 +492,8 @@ def time_interleaved(fns, repeats, min_time=10e-3):
     for _ in range(repeats):
         for key, fn in fns.items():
             n = number[key]
+            for _ in range(max(1, n // 2)):  # settle (see above), untimed
+                fn()
             t0 = time.perf_counter()
             for _ in range(n):
                 fn()
@@ -941,6 +950,24 @@ def _progress(msg):
 _PEAK = []  # the matmul peak of this run, for the %peak fields of the records
 
 
+def _time_contenders(cont, threads, repeats):
+    """(forward seconds, backward seconds) per contender: catlab and torch interleaved, the rest afterwards.
+
+    The NumPy baseline runs alone: its BLAS threads keep spinning for a while after each
+    product and would slow whichever library ran next, far longer than the settling calls of
+    :func:`time_interleaved` absorb.
+    """
+    head = {who: fb for who, fb in cont.items() if who in ("catlab", "torch")}
+    rest = {who: fb for who, fb in cont.items() if who not in head}
+    tf, tb = {}, {}
+    with _threads.blas_limit(threads):
+        for group, reps in ((head, repeats), (rest, max(1, min(repeats, 3)))):
+            if group:
+                tf.update(time_interleaved({who: fb[0] for who, fb in group.items()}, reps))
+                tb.update(time_interleaved({who: fb[1] for who, fb in group.items()}, reps))
+    return tf, tb
+
+
 def measure_conv(workload, torch, threads, repeats, rtol, tuned=True):
     """Check, then time forward and backward of every contender on one conv workload; the JSON record."""
     name, N, C, H, W, K, R, S, stride, padding = workload
@@ -964,9 +991,7 @@ def measure_conv(workload, torch, threads, repeats, rtol, tuned=True):
         "flops_forward": flops,
         "max_rel_err": err,
     }
-    with _threads.blas_limit(threads):
-        tf = time_interleaved({who: fb[0] for who, fb in cont.items()}, repeats)
-        tb = time_interleaved({who: fb[1] for who, fb in cont.items()}, repeats)
+    tf, tb = _time_contenders(cont, threads, repeats)
     for who in cont:
         rec[who] = {"forward_s": tf[who], "backward_s": tb[who]}
     fwd, bwd = cont["catlab"]
@@ -991,9 +1016,7 @@ def measure_op(workload, torch, threads, repeats, rtol):
     cont = op_contenders(kind, x, extra, dy, wlin, torch)
     err = check_contenders(name, cont, rtol)
     rec = {"name": name, "kind": kind, "shape": list(shape), "extra": extra, "max_rel_err": err}
-    with _threads.blas_limit(threads):
-        tf = time_interleaved({who: fb[0] for who, fb in cont.items()}, repeats)
-        tb = time_interleaved({who: fb[1] for who, fb in cont.items()}, repeats)
+    tf, tb = _time_contenders(cont, threads, repeats)
     for who in cont:
         rec[who] = {"forward_s": tf[who], "backward_s": tb[who]}
     if "torch" in rec:

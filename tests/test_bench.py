@@ -266,3 +266,36 @@ def test_cli_quick_path_writes_json(tmp_path, monkeypatch, capsys):
     conv_head = next(i for i, line in enumerate(lines) if line.startswith("conv2d workload"))
     _check_aligned(lines[conv_head : conv_head + 5], bench.CONV_COLUMNS)
     assert _cells(lines[conv_head + 2])[7:9] == ["-", "-"]  # no torch
+
+
+def test_interleaved_timing_settles_each_contender_before_its_sample(monkeypatch):
+    """Every sample of a contender follows untimed calls of the same contender (the other library's
+    spinning threads must go quiet first): the call order is A..A (settle) A..A (timed) B..B B..B."""
+    ticks = iter(range(10**6))
+    monkeypatch.setattr(bench.time, "perf_counter", lambda: next(ticks) * 1e-3)  # every call 1 ms apart
+    calls = []
+    out = bench.time_interleaved({"a": lambda: calls.append("a"), "b": lambda: calls.append("b")}, 2, 4e-3)
+    assert set(out) == {"a", "b"}
+    warm = 4  # two warm-up calls per contender
+    rounds = calls[warm:]
+    runs = []
+    for who in rounds:
+        if runs and runs[-1][0] == who:
+            runs[-1][1] += 1
+        else:
+            runs.append([who, 1])
+    assert [who for who, _ in runs] == ["a", "b", "a", "b"]
+    assert all(n >= 2 for _, n in runs)  # at least one settling call before the timed ones
+
+
+def test_numpy_baseline_is_timed_apart_from_catlab_and_torch(monkeypatch):
+    """catlab and torch are interleaved with each other; the NumPy baseline (whose BLAS threads spin
+    after each product) runs in a separate pass."""
+    groups = []
+    monkeypatch.setattr(
+        bench, "time_interleaved", lambda fns, reps: groups.append(sorted(fns)) or dict.fromkeys(fns, 1.0)
+    )
+    cont = {who: (lambda: None, lambda: None) for who in ("catlab", "numpy", "torch")}
+    tf, tb = bench._time_contenders(cont, 1, 3)
+    assert groups == [["catlab", "torch"], ["catlab", "torch"], ["numpy"], ["numpy"]]
+    assert set(tf) == set(tb) == set(cont)
