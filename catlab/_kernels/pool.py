@@ -43,33 +43,43 @@ def _clamp(o, k, d, n):
 def max_pool2d_forward(x3, kh, kw, sh, sw, ph, pw, dil_h, dil_w, i0, i1, y3):
     """y3[i, p, q] = max over window (p, q) of plane x3[i], for planes i0 <= i < i1; NaN propagates.
 
-    One output row at a time: for each window tap (r, s), a select over the
-    whole row of windows, which LLVM vectorises.
+    Separably, one output row at a time: the maximum over the window's rows,
+    element by element along whole input rows (contiguous, which LLVM
+    vectorises), then over the window's columns of that row of maxima (a
+    select per tap over the whole row of windows). The maximum is associative,
+    NaN included, so this equals the maximum over each window.
     """
     NC, H, W = x3.shape
     P = y3.shape[1]
     Q = y3.shape[2]
+    colmax = np.empty(W, dtype=x3.dtype)  # maximum over the window's rows, per input column
     for i in range(i0, i1):
         xi = x3[i]
         yi = y3[i]
         for p in range(P):
             h0 = p * sh - ph
             r0, r1 = _clamp(h0, kh, dil_h, H)
+            for v in range(W):
+                colmax[v] = -np.inf
+            for r in range(r0, r1):
+                row = xi[h0 + r * dil_h]
+                for v in range(W):
+                    a = row[v]
+                    c = colmax[v]
+                    colmax[v] = a if (a > c) | (a != a) else c  # a NaN, once in, stays
             m = yi[p]
             for q in range(Q):
                 m[q] = -np.inf
-            for r in range(r0, r1):
-                row = xi[h0 + r * dil_h]
-                for s in range(kw):
-                    lo, hi = _qrange(s, sw, pw, dil_w, W, Q)
-                    if hi <= lo:
-                        continue
-                    src = row[lo * sw - pw + s * dil_w :]
-                    ms = m[lo:hi]
-                    for j in range(hi - lo):
-                        v = src[j * sw]
-                        mj = ms[j]
-                        ms[j] = v if (v > mj) | (v != v) else mj  # a NaN, once in, stays
+            for s in range(kw):
+                lo, hi = _qrange(s, sw, pw, dil_w, W, Q)
+                if hi <= lo:
+                    continue
+                src = colmax[lo * sw - pw + s * dil_w :]
+                ms = m[lo:hi]
+                for j in range(hi - lo):
+                    v = src[j * sw]
+                    mj = ms[j]
+                    ms[j] = v if (v > mj) | (v != v) else mj
 
 
 @njit(cache=True, nogil=True)
