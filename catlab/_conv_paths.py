@@ -21,8 +21,9 @@ im2col        everything else (fewer samples than threads: then      ``conv2d_im
 winograd      forward only, taking precedence over wide and im2col: ``winograd2_chunk``,
               3x3, stride 1, dilation 1, one group, symmetric       ``winograd4_chunk``
               padding, finite x and weight, and                     (:mod:`catlab._winograd`)
-              :func:`catlab._winograd.use_winograd` (>= 16
-              channels, outputs of 32x32, or 15x15 with 64 channels)
+              :func:`catlab._winograd.use_winograd` (F(2x2, 3x3);
+              >= 16 channels and outputs of 32x32, or 15x15 with
+              32 channels or a batch of one)
 ============  =====================================================  ===================================
 
 Winograd's F(2x2, 3x3) and F(4x4, 3x3) do 2.25 and 4 times fewer multiplications than the

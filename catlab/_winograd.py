@@ -175,41 +175,38 @@ def use_winograd(N, C, K, H, W, R=3, S=3, stride=1, padding=1, dilation=1, group
     """The tile size (2 or 4) to pass to :func:`conv2d_winograd`, or 0 where im2col + BLAS is faster.
 
     A forward pass qualifies only with a 3x3 kernel, stride 1, dilation 1 and
-    one group. Measured (``python -m catlab.bench_winograd``, 2026-12-01, 2-core
-    AMD EPYC shared with other jobs, two runs at 1 thread and two at 2 threads,
-    interleaved): time of ``F.conv2d`` (im2col + BLAS) over the Winograd time
-    (m as chosen below), padding 1, ranges over the two runs; > 1 means Winograd
-    is faster::
+    one group. Measured (``python -m catlab.bench_winograd``, 2026-12-02, 2-core
+    AMD EPYC (Zen 5), 2 threads, contenders interleaved with settling calls):
+    time of ``F.conv2d`` without Winograd (im2col or wide columns + BLAS) over
+    the time of F(2x2, 3x3) and of F(4x4, 3x3), padding 1, C = K; > 1 means
+    Winograd is faster::
 
-        ======================  =====  ===================  ===================
-        C = K, H x W            N      1 thread             2 threads
-        ======================  =====  ===================  ===================
-        64, 32 x 32 (VGG)       64     1.34 - 1.63 (m=4)    1.37 - 1.46 (m=4)
-        64, 32 x 32 (VGG)       1      1.15 - 1.44 (m=2)    9.5 - 12.7 (m=2)
-        32, 32 x 32             64     1.23 - 1.31 (m=4)    1.29 - 1.54 (m=4)
-        32, 32 x 32             1      1.05 - 1.33 (m=2)    1.23 - 2.38 (m=2)
-        16, 32 x 32             64     0.82 - 1.39 (m=4)    1.32 - 1.45 (m=4)
-        16, 32 x 32             1      0.98 - 1.02 (m=2)    2.98 - 3.37 (m=2)
-        64, 15 x 15 / 16 x 16   64     1.06 - 1.11 / 0.95 - 1.28 (m=4)   1.25 - 1.63 (m=4)
-        64, 15 x 15 / 16 x 16   1      0.83 - 1.12 / 1.02 - 1.03 (m=2)   1.40 - 2.40 (m=2)
-        16 / 32, 15 - 16 wide   64     0.48 - 1.17 (best m)  0.72 - 1.49
-        16 - 64, 8 x 8          64     0.47 - 0.98          0.60 - 2.03
-        16 - 32, 8 - 16 wide    1      0.55 - 0.90          1.4 - 80 (noise)
-        ======================  =====  ===================  ===================
+        ==============  =====  ===========  ===========
+        C, H x W        N      m = 2        m = 4
+        ==============  =====  ===========  ===========
+        64, 32 x 32     64     1.13         1.09
+        64, 32 x 32     1      1.14         0.90
+        32, 32 x 32     64     1.12         0.97
+        16, 32 x 32     64     1.57         1.14
+        64, 15-16 wide  64     1.05-1.12    0.98-1.09
+        32, 15-16 wide  64     0.97-1.05    0.85-0.89
+        16, 15-16 wide  64     0.50-0.54    0.43-0.45
+        16-64, 8 x 8    64     0.47-1.04    0.34-0.63
+        32-64, 15-32    1      1.29-1.76    0.98-1.28
+        16, 15-32       1      1.21-1.41    1.09-1.24
+        16-64, 8 x 8    1      0.86-1.39    0.48-1.03
+        ==============  =====  ===========  ===========
 
-    (The 2-thread batch-1 gains are mostly the im2col path's two threads
-    losing to a loaded machine; Winograd keeps such small calls on one
-    thread.) So Winograd is chosen where it won at both thread counts: at
-    least 16 input and output channels, and an output of at least 32 x 32, or
-    at least 15 x 15 with 64 channels or more; m = 4 once the batch holds at
-    least 8192 output pixels per map (``N * P * Q``), else m = 2. Only
-    16-64 channels were measured; with more channels Winograd's share of the
-    work that it saves (the channel sums) grows, so the rule extends to them.
+    So F(2x2, 3x3) is chosen (never F(4x4, 3x3), which also has about 20
+    times its round-off error) with at least 16 input and output channels and
+    an output of at least 32 x 32, or at least 15 x 15 with 32 channels or a
+    batch of one. More channels only grow the share of the work Winograd
+    saves, so the rule extends to them.
 
     Examples
     --------
-    >>> use_winograd(64, 64, 64, 32, 32), use_winograd(1, 64, 64, 32, 32), use_winograd(64, 16, 16, 8, 8)
-    (4, 2, 0)
+    >>> use_winograd(64, 64, 64, 32, 32), use_winograd(1, 16, 16, 16, 16), use_winograd(64, 16, 16, 8, 8)
+    (2, 2, 0)
     >>> use_winograd(64, 64, 64, 32, 32, R=5, S=5), use_winograd(64, 64, 64, 32, 32, stride=2)
     (0, 0)
     """
@@ -223,6 +220,6 @@ def use_winograd(N, C, K, H, W, R=3, S=3, stride=1, padding=1, dilation=1, group
     P, Q = H + 2 * ph - 2, W + 2 * pw - 2
     if min(C, K) < 16 or P < 1 or Q < 1:
         return 0
-    if P * Q >= 1024 or (min(C, K) >= 64 and P * Q >= 225):
-        return 4 if N * P * Q >= 8192 else 2
+    if P * Q >= 1024 or (P * Q >= 225 and (min(C, K) >= 32 or N == 1)):
+        return 2
     return 0
