@@ -10,7 +10,7 @@ path          condition                                              kernels
 ============  =====================================================  ===================================
 direct        stride 1, one group, C_in <= ``DIRECT_MAX_CHANNELS``   ``conv2d_direct_forward``,
               and C_out <= ``DIRECT_MAX_FILTERS``                    ``conv2d_direct_backward``
-wide          not direct, at least one sample per thread, a stride   ``conv2d_wide_forward``,
+wide          not direct, a sample per thread (or a small layer), a  ``conv2d_wide_forward``,
               no longer than the kernel's extent, and the padded     ``conv2d_wide_backward``
               width (of a stride phase) adds at most
               ``WIDE_MAX_EXTRA`` of extra columns; 1x1 stride-1
@@ -63,6 +63,12 @@ DIRECT_MAX_FILTERS = 8
 #: copies; used when that adds at most this share of extra work.
 WIDE_MAX_EXTRA = 0.5
 
+#: With fewer samples than threads, the wide kernels still run (on the samples' threads
+#: only) up to this many forward multiply-adds: measured at batch 1 on 2 threads, the
+#: whole-sample wide kernels took 0.5-0.7 of the time of 2 row blocks of im2col up to
+#: about 2e7 (forward and backward), and lost above.
+WIDE_ONE_THREAD_WORK = 2e7
+
 #: A convolution is split among threads only in chunks of at least this many
 #: multiply-adds (about 5 us of work; ten times more when catlab's pool of Python
 #: threads runs the chunks, see :func:`catlab._threads.chunks_for`).
@@ -93,22 +99,28 @@ def wide_extra(P, Q, R, S, sh, sw, dil_h, dil_w) -> float:
     return ((P - 1) * Wph + Q) / (P * Q)
 
 
-def use_wide(N, T, sh, sw, P, Q, R, S, dil_h, dil_w) -> bool:
+def use_wide(N, T, sh, sw, P, Q, R, S, dil_h, dil_w, work=None) -> bool:
     """Whether a convolution takes the wide-column kernels (module table).
 
-    Enough samples for every thread, few extra columns, and a stride no longer
-    than the kernel's extent (else whole stride phases would be copied that no tap reads).
+    Few extra columns, a stride no longer than the kernel's extent (else whole
+    stride phases would be copied that no tap reads), and enough samples for
+    every thread, or fewer samples but at most ``WIDE_ONE_THREAD_WORK``
+    forward multiply-adds (``work``): the wide kernels split samples, not rows,
+    and so few are faster whole than split into row blocks.
     """
     if sh > dil_h * (R - 1) + 1 or sw > dil_w * (S - 1) + 1:
         return False
-    return N >= T and wide_extra(P, Q, R, S, sh, sw, dil_h, dil_w) <= 1 + WIDE_MAX_EXTRA
+    if N < T and (work is None or work > WIDE_ONE_THREAD_WORK):
+        return False
+    return wide_extra(P, Q, R, S, sh, sw, dil_h, dil_w) <= 1 + WIDE_MAX_EXTRA
 
 
 def choose(N, C, K, groups, R, S, geo: Geometry, T) -> str:
     """The path name, ``"direct"``, ``"wide"`` or ``"im2col"``, for this call (see the module table)."""
     if use_direct(C, K, groups, geo.sh, geo.sw):
         return "direct"
-    if use_wide(N, T, geo.sh, geo.sw, geo.P, geo.Q, R, S, geo.dil_h, geo.dil_w):
+    work = N * K * (C // groups) * R * S * geo.P * geo.Q  # forward multiply-adds
+    if use_wide(N, T, geo.sh, geo.sw, geo.P, geo.Q, R, S, geo.dil_h, geo.dil_w, work):
         return "wide"
     return "im2col"
 

@@ -207,6 +207,7 @@ def test_functional_dispatch_for_any_thread_count(cfg, threads, thread_backend, 
 
     N, C, H, W, Kf, R, S, stride, pad = cfg
     monkeypatch.setattr(TH, "num_threads", lambda: threads)
+    monkeypatch.setattr(paths, "WIDE_ONE_THREAD_WORK", 0)  # one sample: im2col's row blocks, split
     used = chunks_used
     r = np.random.default_rng(8)
     x, w, b = r.normal(size=(N, C, H, W)), r.normal(size=(Kf, C, R, S)), r.normal(size=Kf)
@@ -326,6 +327,8 @@ def test_wide_path_choice():
     assert paths.use_wide(64, 2, 1, 1, 16, 16, 5, 5, 1, 1)  # 16x16 output, 5x5: (15*20+16)/256 = 1.23
     assert paths.use_wide(64, 2, 2, 2, 16, 16, 5, 5, 1, 1)  # stride 2: phases of width 18, (15*18+16)/256 = 1.12
     assert not paths.use_wide(1, 2, 1, 1, 16, 16, 5, 5, 1, 1)  # fewer samples than threads: row blocks instead
+    assert not paths.use_wide(1, 2, 1, 1, 16, 16, 5, 5, 1, 1, work=paths.WIDE_ONE_THREAD_WORK + 1)  # ... if large
+    assert paths.use_wide(1, 2, 1, 1, 16, 16, 5, 5, 1, 1, work=paths.WIDE_ONE_THREAD_WORK)  # small: whole samples
     assert not paths.use_wide(64, 2, 1, 1, 2, 2, 5, 5, 1, 1)  # 2x2 output of a 5x5 kernel: (1*6+2)/4 = 2 > 1.5
     assert paths.wide_extra(16, 16, 1, 1, 1, 1, 1, 1) == 1.0  # 1x1, stride 1: no extra columns
     assert not paths.use_wide(64, 2, 2, 2, 8, 8, 1, 1, 1, 1)  # 1x1 with stride 2: three phases nobody reads
@@ -421,6 +424,7 @@ NONFINITE = [
 def test_inf_and_nan_propagate_as_in_torch(path, xs, ws, padding, dilation, dtype, value, where, monkeypatch):
     torch = pytest.importorskip("torch")
     monkeypatch.setattr(TH, "num_threads", lambda: 2)
+    monkeypatch.setattr(paths, "WIDE_ONE_THREAD_WORK", 0)  # one sample on two threads: im2col's row blocks
     r = np.random.default_rng(hash((xs, ws)) % 2**32)
     x = r.normal(size=xs).astype(dtype)
     w = r.normal(size=ws).astype(dtype)

@@ -280,6 +280,7 @@ def _every_chunked_op(x, w, rng_seed=0):
 def test_every_parallel_wrapper_gives_the_single_chunk_results(monkeypatch):
     """Each kernel's wrapper in catlab._kernels.parallel, run with two chunks on Numba's threads, gives what
     one chunk on the calling thread gives (equal up to the order of batch sums), and every wrapper is used."""
+    from catlab import _conv_paths
     from catlab._kernels import parallel as P
 
     if not _threads.numba_parallel(2):
@@ -302,6 +303,7 @@ def test_every_parallel_wrapper_gives_the_single_chunk_results(monkeypatch):
     monkeypatch.setattr(_threads, "num_threads", lambda: 2)
     monkeypatch.setattr(_threads, "chunks_for", lambda items, work, threads, min_work=0: min(items, threads))
     monkeypatch.setattr(_threads, "MIN_WORK", 0)
+    monkeypatch.setattr(_conv_paths, "WIDE_ONE_THREAD_WORK", 0)  # batch 1: the row blocks of im2col
     got = _every_chunked_op(x, w)
     for name, values in want.items():
         values = values if isinstance(values, tuple) else (values,)
