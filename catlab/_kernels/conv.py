@@ -468,29 +468,19 @@ def _tap_offset(c, r, s, sh, sw, dil_h, dil_w, Hph, Wph):
 
 
 @njit(cache=True)
-def _wide_cols(xp, R, S, sh, sw, dil_h, dil_w, Hph, Wph, L, cols):
-    """cols[(c*R + r)*S + s, j] = xp[tap offset of (c, r, s) + j] for j < L (see the section comment)."""
-    Cg = cols.shape[0] // (R * S)
-    for c in range(Cg):
-        for r in range(R):
-            for s in range(S):
-                src = xp[_tap_offset(c, r, s, sh, sw, dil_h, dil_w, Hph, Wph) :]
-                dst = cols[(c * R + r) * S + s]
-                for j in range(L):
-                    dst[j] = src[j]
+def _zero_gaps_blocks(cols, m, L, P, Q, Wp):
+    """Zero the discarded columns p*Wp + q (q >= Q, p < P - 1) of each of ``m`` samples side by side.
 
-
-@njit(cache=True)
-def _zero_gaps(cols, P, Q, Wp):
-    """Zero the columns p*Wp + q, q >= Q, of ``cols`` (rows, L): the wide layout's discarded columns."""
+    ``cols`` is (rows, m*L); sample j's columns are j*L .. (j+1)*L - 1 (see the section comment)."""
     if Wp == Q:
         return
     for i in range(cols.shape[0]):
-        row = cols[i]
-        for p in range(P - 1):
-            gap = row[p * Wp + Q : (p + 1) * Wp]
-            for j in range(Wp - Q):
-                gap[j] = 0.0
+        for j in range(m):
+            row = cols[i, j * L : (j + 1) * L]
+            for p in range(P - 1):
+                gap = row[p * Wp + Q : (p + 1) * Wp]
+                for t in range(Wp - Q):
+                    gap[t] = 0.0
 
 
 @njit(cache=True)
@@ -601,59 +591,85 @@ def conv2d_wide_backward(x, wT, dy4, R, S, sh, sw, ph, pw, dil_h, dil_w, P, Q, i
             np.dot(wT[g], dyg, dx[n].reshape(x.shape[1], P * Q)[g * Cg : (g + 1) * Cg])
         return
     HW = Hph * Wph
-    xp = np.zeros(Cg * sh * sw * HW, dtype=x.dtype)
-    dxp = np.empty(Cg * sh * sw * HW, dtype=x.dtype)
-    cols = np.empty((CRS, L), dtype=x.dtype)
-    dcols = np.empty((CRS, L), dtype=x.dtype)
-    dyw = np.zeros((Kg, L), dtype=x.dtype)  # dy at width Wph; the extra columns stay zero
-    for it in range(i0, i1):
-        n = it // G
+    plane = Cg * sh * sw * HW
+    # several small samples side by side in one block of columns, as in the forward pass
+    per_sample = CRS * L
+    nbs = 1
+    if G == 1 and 2 * per_sample <= COLS_BUDGET:
+        nbs = max(1, min(COLS_BUDGET // per_sample, i1 - i0))
+    xp = np.zeros((nbs, plane), dtype=x.dtype)
+    dxp = np.empty(plane, dtype=x.dtype)
+    cols = np.empty((CRS, nbs * L), dtype=x.dtype)
+    dcols = np.empty((CRS, nbs * L), dtype=x.dtype)
+    dyw = np.zeros((Kg, nbs * L), dtype=x.dtype)  # dy at width Wph; the extra columns stay zero
+    it = i0
+    while it < i1:
+        m = min(nbs, i1 - it)  # samples in this block
         g = it % G
-        dyg = dy4[n, g]  # (Kg, P*Q)
-        for k in range(Kg):
-            acc = 0.0
-            for p in range(P):
-                src = dyg[k, p * Q :]
-                dst = dyw[k, p * Wph :]
-                for q in range(Q):
-                    v = src[q]
-                    dst[q] = v
-                    acc += v
-            db_t[g * Kg + k] += acc
-        _pad_phases(x[n], g * Cg, ph, pw, sh, sw, Hph, Wph, xp)
-        _wide_cols(xp, R, S, sh, sw, dil_h, dil_w, Hph, Wph, L, cols)
-        _zero_gaps(cols, P, Q, Wph)  # an inf or NaN of x there would give 0 * inf = NaN
-        # cols @ dyw.T runs about twice as fast in BLAS as dyw @ cols.T for these shapes (few filters)
-        np.dot(cols, dyw.T, dweight_nT)
-        dweight_g = dweight_t[g]
-        for j in range(CRS):
+        cb, dcb, dyb = cols, dcols, dyw
+        if m != nbs:  # the last, smaller block: workspaces of its exact size
+            cb = np.empty((CRS, m * L), dtype=x.dtype)
+            dcb = np.empty((CRS, m * L), dtype=x.dtype)
+            dyb = np.zeros((Kg, m * L), dtype=x.dtype)
+        for j in range(m):
+            n = (it + j) // G
+            dyg = dy4[n, g]  # (Kg, P*Q)
             for k in range(Kg):
-                dweight_g[k, j] += dweight_nT[j, k]
-        np.dot(wT[g], dyw, dcols)
-        _zero_gaps(dcols, P, Q, Wph)  # w * 0 there is NaN for an infinite weight
-        for i in range(dxp.shape[0]):
-            dxp[i] = 0.0
+                acc = 0.0
+                for p in range(P):
+                    src = dyg[k, p * Q :]
+                    dst = dyb[k, j * L + p * Wph :]
+                    for q in range(Q):
+                        v = src[q]
+                        dst[q] = v
+                        acc += v
+                db_t[g * Kg + k] += acc
+            _pad_phases(x[n], g * Cg, ph, pw, sh, sw, Hph, Wph, xp[j])
         for c in range(Cg):
             for r in range(R):
                 for s in range(S):
-                    dst = dxp[_tap_offset(c, r, s, sh, sw, dil_h, dil_w, Hph, Wph) :]
-                    src = dcols[(c * R + r) * S + s]
-                    for j in range(L):
-                        dst[j] += src[j]
-        # gather back: input pixel (h, v) sits at padded (h + ph, v + pw); pixels no output reads get 0
-        for c in range(Cg):
-            for h in range(H):
-                ih = h + ph
-                dst = dx[n, g * Cg + c, h]
-                if ih >= Hph * sh:
+                    off = _tap_offset(c, r, s, sh, sw, dil_h, dil_w, Hph, Wph)
+                    row = cb[(c * R + r) * S + s]
+                    for j in range(m):
+                        src = xp[j, off : off + L]
+                        dst = row[j * L : (j + 1) * L]
+                        for t in range(L):
+                            dst[t] = src[t]
+        _zero_gaps_blocks(cb, m, L, P, Q, Wph)  # an inf or NaN of x there would give 0 * inf = NaN
+        # cols @ dyw.T runs about twice as fast in BLAS as dyw @ cols.T for these shapes (few filters)
+        np.dot(cb, dyb.T, dweight_nT)
+        dweight_g = dweight_t[g]
+        for jj in range(CRS):
+            for k in range(Kg):
+                dweight_g[k, jj] += dweight_nT[jj, k]
+        np.dot(wT[g], dyb, dcb)
+        _zero_gaps_blocks(dcb, m, L, P, Q, Wph)  # w * 0 there is NaN for an infinite weight
+        for j in range(m):
+            n = (it + j) // G
+            for i in range(plane):
+                dxp[i] = 0.0
+            for c in range(Cg):
+                for r in range(R):
+                    for s in range(S):
+                        dst = dxp[_tap_offset(c, r, s, sh, sw, dil_h, dil_w, Hph, Wph) :]
+                        src = dcb[(c * R + r) * S + s, j * L : (j + 1) * L]
+                        for t in range(L):
+                            dst[t] += src[t]
+            # gather back: input pixel (h, v) sits at padded (h + ph, v + pw); pixels no output reads get 0
+            for c in range(Cg):
+                for h in range(H):
+                    ih = h + ph
+                    dst = dx[n, g * Cg + c, h]
+                    if ih >= Hph * sh:
+                        for v in range(W):
+                            dst[v] = 0.0
+                        continue
+                    a = ih % sh
+                    i = ih // sh
                     for v in range(W):
-                        dst[v] = 0.0
-                    continue
-                a = ih % sh
-                i = ih // sh
-                for v in range(W):
-                    iw = v + pw
-                    if iw >= Wph * sw:
-                        dst[v] = 0.0
-                    else:
-                        dst[v] = dxp[((c * sh + a) * sw + iw % sw) * HW + i * Wph + iw // sw]
+                        iw = v + pw
+                        if iw >= Wph * sw:
+                            dst[v] = 0.0
+                        else:
+                            dst[v] = dxp[((c * sh + a) * sw + iw % sw) * HW + i * Wph + iw // sw]
+        it += m
