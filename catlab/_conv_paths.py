@@ -9,7 +9,9 @@ the same convolution; they differ in speed only.
 path          condition                                              kernels
 ============  =====================================================  ===================================
 direct        stride 1, one group, C_in <= ``DIRECT_MAX_CHANNELS``   ``conv2d_direct_forward``,
-              and C_out <= ``DIRECT_MAX_FILTERS``                    ``conv2d_direct_backward``
+              and C_out <= ``DIRECT_MAX_FILTERS``; the forward pass  ``conv2d_direct_backward``
+              only with fewer samples than threads (else wide:
+              measured twice as fast on LeNet's first layer)
 wide          not direct, a sample per thread (or a small layer), a  ``conv2d_wide_forward``,
               no longer than the kernel's extent, and the padded     ``conv2d_wide_backward``
               width (of a stride phase) adds at most
@@ -156,6 +158,8 @@ def forward(x4, w4, b, groups, geo: Geometry):
     sh, sw, ph, pw, dil_h, dil_w, P, Q = geo
     T = _threads.num_threads()
     path = choose(N, C, K, groups, R, S, geo, T)
+    if path == "direct" and N >= T and use_wide(N, T, sh, sw, P, Q, R, S, dil_h, dil_w):
+        path = "wide"  # measured twice as fast with a sample per thread (module table)
     m = 0 if path == "direct" else winograd_tile(x4, w4, groups, geo)
     if m:
         return _winograd.conv2d_winograd(x4, w4, b, (ph, pw), m=m)  # (N, K, P, Q)

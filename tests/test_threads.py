@@ -238,12 +238,13 @@ def _every_chunked_op(x, w, rng_seed=0):
     r = np.random.default_rng(rng_seed)
     N, C, H, W = x.shape
     out = {}
-    for name, kw, wt in [
-        ("direct", dict(padding=1), w[:4, :2]),  # few channels and filters
-        ("wide", dict(padding=1), w),
-        ("im2col", dict(stride=3, padding=0), w[:, :, :1, :1]),  # a stride longer than the kernel
+    for name, kw, wt, n in [
+        ("direct", dict(padding=1), w[:4, :2], 1),  # few channels and filters (forward: fewer samples than threads)
+        ("direct, batch", dict(padding=1), w[:4, :2], N),  # the forward pass then takes the wide kernels
+        ("wide", dict(padding=1), w, N),
+        ("im2col", dict(stride=3, padding=0), w[:, :, :1, :1], N),  # a stride longer than the kernel
     ]:
-        xi = x[:, : wt.shape[1]]
+        xi = x[:n, : wt.shape[1]]
         y = F.conv2d(xi, wt, **kw)
         out["conv " + name] = (y, *F.conv2d_backward(r.normal(size=y.shape), xi, wt, **kw))
     out["conv im2col, row blocks"] = (
