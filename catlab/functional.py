@@ -443,6 +443,20 @@ def _pool_params(kernel_size, stride, padding, dilation=1, ceil_mode=False):
     Returns four pairs and a bool. Shared with the layers of :mod:`catlab.nn`,
     which check their arguments when built.
     """
+    if (  # the common case first: plain ints in range (what the checks below would return)
+        type(kernel_size) is int
+        and (stride is None or type(stride) is int)
+        and type(padding) is int
+        and type(dilation) is int
+        and dilation == 1
+        and (ceil_mode is False or ceil_mode is True)
+        and 1 <= kernel_size <= V.MAX_INT
+        and 0 <= padding <= V.MAX_INT
+        and (stride is None or 1 <= stride <= V.MAX_INT)
+        and 2 * padding <= kernel_size
+    ):
+        s = kernel_size if stride is None else stride
+        return (kernel_size, kernel_size), (s, s), (padding, padding), (1, 1), ceil_mode
     kh, kw = V.int_tuple(kernel_size, "kernel_size", 2, 1)
     sh, sw = V.int_tuple(kernel_size if stride is None else stride, "stride", 2, 1)
     ph, pw = V.int_tuple(padding, "padding", 2, 0)
