@@ -141,3 +141,24 @@ def test_relu_backward_at_nan_passes_the_gradient_like_torch():
             rtol=0,
             atol=0,
         )
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("N", [1, 2, 9])
+def test_large_linear_products_on_catlab_threads_match_numpy(N, dtype, thread_backend):
+    """Above NumPy's small-product limit the products run in catlab's kernels (rows of the batch, or of the
+    weight at batch 1); they must equal NumPy's float64 products up to round-off."""
+    from catlab import functional as Fm
+
+    r = np.random.default_rng(N)
+    x, w, b, dy = (r.normal(size=s).astype(dtype) for s in ((N, 700), (300, 700), (300,), (N, 300)))
+    assert N * 700 * 300 > Fm._SMALL_PRODUCT
+    x64, w64, dy64 = (a.astype(np.float64) for a in (x, w, dy))
+    tol = dict(rtol=1e-4, atol=1e-3) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-10)
+    y = F.linear(x, w, b)
+    assert y.dtype == dtype and y.shape == (N, 300)
+    np.testing.assert_allclose(y, x64 @ w64.T + b, **tol)
+    dx, dw, db = F.linear_backward(dy, x, w)
+    np.testing.assert_allclose(dx, dy64 @ w64, **tol)
+    np.testing.assert_allclose(dw, dy64.T @ x64, **tol)
+    np.testing.assert_allclose(db, dy64.sum(axis=0), **tol)

@@ -266,6 +266,12 @@ def _every_chunked_op(x, w, rng_seed=0):
     dyx = r.normal(size=x.shape)
     out["relu"] = (F.relu(x), F.relu_backward(dyx, x))
     out["linear"] = F.linear_backward(r.normal(size=(1, 300)), x[:1].reshape(1, -1)[:, :200], r.normal(size=(300, 200)))
+    wl, xl = r.normal(size=(300, 400)), x.reshape(N, -1)[:, :400]  # products above NumPy's small-product limit
+    out["linear, products"] = (
+        F.linear(xl, wl),  # rows of the batch
+        F.linear(xl[:1], wl, np.ones(300)),  # batch 1: rows of the weight
+        *F.linear_backward(r.normal(size=(N, 300)), xl, wl),
+    )
     rm, rv = np.zeros(C), np.ones(C)
     out["batch norm"] = (*F.batch_norm(x, rm, rv, training=True), *F.batch_norm_backward(dyx, x, training=True))
     y, mask = F.dropout(x, 0.5, rng=np.random.default_rng(1), return_mask=True)

@@ -210,6 +210,18 @@ def relu_backward(n, items, dy, x, dx):
 
 
 @_njit_parallel
+def matmul_rows(n, items, a, b, out):
+    for t in prange(n):
+        _linear.matmul_rows(a, b, t * items // n, (t + 1) * items // n, out)
+
+
+@_njit_parallel
+def matvec_rows(n, items, a, v, out):
+    for t in prange(n):
+        _linear.matvec_rows(a, v, t * items // n, (t + 1) * items // n, out)
+
+
+@_njit_parallel
 def linear_outer_backward(n, items, a, b, out):
     for t in prange(n):
         _linear.linear_outer_backward(a, b, t * items // n, (t + 1) * items // n, out)
