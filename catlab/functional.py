@@ -1020,8 +1020,9 @@ def _product(a, b):
     """
     M, K = a.shape
     Ncol = b.shape[1]
-    if M * K * Ncol <= _SMALL_PRODUCT or M < 2:
+    if M * K * Ncol <= _SMALL_PRODUCT:
         return a @ b
+    # (one row: a single chunk, a matrix-vector product on the kernel BLAS's one thread)
     out = np.empty((M, Ncol), dtype=a.dtype)
     _matmul(_linear.matmul_rows, _par.matmul_rows, M, K * Ncol, (a, b), (out,))
     return out
