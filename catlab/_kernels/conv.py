@@ -468,6 +468,26 @@ def _tap_offset(c, r, s, sh, sw, dil_h, dil_w, Hph, Wph):
 
 
 @njit(cache=True)
+def _wide_cols(xp, m, R, S, sh, sw, dil_h, dil_w, Hph, Wph, p0, lb, cols):
+    """Wide columns of output rows from p0 for the ``m`` samples in ``xp`` (m, plane), side by side.
+
+    cols[(c*R + r)*S + s, j*lb + t] = xp[j, tap offset of (c, r, s) + p0*Wph + t] for t < lb
+    (see the section comment); ``cols`` is (Cg*R*S, m*lb).
+    """
+    Cg = cols.shape[0] // (R * S)
+    for c in range(Cg):
+        for r in range(R):
+            for s in range(S):
+                off = _tap_offset(c, r, s, sh, sw, dil_h, dil_w, Hph, Wph) + p0 * Wph
+                row = cols[(c * R + r) * S + s]
+                for j in range(m):
+                    src = xp[j, off : off + lb]
+                    dst = row[j * lb : (j + 1) * lb]
+                    for t in range(lb):
+                        dst[t] = src[t]
+
+
+@njit(cache=True)
 def _zero_gaps_blocks(cols, m, L, P, Q, Wp):
     """Zero the discarded columns p*Wp + q (q >= Q, p < P - 1) of each of ``m`` samples side by side.
 
@@ -535,16 +555,7 @@ def conv2d_wide_forward(x, w3, b, R, S, sh, sw, ph, pw, dil_h, dil_w, P, Q, i0, 
             if m != nbs or lb != Lb:  # the last, smaller block: workspaces of its exact size
                 cb = np.empty((CRS, m * lb), dtype=x.dtype)
                 ob = np.empty((Kg, m * lb), dtype=x.dtype)
-            for c in range(Cg):
-                for r in range(R):
-                    for s in range(S):
-                        off = _tap_offset(c, r, s, sh, sw, dil_h, dil_w, Hph, Wph) + p0 * Wph
-                        row = cb[(c * R + r) * S + s]
-                        for j in range(m):
-                            src = xp[j, off : off + lb]
-                            dst = row[j * lb : (j + 1) * lb]
-                            for t in range(lb):
-                                dst[t] = src[t]
+            _wide_cols(xp, m, R, S, sh, sw, dil_h, dil_w, Hph, Wph, p0, lb, cb)
             np.dot(w3[g], cb, ob)
             for j in range(m):
                 yg = y4[(it + j) // G, g]
@@ -625,16 +636,7 @@ def conv2d_wide_backward(x, wT, dy4, R, S, sh, sw, ph, pw, dil_h, dil_w, P, Q, i
                         acc += v
                 db_t[g * Kg + k] += acc
             _pad_phases(x[n], g * Cg, ph, pw, sh, sw, Hph, Wph, xp[j])
-        for c in range(Cg):
-            for r in range(R):
-                for s in range(S):
-                    off = _tap_offset(c, r, s, sh, sw, dil_h, dil_w, Hph, Wph)
-                    row = cb[(c * R + r) * S + s]
-                    for j in range(m):
-                        src = xp[j, off : off + L]
-                        dst = row[j * L : (j + 1) * L]
-                        for t in range(L):
-                            dst[t] = src[t]
+        _wide_cols(xp, m, R, S, sh, sw, dil_h, dil_w, Hph, Wph, 0, L, cb)
         _zero_gaps_blocks(cb, m, L, P, Q, Wph)  # an inf or NaN of x there would give 0 * inf = NaN
         # cols @ dyw.T runs about twice as fast in BLAS as dyw @ cols.T for these shapes (few filters)
         np.dot(cb, dyb.T, dweight_nT)
