@@ -52,7 +52,9 @@ import numpy as np
 
 from . import _threads, _winograd
 from ._kernels import conv as _conv
+from ._kernels import conv_tiled as _tiled
 from ._kernels import parallel as _par
+from ._kernels import simd as _simd
 
 #: The direct (no im2col) kernels are used up to this many input channels and
 #: filters (stride 1, one group); above them, im2col + BLAS was faster here.
@@ -75,6 +77,15 @@ WIDE_ONE_THREAD_WORK = 2e7
 #: multiply-adds (about 5 us of work; ten times more when catlab's pool of Python
 #: threads runs the chunks, see :func:`catlab._threads.chunks_for`).
 MIN_CHUNK_WORK = 3e5
+
+
+#: The register-tiled forward kernels (:mod:`catlab._kernels.conv_tiled`) take every float32
+#: forward they can (module table) on CPUs where Numba compiles for AVX-512 (16-float vectors
+#: fit one register); elsewhere the vectors would need twice the registers there are.
+TILED = _simd.host_has_avx512()
+
+#: The tiled kernels compute the wide layout's extra columns too; used up to this share of them.
+TILED_MAX_EXTRA = 0.5
 
 
 class Geometry(NamedTuple):
@@ -117,6 +128,40 @@ def use_wide(N, T, sh, sw, P, Q, R, S, dil_h, dil_w, work=None) -> bool:
     return wide_extra(P, Q, R, S, sh, sw, dil_h, dil_w) <= 1 + WIDE_MAX_EXTRA
 
 
+def use_tiled(dtype, R, S, geo: Geometry) -> bool:
+    """Whether a forward pass takes the register-tiled kernels (module table)."""
+    if not TILED or dtype != np.float32:
+        return False
+    sh, sw, _, _, dil_h, dil_w, P, Q = geo
+    if sh > dil_h * (R - 1) + 1 or sw > dil_w * (S - 1) + 1:
+        return False  # whole stride phases would be copied that no tap reads
+    return wide_extra(P, Q, R, S, sh, sw, dil_h, dil_w) <= 1 + TILED_MAX_EXTRA
+
+
+def use_tiled_backward(dtype, R, S, geo: Geometry) -> bool:
+    """Whether a backward pass takes the tiled kernels: as the forward, and stride 1 or dilation 1 (the input
+    gradient is then one forward convolution of dy with the flipped filters, or one per stride phase)."""
+    sh, sw, _, _, dil_h, dil_w = geo[:6]
+    if (sh, sw) != (1, 1) and (dil_h, dil_w) != (1, 1):
+        return False
+    return use_tiled(dtype, R, S, geo)
+
+
+def tiled_block(Kg) -> int:
+    """Filters per tile, 8 or 4: the one that pads the group's Kg filters least (8 on a tie)."""
+    return 4 if -(-Kg // 4) * 4 < -(-Kg // 8) * 8 else 8
+
+
+def pack_filters(w4, groups, KB):
+    """``wpk`` (G, nkb, Cg*R*S, KB): each group's filters in blocks of KB, tap by tap, zero past the last."""
+    K, Cg, R, S = w4.shape
+    Kg = K // groups
+    nkb = -(-Kg // KB)
+    wp = np.zeros((groups, nkb * KB, Cg * R * S), dtype=np.float32)  # (G, nkb*KB, Cg*R*S)
+    wp[:, :Kg] = w4.reshape(groups, Kg, Cg * R * S)
+    return np.ascontiguousarray(wp.reshape(groups, nkb, KB, Cg * R * S).transpose(0, 1, 3, 2))
+
+
 def choose(N, C, K, groups, R, S, geo: Geometry, T) -> str:
     """The path name, ``"direct"``, ``"wide"`` or ``"im2col"``, for this call (see the module table)."""
     if use_direct(C, K, groups, geo.sh, geo.sw):
@@ -157,6 +202,8 @@ def forward(x4, w4, b, groups, geo: Geometry):
     K, Cg, R, S = w4.shape
     sh, sw, ph, pw, dil_h, dil_w, P, Q = geo
     T = _threads.num_threads()
+    if use_tiled(x4.dtype, R, S, geo):
+        return _forward_tiled(x4, w4, b, groups, geo, T)
     path = choose(N, C, K, groups, R, S, geo, T)
     if path == "direct" and N >= T and use_wide(N, T, sh, sw, P, Q, R, S, dil_h, dil_w):
         path = "wide"  # measured twice as fast with a sample per thread (module table)
@@ -209,6 +256,32 @@ def forward(x4, w4, b, groups, geo: Geometry):
     return y4.reshape(N, K, P, Q)
 
 
+def _forward_tiled(x4, w4, b, groups, geo: Geometry, T):
+    """The forward pass on the register-tiled kernels; items (sample, group, part of the filter blocks)."""
+    N = x4.shape[0]
+    K, Cg, R, S = w4.shape
+    sh, sw, ph, pw, dil_h, dil_w, P, Q = geo
+    G, Kg = groups, K // groups
+    KB = tiled_block(Kg)
+    wpk = pack_filters(w4, G, KB)  # (G, nkb, Cg*R*S, KB)
+    nkb = wpk.shape[1]
+    parts = 1 if N * G >= T else min(nkb, -(-T // (N * G)))
+    work = Kg * Cg * R * S * P * Q  # multiply-adds per (sample, group)
+    n = _threads.chunks_for(N * G * parts, work / parts, T, MIN_CHUNK_WORK)
+    if n == 1:
+        parts = 1
+    y4 = np.empty((N, G, Kg, P * Q), dtype=np.float32)  # (N, G, Kg, P*Q)
+    _threads.run_kernel(
+        _tiled.conv2d_tiled_forward,
+        _par.conv2d_tiled_forward,
+        N * G * parts,
+        n,
+        (x4, wpk, b, R, S, sh, sw, ph, pw, dil_h, dil_w, P, Q, parts),
+        (y4,),
+    )
+    return y4.reshape(N, K, P, Q)
+
+
 # ----------------------------------------------------------------------------
 # Backward
 # ----------------------------------------------------------------------------
@@ -220,6 +293,10 @@ def backward(dy4, x4, w4, groups, geo: Geometry):
     K, Cg, R, S = w4.shape
     sh, sw, ph, pw, dil_h, dil_w, P, Q = geo
     T = _threads.num_threads()
+    if use_tiled_backward(x4.dtype, R, S, geo):
+        grads = _backward_tiled(dy4, x4, w4, groups, geo, T)
+        if grads is not None:
+            return grads
     path = choose(N, C, K, groups, R, S, geo, T)
     db = np.empty(K, dtype=x4.dtype)  # (K,)
     if path == "direct":
@@ -281,4 +358,91 @@ def backward(dy4, x4, w4, groups, geo: Geometry):
             (dcols_all, R, S, sh, sw, ph, pw, dil_h, dil_w, P, Q),
             (dx,),
         )
+    return dx, dweight.reshape(w4.shape), db
+
+
+def _dy_forward(dy4, w_sub, groups, top, left, rows, cols, dil_h, dil_w, T):
+    """``rows`` x ``cols`` outputs of the tiled forward pass of dy4 (N, K, P, Q) with the filters ``w_sub``
+    (C, Kg, r, s), dy padded by ``top`` and ``left`` (cropped where negative) and by zeros below and right."""
+    src = dy4
+    if top < 0 or left < 0:
+        src = np.ascontiguousarray(dy4[:, :, max(0, -top) :, max(0, -left) :])
+    C = w_sub.shape[0]
+    geo = Geometry(1, 1, max(0, top), max(0, left), dil_h, dil_w, rows, cols)
+    return _forward_tiled(src, w_sub, np.zeros(C, dtype=np.float32), groups, geo, T)  # (N, C, rows, cols)
+
+
+def input_grad_tiled(dy4, w4, groups, geo: Geometry, H, W, T):
+    """dx (N, C, H, W) on the tiled forward kernels (stride 1, or dilation 1 and any stride).
+
+    dx[n, g*Cg + c, h, w] = sum over k, r, s of w[g*Kg + k, c, r, s] * dy[n, g*Kg + k, p, q] where
+    h + ph = p*sh + r*dil_h and w + pw = q*sw + s*dil_w. With stride 1 that is a forward convolution of dy,
+    padded by the kernel's extent minus the padding, with the filters transposed per group and flipped.
+    With stride sh, the rows h with (h + ph) % sh == a only meet the taps r = a, a + sh, a + 2*sh, ... and
+    dy's rows i, i - 1, i - 2, ... for i = (h + ph) // sh: a stride-1 convolution with that sub-kernel,
+    flipped; likewise for the columns, so dx is sh*sw such convolutions, each written to its phase of dx.
+    """
+    N, K, P, Q = dy4.shape
+    _, Cg, R, S = w4.shape
+    sh, sw, ph, pw, dil_h, dil_w = geo[:6]
+    G, Kg = groups, K // groups
+    C = G * Cg
+    wt = w4.reshape(G, Kg, Cg, R, S).transpose(0, 2, 1, 3, 4).reshape(C, Kg, R, S)  # (C, Kg, R, S) per group
+    if (sh, sw) == (1, 1):
+        w_flip = np.ascontiguousarray(wt[:, :, ::-1, ::-1])
+        return _dy_forward(dy4, w_flip, G, dil_h * (R - 1) - ph, dil_w * (S - 1) - pw, H, W, dil_h, dil_w, T)
+    dx = np.empty((N, C, H, W), dtype=np.float32)  # (N, C, H, W), every phase written once
+    for a in range(sh):
+        h0 = (a - ph) % sh  # the first row h with (h + ph) % sh == a
+        Ra = len(range(a, R, sh))  # taps of this row phase
+        rows = len(range(h0, H, sh))
+        for b in range(sw):
+            w0 = (b - pw) % sw
+            Sb = len(range(b, S, sw))
+            cols = len(range(w0, W, sw))
+            if rows == 0 or cols == 0:
+                continue
+            if Ra == 0 or Sb == 0:  # a stride longer than the kernel: no tap reaches this phase
+                dx[:, :, h0::sh, w0::sw] = 0.0
+                continue
+            w_sub = np.ascontiguousarray(wt[:, :, a::sh, b::sw][:, :, ::-1, ::-1])  # (C, Kg, Ra, Sb)
+            top = Ra - 1 - (h0 + ph) // sh
+            left = Sb - 1 - (w0 + pw) // sw
+            dx[:, :, h0::sh, w0::sw] = _dy_forward(dy4, w_sub, G, top, left, rows, cols, 1, 1, T)
+    return dx
+
+
+def _backward_tiled(dy4, x4, w4, groups, geo: Geometry, T):
+    """The backward pass on the tiled kernels: dweight and dbias, then dx by :func:`input_grad_tiled`.
+
+    Returns None when x, dy or the weight holds an inf or NaN (or dbias overflows): the tiled kernels would
+    multiply such values by the zeros of the padding and the dropped columns, which the other kernels and
+    PyTorch never do, so the caller takes those instead.
+    """
+    N, C, H, W = x4.shape
+    K, Cg, R, S = w4.shape
+    sh, sw, ph, pw, dil_h, dil_w, P, Q = geo
+    G, Kg = groups, K // groups
+    if not np.isfinite(np.sum(w4)):
+        return None
+    nkb = -(-Kg // 4)
+    parts = 1 if N * G >= T else min(nkb, -(-T // (N * G)))
+    work = Kg * Cg * R * S * P * Q  # multiply-adds per (sample, group)
+    n = _threads.chunks_for(N * G * parts, work / parts, T, MIN_CHUNK_WORK)
+    if n == 1:
+        parts = 1
+    dweight = np.empty((G, Kg, Cg * R * S), dtype=np.float32)  # (G, Kg, Cg*R*S)
+    db = np.empty(K, dtype=np.float32)  # (K,)
+    finite = np.empty(1, dtype=np.float32)  # 0, or NaN if x holds an inf or NaN
+    _threads.run_kernel(
+        _tiled.conv2d_tiled_weight_grad,
+        _par.conv2d_tiled_weight_grad,
+        N * G * parts,
+        n,
+        (x4, dy4, R, S, sh, sw, ph, pw, dil_h, dil_w, P, Q, parts),
+        sums=(dweight, db, finite),
+    )
+    if not (np.isfinite(finite[0]) and np.isfinite(np.sum(db))):  # db: the sum of dy over all but channels
+        return None
+    dx = input_grad_tiled(dy4, w4, G, geo, H, W, T)  # (N, C, H, W)
     return dx, dweight.reshape(w4.shape), db

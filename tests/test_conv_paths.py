@@ -276,6 +276,7 @@ def _wide_geometry(cfg):
 def test_wide_path_is_taken_and_matches_reference(cfg, dtype, threads, monkeypatch):
     monkeypatch.setattr(TH, "num_threads", lambda: threads)
     monkeypatch.setattr(TH, "numba_parallel", lambda n_chunks: False)  # Numba's threads would bypass the spies
+    monkeypatch.setattr(paths, "TILED", False)  # float32 forwards would take the tiled kernels (test_conv_tiled.py)
     taken = []
     for name in ("conv2d_wide_forward", "conv2d_wide_backward"):
         kernel = getattr(K, name)

@@ -23,6 +23,7 @@ from numba import prange
 
 from . import activation as _act
 from . import conv as _conv
+from . import conv_tiled as _tiled
 from . import linear as _linear
 from . import norm as _norm
 from . import pool as _pool
@@ -57,6 +58,41 @@ def conv2d_wide_forward(n, items, x, w3, b, R, S, sh, sw, ph, pw, dil_h, dil_w, 
     for t in prange(n):
         _conv.conv2d_wide_forward(
             x, w3, b, R, S, sh, sw, ph, pw, dil_h, dil_w, P, Q, t * items // n, (t + 1) * items // n, y4
+        )
+
+
+@_njit_parallel
+def conv2d_tiled_forward(n, items, x, wpk, b, R, S, sh, sw, ph, pw, dil_h, dil_w, P, Q, parts, y4):
+    for t in prange(n):
+        _tiled.conv2d_tiled_forward(
+            x, wpk, b, R, S, sh, sw, ph, pw, dil_h, dil_w, P, Q, parts, t * items // n, (t + 1) * items // n, y4
+        )
+
+
+@_njit_parallel
+def conv2d_tiled_weight_grad(
+    n, items, x, dy4, R, S, sh, sw, ph, pw, dil_h, dil_w, P, Q, parts, dweight_t, db_t, finite_t
+):
+    for t in prange(n):
+        _tiled.conv2d_tiled_weight_grad(
+            x,
+            dy4,
+            R,
+            S,
+            sh,
+            sw,
+            ph,
+            pw,
+            dil_h,
+            dil_w,
+            P,
+            Q,
+            parts,
+            t * items // n,
+            (t + 1) * items // n,
+            dweight_t[t],
+            db_t[t],
+            finite_t[t],
         )
 
 

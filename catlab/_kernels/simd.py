@@ -1,0 +1,219 @@
+"""Sixteen float32 numbers as one value: the vector operations the register-tiled kernels need.
+
+Numba compiles loops over arrays well, but it has no way to say "keep these
+sixteen running sums in registers": a running sum kept in an array is loaded
+and stored on every step, and LLVM does not promote arrays to registers. The
+register-tiled convolution (:mod:`catlab._kernels.conv_tiled`) needs exactly
+that, so this module gives Numba a type whose values are LLVM vectors,
+``<16 x float>`` (one AVX-512 register; two AVX2 registers elsewhere), and
+five operations on it, each a single LLVM instruction:
+
+=================  ==================================================
+``vzero()``        the vector of sixteen zeros
+``vsplat(s)``      the float32 ``s`` in all sixteen lanes
+``vload(a, i)``    ``a[i : i + 16]`` of a 1-D C-contiguous float32 array
+``vstore(a, i, v)`` ``a[i : i + 16] = v``
+``vfma(a, b, c)``  ``a * b + c`` lane by lane, rounded once (fused)
+=================  ==================================================
+
+Like any Numba variable, a vector lives in registers between operations
+(LLVM's ``mem2reg``), so a loop that updates a few of them with ``vfma``
+keeps them there for its whole length.
+
+Outside compiled code (``NUMBA_DISABLE_JIT=1``, used for coverage) the same
+names are Python functions on length-16 NumPy arrays; ``vfma`` then rounds
+twice. ``vload`` and ``vstore`` check their bounds there, and in compiled
+code when ``NUMBA_BOUNDSCHECK=1``; otherwise, like Numba's own indexing, they
+trust the caller.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from llvmlite import ir
+from numba import types
+from numba.core import cgutils, config
+from numba.extending import intrinsic, models, overload, register_model
+
+#: Lanes of one vector.
+LANES = 16
+
+_VEC = ir.VectorType(ir.FloatType(), LANES)
+
+
+class Float32x16(types.Type):
+    """Numba's type for sixteen float32 lanes held as one LLVM vector."""
+
+    def __init__(self):
+        super().__init__(name="Float32x16")
+
+
+float32x16 = Float32x16()
+
+
+@register_model(Float32x16)
+class _Float32x16Model(models.PrimitiveModel):
+    def __init__(self, dmm, fe_type):
+        super().__init__(dmm, fe_type, _VEC)
+
+
+def _vector_pointer(context, builder, aryty, aryval, idx):
+    """A ``<16 x float>*`` to element ``idx`` of a 1-D array."""
+    ary = context.make_array(aryty)(context, builder, aryval)
+    return builder.bitcast(builder.gep(ary.data, [idx]), _VEC.as_pointer())
+
+
+def _is_float32_vector_array(arr) -> bool:
+    return isinstance(arr, types.Array) and arr.ndim == 1 and arr.dtype == types.float32 and arr.layout == "C"
+
+
+@intrinsic
+def _load(typingctx, arr, idx):
+    if not (_is_float32_vector_array(arr) and isinstance(idx, types.Integer)):
+        return None
+    sig = float32x16(arr, types.intp)
+
+    def codegen(context, builder, sig, args):
+        return builder.load(_vector_pointer(context, builder, sig.args[0], args[0], args[1]), align=4)
+
+    return sig, codegen
+
+
+@intrinsic
+def _store(typingctx, arr, idx, v):
+    if not (_is_float32_vector_array(arr) and isinstance(idx, types.Integer) and v == float32x16):
+        return None
+    sig = types.void(arr, types.intp, float32x16)
+
+    def codegen(context, builder, sig, args):
+        builder.store(args[2], _vector_pointer(context, builder, sig.args[0], args[0], args[1]), align=4)
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+@intrinsic
+def _zero(typingctx):
+    sig = float32x16()
+
+    def codegen(context, builder, sig, args):
+        return ir.Constant(_VEC, None)  # zeroinitializer
+
+    return sig, codegen
+
+
+@intrinsic
+def _splat(typingctx, s):
+    if not isinstance(s, types.Float):
+        return None
+    sig = float32x16(types.float32)
+
+    def codegen(context, builder, sig, args):
+        one = builder.insert_element(ir.Constant(_VEC, ir.Undefined), args[0], ir.Constant(ir.IntType(32), 0))
+        lanes = ir.Constant(ir.VectorType(ir.IntType(32), LANES), [0] * LANES)
+        return builder.shuffle_vector(one, ir.Constant(_VEC, ir.Undefined), lanes)
+
+    return sig, codegen
+
+
+@intrinsic
+def _fma(typingctx, a, b, c):
+    if not (a == float32x16 and b == float32x16 and c == float32x16):
+        return None
+    sig = float32x16(float32x16, float32x16, float32x16)
+
+    def codegen(context, builder, sig, args):
+        fnty = ir.FunctionType(_VEC, [_VEC, _VEC, _VEC])
+        fn = cgutils.get_or_insert_function(builder.module, fnty, f"llvm.fma.v{LANES}f32")
+        return builder.call(fn, args)
+
+    return sig, codegen
+
+
+def _check(a, i):
+    if i < 0 or i + LANES > a.shape[0]:
+        raise IndexError("catlab simd: a vector of 16 lanes from index i runs past the array")
+
+
+# --- the public names: Python on NumPy arrays, and their compiled versions ---------------------
+
+
+def vzero():
+    """Sixteen float32 zeros."""
+    return np.zeros(LANES, dtype=np.float32)
+
+
+def vsplat(s):
+    """The float32 ``s`` in all sixteen lanes."""
+    return np.full(LANES, s, dtype=np.float32)
+
+
+def vload(a, i):
+    """``a[i : i + 16]`` of a 1-D C-contiguous float32 array, as one vector."""
+    _check(a, i)
+    return a[i : i + LANES].copy()
+
+
+def vstore(a, i, v):
+    """``a[i : i + 16] = v``."""
+    _check(a, i)
+    a[i : i + LANES] = v
+
+
+def vfma(a, b, c):
+    """``a * b + c``, lane by lane (rounded once when compiled)."""
+    return (a * b + c).astype(np.float32)
+
+
+@overload(vzero)
+def _ol_vzero():
+    return lambda: _zero()
+
+
+@overload(vsplat)
+def _ol_vsplat(s):
+    return lambda s: _splat(np.float32(s))
+
+
+@overload(vload)
+def _ol_vload(a, i):
+    if config.BOUNDSCHECK:
+
+        def checked(a, i):
+            if i < 0 or i + LANES > a.shape[0]:
+                raise IndexError("catlab simd: a vector of 16 lanes from index i runs past the array")
+            return _load(a, i)
+
+        return checked
+    return lambda a, i: _load(a, i)
+
+
+@overload(vstore)
+def _ol_vstore(a, i, v):
+    if config.BOUNDSCHECK:
+
+        def checked(a, i, v):
+            if i < 0 or i + LANES > a.shape[0]:
+                raise IndexError("catlab simd: a vector of 16 lanes from index i runs past the array")
+            _store(a, i, v)
+
+        return checked
+    return lambda a, i, v: _store(a, i, v)
+
+
+@overload(vfma)
+def _ol_vfma(a, b, c):
+    return lambda a, b, c: _fma(a, b, c)
+
+
+def host_has_avx512() -> bool:
+    """Whether Numba compiles for a CPU with AVX-512 (one register per vector; else two, and spills)."""
+    try:
+        from llvmlite import binding
+
+        name = config.CPU_NAME
+        if name not in (None, "", "host"):
+            return False
+        return bool(binding.get_host_cpu_features().get("avx512f", False))
+    except Exception:  # pragma: no cover - a platform without host feature queries
+        return False

@@ -1,0 +1,272 @@
+"""The register-tiled convolution (catlab._kernels.conv_tiled) and its vector type (catlab._kernels.simd).
+
+Known answers for the five vector operations, compiled and as Python; the
+tiled forward against the reference loops on every geometry it takes
+(stride phases, dilation, asymmetric padding, groups, filter counts that are
+not whole blocks, planes smaller than one tile), for one and several chunks
+and both thread backends; inf and NaN; and the path choice.
+"""
+
+import os
+import subprocess
+import sys
+
+import numba
+import numpy as np
+import pytest
+import reference as ref
+from torch_compare import assert_matches_torch
+
+from catlab import _conv_paths as paths
+from catlab import _threads as TH
+from catlab import functional as F
+from catlab._kernels import conv_tiled as CT
+from catlab._kernels import simd
+
+# --- the vector operations ----------------------------------------------------------------------
+
+
+@numba.njit(cache=False)
+def _axpy16(a, x, y, i, out):
+    """out[i:i+16] = a * x[i:i+16] + y[i:i+16], through the five operations."""
+    acc = simd.vfma(simd.vsplat(a), simd.vload(x, i), simd.vload(y, i))
+    acc = simd.vfma(simd.vzero(), acc, acc)  # 0 * acc + acc: unchanged
+    simd.vstore(out, i, acc)
+
+
+def test_vector_operations_known_answer():
+    x = np.arange(40, dtype=np.float32)
+    y = np.full(40, 0.5, dtype=np.float32)
+    out = np.zeros(40, dtype=np.float32)
+    _axpy16(np.float32(2.0), x, y, 3, out)
+    want = np.zeros(40, dtype=np.float32)
+    want[3:19] = 2.0 * np.arange(3, 19) + 0.5
+    np.testing.assert_array_equal(out, want)  # small integers and halves: exact in float32
+    assert (x == np.arange(40)).all() and (y == 0.5).all()  # inputs untouched
+
+
+def test_vector_operations_in_python():
+    """The Python versions (used under NUMBA_DISABLE_JIT) give the same answers and check bounds."""
+    x = np.arange(20, dtype=np.float32)
+    v = simd.vfma(simd.vsplat(3.0), simd.vload(x, 4), simd.vzero())
+    np.testing.assert_array_equal(v, 3.0 * np.arange(4, 20))
+    out = np.zeros(20, dtype=np.float32)
+    simd.vstore(out, 2, v)
+    np.testing.assert_array_equal(out[2:18], v)
+    with pytest.raises(IndexError, match="16 lanes"):
+        simd.vload(x, 5)
+    with pytest.raises(IndexError, match="16 lanes"):
+        simd.vstore(out, -1, v)
+
+
+def test_fused_multiply_add_rounds_once():
+    """(1 + 2^-23) * (1 - 2^-23) = 1 - 2^-46: a fused multiply-add minus 1 keeps the -2^-46, two roundings lose it."""
+    a = np.full(16, 1 + 2.0**-23, dtype=np.float32)
+    b = np.full(16, 1 - 2.0**-23, dtype=np.float32)
+    c = np.full(16, -1.0, dtype=np.float32)
+    out = np.zeros(16, dtype=np.float32)
+
+    @numba.njit(cache=False)
+    def fma16(a, b, c, out):
+        simd.vstore(out, 0, simd.vfma(simd.vload(a, 0), simd.vload(b, 0), simd.vload(c, 0)))
+
+    fma16(a, b, c, out)
+    if numba.config.DISABLE_JIT:
+        assert (out == 0).all()  # the Python version rounds twice
+    else:
+        assert (out == np.float32(-(2.0**-46))).all()
+
+
+def test_compiled_vector_loads_are_bounds_checked_under_numba_boundscheck(tmp_path):
+    code = (
+        "import numba, numpy as np\n"
+        "from catlab._kernels import simd\n"
+        "@numba.njit\n"
+        "def f(a, i, out):\n    simd.vstore(out, 0, simd.vload(a, i))\n"
+        "a, out = np.zeros(20, np.float32), np.zeros(16, np.float32)\n"
+        "f(a, 4, out)\n"
+        "try:\n    f(a, 5, out)\nexcept IndexError as e:\n    print('IndexError', e)\n"
+    )
+    env = dict(os.environ, NUMBA_BOUNDSCHECK="1", NUMBA_CACHE_DIR=str(tmp_path))
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.startswith("IndexError") and "16 lanes" in out.stdout, out.stdout + out.stderr
+
+
+# --- the tiled forward ----------------------------------------------------------------------------
+
+# N, C, H, W, K, R, S, stride, padding, dilation, groups
+TILED = [
+    (2, 3, 9, 8, 5, 3, 3, 1, 1, 1, 1),  # 5 filters: one block of 4 and one of 4 with 3 zero filters
+    (1, 16, 16, 16, 20, 5, 5, 1, 2, 1, 1),  # 20 filters: blocks of 4; one sample split among threads
+    (3, 6, 14, 14, 16, 5, 5, 1, 0, 1, 1),  # blocks of 8
+    (2, 4, 11, 13, 6, 3, 2, (2, 1), (1, 0), (1, 2), 2),  # stride phases, dilation, groups
+    (2, 5, 12, 9, 9, 3, 3, 2, 1, 1, 1),  # stride 2 both ways
+    (1, 8, 7, 7, 12, 1, 1, 1, 0, 1, 1),  # 1x1
+    (2, 8, 3, 3, 9, 3, 3, 1, 1, 1, 1),  # a plane smaller than one tile
+    (2, 6, 10, 10, 16, 4, 4, 1, "same", 1, 1),  # even kernel: asymmetric padding
+    (1, 2, 5, 40, 1, 2, 3, 1, (0, 1), (2, 1), 1),  # one filter, wide rows longer than a block
+    (2, 3, 30, 30, 8, 5, 5, 1, 2, 2, 1),  # several blocks of 512 positions
+]
+
+
+def _case(cfg, seed=0):
+    N, C, H, W, Kf, R, S, stride, padding, dilation, groups = cfg
+    r = np.random.default_rng(seed)
+    x = r.normal(size=(N, C, H, W)).astype(np.float32)
+    w = r.normal(size=(Kf, C // groups, R, S)).astype(np.float32)
+    b = r.normal(size=Kf).astype(np.float32)
+    kw = dict(stride=stride, padding=padding, dilation=dilation, groups=groups)
+    s2 = stride if isinstance(stride, tuple) else (stride, stride)
+    d2 = dilation if isinstance(dilation, tuple) else (dilation, dilation)
+    pad = ref.pad_edges(padding, (R, S), d2)
+    return x, w, b, kw, (s2, pad, d2, groups)
+
+
+@pytest.fixture
+def tiled_forced(monkeypatch):
+    """Take the tiled kernels whatever this CPU is (they are correct anywhere; fast with AVX-512)."""
+    monkeypatch.setattr(paths, "TILED", True)
+
+
+@pytest.fixture
+def tiled_on(monkeypatch):
+    """As ``tiled_forced``, and record each call of the tiled forward kernel from Python.
+
+    Only for tests that keep the chunks off Numba's threads: a ``prange`` wrapper compiled
+    while the spy is in place would try to call it from compiled code."""
+    monkeypatch.setattr(paths, "TILED", True)
+    taken = []
+    real = CT.conv2d_tiled_forward
+    monkeypatch.setattr(CT, "conv2d_tiled_forward", lambda *a: (taken.append(1), real(*a))[1])
+    return taken
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("cfg", TILED)
+def test_tiled_forward_matches_reference(cfg, threads, tiled_on, thread_backend, monkeypatch):
+    x, w, b, kw, (s2, pad, d2, groups) = _case(cfg)
+    x_before, w_before = x.copy(), w.copy()
+    monkeypatch.setattr(TH, "num_threads", lambda: threads)
+    monkeypatch.setattr(TH, "numba_parallel", lambda n_chunks: False)  # chunks on the pool, seen by the spy
+    y = F.conv2d(x, w, b, **kw)
+    assert tiled_on, "the tiled kernel did not run"
+    want = ref.conv2d(x, w, b, s2, pad, d2, groups)
+    assert y.dtype == np.float32 and y.shape == want.shape
+    np.testing.assert_allclose(y, want, rtol=1e-5, atol=2e-5 * np.abs(want).max())
+    np.testing.assert_array_equal(x, x_before)
+    np.testing.assert_array_equal(w, w_before)
+
+
+# the backward takes stride 1 (any dilation) or dilation 1 (any stride); also padding beyond the kernel's extent
+BACKWARD = [c for c in TILED if c[7] == 1 or c[9] == 1] + [
+    (2, 6, 10, 10, 16, 3, 3, 1, 3, 1, 1),  # padding 3 > 3 - 1: dy cropped
+    (1, 3, 20, 21, 16, 7, 7, 2, 3, 1, 1),  # 7x7 stride 2: four stride phases of dx
+    (2, 4, 13, 11, 6, 3, 2, (3, 2), (2, 1), 1, 2),  # stride 3: a row phase whose first row is not row 0; groups
+]
+
+
+@pytest.fixture
+def tiled_backward_on(monkeypatch):
+    """As ``tiled_on``, for the backward pass: records each tiled weight-gradient kernel call (same caveat)."""
+    monkeypatch.setattr(paths, "TILED", True)
+    taken = []
+    real = CT.conv2d_tiled_weight_grad
+    monkeypatch.setattr(CT, "conv2d_tiled_weight_grad", lambda *a: (taken.append(1), real(*a))[1])
+    return taken
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("cfg", BACKWARD)
+def test_tiled_backward_matches_reference(cfg, threads, tiled_backward_on, thread_backend, monkeypatch):
+    """dx (a tiled forward pass of dy with the flipped filters), dweight and dbias (tiled sums) by the loops."""
+    x, w, b, kw, (s2, pad, d2, groups) = _case(cfg, seed=2)
+    monkeypatch.setattr(TH, "num_threads", lambda: threads)
+    monkeypatch.setattr(TH, "numba_parallel", lambda n_chunks: False)  # chunks on the pool, seen by the spy
+    y = F.conv2d(x, w, b, **kw)
+    dy = np.random.default_rng(3).normal(size=y.shape).astype(np.float32)
+    inputs = [a.copy() for a in (dy, x, w)]
+    dx, dw, db = F.conv2d_backward(dy, x, w, **kw)
+    assert tiled_backward_on, "the tiled weight gradient did not run"
+    want = ref.conv2d_backward(dy, x, w, s2, pad, d2, groups)
+    for got, exp, name in zip((dx, dw, db), want, ("dx", "dweight", "dbias")):
+        assert got.dtype == np.float32 and got.shape == exp.shape, name
+        np.testing.assert_allclose(got, exp, rtol=1e-4, atol=2e-5 * np.abs(exp).max(), err_msg=name)
+    for a, before in zip((dy, x, w), inputs):
+        np.testing.assert_array_equal(a, before)
+
+
+def test_tiled_backward_path_choice(monkeypatch):
+    monkeypatch.setattr(paths, "TILED", True)
+    geo = paths.Geometry(1, 1, 1, 1, 1, 1, 32, 32)
+    assert paths.use_tiled_backward(np.dtype(np.float32), 3, 3, geo)
+    assert paths.use_tiled_backward(np.dtype(np.float32), 3, 3, paths.Geometry(2, 2, 1, 1, 1, 1, 16, 16))
+    # stride and dilation together: the older kernels
+    assert not paths.use_tiled_backward(np.dtype(np.float32), 3, 3, paths.Geometry(2, 2, 1, 1, 2, 2, 16, 16))
+    assert not paths.use_tiled_backward(np.dtype(np.float64), 3, 3, geo)
+
+
+@pytest.mark.parametrize("cfg", [TILED[1], TILED[3], TILED[9]])
+def test_tiled_forward_is_the_same_for_any_chunking(cfg, tiled_forced, thread_backend, monkeypatch):
+    """Every output is one sum in one fixed order, so the chunks (by samples or by filter blocks) change no bit."""
+    x, w, b, kw, _ = _case(cfg)
+    monkeypatch.setattr(TH, "num_threads", lambda: 1)
+    one = F.conv2d(x, w, b, **kw)
+    monkeypatch.setattr(TH, "num_threads", lambda: 3)
+    monkeypatch.setattr(TH, "chunks_for", lambda items, work, threads, min_work=0: min(items, threads))
+    np.testing.assert_array_equal(F.conv2d(x, w, b, **kw), one)
+
+
+@pytest.mark.parametrize("KB", [4, 8])
+def test_tiled_kernel_called_directly_with_both_block_sizes(KB):
+    """The kernel with a forced block size (F.conv2d picks one by the filter count) against the reference."""
+    x, w, b, kw, (s2, pad, d2, groups) = _case((2, 5, 9, 11, 11, 3, 3, 1, 1, 1, 1), seed=3)
+    P, Q = 9, 11
+    y4 = np.empty((2, 1, 11, P * Q), dtype=np.float32)
+    wpk = paths.pack_filters(w, 1, KB)
+    assert wpk.shape == (1, -(-11 // KB), 5 * 9, KB)
+    CT.conv2d_tiled_forward(x, wpk, b, 3, 3, 1, 1, 1, 1, 1, 1, P, Q, 1, 0, 2, y4)
+    want = ref.conv2d(x, w, b, s2, pad, d2, groups)
+    np.testing.assert_allclose(y4.reshape(want.shape), want, rtol=1e-5, atol=1e-5 * np.abs(want).max())
+
+
+def test_filter_block_size_pads_least():
+    assert [paths.tiled_block(k) for k in (1, 4, 5, 6, 8, 12, 16, 20, 64)] == [4, 4, 8, 8, 8, 4, 8, 4, 8]
+
+
+@pytest.mark.parametrize("value", [np.inf, -np.inf, np.nan])
+def test_tiled_forward_propagates_inf_and_nan(value, tiled_forced):
+    """A non-finite input reaches exactly the outputs whose windows hold it, as in the float64 reference."""
+    x, w, b, kw, (s2, pad, d2, groups) = _case(TILED[0])
+    x[1, 2, 4, 3] = value
+    y = F.conv2d(x, w, b, **kw)
+    want = ref.conv2d(x.astype(np.float64), w, b, s2, pad, d2, groups)
+    np.testing.assert_array_equal(np.isnan(y), np.isnan(want))
+    np.testing.assert_array_equal(np.isinf(y), np.isinf(want))
+    fin = np.isfinite(want)
+    np.testing.assert_allclose(y[fin], want[fin], rtol=1e-5, atol=1e-4)
+
+
+def test_tiled_path_choice(monkeypatch):
+    monkeypatch.setattr(paths, "TILED", True)
+    geo = paths.Geometry(1, 1, 1, 1, 1, 1, 32, 32)
+    assert paths.use_tiled(np.dtype(np.float32), 3, 3, geo)
+    assert not paths.use_tiled(np.dtype(np.float64), 3, 3, geo)  # float64: the BLAS paths
+    assert not paths.use_tiled(np.dtype(np.float32), 1, 1, paths.Geometry(2, 2, 0, 0, 1, 1, 16, 16))  # stride > kernel
+    # a 7x7 kernel over rows of 2 outputs: the wide rows (8 long) would be 3.6 times the work
+    assert not paths.use_tiled(np.dtype(np.float32), 7, 7, paths.Geometry(1, 1, 3, 3, 1, 1, 8, 2))
+    monkeypatch.setattr(paths, "TILED", False)
+    assert not paths.use_tiled(np.dtype(np.float32), 3, 3, geo)
+
+
+def test_tiled_forward_matches_torch(tiled_forced):
+    torch = pytest.importorskip("torch")
+    for cfg in (TILED[3], TILED[4]):
+        x, w, b, kw, _ = _case(cfg, seed=5)
+        assert_matches_torch(
+            lambda x, w, b, kw=kw: F.conv2d(x, w, b, **kw),
+            lambda dy, x, w, b, kw=kw: F.conv2d_backward(dy, x, w, **kw),
+            lambda x, w, b, kw=kw: torch.nn.functional.conv2d(x, w, b, **kw),
+            [x, w, b],
+            rtol=1e-5,
+            atol=1e-5,
+        )
