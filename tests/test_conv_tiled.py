@@ -136,8 +136,9 @@ def tiled_on(monkeypatch):
     while the spy is in place would try to call it from compiled code."""
     monkeypatch.setattr(paths, "TILED", True)
     taken = []
-    real = CT.conv2d_tiled_forward
-    monkeypatch.setattr(CT, "conv2d_tiled_forward", lambda *a: (taken.append(1), real(*a))[1])
+    for name in ("conv2d_tiled_forward", "conv2d_ftiled_forward"):  # tiles across positions or filters
+        real = getattr(CT, name)
+        monkeypatch.setattr(CT, name, lambda *a, _real=real: (taken.append(1), _real(*a))[1])
     return taken
 
 
@@ -214,6 +215,36 @@ def test_tiled_forward_is_the_same_for_any_chunking(cfg, tiled_forced, thread_ba
     monkeypatch.setattr(TH, "num_threads", lambda: 3)
     monkeypatch.setattr(TH, "chunks_for", lambda items, work, threads, min_work=0: min(items, threads))
     np.testing.assert_array_equal(F.conv2d(x, w, b, **kw), one)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("KV", [16, 32])
+@pytest.mark.parametrize("cfg", TILED)
+def test_filter_tiles_match_reference(cfg, KV, threads, tiled_forced, monkeypatch):
+    """The kernels with vectors across filters (chosen for small images), forced on every geometry."""
+    x, w, b, kw, (s2, pad, d2, groups) = _case(cfg, seed=1)
+    monkeypatch.setattr(TH, "num_threads", lambda: threads)
+    monkeypatch.setattr(paths, "tiled_kind", lambda Kg, R, S, geo: ("filters", KV))
+    taken = []
+    real = CT.conv2d_ftiled_forward
+    monkeypatch.setattr(TH, "numba_parallel", lambda n_chunks: False)  # the spy below runs on the pool only
+    monkeypatch.setattr(CT, "conv2d_ftiled_forward", lambda *a: (taken.append(1), real(*a))[1])
+    y = F.conv2d(x, w, b, **kw)
+    assert taken, "the filter-tile kernel did not run"
+    want = ref.conv2d(x, w, b, s2, pad, d2, groups)
+    np.testing.assert_allclose(y, want, rtol=1e-5, atol=2e-5 * np.abs(want).max())
+    monkeypatch.setattr(TH, "num_threads", lambda: 3)  # any chunking: the same bits
+    monkeypatch.setattr(TH, "chunks_for", lambda items, work, threads, min_work=0: min(items, threads))
+    np.testing.assert_array_equal(F.conv2d(x, w, b, **kw), y)
+
+
+def test_tile_kind_choice():
+    """Vectors across filters where the wide rows would waste much (small images) and filters fill 32."""
+    G = paths.Geometry
+    assert paths.tiled_kind(64, 3, 3, G(1, 1, 1, 1, 1, 1, 8, 8)) == ("filters", 32)  # rows of 10 for 8 kept
+    assert paths.tiled_kind(64, 3, 3, G(1, 1, 1, 1, 1, 1, 32, 32)) == ("positions", 8)  # rows of 34 for 32
+    assert paths.tiled_kind(16, 3, 3, G(1, 1, 1, 1, 1, 1, 8, 8)) == ("positions", 8)  # 16-filter tiles: slower
+    assert paths.tiled_kind(20, 5, 5, G(1, 1, 2, 2, 1, 1, 16, 16)) == ("positions", 4)  # 20 = 5 blocks of 4
 
 
 @pytest.mark.parametrize("KB", [4, 8])

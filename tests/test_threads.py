@@ -236,7 +236,7 @@ def test_blas_limit_sets_and_restores_every_blas():
 
 def _every_chunked_op(x, w, rng_seed=0):
     """Call every public operation that splits work into chunks, on small float64 inputs; return the results."""
-    from catlab import _winograd
+    from catlab import _conv_paths, _winograd
 
     r = np.random.default_rng(rng_seed)
     N, C, H, W = x.shape
@@ -262,6 +262,12 @@ def _every_chunked_op(x, w, rng_seed=0):
         *F.conv2d_backward(y32, x32, w32, padding=1),
         *F.conv2d_backward(y32[:1], x32[:1], w32, padding=1),
     )
+    real_kind = _conv_paths.tiled_kind
+    _conv_paths.tiled_kind = lambda Kg, R, S, geo: ("filters", 16)  # the tiles across filters, too
+    try:
+        out["conv filter tiles"] = (F.conv2d(x32, w32, padding=1), F.conv2d(x32[:1], w32, padding=1))
+    finally:
+        _conv_paths.tiled_kind = real_kind
     out["winograd 2"] = _winograd.conv2d_winograd(x, w, padding=1, m=2)
     out["winograd 4"] = _winograd.conv2d_winograd(x, w, padding=1, m=4)
     dy2 = r.normal(size=(N, C, H // 2, W // 2))

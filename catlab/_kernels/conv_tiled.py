@@ -34,7 +34,7 @@ import numpy as np
 
 from ._jit import njit
 from .conv import _pad_phases, _phase_dims, _tap_offset
-from .simd import vfma, vload, vsplat, vstore, vzero
+from .simd import vbcast, vfma, vload, vsplat, vstore, vzero
 
 #: Positions per tile for each filter-block size KB (16 vectors of sums either way).
 TILE_8 = 32
@@ -251,6 +251,215 @@ def conv2d_tiled_forward(x, wpk, b, R, S, sh, sw, ph, pw, dil_h, dil_w, P, Q, pa
                     else:
                         _tile4(xp, toff, wk, j0, yw, j0 - jb)
                 _scatter(yw, jb, min(je, L), Wph, Q, kb * KB, Kg, b, g * Kg, yg)
+
+
+# --- vectors across filters: for small images -----------------------------------------------------
+#
+# On small images the wide rows waste much of each tile (an 8x8 output with padding 1 has rows of 10,
+# and the last tile of 32 is partly past the end: 96 positions computed for 64 kept). These kernels turn
+# the tile around: a vector holds 16 filters of one position, and a tile is 16 positions (any 16 of the
+# P*Q, none wasted) by 16 filters, or 8 positions by 32 filters. Per tap: the filters' weights at that
+# tap (1 or 2 vector loads, from ``wv[t]``) times each position's input (one number each, broadcast to
+# all lanes): 16 fused multiply-adds. The finished tile is transposed into y on the way out.
+
+#: Positions per tile for 16 and 32 filters per tile.
+FTILE_16 = 16
+FTILE_32 = 8
+
+
+@njit(cache=True)
+def _ftile16(xp, toff, wv, bs, yt):
+    """yt[i, 0:16] = sum over taps t of wv[t, 0:16] * xp[toff[t] + bs[i]], i < 16."""
+    b0 = bs[0]
+    b1 = bs[1]
+    b2 = bs[2]
+    b3 = bs[3]
+    b4 = bs[4]
+    b5 = bs[5]
+    b6 = bs[6]
+    b7 = bs[7]
+    b8 = bs[8]
+    b9 = bs[9]
+    b10 = bs[10]
+    b11 = bs[11]
+    b12 = bs[12]
+    b13 = bs[13]
+    b14 = bs[14]
+    b15 = bs[15]
+    a0 = vzero()
+    a1 = vzero()
+    a2 = vzero()
+    a3 = vzero()
+    a4 = vzero()
+    a5 = vzero()
+    a6 = vzero()
+    a7 = vzero()
+    a8 = vzero()
+    a9 = vzero()
+    a10 = vzero()
+    a11 = vzero()
+    a12 = vzero()
+    a13 = vzero()
+    a14 = vzero()
+    a15 = vzero()
+    for t in range(toff.shape[0]):
+        o = toff[t]
+        w = vload(wv[t], 0)
+        a0 = vfma(w, vbcast(xp, o + b0), a0)
+        a1 = vfma(w, vbcast(xp, o + b1), a1)
+        a2 = vfma(w, vbcast(xp, o + b2), a2)
+        a3 = vfma(w, vbcast(xp, o + b3), a3)
+        a4 = vfma(w, vbcast(xp, o + b4), a4)
+        a5 = vfma(w, vbcast(xp, o + b5), a5)
+        a6 = vfma(w, vbcast(xp, o + b6), a6)
+        a7 = vfma(w, vbcast(xp, o + b7), a7)
+        a8 = vfma(w, vbcast(xp, o + b8), a8)
+        a9 = vfma(w, vbcast(xp, o + b9), a9)
+        a10 = vfma(w, vbcast(xp, o + b10), a10)
+        a11 = vfma(w, vbcast(xp, o + b11), a11)
+        a12 = vfma(w, vbcast(xp, o + b12), a12)
+        a13 = vfma(w, vbcast(xp, o + b13), a13)
+        a14 = vfma(w, vbcast(xp, o + b14), a14)
+        a15 = vfma(w, vbcast(xp, o + b15), a15)
+    vstore(yt[0], 0, a0)
+    vstore(yt[1], 0, a1)
+    vstore(yt[2], 0, a2)
+    vstore(yt[3], 0, a3)
+    vstore(yt[4], 0, a4)
+    vstore(yt[5], 0, a5)
+    vstore(yt[6], 0, a6)
+    vstore(yt[7], 0, a7)
+    vstore(yt[8], 0, a8)
+    vstore(yt[9], 0, a9)
+    vstore(yt[10], 0, a10)
+    vstore(yt[11], 0, a11)
+    vstore(yt[12], 0, a12)
+    vstore(yt[13], 0, a13)
+    vstore(yt[14], 0, a14)
+    vstore(yt[15], 0, a15)
+
+
+@njit(cache=True)
+def _ftile32(xp, toff, wv, bs, yt):
+    """yt[i, 0:32] = sum over taps t of wv[t, 0:32] * xp[toff[t] + bs[i]], i < 8."""
+    b0 = bs[0]
+    b1 = bs[1]
+    b2 = bs[2]
+    b3 = bs[3]
+    b4 = bs[4]
+    b5 = bs[5]
+    b6 = bs[6]
+    b7 = bs[7]
+    a0 = vzero()
+    a1 = vzero()
+    a2 = vzero()
+    a3 = vzero()
+    a4 = vzero()
+    a5 = vzero()
+    a6 = vzero()
+    a7 = vzero()
+    c0 = vzero()
+    c1 = vzero()
+    c2 = vzero()
+    c3 = vzero()
+    c4 = vzero()
+    c5 = vzero()
+    c6 = vzero()
+    c7 = vzero()
+    for t in range(toff.shape[0]):
+        o = toff[t]
+        wt = wv[t]
+        w = vload(wt, 0)
+        u = vload(wt, 16)
+        v = vbcast(xp, o + b0)
+        a0 = vfma(w, v, a0)
+        c0 = vfma(u, v, c0)
+        v = vbcast(xp, o + b1)
+        a1 = vfma(w, v, a1)
+        c1 = vfma(u, v, c1)
+        v = vbcast(xp, o + b2)
+        a2 = vfma(w, v, a2)
+        c2 = vfma(u, v, c2)
+        v = vbcast(xp, o + b3)
+        a3 = vfma(w, v, a3)
+        c3 = vfma(u, v, c3)
+        v = vbcast(xp, o + b4)
+        a4 = vfma(w, v, a4)
+        c4 = vfma(u, v, c4)
+        v = vbcast(xp, o + b5)
+        a5 = vfma(w, v, a5)
+        c5 = vfma(u, v, c5)
+        v = vbcast(xp, o + b6)
+        a6 = vfma(w, v, a6)
+        c6 = vfma(u, v, c6)
+        v = vbcast(xp, o + b7)
+        a7 = vfma(w, v, a7)
+        c7 = vfma(u, v, c7)
+    vstore(yt[0], 0, a0)
+    vstore(yt[0], 16, c0)
+    vstore(yt[1], 0, a1)
+    vstore(yt[1], 16, c1)
+    vstore(yt[2], 0, a2)
+    vstore(yt[2], 16, c2)
+    vstore(yt[3], 0, a3)
+    vstore(yt[3], 16, c3)
+    vstore(yt[4], 0, a4)
+    vstore(yt[4], 16, c4)
+    vstore(yt[5], 0, a5)
+    vstore(yt[5], 16, c5)
+    vstore(yt[6], 0, a6)
+    vstore(yt[6], 16, c6)
+    vstore(yt[7], 0, a7)
+    vstore(yt[7], 16, c7)
+
+
+@njit(cache=True, nogil=True)
+def conv2d_ftiled_forward(x, wpk, b, R, S, sh, sw, ph, pw, dil_h, dil_w, P, Q, parts, i0, i1, y4):
+    """As :func:`conv2d_tiled_forward` with vectors across filters: ``wpk`` (G, nkv, Cg*R*S, KV), KV 16 or 32.
+
+    Tiles of 16 positions by 16 filters (KV = 16) or 8 by 32 (KV = 32), the positions (p, q) taken in
+    row-major order without gaps (the last tile repeats the last position); same items as there.
+    """
+    G, nkv, T, KV = wpk.shape
+    Cg = T // (R * S)
+    Kg = y4.shape[2]
+    Hph, Wph, L, Lpad, size = tile_layout(P, Q, R, S, sh, sw, dil_h, dil_w, Cg, 16)
+    toff = _tap_offsets(Cg, R, S, sh, sw, dil_h, dil_w, Hph, Wph)
+    PT = FTILE_16 if KV == 16 else FTILE_32
+    npos = P * Q
+    nt = -(-npos // PT)
+    bases = np.empty(nt * PT, dtype=np.intp)  # where position j's window starts in a phase plane
+    for j in range(nt * PT):
+        jj = min(j, npos - 1)
+        bases[j] = (jj // Q) * Wph + jj % Q
+    xp = np.zeros(size, dtype=np.float32)
+    yt = np.empty((PT, KV), dtype=np.float32)  # one tile, positions by filters
+    padded = -1
+    for it in range(i0, i1):
+        ng = it // parts
+        part = it % parts
+        n = ng // G
+        g = ng % G
+        if ng != padded:
+            _pad_phases(x[n], g * Cg, ph, pw, sh, sw, Hph, Wph, xp[: Cg * sh * sw * Hph * Wph])
+            padded = ng
+        yg = y4[n, g]  # (Kg, P*Q)
+        for kv in range(part * nkv // parts, (part + 1) * nkv // parts):
+            wv = wpk[g, kv]  # (T, KV)
+            k0 = kv * KV
+            kn = min(KV, Kg - k0)
+            for tt in range(nt):
+                j0 = tt * PT
+                if KV == 16:
+                    _ftile16(xp, toff, wv, bases[j0 : j0 + PT], yt)
+                else:
+                    _ftile32(xp, toff, wv, bases[j0 : j0 + PT], yt)
+                jn = min(PT, npos - j0)
+                for k in range(kn):
+                    bk = b[g * Kg + k0 + k]
+                    row = yg[k0 + k, j0 : j0 + jn]
+                    for i in range(jn):
+                        row[i] = yt[i, k] + bk
 
 
 # --- weight gradient ------------------------------------------------------------------------------

@@ -70,6 +70,14 @@ def conv2d_tiled_forward(n, items, x, wpk, b, R, S, sh, sw, ph, pw, dil_h, dil_w
 
 
 @_njit_parallel
+def conv2d_ftiled_forward(n, items, x, wpk, b, R, S, sh, sw, ph, pw, dil_h, dil_w, P, Q, parts, y4):
+    for t in prange(n):
+        _tiled.conv2d_ftiled_forward(
+            x, wpk, b, R, S, sh, sw, ph, pw, dil_h, dil_w, P, Q, parts, t * items // n, (t + 1) * items // n, y4
+        )
+
+
+@_njit_parallel
 def conv2d_tiled_weight_grad(
     n, items, x, dy4, R, S, sh, sw, ph, pw, dil_h, dil_w, P, Q, parts, dweight_t, db_t, finite_t
 ):

@@ -93,6 +93,22 @@ def _store(typingctx, arr, idx, v):
 
 
 @intrinsic
+def _bcast(typingctx, arr, idx):
+    if not (_is_float32_vector_array(arr) and isinstance(idx, types.Integer)):
+        return None
+    sig = float32x16(arr, types.intp)
+
+    def codegen(context, builder, sig, args):
+        ary = context.make_array(sig.args[0])(context, builder, args[0])
+        value = builder.load(builder.gep(ary.data, [args[1]]), align=4)
+        one = builder.insert_element(ir.Constant(_VEC, ir.Undefined), value, ir.Constant(ir.IntType(32), 0))
+        lanes = ir.Constant(ir.VectorType(ir.IntType(32), LANES), [0] * LANES)
+        return builder.shuffle_vector(one, ir.Constant(_VEC, ir.Undefined), lanes)
+
+    return sig, codegen
+
+
+@intrinsic
 def _zero(typingctx):
     sig = float32x16()
 
@@ -148,6 +164,13 @@ def vsplat(s):
     return np.full(LANES, s, dtype=np.float32)
 
 
+def vbcast(a, i):
+    """``a[i]`` of a 1-D C-contiguous float32 array in all sixteen lanes (a broadcast load)."""
+    if i < 0 or i >= a.shape[0]:
+        raise IndexError("catlab simd: broadcast index out of range")
+    return np.full(LANES, a[i], dtype=np.float32)
+
+
 def vload(a, i):
     """``a[i : i + 16]`` of a 1-D C-contiguous float32 array, as one vector."""
     _check(a, i)
@@ -199,6 +222,19 @@ def _ol_vstore(a, i, v):
 
         return checked
     return lambda a, i, v: _store(a, i, v)
+
+
+@overload(vbcast)
+def _ol_vbcast(a, i):
+    if config.BOUNDSCHECK:
+
+        def checked(a, i):
+            if i < 0 or i >= a.shape[0]:
+                raise IndexError("catlab simd: broadcast index out of range")
+            return _bcast(a, i)
+
+        return checked
+    return lambda a, i: _bcast(a, i)
 
 
 @overload(vfma)
