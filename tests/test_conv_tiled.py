@@ -31,6 +31,7 @@ def _axpy16(a, x, y, i, out):
     """out[i:i+16] = a * x[i:i+16] + y[i:i+16], through the five operations."""
     acc = simd.vfma(simd.vsplat(a), simd.vload(x, i), simd.vload(y, i))
     acc = simd.vfma(simd.vzero(), acc, acc)  # 0 * acc + acc: unchanged
+    acc = simd.vfma(simd.vbcast(x, 1), acc, simd.vzero())  # times x[1] = 1 in every lane
     simd.vstore(out, i, acc)
 
 
@@ -57,6 +58,9 @@ def test_vector_operations_in_python():
         simd.vload(x, 5)
     with pytest.raises(IndexError, match="16 lanes"):
         simd.vstore(out, -1, v)
+    np.testing.assert_array_equal(simd.vbcast(x, 7), np.full(16, 7.0))
+    with pytest.raises(IndexError, match="broadcast"):
+        simd.vbcast(x, 20)
 
 
 def test_fused_multiply_add_rounds_once():
@@ -86,10 +90,16 @@ def test_compiled_vector_loads_are_bounds_checked_under_numba_boundscheck(tmp_pa
         "a, out = np.zeros(20, np.float32), np.zeros(16, np.float32)\n"
         "f(a, 4, out)\n"
         "try:\n    f(a, 5, out)\nexcept IndexError as e:\n    print('IndexError', e)\n"
+        "@numba.njit\n"
+        "def g(a, i, out):\n    simd.vstore(out, 0, simd.vbcast(a, i))\n"
+        "g(a, 19, out)\n"
+        "try:\n    g(a, 20, out)\nexcept IndexError as e:\n    print('IndexError', e)\n"
     )
     env = dict(os.environ, NUMBA_BOUNDSCHECK="1", NUMBA_CACHE_DIR=str(tmp_path))
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
-    assert out.stdout.startswith("IndexError") and "16 lanes" in out.stdout, out.stdout + out.stderr
+    lines = out.stdout.splitlines()
+    assert len(lines) == 2 and all(line.startswith("IndexError") for line in lines), out.stdout + out.stderr
+    assert "16 lanes" in lines[0] and "broadcast" in lines[1]
 
 
 # --- the tiled forward ----------------------------------------------------------------------------

@@ -6,15 +6,16 @@ and stored on every step, and LLVM does not promote arrays to registers. The
 register-tiled convolution (:mod:`catlab._kernels.conv_tiled`) needs exactly
 that, so this module gives Numba a type whose values are LLVM vectors,
 ``<16 x float>`` (one AVX-512 register; two AVX2 registers elsewhere), and
-five operations on it, each a single LLVM instruction:
+six operations on it, each one or two LLVM instructions:
 
-=================  ==================================================
-``vzero()``        the vector of sixteen zeros
-``vsplat(s)``      the float32 ``s`` in all sixteen lanes
-``vload(a, i)``    ``a[i : i + 16]`` of a 1-D C-contiguous float32 array
-``vstore(a, i, v)`` ``a[i : i + 16] = v``
-``vfma(a, b, c)``  ``a * b + c`` lane by lane, rounded once (fused)
-=================  ==================================================
+===================  ==================================================
+``vzero()``          the vector of sixteen zeros
+``vsplat(s)``        the float32 ``s`` in all sixteen lanes
+``vbcast(a, i)``     ``a[i]`` in all sixteen lanes (a broadcast load)
+``vload(a, i)``      ``a[i : i + 16]`` of a 1-D C-contiguous float32 array
+``vstore(a, i, v)``  ``a[i : i + 16] = v``
+``vfma(a, b, c)``    ``a * b + c`` lane by lane, rounded once (fused)
+===================  ==================================================
 
 Like any Numba variable, a vector lives in registers between operations
 (LLVM's ``mem2reg``), so a loop that updates a few of them with ``vfma``
@@ -22,9 +23,10 @@ keeps them there for its whole length.
 
 Outside compiled code (``NUMBA_DISABLE_JIT=1``, used for coverage) the same
 names are Python functions on length-16 NumPy arrays; ``vfma`` then rounds
-twice. ``vload`` and ``vstore`` check their bounds there, and in compiled
-code when ``NUMBA_BOUNDSCHECK=1``; otherwise, like Numba's own indexing, they
-trust the caller.
+twice. ``vbcast``, ``vload`` and ``vstore`` check their bounds there, and in
+compiled code when ``NUMBA_BOUNDSCHECK=1``; otherwise they trust the caller
+(and, unlike Numba's indexing, never wrap a negative index around: that check
+on every load made the tiles across filters twice as slow).
 """
 
 from __future__ import annotations
