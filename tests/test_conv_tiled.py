@@ -134,8 +134,9 @@ def _case(cfg, seed=0):
 
 @pytest.fixture
 def tiled_forced(monkeypatch):
-    """Take the tiled kernels whatever this CPU is (they are correct anywhere; fast with AVX-512)."""
+    """Take the tiled kernels whatever this CPU is (they are correct anywhere; fast with AVX-512) and size."""
     monkeypatch.setattr(paths, "TILED", True)
+    monkeypatch.setattr(paths, "TILED_MIN_WORK", 0)
 
 
 @pytest.fixture
@@ -145,6 +146,7 @@ def tiled_on(monkeypatch):
     Only for tests that keep the chunks off Numba's threads: a ``prange`` wrapper compiled
     while the spy is in place would try to call it from compiled code."""
     monkeypatch.setattr(paths, "TILED", True)
+    monkeypatch.setattr(paths, "TILED_MIN_WORK", 0)
     taken = []
     for name in ("conv2d_tiled_forward", "conv2d_ftiled_forward"):  # tiles across positions or filters
         real = getattr(CT, name)
@@ -180,6 +182,7 @@ BACKWARD = [c for c in TILED if c[7] == 1 or c[9] == 1] + [
 def tiled_backward_on(monkeypatch):
     """As ``tiled_on``, for the backward pass: records each tiled weight-gradient kernel call (same caveat)."""
     monkeypatch.setattr(paths, "TILED", True)
+    monkeypatch.setattr(paths, "TILED_MIN_WORK", 0)
     taken = []
     real = CT.conv2d_tiled_weight_grad
     monkeypatch.setattr(CT, "conv2d_tiled_weight_grad", lambda *a: (taken.append(1), real(*a))[1])
@@ -295,6 +298,9 @@ def test_tiled_path_choice(monkeypatch):
     assert not paths.use_tiled(np.dtype(np.float32), 1, 1, paths.Geometry(2, 2, 0, 0, 1, 1, 16, 16))  # stride > kernel
     # a 7x7 kernel over rows of 2 outputs: the wide rows (8 long) would be 3.6 times the work
     assert not paths.use_tiled(np.dtype(np.float32), 7, 7, paths.Geometry(1, 1, 3, 3, 1, 1, 8, 2))
+    # tiny layers keep the other paths (as fast there, and cheaper per call)
+    assert not paths.use_tiled(np.dtype(np.float32), 3, 3, geo, work=paths.TILED_MIN_WORK - 1)
+    assert paths.use_tiled(np.dtype(np.float32), 3, 3, geo, work=paths.TILED_MIN_WORK)
     monkeypatch.setattr(paths, "TILED", False)
     assert not paths.use_tiled(np.dtype(np.float32), 3, 3, geo)
 

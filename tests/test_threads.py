@@ -314,6 +314,7 @@ def test_every_parallel_wrapper_gives_the_single_chunk_results(monkeypatch):
     w = r.normal(size=(16, 16, 3, 3))
     monkeypatch.setattr(_threads, "num_threads", lambda: 1)
     monkeypatch.setattr(_conv_paths, "TILED", True)  # also where the CPU has no AVX-512
+    monkeypatch.setattr(_conv_paths, "TILED_MIN_WORK", 0)  # and for these small layers
     want = _every_chunked_op(x, w)
     launched = set()
     real = _threads.run_kernel
