@@ -87,35 +87,70 @@ def max_pool2d_backward(x3, dy3, kh, kw, sh, sw, ph, pw, dil_h, dil_w, i0, i1, d
     """dx3[argmax of each window] += dy3[window], recomputing each argmax from ``x3``.
 
     As in PyTorch, the first maximum in row-major order wins, and in a window
-    holding NaNs the last NaN wins. Planes i0 <= i < i1 of ``dx3`` are overwritten.
+    holding NaNs the last NaN wins (:func:`_argmax_row`, one output row at a
+    time). Planes i0 <= i < i1 of ``dx3`` are overwritten.
     """
     NC, H, W = x3.shape
     P = dy3.shape[1]
     Q = dy3.shape[2]
+    colmax = np.empty(W, dtype=x3.dtype)
+    colarg = np.empty(W, dtype=np.int64)
+    m = np.empty(Q, dtype=x3.dtype)  # one output row's maxima (not needed: the argmax is)
+    am = np.empty(Q, dtype=np.int64)  # ... and their flat indices
     for i in range(i0, i1):
-        for h in range(H):
-            for v in range(W):
-                dx3[i, h, v] = 0.0
+        d = dx3[i].reshape(H * W)
+        for h in range(H * W):
+            d[h] = 0.0
+        g = dy3[i]
         for p in range(P):
-            h0 = p * sh - ph
-            r0, r1 = _clamp(h0, kh, dil_h, H)
+            _argmax_row(x3[i], p, kh, kw, sh, sw, ph, pw, dil_h, dil_w, colmax, colarg, m, am)
+            gp = g[p]
             for q in range(Q):
-                w0 = q * sw - pw
-                c0, c1 = _clamp(w0, kw, dil_w, W)
-                m = -np.inf
-                am = -1
-                an = -1
-                for r in range(r0, r1):
-                    ih = h0 + r * dil_h
-                    for s in range(c0, c1):
-                        iw = w0 + s * dil_w
-                        v = x3[i, ih, iw]
-                        if am < 0 or v > m or np.isnan(v):  # as PyTorch: the last NaN wins
-                            m = v
-                            am = ih
-                            an = iw
-                if am >= 0:
-                    dx3[i, am, an] += dy3[i, p, q]
+                if am[q] < H * W:
+                    d[am[q]] += gp[q]
+
+
+@njit(cache=True)
+def _argmax_row(xi, p, kh, kw, sh, sw, ph, pw, dil_h, dil_w, colmax, colarg, m, am):
+    """m[q], am[q] = the maximum of window (p, q) of plane xi (H, W) and its flat index, for every q.
+
+    Separably, as :func:`max_pool2d_forward`: first down the window's rows for every input column
+    (``colmax``, ``colarg``: the first strict maximum, the last NaN), then across the window's columns.
+    Among equal maxima the smallest flat index wins (it is the first in row-major order: an earlier
+    row, or the same row and an earlier column), and among NaNs the largest (the last), so the result
+    is PyTorch's rule for the whole window; a window of -inf points at its first cell inside the input.
+    """
+    H, W = xi.shape
+    Q = m.shape[0]
+    h0 = p * sh - ph
+    r0, r1 = _clamp(h0, kh, dil_h, H)
+    first = (h0 + r0 * dil_h) * W
+    for v in range(W):
+        colmax[v] = -np.inf
+        colarg[v] = first + v
+    for r in range(r0, r1):
+        ih = h0 + r * dil_h
+        row = xi[ih]
+        base = ih * W
+        for v in range(W):
+            a = row[v]
+            take = (a > colmax[v]) | (a != a)
+            colmax[v] = a if take else colmax[v]
+            colarg[v] = base + v if take else colarg[v]
+    for q in range(Q):
+        m[q] = -np.inf
+        am[q] = H * W  # past every index: the first candidate of equal value replaces it
+    for s in range(kw):
+        lo, hi = _qrange(s, sw, pw, dil_w, W, Q)
+        off = lo * sw - pw + s * dil_w
+        for j in range(hi - lo):
+            v = colmax[off + j * sw]
+            a = colarg[off + j * sw]
+            mj = m[lo + j]
+            aj = am[lo + j]
+            take = (v > mj) | ((v == mj) & (a < aj)) | ((v != v) & ((mj == mj) | (a > aj)))
+            m[lo + j] = v if take else mj
+            am[lo + j] = a if take else aj
 
 
 @njit(cache=True, nogil=True)
@@ -168,29 +203,11 @@ def max_pool2d_indices_forward(x3, kh, kw, sh, sw, ph, pw, dil_h, dil_w, i0, i1,
                     ym[q] = m
                     yi[q] = am
         return
+    colmax = np.empty(W, dtype=x3.dtype)  # per input column: the maximum over the window's rows
+    colarg = np.empty(W, dtype=np.int64)  # ... and where it is
     for i in range(i0, i1):
-        xi = x3[i]
-        yi = y3[i]
-        ii = ind3[i]
         for p in range(P):
-            h0 = p * sh - ph
-            r0, r1 = _clamp(h0, kh, dil_h, H)
-            for q in range(Q):
-                w0 = q * sw - pw
-                c0, c1 = _clamp(w0, kw, dil_w, W)
-                m = -np.inf
-                am = (h0 + r0 * dil_h) * W + w0 + c0 * dil_w
-                for r in range(r0, r1):
-                    ih = h0 + r * dil_h
-                    row = xi[ih]
-                    for s in range(c0, c1):
-                        iw = w0 + s * dil_w
-                        v = row[iw]
-                        take = (v > m) | (v != v)
-                        am = ih * W + iw if take else am
-                        m = v if take else m
-                yi[p, q] = m
-                ii[p, q] = am
+            _argmax_row(x3[i], p, kh, kw, sh, sw, ph, pw, dil_h, dil_w, colmax, colarg, y3[i, p], ind3[i, p])
 
 
 @njit(cache=True, nogil=True)
