@@ -153,9 +153,11 @@ def use_tiled(dtype, R, S, geo: Geometry, work=None) -> bool:
     """Whether a forward pass takes the register-tiled kernels (module table); ``work``: its multiply-adds."""
     if not TILED or dtype != np.float32 or (work is not None and work < TILED_MIN_WORK):
         return False
-    sh, sw, _, _, dil_h, dil_w, P, Q = geo
+    sh, sw, ph, pw, dil_h, dil_w, P, Q = geo
     if sh > dil_h * (R - 1) + 1 or sw > dil_w * (S - 1) + 1:
         return False  # whole stride phases would be copied that no tap reads
+    if (R, S, sh, sw, ph, pw) == (1, 1, 1, 1, 0, 0):
+        return False  # a plain matrix product per sample: BLAS, on the input as it is, was 3x as fast
     return wide_extra(P, Q, R, S, sh, sw, dil_h, dil_w) <= 1 + TILED_MAX_EXTRA
 
 

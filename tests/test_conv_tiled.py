@@ -111,7 +111,7 @@ TILED = [
     (3, 6, 14, 14, 16, 5, 5, 1, 0, 1, 1),  # blocks of 8
     (2, 4, 11, 13, 6, 3, 2, (2, 1), (1, 0), (1, 2), 2),  # stride phases, dilation, groups
     (2, 5, 12, 9, 9, 3, 3, 2, 1, 1, 1),  # stride 2 both ways
-    (1, 8, 7, 7, 12, 1, 1, 1, 0, 1, 1),  # 1x1
+    (1, 8, 7, 7, 12, 1, 1, 1, 1, 1, 1),  # 1x1 with padding (without, it is a plain product: BLAS)
     (2, 8, 3, 3, 9, 3, 3, 1, 1, 1, 1),  # a plane smaller than one tile
     (2, 6, 10, 10, 16, 4, 4, 1, "same", 1, 1),  # even kernel: asymmetric padding
     (1, 2, 5, 40, 1, 2, 3, 1, (0, 1), (2, 1), 1),  # one filter, wide rows longer than a block
@@ -296,6 +296,8 @@ def test_tiled_path_choice(monkeypatch):
     assert paths.use_tiled(np.dtype(np.float32), 3, 3, geo)
     assert not paths.use_tiled(np.dtype(np.float64), 3, 3, geo)  # float64: the BLAS paths
     assert not paths.use_tiled(np.dtype(np.float32), 1, 1, paths.Geometry(2, 2, 0, 0, 1, 1, 16, 16))  # stride > kernel
+    assert not paths.use_tiled(np.dtype(np.float32), 1, 1, paths.Geometry(1, 1, 0, 0, 1, 1, 16, 16))  # 1x1: BLAS
+    assert paths.use_tiled(np.dtype(np.float32), 1, 1, paths.Geometry(1, 1, 1, 1, 1, 1, 18, 18))  # padded 1x1
     # a 7x7 kernel over rows of 2 outputs: the wide rows (8 long) would be 3.6 times the work
     assert not paths.use_tiled(np.dtype(np.float32), 7, 7, paths.Geometry(1, 1, 3, 3, 1, 1, 8, 2))
     # tiny layers keep the other paths (as fast there, and cheaper per call)
