@@ -94,7 +94,7 @@ def max_pool2d_backward(x3, dy3, kh, kw, sh, sw, ph, pw, dil_h, dil_w, i0, i1, d
     P = dy3.shape[1]
     Q = dy3.shape[2]
     colmax = np.empty(W, dtype=x3.dtype)
-    colarg = np.empty(W, dtype=np.int64)
+    colarg = np.empty(W, dtype=np.int32)
     m = np.empty(Q, dtype=x3.dtype)  # one output row's maxima (not needed: the argmax is)
     am = np.empty(Q, dtype=np.int64)  # ... and their flat indices
     for i in range(i0, i1):
@@ -110,7 +110,7 @@ def max_pool2d_backward(x3, dy3, kh, kw, sh, sw, ph, pw, dil_h, dil_w, i0, i1, d
                     d[am[q]] += gp[q]
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _argmax_row(xi, p, kh, kw, sh, sw, ph, pw, dil_h, dil_w, colmax, colarg, m, am):
     """m[q], am[q] = the maximum of window (p, q) of plane xi (H, W) and its flat index, for every q.
 
@@ -124,33 +124,34 @@ def _argmax_row(xi, p, kh, kw, sh, sw, ph, pw, dil_h, dil_w, colmax, colarg, m, 
     Q = m.shape[0]
     h0 = p * sh - ph
     r0, r1 = _clamp(h0, kh, dil_h, H)
+    row = xi[h0 + r0 * dil_h]
     first = (h0 + r0 * dil_h) * W
-    for v in range(W):
-        colmax[v] = -np.inf
+    for v in range(W):  # the window's first row inside the input
+        colmax[v] = row[v]
         colarg[v] = first + v
-    for r in range(r0, r1):
+    for r in range(r0 + 1, r1):
         ih = h0 + r * dil_h
         row = xi[ih]
         base = ih * W
         for v in range(W):
             a = row[v]
-            take = (a > colmax[v]) | (a != a)
-            colmax[v] = a if take else colmax[v]
+            c = colmax[v]
+            take = (a > c) | (a != a)
+            colmax[v] = a if take else c
             colarg[v] = base + v if take else colarg[v]
     for q in range(Q):
-        m[q] = -np.inf
-        am[q] = H * W  # past every index: the first candidate of equal value replaces it
-    for s in range(kw):
-        lo, hi = _qrange(s, sw, pw, dil_w, W, Q)
-        off = lo * sw - pw + s * dil_w
-        for j in range(hi - lo):
-            v = colmax[off + j * sw]
-            a = colarg[off + j * sw]
-            mj = m[lo + j]
-            aj = am[lo + j]
-            take = (v > mj) | ((v == mj) & (a < aj)) | ((v != v) & ((mj == mj) | (a > aj)))
-            m[lo + j] = v if take else mj
-            am[lo + j] = a if take else aj
+        w0 = q * sw - pw
+        c0, c1 = _clamp(w0, kw, dil_w, W)
+        mq = colmax[w0 + c0 * dil_w]
+        aq = colarg[w0 + c0 * dil_w]
+        for c in range(c0 + 1, c1):
+            v = colmax[w0 + c * dil_w]
+            a = colarg[w0 + c * dil_w]
+            if v > mq or (v == mq and a < aq) or (v != v and (mq == mq or a > aq)):
+                mq = v
+                aq = a
+        m[q] = mq
+        am[q] = aq
 
 
 @njit(cache=True, nogil=True)
@@ -204,7 +205,7 @@ def max_pool2d_indices_forward(x3, kh, kw, sh, sw, ph, pw, dil_h, dil_w, i0, i1,
                     yi[q] = am
         return
     colmax = np.empty(W, dtype=x3.dtype)  # per input column: the maximum over the window's rows
-    colarg = np.empty(W, dtype=np.int64)  # ... and where it is
+    colarg = np.empty(W, dtype=np.int32)  # ... and where it is
     for i in range(i0, i1):
         for p in range(P):
             _argmax_row(x3[i], p, kh, kw, sh, sw, ph, pw, dil_h, dil_w, colmax, colarg, y3[i, p], ind3[i, p])
