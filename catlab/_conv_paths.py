@@ -312,27 +312,21 @@ def _forward_tiled(x4, w4, b, groups, geo: Geometry, T):
     sh, sw, ph, pw, dil_h, dil_w, P, Q = geo
     G, Kg = groups, K // groups
     kind, KB = tiled_kind(Kg, R, S, geo)
-    wpk = pack_filters(w4, G, KB)  # (G, nkb, Cg*R*S, KB): blocks of KB filters
-    nkb = wpk.shape[1]
+    nkb = -(-Kg // KB)
     parts = 1 if N * G >= T else min(nkb, -(-T // (N * G)))
     work = Kg * Cg * R * S * P * Q  # multiply-adds per (sample, group)
     n = _threads.chunks_for(N * G * parts, work / parts, T, MIN_CHUNK_WORK)
     if n == 1:
         parts = 1
     y4 = np.empty((N, G, Kg, P * Q), dtype=np.float32)  # (N, G, Kg, P*Q)
-    kernel, parallel = (
-        (_tiled.conv2d_tiled_forward, _par.conv2d_tiled_forward)
-        if kind == "positions"
-        else (_tiled.conv2d_ftiled_forward, _par.conv2d_ftiled_forward)
-    )
-    _threads.run_kernel(
-        kernel,
-        parallel,
-        N * G * parts,
-        n,
-        (x4, wpk, b, R, S, sh, sw, ph, pw, dil_h, dil_w, P, Q, parts),
-        (y4,),
-    )
+    geometry = (R, S, sh, sw, ph, pw, dil_h, dil_w, P, Q)
+    if kind == "positions":  # the filter matrix as it is
+        w3 = np.ascontiguousarray(w4).reshape(G, Kg, Cg * R * S)  # (G, Kg, Cg*R*S)
+        kernel, parallel, before = _tiled.conv2d_tiled_forward, _par.conv2d_tiled_forward, (x4, w3, b, *geometry, KB)
+    else:  # packed tap by tap
+        wpk = pack_filters(w4, G, KB)  # (G, nkb, Cg*R*S, KB)
+        kernel, parallel, before = _tiled.conv2d_ftiled_forward, _par.conv2d_ftiled_forward, (x4, wpk, b, *geometry)
+    _threads.run_kernel(kernel, parallel, N * G * parts, n, (*before, parts), (y4,))
     return y4.reshape(N, K, P, Q)
 
 

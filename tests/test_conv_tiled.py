@@ -266,10 +266,14 @@ def test_tiled_kernel_called_directly_with_both_block_sizes(KB):
     x, w, b, kw, (s2, pad, d2, groups) = _case((2, 5, 9, 11, 11, 3, 3, 1, 1, 1, 1), seed=3)
     P, Q = 9, 11
     y4 = np.empty((2, 1, 11, P * Q), dtype=np.float32)
-    wpk = paths.pack_filters(w, 1, KB)
-    assert wpk.shape == (1, -(-11 // KB), 5 * 9, KB)
-    CT.conv2d_tiled_forward(x, wpk, b, 3, 3, 1, 1, 1, 1, 1, 1, P, Q, 1, 0, 2, y4)
     want = ref.conv2d(x, w, b, s2, pad, d2, groups)
+    # 11 filters: the last block reads rows past the last filter (as the last) and drops them
+    CT.conv2d_tiled_forward(x, w.reshape(1, 11, 5 * 9), b, 3, 3, 1, 1, 1, 1, 1, 1, P, Q, KB, 1, 0, 2, y4)
+    np.testing.assert_allclose(y4.reshape(want.shape), want, rtol=1e-5, atol=1e-5 * np.abs(want).max())
+    KV = 16  # and the tiles across filters, with the filters packed tap by tap
+    wpk = paths.pack_filters(w, 1, KV)
+    assert wpk.shape == (1, 1, 5 * 9, KV)
+    CT.conv2d_ftiled_forward(x, wpk, b, 3, 3, 1, 1, 1, 1, 1, 1, P, Q, 1, 0, 2, y4)
     np.testing.assert_allclose(y4.reshape(want.shape), want, rtol=1e-5, atol=1e-5 * np.abs(want).max())
 
 

@@ -16,16 +16,18 @@ is and keeps a tile of outputs in registers (:mod:`catlab._kernels.simd`):
   inputs (two or four vectors, unaligned) and adds them, times the tap's
   weight for each of the KB filters, into the sums: 16 fused multiply-adds
   per 2-4 loads, all operands in registers;
-- the filters are packed tap by tap, ``wpk[g, kb, t, :]`` = the weights of
-  filters kb*KB .. kb*KB + KB - 1 at tap t (zero past the group's last
-  filter), so a tile reads them in order.
+- a tile reads its KB filters' weights at each tap from the (Kg, Cg*R*S)
+  filter matrix as it is (KB rows, one number each per tap, broadcast to all
+  lanes; a row past the group's last filter is read as the last, and dropped).
 
 Per item the positions are done in blocks of ``BLOCK`` (the inputs a block
 reads stay in the L2 cache across the filter blocks), and each finished block
 is copied, plus the bias, to its place in ``y4``. Sums run over the taps in
 one fixed order, so the result does not depend on the chunking.
 
-Layouts: ``x`` (N, C, H, W); ``wpk`` (G, nkb, Cg*R*S, KB); ``y4`` (N, G, Kg, P*Q).
+Layouts: ``x`` (N, C, H, W); ``w3`` (G, Kg, Cg*R*S); ``y4`` (N, G, Kg, P*Q); the
+tiles across filters (below) take ``wpk`` (G, nkv, Cg*R*S, KV), filters packed
+tap by tap.
 Items: (sample n, group g, part) with ``parts`` parts per (n, g), each a
 contiguous range of filter blocks (parts > 1 only for fewer samples than threads).
 """
@@ -34,7 +36,7 @@ import numpy as np
 
 from ._jit import njit
 from .conv import _pad_phases, _phase_dims, _tap_offset
-from .simd import vbcast, vfma, vload, vsplat, vstore, vzero
+from .simd import vbcast, vfma, vload, vstore, vzero
 
 #: Positions per tile for each filter-block size KB (16 vectors of sums either way).
 TILE_8 = 32
@@ -69,8 +71,19 @@ def _tap_offsets(Cg, R, S, sh, sw, dil_h, dil_w, Hph, Wph):
 
 
 @njit(cache=True)
-def _tile8(xp, toff, wk, j0, yw, c0):
-    """yw[0:8, c0 : c0+32] = sum over taps t of wk[t, k] * xp[toff[t] + j0 + (0 .. 31)], k < 8."""
+def _tile8(xp, toff, wg, k0, j0, yw, c0):
+    """yw[k, c0 : c0+32] = sum over taps t of wg[k0 + k, t] * xp[toff[t] + j0 + (0 .. 31)], k < 8.
+
+    ``wg`` (Kg, T) holds the group's filters; rows past the last are read as the last (and dropped)."""
+    last = wg.shape[0] - 1
+    w0 = wg[min(k0, last)]
+    w1 = wg[min(k0 + 1, last)]
+    w2 = wg[min(k0 + 2, last)]
+    w3 = wg[min(k0 + 3, last)]
+    w4 = wg[min(k0 + 4, last)]
+    w5 = wg[min(k0 + 5, last)]
+    w6 = wg[min(k0 + 6, last)]
+    w7 = wg[min(k0 + 7, last)]
     a00 = vzero()
     a01 = vzero()
     a10 = vzero()
@@ -91,29 +104,28 @@ def _tile8(xp, toff, wk, j0, yw, c0):
         i = toff[t] + j0
         x0 = vload(xp, i)
         x1 = vload(xp, i + 16)
-        wt = wk[t]
-        w = vsplat(wt[0])
+        w = vbcast(w0, t)
         a00 = vfma(w, x0, a00)
         a01 = vfma(w, x1, a01)
-        w = vsplat(wt[1])
+        w = vbcast(w1, t)
         a10 = vfma(w, x0, a10)
         a11 = vfma(w, x1, a11)
-        w = vsplat(wt[2])
+        w = vbcast(w2, t)
         a20 = vfma(w, x0, a20)
         a21 = vfma(w, x1, a21)
-        w = vsplat(wt[3])
+        w = vbcast(w3, t)
         a30 = vfma(w, x0, a30)
         a31 = vfma(w, x1, a31)
-        w = vsplat(wt[4])
+        w = vbcast(w4, t)
         a40 = vfma(w, x0, a40)
         a41 = vfma(w, x1, a41)
-        w = vsplat(wt[5])
+        w = vbcast(w5, t)
         a50 = vfma(w, x0, a50)
         a51 = vfma(w, x1, a51)
-        w = vsplat(wt[6])
+        w = vbcast(w6, t)
         a60 = vfma(w, x0, a60)
         a61 = vfma(w, x1, a61)
-        w = vsplat(wt[7])
+        w = vbcast(w7, t)
         a70 = vfma(w, x0, a70)
         a71 = vfma(w, x1, a71)
     vstore(yw[0], c0, a00)
@@ -135,8 +147,13 @@ def _tile8(xp, toff, wk, j0, yw, c0):
 
 
 @njit(cache=True)
-def _tile4(xp, toff, wk, j0, yw, c0):
-    """yw[0:4, c0 : c0+64] = sum over taps t of wk[t, k] * xp[toff[t] + j0 + (0 .. 63)], k < 4."""
+def _tile4(xp, toff, wg, k0, j0, yw, c0):
+    """yw[k, c0 : c0+64] = sum over taps t of wg[k0 + k, t] * xp[toff[t] + j0 + (0 .. 63)], k < 4 (as _tile8)."""
+    last = wg.shape[0] - 1
+    w0 = wg[min(k0, last)]
+    w1 = wg[min(k0 + 1, last)]
+    w2 = wg[min(k0 + 2, last)]
+    w3 = wg[min(k0 + 3, last)]
     a00 = vzero()
     a01 = vzero()
     a02 = vzero()
@@ -159,23 +176,22 @@ def _tile4(xp, toff, wk, j0, yw, c0):
         x1 = vload(xp, i + 16)
         x2 = vload(xp, i + 32)
         x3 = vload(xp, i + 48)
-        wt = wk[t]
-        w = vsplat(wt[0])
+        w = vbcast(w0, t)
         a00 = vfma(w, x0, a00)
         a01 = vfma(w, x1, a01)
         a02 = vfma(w, x2, a02)
         a03 = vfma(w, x3, a03)
-        w = vsplat(wt[1])
+        w = vbcast(w1, t)
         a10 = vfma(w, x0, a10)
         a11 = vfma(w, x1, a11)
         a12 = vfma(w, x2, a12)
         a13 = vfma(w, x3, a13)
-        w = vsplat(wt[2])
+        w = vbcast(w2, t)
         a20 = vfma(w, x0, a20)
         a21 = vfma(w, x1, a21)
         a22 = vfma(w, x2, a22)
         a23 = vfma(w, x3, a23)
-        w = vsplat(wt[3])
+        w = vbcast(w3, t)
         a30 = vfma(w, x0, a30)
         a31 = vfma(w, x1, a31)
         a32 = vfma(w, x2, a32)
@@ -219,11 +235,11 @@ def _scatter(yw, jb, je, Wph, Q, k0, Kg, b, bias0, yg):
 
 
 @njit(cache=True, nogil=True)
-def conv2d_tiled_forward(x, wpk, b, R, S, sh, sw, ph, pw, dil_h, dil_w, P, Q, parts, i0, i1, y4):
-    """Forward of items (n, g, part), i0 <= it < i1 (see the module docstring)."""
-    G, nkb, T, KB = wpk.shape
+def conv2d_tiled_forward(x, w3, b, R, S, sh, sw, ph, pw, dil_h, dil_w, P, Q, KB, parts, i0, i1, y4):
+    """Forward of items (n, g, part), i0 <= it < i1 (see the module docstring); ``w3`` (G, Kg, Cg*R*S)."""
+    G, Kg, T = w3.shape
     Cg = T // (R * S)
-    Kg = y4.shape[2]
+    nkb = -(-Kg // KB)
     tile = TILE_8 if KB == 8 else TILE_4
     Hph, Wph, L, Lpad, size = tile_layout(P, Q, R, S, sh, sw, dil_h, dil_w, Cg, tile)
     toff = _tap_offsets(Cg, R, S, sh, sw, dil_h, dil_w, Hph, Wph)
@@ -244,12 +260,11 @@ def conv2d_tiled_forward(x, wpk, b, R, S, sh, sw, ph, pw, dil_h, dil_w, P, Q, pa
         for jb in range(0, Lpad, BLOCK):
             je = min(jb + BLOCK, Lpad)
             for kb in range(kb0, kb1):
-                wk = wpk[g, kb]  # (T, KB)
                 for j0 in range(jb, je, tile):
                     if KB == 8:
-                        _tile8(xp, toff, wk, j0, yw, j0 - jb)
+                        _tile8(xp, toff, w3[g], kb * KB, j0, yw, j0 - jb)
                     else:
-                        _tile4(xp, toff, wk, j0, yw, j0 - jb)
+                        _tile4(xp, toff, w3[g], kb * KB, j0, yw, j0 - jb)
                 _scatter(yw, jb, min(je, L), Wph, Q, kb * KB, Kg, b, g * Kg, yg)
 
 

@@ -62,10 +62,10 @@ def conv2d_wide_forward(n, items, x, w3, b, R, S, sh, sw, ph, pw, dil_h, dil_w, 
 
 
 @_njit_parallel
-def conv2d_tiled_forward(n, items, x, wpk, b, R, S, sh, sw, ph, pw, dil_h, dil_w, P, Q, parts, y4):
+def conv2d_tiled_forward(n, items, x, w3, b, R, S, sh, sw, ph, pw, dil_h, dil_w, P, Q, KB, parts, y4):
     for t in prange(n):
         _tiled.conv2d_tiled_forward(
-            x, wpk, b, R, S, sh, sw, ph, pw, dil_h, dil_w, P, Q, parts, t * items // n, (t + 1) * items // n, y4
+            x, w3, b, R, S, sh, sw, ph, pw, dil_h, dil_w, P, Q, KB, parts, t * items // n, (t + 1) * items // n, y4
         )
 
 
