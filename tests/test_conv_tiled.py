@@ -81,6 +81,93 @@ def test_fused_multiply_add_rounds_once():
         assert (out == np.float32(-(2.0**-46))).all()
 
 
+@numba.njit(cache=False)
+def _row_totals(rows, out):
+    """out[r] = sum of rows[r, :] for 16 rows of 16, by four rounds of vpairsum (as the weight-gradient tile)."""
+    p0 = simd.vpairsum(simd.vload(rows[0], 0), simd.vload(rows[1], 0))
+    p1 = simd.vpairsum(simd.vload(rows[2], 0), simd.vload(rows[3], 0))
+    p2 = simd.vpairsum(simd.vload(rows[4], 0), simd.vload(rows[5], 0))
+    p3 = simd.vpairsum(simd.vload(rows[6], 0), simd.vload(rows[7], 0))
+    p4 = simd.vpairsum(simd.vload(rows[8], 0), simd.vload(rows[9], 0))
+    p5 = simd.vpairsum(simd.vload(rows[10], 0), simd.vload(rows[11], 0))
+    p6 = simd.vpairsum(simd.vload(rows[12], 0), simd.vload(rows[13], 0))
+    p7 = simd.vpairsum(simd.vload(rows[14], 0), simd.vload(rows[15], 0))
+    q0 = simd.vpairsum(p0, p1)
+    q1 = simd.vpairsum(p2, p3)
+    q2 = simd.vpairsum(p4, p5)
+    q3 = simd.vpairsum(p6, p7)
+    simd.vstore(out, 0, simd.vpairsum(simd.vpairsum(q0, q1), simd.vpairsum(q2, q3)))
+
+
+def test_pairsum_known_answer_compiled_and_in_python():
+    a = np.arange(16, dtype=np.float32)
+    b = np.arange(100, 116, dtype=np.float32)
+    want = np.array([1, 5, 9, 13, 17, 21, 25, 29, 201, 205, 209, 213, 217, 221, 225, 229], dtype=np.float32)
+    np.testing.assert_array_equal(simd.vpairsum(a, b), want)  # the Python version
+
+    @numba.njit(cache=False)
+    def pairsum16(a, b, out):
+        simd.vstore(out, 0, simd.vpairsum(simd.vload(a, 0), simd.vload(b, 0)))
+
+    out = np.zeros(16, dtype=np.float32)
+    pairsum16(a, b, out)
+    np.testing.assert_array_equal(out, want)
+
+
+def test_four_rounds_of_pairsum_give_each_row_total():
+    rows = (np.arange(256, dtype=np.float32) % 7).reshape(16, 16) * np.arange(1, 17, dtype=np.float32)[:, None]
+    out = np.zeros(16, dtype=np.float32)
+    _row_totals(rows, out)
+    np.testing.assert_array_equal(out, rows.sum(axis=1))  # small integers: exact in any order
+
+
+@pytest.mark.parametrize("n", [0, 5, 16, 32, 47, 100])
+def test_lane_sum_known_answers_and_non_finite(n):
+    lanes = np.empty(16, dtype=np.float32)
+    a = np.arange(3 + n + 3, dtype=np.float32)
+    assert CT._lane_sum(a, 3, n, np.float32(1.0), lanes) == np.arange(3, 3 + n).sum()  # integers: exact
+    assert CT._lane_sum(a, 3, n, np.float32(0.0), lanes) == 0.0
+    if n:
+        for bad in (np.inf, -np.inf, np.nan):
+            b = a.copy()
+            b[3 + n - 1] = bad
+            assert np.isnan(CT._lane_sum(b, 3, n, np.float32(0.0), lanes))
+        b = a.copy()
+        b[2] = b[3 + n] = np.nan  # just outside the range: not read
+        assert CT._lane_sum(b, 3, n, np.float32(0.0), lanes) == 0.0
+
+
+def _pad_phases_model(x_n, c0, Cg, ph, pw, sh, sw, Hph, Wph):
+    """NumPy: zero-pad channels c0 .. c0+Cg-1, cut to (Hph*sh, Wph*sw), split into the sh*sw phase planes."""
+    C, H, W = x_n.shape
+    big = np.zeros((Cg, max(Hph * sh, H + ph), max(Wph * sw, W + pw)), dtype=x_n.dtype)
+    big[:, ph : ph + H, pw : pw + W] = x_n[c0 : c0 + Cg]
+    big = big[:, : Hph * sh, : Wph * sw]
+    return np.stack([big[:, a::sh, b::sw] for a in range(sh) for b in range(sw)], axis=1).ravel()
+
+
+@pytest.mark.parametrize(
+    "C, H, W, ph, pw, sh, sw",
+    [
+        (3, 8, 8, 1, 1, 1, 1),
+        (4, 16, 16, 1, 1, 2, 2),
+        (2, 7, 9, 2, 0, 2, 3),
+        (3, 32, 40, 1, 2, 1, 1),
+        (2, 33, 31, 1, 1, 2, 2),
+    ],
+)
+def test_pad_phases_against_a_numpy_model(C, H, W, ph, pw, sh, sw):
+    """Both copy orders (channels innermost for planes under 4 KiB, channel by channel above)."""
+    from catlab._kernels.conv import _pad_phases
+
+    rng = np.random.default_rng(C * H + W)
+    x_n = rng.standard_normal((C + 2, H, W)).astype(np.float32)
+    Hph, Wph = -(-(H + 2 * ph) // sh), -(-(W + 2 * pw) // sw)
+    xp = np.zeros(C * sh * sw * Hph * Wph, dtype=np.float32)
+    _pad_phases(x_n, 1, ph, pw, sh, sw, Hph, Wph, xp)
+    np.testing.assert_array_equal(xp, _pad_phases_model(x_n, 1, C, ph, pw, sh, sw, Hph, Wph))
+
+
 def test_compiled_vector_loads_are_bounds_checked_under_numba_boundscheck(tmp_path):
     code = (
         "import numba, numpy as np\n"

@@ -428,35 +428,62 @@ def _phase_dims(P, Q, R, S, sh, sw, dil_h, dil_w):
     return Hph, Wph
 
 
+@njit(cache=True, inline="always")
+def _pad_row(x_n, c, h, v0, sw, n, xp, d):
+    """xp[d : d + n] = x_n[c, h, v0 :: sw][:n] (one phase's share of an input row)."""
+    if sw == 1:
+        for t in range(n):
+            xp[d + t] = x_n[c, h, t]
+    else:
+        for t in range(n):
+            xp[d + t] = x_n[c, h, v0 + t * sw]
+
+
 @njit(cache=True)
 def _pad_phases(x_n, c0, ph, pw, sh, sw, Hph, Wph, xp):
     """Copy channels c0 .. c0 + Cg - 1 of x_n (C, H, W) into their places in xp's Cg*sh*sw phase planes.
 
     Input pixels no output reads (past Hph*sh - ph rows or Wph*sw - pw columns) are skipped;
-    the zero border is left as is."""
+    the zero border is left as is. Planes under 4 KiB are copied with the channels innermost and plain
+    indices (small planes have many short rows: array views and divisions by the stride per row cost more
+    than the copy), larger ones channel by channel with a view per row (channels 4 KiB apart or more would
+    compete for the same L1 sets, and long rows copy fastest from views).
+    """
     H = x_n.shape[1]
     W = x_n.shape[2]
     HW = Hph * Wph
     Cg = xp.shape[0] // (sh * sw * HW)
-    for c in range(Cg):
-        for h in range(H):
-            ih = h + ph
-            if ih >= Hph * sh:
-                break
-            a = ih % sh
-            i = ih // sh
-            src = x_n[c0 + c, h]
-            for b in range(sw):
-                v0 = (b - pw) % sw  # first input column in phase b
-                j0 = (v0 + pw) // sw
-                n = min((W - v0 + sw - 1) // sw, Wph - j0)
-                dst = xp[((c * sh + a) * sw + b) * HW + i * Wph + j0 :]
-                if sw == 1:
-                    for t in range(n):
-                        dst[t] = src[t]
-                else:
-                    for t in range(n):
-                        dst[t] = src[v0 + t * sw]
+    if H * W >= 1024:
+        for c in range(Cg):
+            for h in range(H):
+                ih = h + ph
+                if ih >= Hph * sh:
+                    break
+                a = ih % sh
+                i = ih // sh
+                src = x_n[c0 + c, h]  # a view per long row: its copy loop vectorises best
+                for b in range(sw):
+                    v0 = (b - pw) % sw  # first input column in phase b
+                    j0 = (v0 + pw) // sw
+                    n = min((W - v0 + sw - 1) // sw, Wph - j0)
+                    dst = xp[((c * sh + a) * sw + b) * HW + i * Wph + j0 :]
+                    if sw == 1:
+                        for t in range(n):
+                            dst[t] = src[t]
+                    else:
+                        for t in range(n):
+                            dst[t] = src[v0 + t * sw]
+        return
+    cstep = sh * sw * HW  # from one channel's phase planes to the next's
+    for h in range(min(H, Hph * sh - ph)):
+        ih = h + ph
+        for b in range(sw):
+            v0 = (b - pw) % sw
+            j0 = (v0 + pw) // sw
+            n = min((W - v0 + sw - 1) // sw, Wph - j0)
+            d0 = ((ih % sh) * sw + b) * HW + (ih // sh) * Wph + j0  # channel 0's row
+            for c in range(Cg):
+                _pad_row(x_n, c0 + c, h, v0, sw, n, xp, d0 + c * cstep)
 
 
 @njit(cache=True)

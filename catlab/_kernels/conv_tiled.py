@@ -36,7 +36,7 @@ import numpy as np
 
 from ._jit import njit
 from .conv import _pad_phases, _phase_dims, _tap_offset
-from .simd import vbcast, vfma, vload, vstore, vzero
+from .simd import vbcast, vfma, vload, vpairsum, vsplat, vstore, vzero
 
 #: Positions per tile for each filter-block size KB (16 vectors of sums either way).
 TILE_8 = 32
@@ -486,8 +486,36 @@ GRAD_BLOCK_NUMBERS = 98304
 
 
 @njit(cache=True)
-def _grad_tile(dyb, k0, xpb, toff, t0, Lpad, m, acc):
-    """acc[4*a + b, :] = lane sums of dyb[i, k0 + a, j] * xpb[i, toff[t0 + b] + j] over j < Lpad and i < m."""
+def _lane_sum(a, o, n, s, lanes):
+    """The sum of a[o : o + n] * s, in 16 lanes of float32 sums, then across them (``lanes``: (16,) scratch).
+
+    ``s = 0`` gives 0, or NaN if a[o : o + n] holds an inf or NaN: a finiteness check at the speed of a copy (a
+    single running scalar sum would wait for every add in turn, 4 cycles each, and cost more than the
+    weight gradient's arithmetic on small layers).
+    """
+    acc0 = vzero()
+    acc1 = vzero()
+    sv = vsplat(s)
+    e = o + n - n % 32
+    for j in range(o, e, 32):
+        acc0 = vfma(vload(a, j), sv, acc0)
+        acc1 = vfma(vload(a, j + 16), sv, acc1)
+    vstore(lanes, 0, vfma(acc1, vsplat(np.float32(1.0)), acc0))
+    total = np.float32(0.0)
+    for i in range(16):
+        total += lanes[i]
+    for j in range(e, o + n):
+        total += a[j] * s
+    return total
+
+
+@njit(cache=True)
+def _grad_tile(dyf, nk, k0, xpf, size, toff, t0, Lpad, m, tot):
+    """tot[4*a + b] = the sum of dyb[i, k0 + a, j] * xpb[i, toff[t0 + b] + j] over j < Lpad and i < m.
+
+    ``dyf`` and ``xpf`` are ``dyb`` (m, nk, Lpad) and ``xpb`` (m, size) flattened: no array views are made
+    per sample (small planes have a few vectors per sample).
+    """
     o0 = toff[t0]
     o1 = toff[t0 + 1]
     o2 = toff[t0 + 2]
@@ -509,52 +537,51 @@ def _grad_tile(dyb, k0, xpb, toff, t0, Lpad, m, acc):
     a32 = vzero()
     a33 = vzero()
     for i in range(m):
-        xp = xpb[i]
-        d0 = dyb[i, k0]
-        d1 = dyb[i, k0 + 1]
-        d2 = dyb[i, k0 + 2]
-        d3 = dyb[i, k0 + 3]
+        xi = i * size
+        d0 = (i * nk + k0) * Lpad
+        d1 = d0 + Lpad
+        d2 = d1 + Lpad
+        d3 = d2 + Lpad
         for j in range(0, Lpad, 16):
-            x0 = vload(xp, o0 + j)
-            x1 = vload(xp, o1 + j)
-            x2 = vload(xp, o2 + j)
-            x3 = vload(xp, o3 + j)
-            y = vload(d0, j)
+            x0 = vload(xpf, xi + o0 + j)
+            x1 = vload(xpf, xi + o1 + j)
+            x2 = vload(xpf, xi + o2 + j)
+            x3 = vload(xpf, xi + o3 + j)
+            y = vload(dyf, d0 + j)
             a00 = vfma(y, x0, a00)
             a01 = vfma(y, x1, a01)
             a02 = vfma(y, x2, a02)
             a03 = vfma(y, x3, a03)
-            y = vload(d1, j)
+            y = vload(dyf, d1 + j)
             a10 = vfma(y, x0, a10)
             a11 = vfma(y, x1, a11)
             a12 = vfma(y, x2, a12)
             a13 = vfma(y, x3, a13)
-            y = vload(d2, j)
+            y = vload(dyf, d2 + j)
             a20 = vfma(y, x0, a20)
             a21 = vfma(y, x1, a21)
             a22 = vfma(y, x2, a22)
             a23 = vfma(y, x3, a23)
-            y = vload(d3, j)
+            y = vload(dyf, d3 + j)
             a30 = vfma(y, x0, a30)
             a31 = vfma(y, x1, a31)
             a32 = vfma(y, x2, a32)
             a33 = vfma(y, x3, a33)
-    vstore(acc[0], 0, a00)
-    vstore(acc[1], 0, a01)
-    vstore(acc[2], 0, a02)
-    vstore(acc[3], 0, a03)
-    vstore(acc[4], 0, a10)
-    vstore(acc[5], 0, a11)
-    vstore(acc[6], 0, a12)
-    vstore(acc[7], 0, a13)
-    vstore(acc[8], 0, a20)
-    vstore(acc[9], 0, a21)
-    vstore(acc[10], 0, a22)
-    vstore(acc[11], 0, a23)
-    vstore(acc[12], 0, a30)
-    vstore(acc[13], 0, a31)
-    vstore(acc[14], 0, a32)
-    vstore(acc[15], 0, a33)
+    # the 16 lanes of each sum added up in registers, four rounds of neighbouring pairs: lane 4*a + b of the
+    # result is the total of a<a><b>
+    p0 = vpairsum(a00, a01)
+    p1 = vpairsum(a02, a03)
+    p2 = vpairsum(a10, a11)
+    p3 = vpairsum(a12, a13)
+    p4 = vpairsum(a20, a21)
+    p5 = vpairsum(a22, a23)
+    p6 = vpairsum(a30, a31)
+    p7 = vpairsum(a32, a33)
+    q0 = vpairsum(p0, p1)
+    q1 = vpairsum(p2, p3)
+    q2 = vpairsum(p4, p5)
+    q3 = vpairsum(p6, p7)
+    vstore(tot, 0, vpairsum(vpairsum(q0, q1), vpairsum(q2, q3)))
 
 
 @njit(cache=True, nogil=True)
@@ -585,7 +612,10 @@ def conv2d_tiled_weight_grad(
     mb = max(1, min(N, GRAD_BLOCK_NUMBERS // (size + nkb * 4 * Lpad)))  # samples per block
     xpb = np.zeros((mb, size), dtype=np.float32)  # padded phases of a block of samples (one group)
     dyb = np.zeros((mb, nkb * 4, Lpad), dtype=np.float32)  # their dy at the wide width
-    acc = np.empty((16, 16), dtype=np.float32)
+    xpf = xpb.reshape(mb * size)
+    dyf = dyb.reshape(mb * nkb * 4 * Lpad)
+    tot = np.empty(16, dtype=np.float32)  # one tile's 16 sums
+    lanes = np.empty(16, dtype=np.float32)
     plane = Cg * sh * sw * Hph * Wph
     it = i0
     while it < i1:
@@ -596,34 +626,20 @@ def conv2d_tiled_weight_grad(
         kb0 = part * nkb // parts
         kb1 = (part + 1) * nkb // parts
         for i in range(m):
-            xi = xpb[i, :plane]
-            _pad_phases(x[n0 + i], g * Cg, ph, pw, sh, sw, Hph, Wph, xi)
-            zero = np.float32(0.0)
-            for v in xi:
-                zero += v * np.float32(0.0)
-            finite_t[0] += zero
+            _pad_phases(x[n0 + i], g * Cg, ph, pw, sh, sw, Hph, Wph, xpb[i, :plane])
+            finite_t[0] += _lane_sum(xpf, i * size, plane, np.float32(0.0), lanes)
             for k in range(kb0 * 4, min(kb1 * 4, Kg)):
-                src = dy4[n0 + i, g * Kg + k]  # (P, Q)
-                dst = dyb[i, k]
-                bsum = 0.0
+                d = (i * nkb * 4 + k) * Lpad
                 for p in range(P):
-                    row = dst[p * Wph : p * Wph + Q]
                     for q in range(Q):
-                        v = src[p, q]
-                        row[q] = v
-                        bsum += v
-                db_t[g * Kg + k] += bsum
+                        dyf[d + p * Wph + q] = dy4[n0 + i, g * Kg + k, p, q]
+                db_t[g * Kg + k] += _lane_sum(dyf, d, Lpad, np.float32(1.0), lanes)  # 0 in the dropped columns
         for kb in range(kb0, kb1):
             k0 = kb * 4
             for tb in range(ntb):
                 t0 = tb * 4
-                _grad_tile(dyb, k0, xpb, toff4, t0, Lpad, m, acc)
+                _grad_tile(dyf, nkb * 4, k0, xpf, size, toff4, t0, Lpad, m, tot)
                 for a in range(min(4, Kg - k0)):
-                    out = dweight_t[g, k0 + a]
                     for b in range(min(4, T - t0)):
-                        lanes = acc[4 * a + b]
-                        total = lanes[0]
-                        for i in range(1, 16):
-                            total += lanes[i]
-                        out[t0 + b] += total
+                        dweight_t[g, k0 + a, t0 + b] += tot[4 * a + b]
         it += m

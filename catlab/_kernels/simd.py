@@ -15,7 +15,13 @@ six operations on it, each one or two LLVM instructions:
 ``vload(a, i)``      ``a[i : i + 16]`` of a 1-D C-contiguous float32 array
 ``vstore(a, i, v)``  ``a[i : i + 16] = v``
 ``vfma(a, b, c)``    ``a * b + c`` lane by lane, rounded once (fused)
+``vpairsum(a, b)``   sums of neighbouring lanes: ``a[0]+a[1], a[2]+a[3],
+                     ..., a[14]+a[15], b[0]+b[1], ..., b[14]+b[15]``
 ===================  ==================================================
+
+Four rounds of ``vpairsum`` turn sixteen vectors into one whose lane ``r``
+is the sum of vector ``r``'s lanes (a transposing reduction: 15 shuffles
+and adds pairs instead of 240 scalar adds).
 
 Like any Numba variable, a vector lives in registers between operations
 (LLVM's ``mem2reg``), so a loop that updates a few of them with ``vfma``
@@ -148,6 +154,24 @@ def _fma(typingctx, a, b, c):
     return sig, codegen
 
 
+_EVEN = ir.Constant(ir.VectorType(ir.IntType(32), LANES), list(range(0, 2 * LANES, 2)))
+_ODD = ir.Constant(ir.VectorType(ir.IntType(32), LANES), list(range(1, 2 * LANES, 2)))
+
+
+@intrinsic
+def _pairsum(typingctx, a, b):
+    if not (a == float32x16 and b == float32x16):
+        return None
+    sig = float32x16(float32x16, float32x16)
+
+    def codegen(context, builder, sig, args):
+        even = builder.shuffle_vector(args[0], args[1], _EVEN)
+        odd = builder.shuffle_vector(args[0], args[1], _ODD)
+        return builder.fadd(even, odd)
+
+    return sig, codegen
+
+
 def _check(a, i):
     if i < 0 or i + LANES > a.shape[0]:
         raise IndexError("catlab simd: a vector of 16 lanes from index i runs past the array")
@@ -188,6 +212,12 @@ def vstore(a, i, v):
 def vfma(a, b, c):
     """``a * b + c``, lane by lane (rounded once when compiled)."""
     return (a * b + c).astype(np.float32)
+
+
+def vpairsum(a, b):
+    """Sums of neighbouring lanes, ``a``'s eight then ``b``'s: ``[a[0] + a[1], ..., b[14] + b[15]]``."""
+    ab = np.concatenate([a, b]).astype(np.float32)
+    return (ab[0::2] + ab[1::2]).astype(np.float32)
 
 
 @overload(vzero)
@@ -242,6 +272,11 @@ def _ol_vbcast(a, i):
 @overload(vfma)
 def _ol_vfma(a, b, c):
     return lambda a, b, c: _fma(a, b, c)
+
+
+@overload(vpairsum)
+def _ol_vpairsum(a, b):
+    return lambda a, b: _pairsum(a, b)
 
 
 def host_has_avx512() -> bool:

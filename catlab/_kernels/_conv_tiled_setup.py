@@ -1,0 +1,629 @@
+"""Register-tiled direct convolution, forward, float32: no im2col, no BLAS.
+
+The im2col and wide-column kernels (:mod:`catlab._kernels.conv`) copy every
+receptive field into a workspace and hand it to BLAS. For the thin products
+of small layers (few filters, or few channels) that copy and BLAS's packing
+cost more than the arithmetic. This kernel reads the padded input where it
+is and keeps a tile of outputs in registers (:mod:`catlab._kernels.simd`):
+
+- the sample (one group of its channels) is zero-padded into a flat buffer
+  ``xp``, split into its stride phases as for the wide kernels, so output
+  (p, q) lies at position j = p*Wph + q of a "wide" output row and the tap
+  (c, r, s) reads ``xp[toff[c, r, s] + j]``: for every tap, a run of outputs
+  reads a contiguous run of inputs (columns q >= Q are computed and dropped);
+- a tile is KB = 8 filters by 32 consecutive positions j (or 4 by 64): sixteen
+  vectors of sixteen running sums. For each tap the kernel loads the tile's
+  inputs (two or four vectors, unaligned) and adds them, times the tap's
+  weight for each of the KB filters, into the sums: 16 fused multiply-adds
+  per 2-4 loads, all operands in registers;
+- a tile reads its KB filters' weights at each tap from the (Kg, Cg*R*S)
+  filter matrix as it is (KB rows, one number each per tap, broadcast to all
+  lanes; a row past the group's last filter is read as the last, and dropped).
+
+Per item the positions are done in blocks of ``BLOCK`` (the inputs a block
+reads stay in the L2 cache across the filter blocks), and each finished block
+is copied, plus the bias, to its place in ``y4``. Sums run over the taps in
+one fixed order, so the result does not depend on the chunking.
+
+Layouts: ``x`` (N, C, H, W); ``w3`` (G, Kg, Cg*R*S); ``y4`` (N, G, Kg, P*Q); the
+tiles across filters (below) take ``wpk`` (G, nkv, Cg*R*S, KV), filters packed
+tap by tap.
+Items: (sample n, group g, part) with ``parts`` parts per (n, g), each a
+contiguous range of filter blocks (parts > 1 only for fewer samples than threads).
+"""
+
+import numpy as np
+
+from ._jit import njit
+from .conv import _pad_phases, _phase_dims, _tap_offset
+from .simd import vbcast, vfma, vload, vstore, vzero
+
+#: Positions per tile for each filter-block size KB (16 vectors of sums either way).
+TILE_8 = 32
+TILE_4 = 64
+#: Positions per block (a multiple of both tiles).
+BLOCK = 512
+
+
+@njit(cache=True)
+def tile_layout(P, Q, R, S, sh, sw, dil_h, dil_w, Cg, tile):
+    """(Hph, Wph, L, Lpad, size): phase size, wide positions L = (P-1)*Wph + Q, L rounded up to whole tiles of
+    ``tile`` positions, and the length of the padded buffer (every tap's reads of the Lpad positions stay inside)."""
+    Hph, Wph = _phase_dims(P, Q, R, S, sh, sw, dil_h, dil_w)
+    L = (P - 1) * Wph + Q
+    Lpad = -(-L // tile) * tile
+    last = 0  # the largest tap offset (with stride phases, not always the last tap's)
+    for r in range(R):
+        for s in range(S):
+            last = max(last, _tap_offset(Cg - 1, r, s, sh, sw, dil_h, dil_w, Hph, Wph))
+    return Hph, Wph, L, Lpad, max(last + Lpad, Cg * sh * sw * Hph * Wph)
+
+
+@njit(cache=True)
+def _tap_offsets(Cg, R, S, sh, sw, dil_h, dil_w, Hph, Wph):
+    """toff[(c*R + r)*S + s]: where tap (c, r, s) starts in the flattened phase planes."""
+    toff = np.empty(Cg * R * S, dtype=np.intp)
+    for c in range(Cg):
+        for r in range(R):
+            for s in range(S):
+                toff[(c * R + r) * S + s] = _tap_offset(c, r, s, sh, sw, dil_h, dil_w, Hph, Wph)
+    return toff
+
+
+@njit(cache=True)
+def _tile8(xp, toff, wg, k0, j0, yw, c0):
+    """yw[k, c0 : c0+32] = sum over taps t of wg[k0 + k, t] * xp[toff[t] + j0 + (0 .. 31)], k < 8.
+
+    ``wg`` (Kg, T) holds the group's filters; rows past the last are read as the last (and dropped)."""
+    last = wg.shape[0] - 1
+    w0 = wg[min(k0, last)]
+    w1 = wg[min(k0 + 1, last)]
+    w2 = wg[min(k0 + 2, last)]
+    w3 = wg[min(k0 + 3, last)]
+    w4 = wg[min(k0 + 4, last)]
+    w5 = wg[min(k0 + 5, last)]
+    w6 = wg[min(k0 + 6, last)]
+    w7 = wg[min(k0 + 7, last)]
+    a00 = vzero()
+    a01 = vzero()
+    a10 = vzero()
+    a11 = vzero()
+    a20 = vzero()
+    a21 = vzero()
+    a30 = vzero()
+    a31 = vzero()
+    a40 = vzero()
+    a41 = vzero()
+    a50 = vzero()
+    a51 = vzero()
+    a60 = vzero()
+    a61 = vzero()
+    a70 = vzero()
+    a71 = vzero()
+    for t in range(toff.shape[0]):
+        i = toff[t] + j0
+        x0 = vload(xp, i)
+        x1 = vload(xp, i + 16)
+        w = vbcast(w0, t)
+        a00 = vfma(w, x0, a00)
+        a01 = vfma(w, x1, a01)
+        w = vbcast(w1, t)
+        a10 = vfma(w, x0, a10)
+        a11 = vfma(w, x1, a11)
+        w = vbcast(w2, t)
+        a20 = vfma(w, x0, a20)
+        a21 = vfma(w, x1, a21)
+        w = vbcast(w3, t)
+        a30 = vfma(w, x0, a30)
+        a31 = vfma(w, x1, a31)
+        w = vbcast(w4, t)
+        a40 = vfma(w, x0, a40)
+        a41 = vfma(w, x1, a41)
+        w = vbcast(w5, t)
+        a50 = vfma(w, x0, a50)
+        a51 = vfma(w, x1, a51)
+        w = vbcast(w6, t)
+        a60 = vfma(w, x0, a60)
+        a61 = vfma(w, x1, a61)
+        w = vbcast(w7, t)
+        a70 = vfma(w, x0, a70)
+        a71 = vfma(w, x1, a71)
+    vstore(yw[0], c0, a00)
+    vstore(yw[0], c0 + 16, a01)
+    vstore(yw[1], c0, a10)
+    vstore(yw[1], c0 + 16, a11)
+    vstore(yw[2], c0, a20)
+    vstore(yw[2], c0 + 16, a21)
+    vstore(yw[3], c0, a30)
+    vstore(yw[3], c0 + 16, a31)
+    vstore(yw[4], c0, a40)
+    vstore(yw[4], c0 + 16, a41)
+    vstore(yw[5], c0, a50)
+    vstore(yw[5], c0 + 16, a51)
+    vstore(yw[6], c0, a60)
+    vstore(yw[6], c0 + 16, a61)
+    vstore(yw[7], c0, a70)
+    vstore(yw[7], c0 + 16, a71)
+
+
+@njit(cache=True)
+def _tile4(xp, toff, wg, k0, j0, yw, c0):
+    """yw[k, c0 : c0+64] = sum over taps t of wg[k0 + k, t] * xp[toff[t] + j0 + (0 .. 63)], k < 4 (as _tile8)."""
+    last = wg.shape[0] - 1
+    w0 = wg[min(k0, last)]
+    w1 = wg[min(k0 + 1, last)]
+    w2 = wg[min(k0 + 2, last)]
+    w3 = wg[min(k0 + 3, last)]
+    a00 = vzero()
+    a01 = vzero()
+    a02 = vzero()
+    a03 = vzero()
+    a10 = vzero()
+    a11 = vzero()
+    a12 = vzero()
+    a13 = vzero()
+    a20 = vzero()
+    a21 = vzero()
+    a22 = vzero()
+    a23 = vzero()
+    a30 = vzero()
+    a31 = vzero()
+    a32 = vzero()
+    a33 = vzero()
+    for t in range(toff.shape[0]):
+        i = toff[t] + j0
+        x0 = vload(xp, i)
+        x1 = vload(xp, i + 16)
+        x2 = vload(xp, i + 32)
+        x3 = vload(xp, i + 48)
+        w = vbcast(w0, t)
+        a00 = vfma(w, x0, a00)
+        a01 = vfma(w, x1, a01)
+        a02 = vfma(w, x2, a02)
+        a03 = vfma(w, x3, a03)
+        w = vbcast(w1, t)
+        a10 = vfma(w, x0, a10)
+        a11 = vfma(w, x1, a11)
+        a12 = vfma(w, x2, a12)
+        a13 = vfma(w, x3, a13)
+        w = vbcast(w2, t)
+        a20 = vfma(w, x0, a20)
+        a21 = vfma(w, x1, a21)
+        a22 = vfma(w, x2, a22)
+        a23 = vfma(w, x3, a23)
+        w = vbcast(w3, t)
+        a30 = vfma(w, x0, a30)
+        a31 = vfma(w, x1, a31)
+        a32 = vfma(w, x2, a32)
+        a33 = vfma(w, x3, a33)
+    vstore(yw[0], c0, a00)
+    vstore(yw[0], c0 + 16, a01)
+    vstore(yw[0], c0 + 32, a02)
+    vstore(yw[0], c0 + 48, a03)
+    vstore(yw[1], c0, a10)
+    vstore(yw[1], c0 + 16, a11)
+    vstore(yw[1], c0 + 32, a12)
+    vstore(yw[1], c0 + 48, a13)
+    vstore(yw[2], c0, a20)
+    vstore(yw[2], c0 + 16, a21)
+    vstore(yw[2], c0 + 32, a22)
+    vstore(yw[2], c0 + 48, a23)
+    vstore(yw[3], c0, a30)
+    vstore(yw[3], c0 + 16, a31)
+    vstore(yw[3], c0 + 32, a32)
+    vstore(yw[3], c0 + 48, a33)
+
+
+@njit(cache=True)
+def _scatter(yw, jb, je, Wph, Q, k0, Kg, b, bias0, yg):
+    """yg[k0 + k, p*Q + q] = yw[k, j - jb] + b[bias0 + k0 + k] for the block's positions j = p*Wph + q < je, q < Q."""
+    KB = yw.shape[0]
+    kn = min(KB, Kg - k0)
+    p = jb // Wph
+    while p * Wph < je:
+        j0 = max(jb, p * Wph)
+        j1 = min(je, p * Wph + Q)
+        if j1 > j0:
+            q0 = j0 - p * Wph
+            for k in range(kn):
+                bk = b[bias0 + k0 + k]
+                src = yw[k, j0 - jb : j1 - jb]
+                dst = yg[k0 + k, p * Q + q0 :]
+                for t in range(j1 - j0):
+                    dst[t] = src[t] + bk
+        p += 1
+
+
+@njit(cache=True, nogil=True)
+def conv2d_tiled_forward(x, w3, b, R, S, sh, sw, ph, pw, dil_h, dil_w, P, Q, KB, parts, i0, i1, y4):
+    """Forward of items (n, g, part), i0 <= it < i1 (see the module docstring); ``w3`` (G, Kg, Cg*R*S)."""
+    G, Kg, T = w3.shape
+    Cg = T // (R * S)
+    nkb = -(-Kg // KB)
+    tile = TILE_8 if KB == 8 else TILE_4
+    Hph, Wph, L, Lpad, size = tile_layout(P, Q, R, S, sh, sw, dil_h, dil_w, Cg, tile)
+    toff = _tap_offsets(Cg, R, S, sh, sw, dil_h, dil_w, Hph, Wph)
+    xp = np.zeros(size, dtype=np.float32)  # the padded phases of one (sample, group); border and tail stay zero
+    yw = np.empty((KB, BLOCK), dtype=np.float32)  # one block of KB filters' wide outputs
+    padded = -1
+    for it in range(i0, i1):
+        ng = it // parts
+        part = it % parts
+        n = ng // G
+        g = ng % G
+        if ng != padded:
+            _pad_phases(x[n], g * Cg, ph, pw, sh, sw, Hph, Wph, xp[: Cg * sh * sw * Hph * Wph])
+            padded = ng
+        kb0 = part * nkb // parts
+        kb1 = (part + 1) * nkb // parts
+        yg = y4[n, g]  # (Kg, P*Q)
+        for jb in range(0, Lpad, BLOCK):
+            je = min(jb + BLOCK, Lpad)
+            for kb in range(kb0, kb1):
+                for j0 in range(jb, je, tile):
+                    if KB == 8:
+                        _tile8(xp, toff, w3[g], kb * KB, j0, yw, j0 - jb)
+                    else:
+                        _tile4(xp, toff, w3[g], kb * KB, j0, yw, j0 - jb)
+                _scatter(yw, jb, min(je, L), Wph, Q, kb * KB, Kg, b, g * Kg, yg)
+
+
+# --- vectors across filters: for small images -----------------------------------------------------
+#
+# On small images the wide rows waste much of each tile (an 8x8 output with padding 1 has rows of 10,
+# and the last tile of 32 is partly past the end: 96 positions computed for 64 kept). These kernels turn
+# the tile around: a vector holds 16 filters of one position, and a tile is 16 positions (any 16 of the
+# P*Q, none wasted) by 16 filters, or 8 positions by 32 filters. Per tap: the filters' weights at that
+# tap (1 or 2 vector loads, from ``wv[t]``) times each position's input (one number each, broadcast to
+# all lanes): 16 fused multiply-adds. The finished tile is transposed into y on the way out.
+
+#: Positions per tile for 16 and 32 filters per tile.
+FTILE_16 = 16
+FTILE_32 = 8
+
+
+@njit(cache=True)
+def _ftile16(xp, toff, wv, bs, yt):
+    """yt[i, 0:16] = sum over taps t of wv[t, 0:16] * xp[toff[t] + bs[i]], i < 16."""
+    b0 = bs[0]
+    b1 = bs[1]
+    b2 = bs[2]
+    b3 = bs[3]
+    b4 = bs[4]
+    b5 = bs[5]
+    b6 = bs[6]
+    b7 = bs[7]
+    b8 = bs[8]
+    b9 = bs[9]
+    b10 = bs[10]
+    b11 = bs[11]
+    b12 = bs[12]
+    b13 = bs[13]
+    b14 = bs[14]
+    b15 = bs[15]
+    a0 = vzero()
+    a1 = vzero()
+    a2 = vzero()
+    a3 = vzero()
+    a4 = vzero()
+    a5 = vzero()
+    a6 = vzero()
+    a7 = vzero()
+    a8 = vzero()
+    a9 = vzero()
+    a10 = vzero()
+    a11 = vzero()
+    a12 = vzero()
+    a13 = vzero()
+    a14 = vzero()
+    a15 = vzero()
+    for t in range(toff.shape[0]):
+        o = toff[t]
+        w = vload(wv[t], 0)
+        a0 = vfma(w, vbcast(xp, o + b0), a0)
+        a1 = vfma(w, vbcast(xp, o + b1), a1)
+        a2 = vfma(w, vbcast(xp, o + b2), a2)
+        a3 = vfma(w, vbcast(xp, o + b3), a3)
+        a4 = vfma(w, vbcast(xp, o + b4), a4)
+        a5 = vfma(w, vbcast(xp, o + b5), a5)
+        a6 = vfma(w, vbcast(xp, o + b6), a6)
+        a7 = vfma(w, vbcast(xp, o + b7), a7)
+        a8 = vfma(w, vbcast(xp, o + b8), a8)
+        a9 = vfma(w, vbcast(xp, o + b9), a9)
+        a10 = vfma(w, vbcast(xp, o + b10), a10)
+        a11 = vfma(w, vbcast(xp, o + b11), a11)
+        a12 = vfma(w, vbcast(xp, o + b12), a12)
+        a13 = vfma(w, vbcast(xp, o + b13), a13)
+        a14 = vfma(w, vbcast(xp, o + b14), a14)
+        a15 = vfma(w, vbcast(xp, o + b15), a15)
+    vstore(yt[0], 0, a0)
+    vstore(yt[1], 0, a1)
+    vstore(yt[2], 0, a2)
+    vstore(yt[3], 0, a3)
+    vstore(yt[4], 0, a4)
+    vstore(yt[5], 0, a5)
+    vstore(yt[6], 0, a6)
+    vstore(yt[7], 0, a7)
+    vstore(yt[8], 0, a8)
+    vstore(yt[9], 0, a9)
+    vstore(yt[10], 0, a10)
+    vstore(yt[11], 0, a11)
+    vstore(yt[12], 0, a12)
+    vstore(yt[13], 0, a13)
+    vstore(yt[14], 0, a14)
+    vstore(yt[15], 0, a15)
+
+
+@njit(cache=True)
+def _ftile32(xp, toff, wv, bs, yt):
+    """yt[i, 0:32] = sum over taps t of wv[t, 0:32] * xp[toff[t] + bs[i]], i < 8."""
+    b0 = bs[0]
+    b1 = bs[1]
+    b2 = bs[2]
+    b3 = bs[3]
+    b4 = bs[4]
+    b5 = bs[5]
+    b6 = bs[6]
+    b7 = bs[7]
+    a0 = vzero()
+    a1 = vzero()
+    a2 = vzero()
+    a3 = vzero()
+    a4 = vzero()
+    a5 = vzero()
+    a6 = vzero()
+    a7 = vzero()
+    c0 = vzero()
+    c1 = vzero()
+    c2 = vzero()
+    c3 = vzero()
+    c4 = vzero()
+    c5 = vzero()
+    c6 = vzero()
+    c7 = vzero()
+    for t in range(toff.shape[0]):
+        o = toff[t]
+        wt = wv[t]
+        w = vload(wt, 0)
+        u = vload(wt, 16)
+        v = vbcast(xp, o + b0)
+        a0 = vfma(w, v, a0)
+        c0 = vfma(u, v, c0)
+        v = vbcast(xp, o + b1)
+        a1 = vfma(w, v, a1)
+        c1 = vfma(u, v, c1)
+        v = vbcast(xp, o + b2)
+        a2 = vfma(w, v, a2)
+        c2 = vfma(u, v, c2)
+        v = vbcast(xp, o + b3)
+        a3 = vfma(w, v, a3)
+        c3 = vfma(u, v, c3)
+        v = vbcast(xp, o + b4)
+        a4 = vfma(w, v, a4)
+        c4 = vfma(u, v, c4)
+        v = vbcast(xp, o + b5)
+        a5 = vfma(w, v, a5)
+        c5 = vfma(u, v, c5)
+        v = vbcast(xp, o + b6)
+        a6 = vfma(w, v, a6)
+        c6 = vfma(u, v, c6)
+        v = vbcast(xp, o + b7)
+        a7 = vfma(w, v, a7)
+        c7 = vfma(u, v, c7)
+    vstore(yt[0], 0, a0)
+    vstore(yt[0], 16, c0)
+    vstore(yt[1], 0, a1)
+    vstore(yt[1], 16, c1)
+    vstore(yt[2], 0, a2)
+    vstore(yt[2], 16, c2)
+    vstore(yt[3], 0, a3)
+    vstore(yt[3], 16, c3)
+    vstore(yt[4], 0, a4)
+    vstore(yt[4], 16, c4)
+    vstore(yt[5], 0, a5)
+    vstore(yt[5], 16, c5)
+    vstore(yt[6], 0, a6)
+    vstore(yt[6], 16, c6)
+    vstore(yt[7], 0, a7)
+    vstore(yt[7], 16, c7)
+
+
+@njit(cache=True, nogil=True)
+def conv2d_ftiled_forward(x, wpk, b, R, S, sh, sw, ph, pw, dil_h, dil_w, P, Q, parts, i0, i1, y4):
+    """As :func:`conv2d_tiled_forward` with vectors across filters: ``wpk`` (G, nkv, Cg*R*S, KV), KV 16 or 32.
+
+    Tiles of 16 positions by 16 filters (KV = 16) or 8 by 32 (KV = 32), the positions (p, q) taken in
+    row-major order without gaps (the last tile repeats the last position); same items as there.
+    """
+    G, nkv, T, KV = wpk.shape
+    Cg = T // (R * S)
+    Kg = y4.shape[2]
+    Hph, Wph, L, Lpad, size = tile_layout(P, Q, R, S, sh, sw, dil_h, dil_w, Cg, 16)
+    toff = _tap_offsets(Cg, R, S, sh, sw, dil_h, dil_w, Hph, Wph)
+    PT = FTILE_16 if KV == 16 else FTILE_32
+    npos = P * Q
+    nt = -(-npos // PT)
+    bases = np.empty(nt * PT, dtype=np.intp)  # where position j's window starts in a phase plane
+    for j in range(nt * PT):
+        jj = min(j, npos - 1)
+        bases[j] = (jj // Q) * Wph + jj % Q
+    xp = np.zeros(size, dtype=np.float32)
+    yt = np.empty((PT, KV), dtype=np.float32)  # one tile, positions by filters
+    padded = -1
+    for it in range(i0, i1):
+        ng = it // parts
+        part = it % parts
+        n = ng // G
+        g = ng % G
+        if ng != padded:
+            _pad_phases(x[n], g * Cg, ph, pw, sh, sw, Hph, Wph, xp[: Cg * sh * sw * Hph * Wph])
+            padded = ng
+        yg = y4[n, g]  # (Kg, P*Q)
+        for kv in range(part * nkv // parts, (part + 1) * nkv // parts):
+            wv = wpk[g, kv]  # (T, KV)
+            k0 = kv * KV
+            kn = min(KV, Kg - k0)
+            for tt in range(nt):
+                j0 = tt * PT
+                if KV == 16:
+                    _ftile16(xp, toff, wv, bases[j0 : j0 + PT], yt)
+                else:
+                    _ftile32(xp, toff, wv, bases[j0 : j0 + PT], yt)
+                jn = min(PT, npos - j0)
+                for k in range(kn):
+                    bk = b[g * Kg + k0 + k]
+                    row = yg[k0 + k, j0 : j0 + jn]
+                    for i in range(jn):
+                        row[i] = yt[i, k] + bk
+
+
+# --- weight gradient ------------------------------------------------------------------------------
+
+
+#: Samples whose padded inputs and wide gradients the weight gradient keeps at once: up to about this
+#: many numbers (in the L2 cache), so that small planes make long sums before the 16 lanes are added up.
+GRAD_BLOCK_NUMBERS = 98304
+
+
+@njit(cache=True)
+def _grad_tile(dyb, k0, xpb, toff, t0, Lpad, m, acc):
+    """acc[4*a + b, :] = lane sums of dyb[i, k0 + a, j] * xpb[i, toff[t0 + b] + j] over j < Lpad and i < m."""
+    o0 = toff[t0]
+    o1 = toff[t0 + 1]
+    o2 = toff[t0 + 2]
+    o3 = toff[t0 + 3]
+    a00 = vzero()
+    a01 = vzero()
+    a02 = vzero()
+    a03 = vzero()
+    a10 = vzero()
+    a11 = vzero()
+    a12 = vzero()
+    a13 = vzero()
+    a20 = vzero()
+    a21 = vzero()
+    a22 = vzero()
+    a23 = vzero()
+    a30 = vzero()
+    a31 = vzero()
+    a32 = vzero()
+    a33 = vzero()
+    for i in range(m):
+        xp = xpb[i]
+        d0 = dyb[i, k0]
+        d1 = dyb[i, k0 + 1]
+        d2 = dyb[i, k0 + 2]
+        d3 = dyb[i, k0 + 3]
+        for j in range(0, Lpad, 16):
+            x0 = vload(xp, o0 + j)
+            x1 = vload(xp, o1 + j)
+            x2 = vload(xp, o2 + j)
+            x3 = vload(xp, o3 + j)
+            y = vload(d0, j)
+            a00 = vfma(y, x0, a00)
+            a01 = vfma(y, x1, a01)
+            a02 = vfma(y, x2, a02)
+            a03 = vfma(y, x3, a03)
+            y = vload(d1, j)
+            a10 = vfma(y, x0, a10)
+            a11 = vfma(y, x1, a11)
+            a12 = vfma(y, x2, a12)
+            a13 = vfma(y, x3, a13)
+            y = vload(d2, j)
+            a20 = vfma(y, x0, a20)
+            a21 = vfma(y, x1, a21)
+            a22 = vfma(y, x2, a22)
+            a23 = vfma(y, x3, a23)
+            y = vload(d3, j)
+            a30 = vfma(y, x0, a30)
+            a31 = vfma(y, x1, a31)
+            a32 = vfma(y, x2, a32)
+            a33 = vfma(y, x3, a33)
+    vstore(acc[0], 0, a00)
+    vstore(acc[1], 0, a01)
+    vstore(acc[2], 0, a02)
+    vstore(acc[3], 0, a03)
+    vstore(acc[4], 0, a10)
+    vstore(acc[5], 0, a11)
+    vstore(acc[6], 0, a12)
+    vstore(acc[7], 0, a13)
+    vstore(acc[8], 0, a20)
+    vstore(acc[9], 0, a21)
+    vstore(acc[10], 0, a22)
+    vstore(acc[11], 0, a23)
+    vstore(acc[12], 0, a30)
+    vstore(acc[13], 0, a31)
+    vstore(acc[14], 0, a32)
+    vstore(acc[15], 0, a33)
+
+
+@njit(cache=True, nogil=True)
+def conv2d_tiled_weight_grad(
+    x, dy4, R, S, sh, sw, ph, pw, dil_h, dil_w, P, Q, parts, i0, i1, dweight_t, db_t, finite_t
+):
+    """Add the weight and bias gradients of items i0 <= it < i1 to this chunk's sums.
+
+    Item ``it`` is sample ``it % N`` of (group, part) ``divmod(it // N, parts)``: samples vary fastest, so a
+    chunk's items come in runs of samples sharing their filters. ``dweight_t`` (G, Kg, Cg*R*S) and ``db_t``
+    (K,) are the chunk's partial sums (zeroed by the caller); ``finite_t`` (1,) gets the sum of 0 * x over
+    the samples read, NaN if any is inf or NaN (the caller then takes other kernels: here the dropped
+    columns would multiply such inputs by zero). dweight[g, k, t] = sum over samples and
+    positions j of dy_wide[k, j] * xp[toff[t] + j], with ``dy_wide`` dy at the wide width (zero in the
+    dropped columns), in tiles of 4 filters by 4 taps whose 16 sums are vectors of 16 lanes, added up
+    across a block of samples before the lanes are; part ``part`` does a range of the 4-filter blocks.
+    """
+    N = x.shape[0]
+    G, Kg, T = dweight_t.shape
+    Cg = T // (R * S)
+    Hph, Wph, L, Lpad, size = tile_layout(P, Q, R, S, sh, sw, dil_h, dil_w, Cg, 16)
+    toff = _tap_offsets(Cg, R, S, sh, sw, dil_h, dil_w, Hph, Wph)
+    nkb = -(-Kg // 4)
+    ntb = -(-T // 4)
+    toff4 = np.empty(ntb * 4, dtype=np.intp)  # taps in whole blocks of 4; the extra ones re-read tap 0
+    toff4[:] = toff[0]
+    toff4[:T] = toff
+    mb = max(1, min(N, GRAD_BLOCK_NUMBERS // (size + nkb * 4 * Lpad)))  # samples per block
+    xpb = np.zeros((mb, size), dtype=np.float32)  # padded phases of a block of samples (one group)
+    dyb = np.zeros((mb, nkb * 4, Lpad), dtype=np.float32)  # their dy at the wide width
+    acc = np.empty((16, 16), dtype=np.float32)
+    plane = Cg * sh * sw * Hph * Wph
+    it = i0
+    while it < i1:
+        n0 = it % N
+        g = (it // N) // parts
+        part = (it // N) % parts
+        m = min(mb, N - n0, i1 - it)  # samples in this block
+        kb0 = part * nkb // parts
+        kb1 = (part + 1) * nkb // parts
+        for i in range(m):
+            xi = xpb[i, :plane]
+            _pad_phases(x[n0 + i], g * Cg, ph, pw, sh, sw, Hph, Wph, xi)
+            zero = np.float32(0.0)
+            for v in xi:
+                zero += v * np.float32(0.0)
+            finite_t[0] += zero
+            for k in range(kb0 * 4, min(kb1 * 4, Kg)):
+                src = dy4[n0 + i, g * Kg + k]  # (P, Q)
+                dst = dyb[i, k]
+                bsum = 0.0
+                for p in range(P):
+                    row = dst[p * Wph : p * Wph + Q]
+                    for q in range(Q):
+                        v = src[p, q]
+                        row[q] = v
+                        bsum += v
+                db_t[g * Kg + k] += bsum
+        for kb in range(kb0, kb1):
+            k0 = kb * 4
+            for tb in range(ntb):
+                t0 = tb * 4
+                pass
+                for a in range(min(4, Kg - k0)):
+                    out = dweight_t[g, k0 + a]
+                    for b in range(min(4, T - t0)):
+                        lanes = acc[4 * a + b]
+                        total = lanes[0]
+                        for i in range(1, 16):
+                            total += lanes[i]
+                        out[t0 + b] += total
+        it += m
