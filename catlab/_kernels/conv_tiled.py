@@ -510,8 +510,8 @@ def _lane_sum(a, o, n, s, lanes):
 
 
 @njit(cache=True)
-def _grad_tile(dyf, nk, k0, xpf, size, toff, t0, Lpad, m, tot):
-    """tot[4*a + b] = the sum of dyb[i, k0 + a, j] * xpb[i, toff[t0 + b] + j] over j < Lpad and i < m.
+def _grad_tile(dyf, nk, k0, xpf, size, toff, t0, Lpad, m, gacc, go):
+    """gacc[go + 4*a + b] += the sum of dyb[i, k0 + a, j] * xpb[i, toff[t0 + b] + j] over j < Lpad and i < m.
 
     ``dyf`` and ``xpf`` are ``dyb`` (m, nk, Lpad) and ``xpb`` (m, size) flattened: no array views are made
     per sample (small planes have a few vectors per sample).
@@ -581,7 +581,8 @@ def _grad_tile(dyf, nk, k0, xpf, size, toff, t0, Lpad, m, tot):
     q1 = vpairsum(p2, p3)
     q2 = vpairsum(p4, p5)
     q3 = vpairsum(p6, p7)
-    vstore(tot, 0, vpairsum(vpairsum(q0, q1), vpairsum(q2, q3)))
+    totals = vpairsum(vpairsum(q0, q1), vpairsum(q2, q3))
+    vstore(gacc, go, vfma(totals, vsplat(np.float32(1.0)), vload(gacc, go)))
 
 
 @njit(cache=True, nogil=True)
@@ -614,7 +615,7 @@ def conv2d_tiled_weight_grad(
     dyb = np.zeros((mb, nkb * 4, Lpad), dtype=np.float32)  # their dy at the wide width
     xpf = xpb.reshape(mb * size)
     dyf = dyb.reshape(mb * nkb * 4 * Lpad)
-    tot = np.empty(16, dtype=np.float32)  # one tile's 16 sums
+    gacc = np.zeros(nkb * ntb * 16, dtype=np.float32)  # the sums of tile (kb, tb) at (kb*ntb + tb)*16 + 4*a + b
     lanes = np.empty(16, dtype=np.float32)
     plane = Cg * sh * sw * Hph * Wph
     it = i0
@@ -625,6 +626,7 @@ def conv2d_tiled_weight_grad(
         m = min(mb, N - n0, i1 - it)  # samples in this block
         kb0 = part * nkb // parts
         kb1 = (part + 1) * nkb // parts
+        run = it // N
         for i in range(m):
             _pad_phases(x[n0 + i], g * Cg, ph, pw, sh, sw, Hph, Wph, xpb[i, :plane])
             finite_t[0] += _lane_sum(xpf, i * size, plane, np.float32(0.0), lanes)
@@ -635,11 +637,13 @@ def conv2d_tiled_weight_grad(
                         dyf[d + p * Wph + q] = dy4[n0 + i, g * Kg + k, p, q]
                 db_t[g * Kg + k] += _lane_sum(dyf, d, Lpad, np.float32(1.0), lanes)  # 0 in the dropped columns
         for kb in range(kb0, kb1):
-            k0 = kb * 4
             for tb in range(ntb):
-                t0 = tb * 4
-                _grad_tile(dyf, nkb * 4, k0, xpf, size, toff4, t0, Lpad, m, tot)
-                for a in range(min(4, Kg - k0)):
-                    for b in range(min(4, T - t0)):
-                        dweight_t[g, k0 + a, t0 + b] += tot[4 * a + b]
+                _grad_tile(dyf, nkb * 4, kb * 4, xpf, size, toff4, tb * 4, Lpad, m, gacc, (kb * ntb + tb) * 16)
         it += m
+        if it == i1 or it // N != run:  # the end of this (group, part)'s samples in the chunk
+            for kb in range(kb0, kb1):
+                for a in range(min(4, Kg - kb * 4)):
+                    for t in range(T):
+                        o = (kb * ntb + t // 4) * 16 + 4 * a + t % 4
+                        dweight_t[g, kb * 4 + a, t] += gacc[o]
+                        gacc[o] = 0.0
