@@ -147,22 +147,26 @@ def _pad_phases_model(x_n, c0, Cg, ph, pw, sh, sw, Hph, Wph):
 
 
 @pytest.mark.parametrize(
-    "C, H, W, ph, pw, sh, sw",
+    "C, H, W, ph, pw, sh, sw, cut",
     [
-        (3, 8, 8, 1, 1, 1, 1),
-        (4, 16, 16, 1, 1, 2, 2),
-        (2, 7, 9, 2, 0, 2, 3),
-        (3, 32, 40, 1, 2, 1, 1),
-        (2, 33, 31, 1, 1, 2, 2),
+        (3, 8, 8, 1, 1, 1, 1, 0),
+        (4, 16, 16, 1, 1, 2, 2, 0),
+        (2, 7, 9, 2, 0, 2, 3, 0),
+        (3, 32, 40, 1, 2, 1, 1, 0),
+        (2, 33, 31, 1, 1, 2, 2, 0),
+        (2, 9, 9, 0, 0, 2, 2, 1),  # the last input row and column are read by no output: skipped
+        (2, 9, 11, 1, 1, 2, 3, 1),
+        (2, 40, 33, 0, 0, 2, 2, 1),
     ],
 )
-def test_pad_phases_against_a_numpy_model(C, H, W, ph, pw, sh, sw):
-    """Both copy orders (channels innermost for planes under 4 KiB, channel by channel above)."""
+def test_pad_phases_against_a_numpy_model(C, H, W, ph, pw, sh, sw, cut):
+    """Every copy order (channels innermost for planes under 4 KiB, both column phases at once for stride 2,
+    channel by channel above), including inputs cut short where no output reads them."""
     from catlab._kernels.conv import _pad_phases
 
     rng = np.random.default_rng(C * H + W)
     x_n = rng.standard_normal((C + 2, H, W)).astype(np.float32)
-    Hph, Wph = -(-(H + 2 * ph) // sh), -(-(W + 2 * pw) // sw)
+    Hph, Wph = -(-(H + 2 * ph) // sh) - cut, -(-(W + 2 * pw) // sw) - cut
     xp = np.zeros(C * sh * sw * Hph * Wph, dtype=np.float32)
     _pad_phases(x_n, 1, ph, pw, sh, sw, Hph, Wph, xp)
     np.testing.assert_array_equal(xp, _pad_phases_model(x_n, 1, C, ph, pw, sh, sw, Hph, Wph))

@@ -475,6 +475,17 @@ def _pad_phases(x_n, c0, ph, pw, sh, sw, Hph, Wph, xp):
                             dst[t] = src[v0 + t * sw]
         return
     cstep = sh * sw * HW  # from one channel's phase planes to the next's
+    if sw == 2:  # both column phases in one pass along the row: column w goes to phase (w + pw) % 2
+        wmax = min(W, 2 * Wph - pw)
+        for h in range(min(H, Hph * sh - ph)):
+            ih = h + ph
+            d0 = (ih % sh) * 2 * HW + (ih // sh) * Wph  # phase (ih % sh, 0) of channel 0, row ih // sh
+            for c in range(Cg):
+                d = d0 + c * cstep
+                for w in range(wmax):
+                    v = w + pw
+                    xp[d + (v & 1) * HW + (v >> 1)] = x_n[c0 + c, h, w]
+        return
     for h in range(min(H, Hph * sh - ph)):
         ih = h + ph
         for b in range(sw):
