@@ -263,41 +263,51 @@ def _avg_divisors(P, Q, kh, kw, sh, sw, ph, pw, H, W, include_pad, divisor):
 
 @njit(cache=True, nogil=True)
 def avg_pool2d_forward(x3, kh, kw, sh, sw, ph, pw, include_pad, divisor, i0, i1, y3):
-    """y3[i, p, q] = sum of x3[i] over window (p, q) / its divisor (see the module docstring), planes i0 <= i < i1."""
+    """y3[i, p, q] = sum of x3[i] over window (p, q) / its divisor (see the module docstring), planes i0 <= i < i1.
+
+    Separable: for each output row, the window's input rows are summed along whole rows (contiguous, so
+    the loop vectorises), then each window's columns of that sum; in float64.
+    """
     NC, H, W = x3.shape
     P = y3.shape[1]
     Q = y3.shape[2]
     a0, a1, b0, b1, div = _avg_divisors(P, Q, kh, kw, sh, sw, ph, pw, H, W, include_pad, divisor)
+    rs = np.empty(W, dtype=np.float64)  # the window rows' sum, column by column
     for i in range(i0, i1):
-        xi = x3[i]
-        yi = y3[i]
         for p in range(P):
+            rs[:] = 0.0
+            for ih in range(a0[p], a1[p]):
+                for w in range(W):
+                    rs[w] += x3[i, ih, w]
             for q in range(Q):
                 acc = 0.0
-                for ih in range(a0[p], a1[p]):
-                    row = xi[ih]
-                    for iw in range(b0[q], b1[q]):
-                        acc += row[iw]
-                yi[p, q] = acc / div[p, q]
+                for iw in range(b0[q], b1[q]):
+                    acc += rs[iw]
+                y3[i, p, q] = acc / div[p, q]
 
 
 @njit(cache=True, nogil=True)
 def avg_pool2d_backward(dy3, kh, kw, sh, sw, ph, pw, include_pad, divisor, i0, i1, dx3):
-    """dx3[window] += dy3[window] / its divisor for every window; planes i0 <= i < i1 of ``dx3`` are overwritten."""
+    """dx3[window] += dy3[window] / its divisor for every window; planes i0 <= i < i1 of ``dx3`` are overwritten.
+
+    Separable: for each output row, its windows' shares are added up column by column (in float64), then
+    added to each of the window's input rows along whole rows.
+    """
     NC, H, W = dx3.shape
     P = dy3.shape[1]
     Q = dy3.shape[2]
     a0, a1, b0, b1, div = _avg_divisors(P, Q, kh, kw, sh, sw, ph, pw, H, W, include_pad, divisor)
+    cs = np.empty(W, dtype=np.float64)  # one output row's gradient spread over the input columns
     for i in range(i0, i1):
-        di = dx3[i]
-        gi = dy3[i]
         for h in range(H):
             for v in range(W):
-                di[h, v] = 0.0
+                dx3[i, h, v] = 0.0
         for p in range(P):
+            cs[:] = 0.0
             for q in range(Q):
-                g = gi[p, q] / div[p, q]
-                for ih in range(a0[p], a1[p]):
-                    row = di[ih]
-                    for iw in range(b0[q], b1[q]):
-                        row[iw] += g
+                g = dy3[i, p, q] / div[p, q]
+                for iw in range(b0[q], b1[q]):
+                    cs[iw] += g
+            for ih in range(a0[p], a1[p]):
+                for w in range(W):
+                    dx3[i, ih, w] += cs[w]
