@@ -166,10 +166,39 @@ def _kernel_blas():
     return _blas_libs()[0]
 
 
+_raw_calls: dict = {}
+
+
+def _raw_blas_calls(lib):
+    """``(get, set)`` thread-count functions of ``lib``: OpenBLAS's own C functions where they can be found
+    (threadpoolctl's Python layers cost about 1.5 us a call, and a kernel call gets and sets twice),
+    else threadpoolctl's methods."""
+    calls = _raw_calls.get(id(lib))
+    if calls is None:
+        calls = (lib.get_num_threads, getattr(lib, "_real_set_num_threads", lib.set_num_threads))
+        if getattr(lib, "internal_api", None) == "openblas" and not _per_thread(lib):
+            for prefix in ("", "scipy_"):
+                for suffix in ("", "64_", "_64"):
+                    get = getattr(lib.dynlib, f"{prefix}openblas_get_num_threads{suffix}", None)
+                    set_ = getattr(lib.dynlib, f"{prefix}openblas_set_num_threads{suffix}", None)
+                    if get is not None and set_ is not None and get() == lib.get_num_threads():
+                        calls = (get, set_)
+                        break
+                else:
+                    continue
+                break
+        _raw_calls[id(lib)] = calls
+    return calls
+
+
 def _set_blas_threads(lib, n: int) -> None:
     # threadpoolctl >= 3.6 silently ignores OpenBLAS limits set from any thread
     # but the first one that set a limit, so call the library's own setter.
-    getattr(lib, "_real_set_num_threads", lib.set_num_threads)(n)
+    _raw_blas_calls(lib)[1](n)
+
+
+def _get_blas_threads(lib) -> int:
+    return _raw_blas_calls(lib)[0]()
 
 
 def _per_thread(lib) -> bool:
@@ -206,7 +235,7 @@ class kernel_blas_single_threaded:
             return self
         for lib in libs:
             if _per_thread(lib):
-                n = lib.get_num_threads()
+                n = _get_blas_threads(lib)
                 if n != 1:
                     _set_blas_threads(lib, 1)
                     self._own.append((lib, n))
@@ -215,7 +244,7 @@ class kernel_blas_single_threaded:
             if _blas_users == 1:
                 for lib in libs:
                     if not _per_thread(lib):
-                        n = lib.get_num_threads()
+                        n = _get_blas_threads(lib)
                         if n != 1:
                             _set_blas_threads(lib, 1)
                             _blas_saved.append((lib, n))
