@@ -300,6 +300,42 @@ def test_tiled_backward_matches_reference(cfg, threads, tiled_backward_on, threa
         np.testing.assert_array_equal(a, before)
 
 
+@pytest.mark.parametrize(
+    "N, C, H, W, K, R, S, stride, padding, groups",
+    [
+        (2, 5, 12, 9, 8, 3, 3, (2, 2), (1, 1), 1),  # four phases: 2x2, 2x1, 1x2, 1x1 sub-kernels
+        (1, 4, 13, 11, 6, 3, 2, (3, 2), (2, 1), 2),  # a row phase starting at row 1; groups
+        (2, 3, 9, 10, 4, 1, 3, (2, 2), (0, 1), 1),  # 1-row kernel, stride 2: row phase 1 meets no tap (zeros)
+        (1, 6, 16, 16, 20, 5, 5, (2, 2), (2, 2), 1),  # 6 dx channels: one block of 8, rows past the last
+    ],
+)
+def test_strided_input_gradient_one_kernel_for_every_phase(N, C, H, W, K, R, S, stride, padding, groups, monkeypatch):
+    """dx for a stride > 1 by conv2d_tiled_input_grad (one padded dy for all phases), and by a pass per phase
+    (fewer samples than threads), against the loops."""
+    rng = np.random.default_rng(11)
+    x = rng.standard_normal((N, C, H, W)).astype(np.float32)
+    w = rng.standard_normal((K, C // groups, R, S)).astype(np.float32)
+    P = (H + 2 * padding[0] - R) // stride[0] + 1
+    Q = (W + 2 * padding[1] - S) // stride[1] + 1
+    dy = rng.standard_normal((N, K, P, Q)).astype(np.float32)
+    calls = []
+    real = CT.conv2d_tiled_input_grad
+    monkeypatch.setattr(TH, "numba_parallel", lambda n_chunks: False)  # chunks on the pool, seen by the spy
+    monkeypatch.setattr(CT, "conv2d_tiled_input_grad", lambda *a: (calls.append(a[-3:-1]), real(*a))[1])
+    geo = paths.Geometry(*stride, *padding, 1, 1, P, Q)
+    for threads in (1, N * groups, N * groups + 1):  # the last: fewer items than threads, a pass per phase
+        calls.clear()
+        dx = paths.input_grad_tiled(dy, w, groups, geo, H, W, threads)
+        if threads <= N * groups:
+            assert calls, "the one-kernel strided input gradient did not run"
+            assert calls[0][0] == 0 and all(c0[1] == c1[0] for c0, c1 in zip(calls, calls[1:]))  # every item once
+        else:
+            assert not calls
+        pad = ((padding[0], padding[0]), (padding[1], padding[1]))
+        want = ref.conv2d_backward(dy, x, w, stride, pad, (1, 1), groups)[0]
+        np.testing.assert_allclose(dx, want, rtol=1e-4, atol=2e-5 * np.abs(want).max())
+
+
 def test_tiled_backward_path_choice(monkeypatch):
     monkeypatch.setattr(paths, "TILED", True)
     geo = paths.Geometry(1, 1, 1, 1, 1, 1, 32, 32)

@@ -268,6 +268,82 @@ def conv2d_tiled_forward(x, w3, b, R, S, sh, sw, ph, pw, dil_h, dil_w, P, Q, KB,
                 _scatter(yw, jb, min(je, L), Wph, Q, kb * KB, Kg, b, g * Kg, yg)
 
 
+# --- input gradient for a stride > 1: every stride phase from one padded copy of dy -------------------
+
+
+@njit(cache=True, nogil=True)
+def conv2d_tiled_input_grad(dy4, wph, toffs, phases, Hd, Wd, T0, L0, sh, sw, KB, parts, i0, i1, dx):
+    """dx of items (n, g, part), i0 <= it < i1, for a stride > 1 (see ``_conv_paths.input_grad_tiled``).
+
+    The rows h of dx with (h + ph) % sh == a and columns with (w + pw) % sw == b (one stride phase f) are a
+    stride-1 convolution of dy with that phase's sub-kernel, flipped. Each (sample, group)'s dy is copied
+    once into ``xp`` (Kg, Hd, Wd), dy[k, p, q] at row T0 + p, column L0 + q, zero around, and every phase's
+    taps read it at their own offsets, so no phase needs its own padded copy or output array.
+
+    ``wph`` (G, F, Cg, Tmax): phase f's filter matrix, the dx channels of the group by its Kg*Ra*Sb taps;
+    ``toffs`` (F, Tmax): where each of those taps starts in ``xp``; ``phases`` (F, 5): the phase's first row
+    h0 and column w0 in dx, its rows and columns, and its taps. Output (i, j) of phase f lies at wide
+    position i*Wd + j and goes to dx[n, g*Cg + c, h0 + i*sh, w0 + j*sw]. Items as the forward kernels;
+    parts split the dx channels' blocks.
+    """
+    N, K, P, Q = dy4.shape
+    G, F, Cg, Tmax = wph.shape
+    Kg = K // G
+    nkb = -(-Cg // KB)
+    tile = TILE_8 if KB == 8 else TILE_4
+    size = Kg * Hd * Wd
+    for f in range(F):
+        L = (phases[f, 2] - 1) * Wd + phases[f, 3]
+        last = 0
+        for t in range(phases[f, 4]):
+            last = max(last, toffs[f, t])
+        size = max(size, last + -(-L // tile) * tile)
+    xp = np.zeros(size, dtype=np.float32)  # dy of one (sample, group), padded; the zeros around stay zero
+    yw = np.empty((KB, BLOCK), dtype=np.float32)  # one block of KB dx channels' wide outputs
+    copied = -1
+    for it in range(i0, i1):
+        ng = it // parts
+        part = it % parts
+        n = ng // G
+        g = ng % G
+        if ng != copied:
+            for k in range(Kg):
+                for p in range(P):
+                    d = (k * Hd + T0 + p) * Wd + L0
+                    for q in range(Q):
+                        xp[d + q] = dy4[n, g * Kg + k, p, q]
+            copied = ng
+        kb0 = part * nkb // parts
+        kb1 = (part + 1) * nkb // parts
+        for f in range(F):
+            h0 = phases[f, 0]
+            w0 = phases[f, 1]
+            rows = phases[f, 2]
+            cols = phases[f, 3]
+            toff = toffs[f, : phases[f, 4]]
+            wg = wph[g, f]  # (Cg, Tmax)
+            L = (rows - 1) * Wd + cols
+            Lpad = -(-L // tile) * tile
+            for jb in range(0, Lpad, BLOCK):
+                je = min(jb + BLOCK, Lpad)
+                for kb in range(kb0, kb1):
+                    for j0 in range(jb, je, tile):
+                        if KB == 8:
+                            _tile8(xp, toff, wg, kb * KB, j0, yw, j0 - jb)
+                        else:
+                            _tile4(xp, toff, wg, kb * KB, j0, yw, j0 - jb)
+                    kn = min(KB, Cg - kb * KB)
+                    i = jb // Wd
+                    while i * Wd < min(je, L):  # the block's rows: kept columns to their places in dx
+                        ja = max(jb, i * Wd)
+                        jz = min(min(je, L), i * Wd + cols)
+                        for k in range(kn):
+                            c = g * Cg + kb * KB + k
+                            for jw in range(ja, jz):
+                                dx[n, c, h0 + i * sh, w0 + (jw - i * Wd) * sw] = yw[k, jw - jb]
+                        i += 1
+
+
 # --- vectors across filters: for small images -----------------------------------------------------
 #
 # On small images the wide rows waste much of each tile (an 8x8 output with padding 1 has rows of 10,

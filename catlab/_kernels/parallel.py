@@ -70,6 +70,14 @@ def conv2d_tiled_forward(n, items, x, w3, b, R, S, sh, sw, ph, pw, dil_h, dil_w,
 
 
 @_njit_parallel
+def conv2d_tiled_input_grad(n, items, dy4, wph, toffs, phases, Hd, Wd, T0, L0, sh, sw, KB, parts, dx):
+    for t in prange(n):
+        _tiled.conv2d_tiled_input_grad(
+            dy4, wph, toffs, phases, Hd, Wd, T0, L0, sh, sw, KB, parts, t * items // n, (t + 1) * items // n, dx
+        )
+
+
+@_njit_parallel
 def conv2d_ftiled_forward(n, items, x, wpk, b, R, S, sh, sw, ph, pw, dil_h, dil_w, P, Q, parts, y4):
     for t in prange(n):
         _tiled.conv2d_ftiled_forward(
