@@ -1,6 +1,6 @@
 """The register-tiled convolution (catlab._kernels.conv_tiled) and its vector type (catlab._kernels.simd).
 
-Known answers for the five vector operations, compiled and as Python; the
+Known answers for the seven vector operations, compiled and as Python; the
 tiled forward against the reference loops on every geometry it takes
 (stride phases, dilation, asymmetric padding, groups, filter counts that are
 not whole blocks, planes smaller than one tile), for one and several chunks

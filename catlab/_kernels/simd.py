@@ -6,7 +6,7 @@ and stored on every step, and LLVM does not promote arrays to registers. The
 register-tiled convolution (:mod:`catlab._kernels.conv_tiled`) needs exactly
 that, so this module gives Numba a type whose values are LLVM vectors,
 ``<16 x float>`` (one AVX-512 register; two AVX2 registers elsewhere), and
-six operations on it, each one or two LLVM instructions:
+seven operations on it, each one to three LLVM instructions:
 
 ===================  ==================================================
 ``vzero()``          the vector of sixteen zeros
