@@ -164,7 +164,41 @@ def _conv_setup(x, weight, bias, stride, padding, dilation, groups, nd):
         )
     if bias is not None and bias.shape[0] != K:
         raise ValueError(f"bias must have shape ({K},) to match weight, got {V.shape_str(bias.shape)}")
+    key = None
+    if _plain(stride) and _plain(padding) and _plain(dilation):  # the geometry of an earlier call, if any
+        key = (x.shape, weight.shape, stride, padding, dilation, groups, nd)
+        geo = _geometry_cache.get(key)
+        if geo is not None:
+            return (*_as_2d(x, weight, nd), bias, groups, geo)
+    geo = _conv_geometry(x, weight, stride, padding, dilation, nd)
+    if key is not None:
+        if len(_geometry_cache) >= 256:
+            _geometry_cache.clear()
+        _geometry_cache[key] = geo
+    return (*_as_2d(x, weight, nd), bias, groups, geo)
 
+
+#: (x.shape, weight.shape, stride, padding, dilation, groups, nd) -> Geometry, for arguments that passed
+#: the checks before (plain ints, tuples of ints and strings only: ``True == 1`` must not hit ``1``'s entry).
+_geometry_cache: dict = {}
+
+
+def _plain(v) -> bool:
+    t = type(v)
+    return t is int or t is str or (t is tuple and all(type(e) is int for e in v))
+
+
+def _as_2d(x, weight, nd):
+    """(x4, w4): 1-D inputs as images of height 1."""
+    if nd == 1:
+        return x.reshape(x.shape[0], x.shape[1], 1, x.shape[2]), weight.reshape(*weight.shape[:2], 1, weight.shape[2])
+    return x, weight
+
+
+def _conv_geometry(x, weight, stride, padding, dilation, nd):
+    """Check stride, padding and dilation against the shapes; the :class:`~catlab._conv_paths.Geometry`."""
+    C = x.shape[1]
+    K = weight.shape[0]
     stride, padding, dilation = _conv_params(stride, padding, dilation, nd)
     ksize = weight.shape[2:]
     insize = x.shape[2:]
@@ -197,13 +231,8 @@ def _conv_setup(x, weight, bias, stride, padding, dilation, groups, nd):
         )
 
     if nd == 1:
-        x4 = x.reshape(x.shape[0], C, 1, x.shape[2])
-        w4 = weight.reshape(K, weight.shape[1], 1, weight.shape[2])
         stride, pad_before, dilation, out = (1,) + stride, (0,) + pad_before, (1,) + dilation, [1] + out
-    else:
-        x4, w4 = x, weight
-    geo = _paths.Geometry(stride[0], stride[1], pad_before[0], pad_before[1], dilation[0], dilation[1], out[0], out[1])
-    return x4, w4, bias, groups, geo
+    return _paths.Geometry(stride[0], stride[1], pad_before[0], pad_before[1], dilation[0], dilation[1], out[0], out[1])
 
 
 def _conv_forward(x, weight, bias, stride, padding, dilation, groups, nd):

@@ -308,3 +308,27 @@ def test_conv1d_gradients(kw, rng):
         lambda x, w, b: F.conv1d(x, w, b, **kw), lambda dy, x, w, b: F.conv1d_backward(dy, x, w, **kw), [x, w, b]
     )
     assert max(err.values()) < TOL, err
+
+
+def test_geometry_cache_never_skips_a_check():
+    """The geometry of a call is reused for the same shapes and arguments, never for others: a bool equals an
+    int as a dict key, so ``stride=True`` after ``stride=1`` must still be refused, as must a kernel that no
+    longer fits after a valid call with a larger input."""
+    from catlab import functional as Fm
+
+    x = np.ones((1, 2, 6, 6), np.float32)
+    w = np.ones((3, 2, 3, 3), np.float32)
+    Fm._geometry_cache.clear()
+    y = F.conv2d(x, w, stride=1, padding=1)
+    assert y.shape == (1, 3, 6, 6) and len(Fm._geometry_cache) == 1
+    np.testing.assert_array_equal(F.conv2d(x, w, stride=1, padding=1), y)  # from the cache: the same answer
+    assert len(Fm._geometry_cache) == 1
+    with pytest.raises(TypeError, match="stride"):
+        F.conv2d(x, w, stride=True, padding=1)
+    with pytest.raises(ValueError, match="fit in the padded input"):
+        F.conv2d(x[:, :, :2, :2], w)
+    with pytest.raises(ValueError, match="'same' is not supported for strided"):
+        F.conv2d(x, w, stride=2, padding="same")
+    assert F.conv2d(x, w, padding="same").shape == (1, 3, 6, 6)  # strings and 1-D views are cached too
+    x1, w1 = np.ones((2, 2, 9), np.float32), np.ones((4, 2, 3), np.float32)
+    assert F.conv1d(x1, w1, stride=2).shape == F.conv1d(x1, w1, stride=2).shape == (2, 4, 4)
