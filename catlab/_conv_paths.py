@@ -420,6 +420,48 @@ def _dy_forward(dy4, w_sub, groups, top, left, rows, cols, dil_h, dil_w, T):
     return _forward_tiled(src, w_sub, np.zeros(C, dtype=np.float32), groups, geo, T)  # (N, C, rows, cols)
 
 
+def input_grad_phases(w4, G, sh, sw, ph, pw, H, W, P, Q):
+    """The stride phases of dx for ``conv2d_tiled_input_grad``: (wph, toffs, phases, Hd, Wd, T0, L0).
+
+    Phase (a, b) holds the rows h with (h + ph) % sh == a and the columns with (w + pw) % sw == b; they
+    meet the taps r = a, a + sh, ... and s = b, b + sw, ... (Ra by Sb of them) and dy's rows
+    (h + ph) // sh - r', columns likewise: a stride-1 convolution of dy, padded above by
+    top = Ra - 1 - (h0 + ph) // sh (cropped where negative) and left likewise, with the sub-kernel
+    flipped and transposed per group. One padded dy (Hd, Wd) serves every phase: dy[p, q] at row
+    T0 + p, column L0 + q, T0 and L0 the largest of the phases' paddings. A phase no tap reaches (a
+    stride longer than the kernel) has 0 taps: its dx is zero. Phases without rows or columns are left
+    out. ``wph`` (G, F, Cg, Tmax): phase f's filters, tap (k, r', s') at (k*Ra + r')*Sb + s'; ``toffs``
+    (F, Tmax): where each tap starts in the padded dy; ``phases`` (F, 9): h0, w0, rows, cols, taps (the
+    kernel reads these five), then a, b, top, left. The filters are rearranged by a compiled loop: NumPy's
+    strided copies and reshapes cost 40-130 us per call, which matters at batch 1.
+    """
+    K, Cg, R, S = w4.shape
+    Kg = K // G
+    found = []  # (h0, w0, rows, cols, a, b, Ra, Sb, top, left)
+    for a in range(sh):
+        h0 = (a - ph) % sh  # the first row h with (h + ph) % sh == a
+        Ra, rows = len(range(a, R, sh)), len(range(h0, H, sh))
+        for b in range(sw):
+            w0 = (b - pw) % sw
+            Sb, cols = len(range(b, S, sw)), len(range(w0, W, sw))
+            if rows and cols:
+                found.append((h0, w0, rows, cols, a, b, Ra, Sb, Ra - 1 - (h0 + ph) // sh, Sb - 1 - (w0 + pw) // sw))
+    T0 = max([0] + [f[8] for f in found])
+    L0 = max([0] + [f[9] for f in found])
+    Hd = max([T0 + P] + [rows + Ra - 1 - top + T0 for _, _, rows, _, _, _, Ra, _, top, _ in found])
+    Wd = max([L0 + Q] + [cols + Sb - 1 - left + L0 for _, _, _, cols, _, _, _, Sb, _, left in found])
+    Tmax = max([1] + [Kg * f[6] * f[7] for f in found])
+    # (F, 9): h0, w0, rows, cols, taps, then a, b, top, left for the compiled filling of wph and toffs
+    phases = np.array(
+        [(h0, w0, rows, cols, Kg * Ra * Sb, a, b, top, left) for h0, w0, rows, cols, a, b, Ra, Sb, top, left in found],
+        dtype=np.intp,
+    ).reshape(len(found), 9)
+    wph, toffs = _tiled.input_grad_filters(
+        np.ascontiguousarray(w4).reshape(-1), K, Cg, R, S, G, sh, sw, phases, Hd, Wd, T0, L0, Tmax
+    )
+    return wph, toffs, phases, Hd, Wd, T0, L0
+
+
 def input_grad_tiled(dy4, w4, groups, geo: Geometry, H, W, T):
     """dx (N, C, H, W) on the tiled forward kernels (stride 1, or dilation 1 and any stride).
 
@@ -430,10 +472,8 @@ def input_grad_tiled(dy4, w4, groups, geo: Geometry, H, W, T):
     dy's rows i, i - 1, i - 2, ... for i = (h + ph) // sh: a stride-1 convolution with that sub-kernel,
     flipped; likewise for the columns, so dx is sh*sw such convolutions, each written to its phase of dx,
     all done by one kernel (:func:`catlab._kernels.conv_tiled.conv2d_tiled_input_grad`) from one padded
-    copy of each sample's dy (separate passes pad dy once per phase and copy each result into dx: 1.2-1.5x
-    the time of a stride-2 layer's input gradient at batch 64). With fewer samples than threads the passes
-    stay separate: each is split among the threads by filter blocks, and each picks its own tile kind and
-    row width (measured 0.10 against 0.15 ms for the one kernel on a 32x16x16 -> 64 3x3 layer at batch 1).
+    copy of each sample's dy (separate passes padded dy once per phase and copied each result into dx:
+    1.1-1.5x the time at batch 64; see :func:`input_grad_phases`).
     """
     N, K, P, Q = dy4.shape
     _, Cg, R, S = w4.shape
@@ -445,48 +485,7 @@ def input_grad_tiled(dy4, w4, groups, geo: Geometry, H, W, T):
         w_flip = np.ascontiguousarray(wt[:, :, ::-1, ::-1])
         return _dy_forward(dy4, w_flip, G, dil_h * (R - 1) - ph, dil_w * (S - 1) - pw, H, W, dil_h, dil_w, T)
     dx = np.empty((N, C, H, W), dtype=np.float32)  # (N, C, H, W), every phase written once
-    wtg = wt.reshape(G, Cg, Kg, R, S)  # (G, Cg, Kg, R, S)
-    phases = []  # (h0, w0, rows, cols, taps, top, left, sub-kernel (G, Cg, Kg, Ra, Sb))
-    for a in range(sh):
-        h0 = (a - ph) % sh  # the first row h with (h + ph) % sh == a
-        Ra = len(range(a, R, sh))  # taps of this row phase
-        rows = len(range(h0, H, sh))
-        for b in range(sw):
-            w0 = (b - pw) % sw
-            Sb = len(range(b, S, sw))
-            cols = len(range(w0, W, sw))
-            if rows == 0 or cols == 0:
-                continue
-            if Ra == 0 or Sb == 0:  # a stride longer than the kernel: no tap reaches this phase
-                dx[:, :, h0::sh, w0::sw] = 0.0
-                continue
-            sub = wtg[:, :, :, a::sh, b::sw][..., ::-1, ::-1]  # (G, Cg, Kg, Ra, Sb), flipped
-            top = Ra - 1 - (h0 + ph) // sh  # dy's padding above (cropped where negative) for this phase
-            left = Sb - 1 - (w0 + pw) // sw
-            phases.append((h0, w0, rows, cols, Kg * Ra * Sb, top, left, sub))
-    if not phases:
-        return dx
-    if N * G < T:  # fewer (sample, group) items than threads: a pass per phase, each split among the threads
-        for h0, w0, rows, cols, _taps, top, left, sub in phases:
-            w_sub = np.ascontiguousarray(sub.reshape(C, Kg, sub.shape[3], sub.shape[4]))  # (C, Kg, Ra, Sb)
-            dx[:, :, h0::sh, w0::sw] = _dy_forward(dy4, w_sub, G, top, left, rows, cols, 1, 1, T)
-        return dx
-    # one padded copy of dy serves every phase: dy[p, q] at row T0 + p, column L0 + q of (Hd, Wd)
-    T0 = max(0, max(ph_[5] for ph_ in phases))
-    L0 = max(0, max(ph_[6] for ph_ in phases))
-    Hd = max([T0 + P] + [rows + sub.shape[3] - 1 - top + T0 for _, _, rows, _, _, top, _, sub in phases])
-    Wd = max([L0 + Q] + [cols + sub.shape[4] - 1 - left + L0 for _, _, _, cols, _, _, left, sub in phases])
-    F_ = len(phases)
-    Tmax = max(ph_[4] for ph_ in phases)
-    wph = np.zeros((G, F_, Cg, Tmax), dtype=np.float32)  # (G, F, Cg, Tmax): each phase's filter matrix
-    toffs = np.zeros((F_, Tmax), dtype=np.intp)  # (F, Tmax): its taps' offsets in the padded dy
-    info = np.zeros((F_, 5), dtype=np.intp)  # (F, 5): h0, w0, rows, cols, taps
-    for f, (h0, w0, rows, cols, taps, top, left, sub) in enumerate(phases):
-        _, _, _, Ra, Sb = sub.shape
-        wph[:, f, :, :taps] = sub.reshape(G, Cg, taps)
-        k, r, s_ = np.meshgrid(np.arange(Kg), np.arange(Ra), np.arange(Sb), indexing="ij")
-        toffs[f, :taps] = (k * Hd * Wd + (r - top + T0) * Wd + (s_ - left + L0)).reshape(-1)
-        info[f] = (h0, w0, rows, cols, taps)
+    wph, toffs, info, Hd, Wd, T0, L0 = input_grad_phases(w4, G, sh, sw, ph, pw, H, W, P, Q)
     KB = tiled_block(Cg)
     nkb = -(-Cg // KB)
     parts = 1 if N * G >= T else min(nkb, -(-T // (N * G)))

@@ -271,6 +271,39 @@ def conv2d_tiled_forward(x, w3, b, R, S, sh, sw, ph, pw, dil_h, dil_w, P, Q, KB,
 # --- input gradient for a stride > 1: every stride phase from one padded copy of dy -------------------
 
 
+@njit(cache=True)
+def input_grad_filters(wf, K, Cg, R, S, G, sh, sw, phases, Hd, Wd, T0, L0, Tmax):
+    """(wph, toffs) of ``_conv_paths.input_grad_phases`` from the flat weights ``wf`` (K*Cg*R*S,).
+
+    wph[g, f, c, (k*Ra + r')*Sb + s'] = w[g*Kg + k, c, a + (Ra-1-r')*sh, b + (Sb-1-s')*sw] (the phase's
+    sub-kernel, flipped and transposed per group), zero past the phase's taps; toffs[f, t] is where tap t
+    reads the padded dy. Written in wph's order, reading each filter's R*S block whole.
+    """
+    Kg = K // G
+    F = phases.shape[0]
+    wph = np.empty((G, F, Cg, Tmax), dtype=np.float32)
+    toffs = np.zeros((F, Tmax), dtype=np.intp)
+    for f in range(F):
+        taps, a, b, top, left = phases[f, 4], phases[f, 5], phases[f, 6], phases[f, 7], phases[f, 8]
+        Ra = (R - a + sh - 1) // sh
+        Sb = (S - b + sw - 1) // sw
+        for k in range(Kg):
+            for r in range(Ra):
+                for s in range(Sb):
+                    toffs[f, (k * Ra + r) * Sb + s] = k * Hd * Wd + (r - top + T0) * Wd + (s - left + L0)
+        for g in range(G):
+            for c in range(Cg):
+                row = wph[g, f, c]
+                for t in range(taps, Tmax):
+                    row[t] = 0.0
+                for r in range(Ra):  # the long loop over the filters innermost (short loops mispredict)
+                    for s in range(Sb):
+                        src = (g * Kg * Cg + c) * R * S + (a + (Ra - 1 - r) * sh) * S + b + (Sb - 1 - s) * sw
+                        for k in range(Kg):
+                            row[(k * Ra + r) * Sb + s] = wf[src + k * Cg * R * S]
+    return wph, toffs
+
+
 @njit(cache=True, nogil=True)
 def conv2d_tiled_input_grad(dy4, wph, toffs, phases, Hd, Wd, T0, L0, sh, sw, KB, parts, i0, i1, dx):
     """dx of items (n, g, part), i0 <= it < i1, for a stride > 1 (see ``_conv_paths.input_grad_tiled``).
@@ -282,7 +315,8 @@ def conv2d_tiled_input_grad(dy4, wph, toffs, phases, Hd, Wd, T0, L0, sh, sw, KB,
 
     ``wph`` (G, F, Cg, Tmax): phase f's filter matrix, the dx channels of the group by its Kg*Ra*Sb taps;
     ``toffs`` (F, Tmax): where each of those taps starts in ``xp``; ``phases`` (F, 5): the phase's first row
-    h0 and column w0 in dx, its rows and columns, and its taps. Output (i, j) of phase f lies at wide
+    h0 and column w0 in dx, its rows and columns, and its taps (0: the phase of dx is zero); all from
+    ``_conv_paths.input_grad_phases``. Output (i, j) of phase f lies at wide
     position i*Wd + j and goes to dx[n, g*Cg + c, h0 + i*sh, w0 + j*sw]. Items as the forward kernels;
     parts split the dx channels' blocks.
     """
@@ -320,6 +354,13 @@ def conv2d_tiled_input_grad(dy4, wph, toffs, phases, Hd, Wd, T0, L0, sh, sw, KB,
             w0 = phases[f, 1]
             rows = phases[f, 2]
             cols = phases[f, 3]
+            if phases[f, 4] == 0:  # no tap reaches this phase
+                if part == 0:
+                    for c in range(g * Cg, (g + 1) * Cg):
+                        for i in range(rows):
+                            for j in range(cols):
+                                dx[n, c, h0 + i * sh, w0 + j * sw] = 0.0
+                continue
             toff = toffs[f, : phases[f, 4]]
             wg = wph[g, f]  # (Cg, Tmax)
             L = (rows - 1) * Wd + cols
