@@ -16,7 +16,10 @@ tiled         float32 on a CPU with AVX-512 (``TILED``), a stride    ``conv2d_ti
               also needs stride 1 or dilation 1, and finite x, dy    :func:`tiled_kind`);
               and weight (else the paths below)                      ``conv2d_tiled_weight_grad``, and
                                                                      dx as tiled forward passes of dy
-                                                                     (:func:`input_grad_tiled`)
+                                                                     (stride 1) or
+                                                                     ``conv2d_tiled_input_grad`` (every
+                                                                     stride phase; see
+                                                                     :func:`input_grad_tiled`)
 direct        stride 1, one group, C_in <= ``DIRECT_MAX_CHANNELS``   ``conv2d_direct_forward``,
               and C_out <= ``DIRECT_MAX_FILTERS``; the forward pass  ``conv2d_direct_backward``
               only with fewer samples than threads (else wide:
