@@ -176,11 +176,12 @@ def _raw_blas_calls(lib):
     calls = _raw_calls.get(id(lib))
     if calls is None:
         calls = (lib.get_num_threads, getattr(lib, "_real_set_num_threads", lib.set_num_threads))
-        if getattr(lib, "internal_api", None) == "openblas" and not _per_thread(lib):
+        dynlib = getattr(lib, "dynlib", None) or getattr(lib, "_dynlib", None)  # (threadpoolctl < 3.2: _dynlib)
+        if dynlib is not None and getattr(lib, "internal_api", None) == "openblas" and not _per_thread(lib):
             for prefix in ("", "scipy_"):
                 for suffix in ("", "64_", "_64"):
-                    get = getattr(lib.dynlib, f"{prefix}openblas_get_num_threads{suffix}", None)
-                    set_ = getattr(lib.dynlib, f"{prefix}openblas_set_num_threads{suffix}", None)
+                    get = getattr(dynlib, f"{prefix}openblas_get_num_threads{suffix}", None)
+                    set_ = getattr(dynlib, f"{prefix}openblas_set_num_threads{suffix}", None)
                     if get is not None and set_ is not None and get() == lib.get_num_threads():
                         calls = (get, set_)
                         break
