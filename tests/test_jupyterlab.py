@@ -231,26 +231,32 @@ def run_notebook(browser, lab, name: str) -> dict:
         if page.locator(".jp-Dialog", has_text="Select Kernel").count():
             page.locator(".jp-Dialog .jp-mod-accept").first.click()
 
-    for _ in range(300):  # up to a minute for the kernel to start
-        accept_kernel_dialog()
-        if idle.count() and "Python" in (kernel_name.first.inner_text() if kernel_name.count() else ""):
-            break
-        page.wait_for_timeout(200)
-    page.locator(".lm-MenuBar-itemLabel", has_text="Run").first.click()
-    page.locator(".lm-Menu-itemLabel", has_text="Run All Cells").first.click()
+    for attempt in range(2):
+        for _ in range(300):  # up to a minute for the kernel to start
+            accept_kernel_dialog()
+            if idle.count() and "Python" in (kernel_name.first.inner_text() if kernel_name.count() else ""):
+                break
+            page.wait_for_timeout(200)
+        page.locator(".lm-MenuBar-itemLabel", has_text="Run").first.click()
+        page.locator(".lm-Menu-itemLabel", has_text="Run All Cells").first.click()
 
-    start = time.monotonic()
-    page.wait_for_timeout(1000)
-    quiet = 0
-    while time.monotonic() - start < CELL_TIMEOUT_S:
-        accept_kernel_dialog()
-        prompts = page.evaluate(_PROMPTS_JS)
-        busy = any("*" in p for p in prompts)
-        quiet = 0 if busy else quiet + 1
-        if quiet >= 3:  # nothing queued or running for three polls in a row
+        start = time.monotonic()
+        page.wait_for_timeout(1000)
+        quiet = 0
+        while time.monotonic() - start < CELL_TIMEOUT_S:
+            accept_kernel_dialog()
+            prompts = page.evaluate(_PROMPTS_JS)
+            busy = any("*" in p for p in prompts)
+            quiet = 0 if busy else quiet + 1
+            if quiet >= 3:  # nothing queued or running for three polls in a row
+                break
+            page.wait_for_timeout(500)
+        rec["seconds"] = round(time.monotonic() - start, 1)
+        if any(ch.isdigit() for p in page.evaluate(_PROMPTS_JS) for ch in p):
             break
-        page.wait_for_timeout(500)
-    rec["seconds"] = round(time.monotonic() - start, 1)
+        # Not one cell ran: on a loaded machine the kernel can still be starting when Run All is chosen
+        # (seen once in CI). Wait for it and choose Run All once more; a chapter that fails still fails.
+        rec["retried_run_all"] = attempt + 1
 
     out = page.locator(".jp-NotebookPanel:not(.lm-mod-hidden)").first
     # Live interact: move one slider and wait (the kernel recomputes) for a new figure.
