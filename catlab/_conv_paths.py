@@ -98,10 +98,14 @@ WIDE_ONE_THREAD_WORK = 2e7
 MIN_CHUNK_WORK = 3e5
 
 
-#: The register-tiled forward kernels (:mod:`catlab._kernels.conv_tiled`) take every float32
-#: forward they can (module table) on CPUs where Numba compiles for AVX-512 (16-float vectors
-#: fit one register); elsewhere the vectors would need twice the registers there are.
-TILED = _simd.host_has_avx512()
+#: Whether Numba compiles for AVX-512 (a 16-float vector is one register, 32 of them) or only AVX2 with
+#: FMA (a vector is two 8-float registers, 16 of them): it decides which tiles fit in the registers.
+WIDE_REGISTERS = _simd.host_has_avx512()
+
+#: The register-tiled kernels (:mod:`catlab._kernels.conv_tiled`) take every float32 forward they can
+#: (module table) on CPUs with AVX-512, or AVX2 and FMA (then with the smaller tiles of 6 filters by 16
+#: positions, :func:`tiled_block`); elsewhere the other paths.
+TILED = WIDE_REGISTERS or _simd.host_has_avx2_fma()
 
 #: The tiled kernels compute the wide layout's extra columns too; used up to this share of them.
 TILED_MAX_EXTRA = 0.5
@@ -174,8 +178,18 @@ def use_tiled_backward(dtype, R, S, geo: Geometry, work=None) -> bool:
 
 
 def tiled_block(Kg) -> int:
-    """Filters per tile, 8 or 4: the one that pads the group's Kg filters least (8 on a tie)."""
+    """Filters per tile of the tiles across positions: 8 or 4, the one that pads the group's Kg filters least
+    (8 on a tie), where a vector is one register (``WIDE_REGISTERS``); else 6 (6 filters by 16 positions:
+    12 of the 16 AVX2 registers hold the sums; 8 by 32 would need 32 and spill, measured 2x slower)."""
+    if not WIDE_REGISTERS:
+        return 6
     return 4 if -(-Kg // 4) * 4 < -(-Kg // 8) * 8 else 8
+
+
+def grad_block() -> int:
+    """Filters per tile of the tiled weight gradient: 4 (by 4 taps) where a vector is one register
+    (``WIDE_REGISTERS``), else 2 (by 3 taps: 12 of AVX2's 16 registers; 4 by 4 would need 32)."""
+    return 4 if WIDE_REGISTERS else 2
 
 
 #: The tiles with vectors across filters run at about this share of the speed of the tiles across
@@ -192,9 +206,11 @@ def tiled_kind(Kg, R, S, geo: Geometry) -> tuple[str, int]:
     """
     sh, sw, _, _, dil_h, dil_w, P, Q = geo
     KB = tiled_block(Kg)
+    if not WIDE_REGISTERS:
+        return "positions", KB  # the tiles across filters hold 16 vectors of sums: 32 AVX2 registers
     Wph = ((Q - 1) * sw + dil_w * (S - 1) + sw) // sw
     L = (P - 1) * Wph + Q
-    tile = _tiled.TILE_8 if KB == 8 else _tiled.TILE_4
+    tile = _tiled.tile_size(KB)
     kept_positions = P * Q / (-(-L // tile) * tile) * Kg / (-(-Kg // KB) * KB)
     KV = 16 if Kg <= 16 else 32
     PT = _tiled.FTILE_16 if KV == 16 else _tiled.FTILE_32
@@ -520,7 +536,8 @@ def _backward_tiled(dy4, x4, w4, groups, geo: Geometry, T):
     G, Kg = groups, K // groups
     if not np.isfinite(np.sum(w4)):
         return None
-    nkb = -(-Kg // 4)
+    FB = grad_block()
+    nkb = -(-Kg // FB)
     parts = 1 if N * G >= T else min(nkb, -(-T // (N * G)))
     work = Kg * Cg * R * S * P * Q  # multiply-adds per (sample, group)
     n = _threads.chunks_for(N * G * parts, work / parts, T, MIN_CHUNK_WORK)
@@ -534,7 +551,7 @@ def _backward_tiled(dy4, x4, w4, groups, geo: Geometry, T):
         _par.conv2d_tiled_weight_grad,
         N * G * parts,
         n,
-        (x4, dy4, R, S, sh, sw, ph, pw, dil_h, dil_w, P, Q, parts),
+        (x4, dy4, R, S, sh, sw, ph, pw, dil_h, dil_w, P, Q, FB, parts),
         sums=(dweight, db, finite),
     )
     if not (np.isfinite(finite[0]) and np.isfinite(np.sum(db))):  # db: the sum of dy over all but channels

@@ -223,15 +223,23 @@ def _case(cfg, seed=0):
     return x, w, b, kw, (s2, pad, d2, groups)
 
 
+@pytest.fixture(params=[True, False], ids=["avx512-tiles", "avx2-tiles"])
+def registers(request, monkeypatch):
+    """Both families of tiles whatever this CPU is: 8 or 4 filters by 32 or 64 positions and 4-by-4 gradient
+    tiles (AVX-512), or 6 by 16 and 2-by-3 gradient tiles (AVX2); each is correct anywhere, fast on its CPU."""
+    monkeypatch.setattr(paths, "WIDE_REGISTERS", request.param)
+    return request.param
+
+
 @pytest.fixture
-def tiled_forced(monkeypatch):
-    """Take the tiled kernels whatever this CPU is (they are correct anywhere; fast with AVX-512) and size."""
+def tiled_forced(monkeypatch, registers):
+    """Take the tiled kernels whatever this CPU is (they are correct anywhere; fast with AVX-512 or AVX2) and size."""
     monkeypatch.setattr(paths, "TILED", True)
     monkeypatch.setattr(paths, "TILED_MIN_WORK", 0)
 
 
 @pytest.fixture
-def tiled_on(monkeypatch):
+def tiled_on(monkeypatch, registers):
     """As ``tiled_forced``, and record each call of the tiled forward kernel from Python.
 
     Only for tests that keep the chunks off Numba's threads: a ``prange`` wrapper compiled
@@ -270,7 +278,7 @@ BACKWARD = [c for c in TILED if c[7] == 1 or c[9] == 1] + [
 
 
 @pytest.fixture
-def tiled_backward_on(monkeypatch):
+def tiled_backward_on(monkeypatch, registers):
     """As ``tiled_on``, for the backward pass: records each tiled weight-gradient kernel call (same caveat)."""
     monkeypatch.setattr(paths, "TILED", True)
     monkeypatch.setattr(paths, "TILED_MIN_WORK", 0)
@@ -309,7 +317,9 @@ def test_tiled_backward_matches_reference(cfg, threads, tiled_backward_on, threa
         (1, 6, 16, 16, 20, 5, 5, (2, 2), (2, 2), 1),  # 6 dx channels: one block of 8, rows past the last
     ],
 )
-def test_strided_input_gradient_one_kernel_for_every_phase(N, C, H, W, K, R, S, stride, padding, groups, monkeypatch):
+def test_strided_input_gradient_one_kernel_for_every_phase(
+    N, C, H, W, K, R, S, stride, padding, groups, registers, monkeypatch
+):
     """dx for a stride > 1 by conv2d_tiled_input_grad (one padded dy for all phases; phases no tap reaches are
     zero), in one chunk, one per item and in parts of the channels, against the loops."""
     rng = np.random.default_rng(11)
@@ -375,17 +385,22 @@ def test_filter_tiles_match_reference(cfg, KV, threads, tiled_forced, monkeypatc
     np.testing.assert_array_equal(F.conv2d(x, w, b, **kw), y)
 
 
-def test_tile_kind_choice():
-    """Vectors across filters where the wide rows would waste much (small images) and filters fill 32."""
+def test_tile_kind_choice(monkeypatch):
+    """Vectors across filters where the wide rows would waste much (small images) and filters fill 32;
+    without AVX-512 always 6 filters by 16 positions (the tiles across filters would spill)."""
     G = paths.Geometry
+    monkeypatch.setattr(paths, "WIDE_REGISTERS", False)
+    for Kg, P in ((64, 8), (64, 32), (16, 8), (20, 16)):
+        assert paths.tiled_kind(Kg, 3, 3, G(1, 1, 1, 1, 1, 1, P, P)) == ("positions", 6)
+    monkeypatch.setattr(paths, "WIDE_REGISTERS", True)
     assert paths.tiled_kind(64, 3, 3, G(1, 1, 1, 1, 1, 1, 8, 8)) == ("filters", 32)  # rows of 10 for 8 kept
     assert paths.tiled_kind(64, 3, 3, G(1, 1, 1, 1, 1, 1, 32, 32)) == ("positions", 8)  # rows of 34 for 32
     assert paths.tiled_kind(16, 3, 3, G(1, 1, 1, 1, 1, 1, 8, 8)) == ("positions", 8)  # 16-filter tiles: slower
     assert paths.tiled_kind(20, 5, 5, G(1, 1, 2, 2, 1, 1, 16, 16)) == ("positions", 4)  # 20 = 5 blocks of 4
 
 
-@pytest.mark.parametrize("KB", [4, 8])
-def test_tiled_kernel_called_directly_with_both_block_sizes(KB):
+@pytest.mark.parametrize("KB", [4, 6, 8])
+def test_tiled_kernel_called_directly_with_every_block_size(KB):
     """The kernel with a forced block size (F.conv2d picks one by the filter count) against the reference."""
     x, w, b, kw, (s2, pad, d2, groups) = _case((2, 5, 9, 11, 11, 3, 3, 1, 1, 1, 1), seed=3)
     P, Q = 9, 11
@@ -401,8 +416,31 @@ def test_tiled_kernel_called_directly_with_both_block_sizes(KB):
     np.testing.assert_allclose(y4.reshape(want.shape), want, rtol=1e-5, atol=1e-5 * np.abs(want).max())
 
 
-def test_filter_block_size_pads_least():
+def test_filter_block_size_pads_least(monkeypatch):
+    monkeypatch.setattr(paths, "WIDE_REGISTERS", True)
     assert [paths.tiled_block(k) for k in (1, 4, 5, 6, 8, 12, 16, 20, 64)] == [4, 4, 8, 8, 8, 4, 8, 4, 8]
+    assert paths.grad_block() == 4
+    monkeypatch.setattr(paths, "WIDE_REGISTERS", False)  # AVX2: 16 registers of 8 floats
+    assert {paths.tiled_block(k) for k in (1, 4, 5, 6, 8, 12, 16, 20, 64)} == {6}
+    assert paths.grad_block() == 2
+
+
+@pytest.mark.parametrize("FB", [4, 2])
+def test_weight_grad_tiles_called_directly(FB):
+    """Both weight-gradient tiles (4 filters by 4 taps, 2 by 3) against the loops: 7 filters and 5*2*3 = 30
+    taps fill neither tile's blocks evenly; samples split over two chunks summed by the caller."""
+    x, w, b, kw, (s2, pad, d2, groups) = _case((3, 5, 9, 8, 7, 2, 3, 1, 1, 1, 1), seed=4)
+    P, Q = 10, 8
+    dy = np.random.default_rng(5).normal(size=(3, 7, P, Q)).astype(np.float32)
+    dwt = np.zeros((2, 1, 7, 30), dtype=np.float32)
+    dbt = np.zeros((2, 7), dtype=np.float32)
+    fin = np.zeros((2, 1), dtype=np.float32)
+    for c, (i0, i1) in enumerate(((0, 2), (2, 3))):
+        CT.conv2d_tiled_weight_grad(x, dy, 2, 3, 1, 1, 1, 1, 1, 1, P, Q, FB, 1, i0, i1, dwt[c], dbt[c], fin[c])
+    _, dw_want, db_want = ref.conv2d_backward(dy, x, w, s2, pad, d2, groups)
+    np.testing.assert_allclose(dwt.sum(0).reshape(w.shape), dw_want, rtol=1e-4, atol=1e-4 * np.abs(dw_want).max())
+    np.testing.assert_allclose(dbt.sum(0), db_want, rtol=1e-4, atol=1e-4 * np.abs(db_want).max())
+    assert np.all(fin == 0)
 
 
 @pytest.mark.parametrize("value", [np.inf, -np.inf, np.nan])

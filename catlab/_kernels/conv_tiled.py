@@ -41,8 +41,15 @@ from .simd import vbcast, vfma, vload, vpairsum, vsplat, vstore, vzero
 #: Positions per tile for each filter-block size KB (16 vectors of sums either way).
 TILE_8 = 32
 TILE_4 = 64
+TILE_6 = 16
 #: Positions per block (a multiple of both tiles).
 BLOCK = 512
+
+
+@njit(cache=True)
+def tile_size(KB):
+    """Positions per tile of the tiles across positions with KB filters (8, 6 or 4)."""
+    return TILE_8 if KB == 8 else (TILE_6 if KB == 6 else TILE_4)
 
 
 @njit(cache=True)
@@ -215,6 +222,41 @@ def _tile4(xp, toff, wg, k0, j0, yw, c0):
 
 
 @njit(cache=True)
+def _tile6(xp, toff, wg, k0, j0, yw, c0):
+    """yw[k, c0 : c0+16] = sum over taps t of wg[k0 + k, t] * xp[toff[t] + j0 + (0 .. 15)], k < 6 (as _tile8).
+
+    For CPUs without AVX-512: a 16-float vector is two 8-float registers there, so this tile's six sums
+    and one input vector take 14 of the 16 registers (the tiles above would take 32 and spill)."""
+    last = wg.shape[0] - 1
+    w0 = wg[min(k0, last)]
+    w1 = wg[min(k0 + 1, last)]
+    w2 = wg[min(k0 + 2, last)]
+    w3 = wg[min(k0 + 3, last)]
+    w4 = wg[min(k0 + 4, last)]
+    w5 = wg[min(k0 + 5, last)]
+    a0 = vzero()
+    a1 = vzero()
+    a2 = vzero()
+    a3 = vzero()
+    a4 = vzero()
+    a5 = vzero()
+    for t in range(toff.shape[0]):
+        x0 = vload(xp, toff[t] + j0)
+        a0 = vfma(vbcast(w0, t), x0, a0)
+        a1 = vfma(vbcast(w1, t), x0, a1)
+        a2 = vfma(vbcast(w2, t), x0, a2)
+        a3 = vfma(vbcast(w3, t), x0, a3)
+        a4 = vfma(vbcast(w4, t), x0, a4)
+        a5 = vfma(vbcast(w5, t), x0, a5)
+    vstore(yw[0], c0, a0)
+    vstore(yw[1], c0, a1)
+    vstore(yw[2], c0, a2)
+    vstore(yw[3], c0, a3)
+    vstore(yw[4], c0, a4)
+    vstore(yw[5], c0, a5)
+
+
+@njit(cache=True)
 def _scatter(yw, jb, je, Wph, Q, k0, Kg, b, bias0, yg):
     """yg[k0 + k, p*Q + q] = yw[k, j - jb] + b[bias0 + k0 + k] for the block's positions j = p*Wph + q < je, q < Q."""
     KB = yw.shape[0]
@@ -240,7 +282,7 @@ def conv2d_tiled_forward(x, w3, b, R, S, sh, sw, ph, pw, dil_h, dil_w, P, Q, KB,
     G, Kg, T = w3.shape
     Cg = T // (R * S)
     nkb = -(-Kg // KB)
-    tile = TILE_8 if KB == 8 else TILE_4
+    tile = tile_size(KB)
     Hph, Wph, L, Lpad, size = tile_layout(P, Q, R, S, sh, sw, dil_h, dil_w, Cg, tile)
     toff = _tap_offsets(Cg, R, S, sh, sw, dil_h, dil_w, Hph, Wph)
     xp = np.zeros(size, dtype=np.float32)  # the padded phases of one (sample, group); border and tail stay zero
@@ -263,6 +305,8 @@ def conv2d_tiled_forward(x, w3, b, R, S, sh, sw, ph, pw, dil_h, dil_w, P, Q, KB,
                 for j0 in range(jb, je, tile):
                     if KB == 8:
                         _tile8(xp, toff, w3[g], kb * KB, j0, yw, j0 - jb)
+                    elif KB == 6:
+                        _tile6(xp, toff, w3[g], kb * KB, j0, yw, j0 - jb)
                     else:
                         _tile4(xp, toff, w3[g], kb * KB, j0, yw, j0 - jb)
                 _scatter(yw, jb, min(je, L), Wph, Q, kb * KB, Kg, b, g * Kg, yg)
@@ -324,7 +368,7 @@ def conv2d_tiled_input_grad(dy4, wph, toffs, phases, Hd, Wd, T0, L0, sh, sw, KB,
     G, F, Cg, Tmax = wph.shape
     Kg = K // G
     nkb = -(-Cg // KB)
-    tile = TILE_8 if KB == 8 else TILE_4
+    tile = tile_size(KB)
     size = Kg * Hd * Wd
     for f in range(F):
         L = (phases[f, 2] - 1) * Wd + phases[f, 3]
@@ -371,6 +415,8 @@ def conv2d_tiled_input_grad(dy4, wph, toffs, phases, Hd, Wd, T0, L0, sh, sw, KB,
                     for j0 in range(jb, je, tile):
                         if KB == 8:
                             _tile8(xp, toff, wg, kb * KB, j0, yw, j0 - jb)
+                        elif KB == 6:
+                            _tile6(xp, toff, wg, kb * KB, j0, yw, j0 - jb)
                         else:
                             _tile4(xp, toff, wg, kb * KB, j0, yw, j0 - jb)
                     kn = min(KB, Cg - kb * KB)
@@ -702,9 +748,48 @@ def _grad_tile(dyf, nk, k0, xpf, size, toff, t0, Lpad, m, gacc, go):
     vstore(gacc, go, vfma(totals, vsplat(np.float32(1.0)), vload(gacc, go)))
 
 
+@njit(cache=True)
+def _grad_tile23(dyf, nk, k0, xpf, size, toff, t0, Lpad, m, gacc, go):
+    """gacc[go + 3*a + b] += the sum of dyb[i, k0 + a, j] * xpb[i, toff[t0 + b] + j], a < 2, b < 3 (as _grad_tile).
+
+    For CPUs without AVX-512 (a vector is two 8-float registers, 16 of them): 6 sums take 12 registers, where
+    the 4-by-4 tile's 16 would need 32 and spill (measured 1.5-2x slower there)."""
+    o0 = toff[t0]
+    o1 = toff[t0 + 1]
+    o2 = toff[t0 + 2]
+    a00 = vzero()
+    a01 = vzero()
+    a02 = vzero()
+    a10 = vzero()
+    a11 = vzero()
+    a12 = vzero()
+    for i in range(m):
+        xi = i * size
+        d0 = (i * nk + k0) * Lpad
+        d1 = d0 + Lpad
+        for j in range(0, Lpad, 16):
+            y0 = vload(dyf, d0 + j)
+            y1 = vload(dyf, d1 + j)
+            x = vload(xpf, xi + o0 + j)
+            a00 = vfma(y0, x, a00)
+            a10 = vfma(y1, x, a10)
+            x = vload(xpf, xi + o1 + j)
+            a01 = vfma(y0, x, a01)
+            a11 = vfma(y1, x, a11)
+            x = vload(xpf, xi + o2 + j)
+            a02 = vfma(y0, x, a02)
+            a12 = vfma(y1, x, a12)
+    # four rounds of neighbouring pairs (as _grad_tile, padded with zeros): lane 3*a + b is the total of a<a><b>
+    z = vzero()
+    q0 = vpairsum(vpairsum(a00, a01), vpairsum(a02, a10))
+    q1 = vpairsum(vpairsum(a11, a12), z)
+    totals = vpairsum(vpairsum(q0, q1), z)
+    vstore(gacc, go, vfma(totals, vsplat(np.float32(1.0)), vload(gacc, go)))
+
+
 @njit(cache=True, nogil=True)
 def conv2d_tiled_weight_grad(
-    x, dy4, R, S, sh, sw, ph, pw, dil_h, dil_w, P, Q, parts, i0, i1, dweight_t, db_t, finite_t
+    x, dy4, R, S, sh, sw, ph, pw, dil_h, dil_w, P, Q, FB, parts, i0, i1, dweight_t, db_t, finite_t
 ):
     """Add the weight and bias gradients of items i0 <= it < i1 to this chunk's sums.
 
@@ -714,25 +799,27 @@ def conv2d_tiled_weight_grad(
     the samples read, NaN if any is inf or NaN (the caller then takes other kernels: here the dropped
     columns would multiply such inputs by zero). dweight[g, k, t] = sum over samples and
     positions j of dy_wide[k, j] * xp[toff[t] + j], with ``dy_wide`` dy at the wide width (zero in the
-    dropped columns), in tiles of 4 filters by 4 taps whose 16 sums are vectors of 16 lanes, added up
-    across a block of samples before the lanes are; part ``part`` does a range of the 4-filter blocks.
+    dropped columns), in tiles of FB filters by TB taps (4 by 4, or 2 by 3 for ``FB = 2``: CPUs without
+    AVX-512) whose sums are vectors of 16 lanes, added up across a block of samples before the lanes are;
+    part ``part`` does a range of the FB-filter blocks.
     """
+    TB = 4 if FB == 4 else 3
     N = x.shape[0]
     G, Kg, T = dweight_t.shape
     Cg = T // (R * S)
     Hph, Wph, L, Lpad, size = tile_layout(P, Q, R, S, sh, sw, dil_h, dil_w, Cg, 16)
     toff = _tap_offsets(Cg, R, S, sh, sw, dil_h, dil_w, Hph, Wph)
-    nkb = -(-Kg // 4)
-    ntb = -(-T // 4)
-    toff4 = np.empty(ntb * 4, dtype=np.intp)  # taps in whole blocks of 4; the extra ones re-read tap 0
+    nkb = -(-Kg // FB)
+    ntb = -(-T // TB)
+    toff4 = np.empty(ntb * TB, dtype=np.intp)  # taps in whole blocks of TB; the extra ones re-read tap 0
     toff4[:] = toff[0]
     toff4[:T] = toff
-    mb = max(1, min(N, GRAD_BLOCK_NUMBERS // (size + nkb * 4 * Lpad)))  # samples per block
+    mb = max(1, min(N, GRAD_BLOCK_NUMBERS // (size + nkb * FB * Lpad)))  # samples per block
     xpb = np.zeros((mb, size), dtype=np.float32)  # padded phases of a block of samples (one group)
-    dyb = np.zeros((mb, nkb * 4, Lpad), dtype=np.float32)  # their dy at the wide width
+    dyb = np.zeros((mb, nkb * FB, Lpad), dtype=np.float32)  # their dy at the wide width
     xpf = xpb.reshape(mb * size)
-    dyf = dyb.reshape(mb * nkb * 4 * Lpad)
-    gacc = np.zeros(nkb * ntb * 16, dtype=np.float32)  # the sums of tile (kb, tb) at (kb*ntb + tb)*16 + 4*a + b
+    dyf = dyb.reshape(mb * nkb * FB * Lpad)
+    gacc = np.zeros(nkb * ntb * 16, dtype=np.float32)  # the sums of tile (kb, tb) at (kb*ntb + tb)*16 + TB*a + b
     lanes = np.empty(16, dtype=np.float32)
     plane = Cg * sh * sw * Hph * Wph
     it = i0
@@ -747,20 +834,23 @@ def conv2d_tiled_weight_grad(
         for i in range(m):
             _pad_phases(x[n0 + i], g * Cg, ph, pw, sh, sw, Hph, Wph, xpb[i, :plane])
             finite_t[0] += _lane_sum(xpf, i * size, plane, np.float32(0.0), lanes)
-            for k in range(kb0 * 4, min(kb1 * 4, Kg)):
-                d = (i * nkb * 4 + k) * Lpad
+            for k in range(kb0 * FB, min(kb1 * FB, Kg)):
+                d = (i * nkb * FB + k) * Lpad
                 for p in range(P):
                     for q in range(Q):
                         dyf[d + p * Wph + q] = dy4[n0 + i, g * Kg + k, p, q]
                 db_t[g * Kg + k] += _lane_sum(dyf, d, Lpad, np.float32(1.0), lanes)  # 0 in the dropped columns
         for kb in range(kb0, kb1):
             for tb in range(ntb):
-                _grad_tile(dyf, nkb * 4, kb * 4, xpf, size, toff4, tb * 4, Lpad, m, gacc, (kb * ntb + tb) * 16)
+                if FB == 4:
+                    _grad_tile(dyf, nkb * 4, kb * 4, xpf, size, toff4, tb * 4, Lpad, m, gacc, (kb * ntb + tb) * 16)
+                else:
+                    _grad_tile23(dyf, nkb * 2, kb * 2, xpf, size, toff4, tb * 3, Lpad, m, gacc, (kb * ntb + tb) * 16)
         it += m
         if it == i1 or it // N != run:  # the end of this (group, part)'s samples in the chunk
             for kb in range(kb0, kb1):
-                for a in range(min(4, Kg - kb * 4)):
+                for a in range(min(FB, Kg - kb * FB)):
                     for t in range(T):
-                        o = (kb * ntb + t // 4) * 16 + 4 * a + t % 4
-                        dweight_t[g, kb * 4 + a, t] += gacc[o]
+                        o = (kb * ntb + t // TB) * 16 + TB * a + t % TB
+                        dweight_t[g, kb * FB + a, t] += gacc[o]
                         gacc[o] = 0.0

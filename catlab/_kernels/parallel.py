@@ -87,7 +87,7 @@ def conv2d_ftiled_forward(n, items, x, wpk, b, R, S, sh, sw, ph, pw, dil_h, dil_
 
 @_njit_parallel
 def conv2d_tiled_weight_grad(
-    n, items, x, dy4, R, S, sh, sw, ph, pw, dil_h, dil_w, P, Q, parts, dweight_t, db_t, finite_t
+    n, items, x, dy4, R, S, sh, sw, ph, pw, dil_h, dil_w, P, Q, FB, parts, dweight_t, db_t, finite_t
 ):
     for t in prange(n):
         _tiled.conv2d_tiled_weight_grad(
@@ -103,6 +103,7 @@ def conv2d_tiled_weight_grad(
             dil_w,
             P,
             Q,
+            FB,
             parts,
             t * items // n,
             (t + 1) * items // n,

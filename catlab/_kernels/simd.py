@@ -279,14 +279,25 @@ def _ol_vpairsum(a, b):
     return lambda a, b: _pairsum(a, b)
 
 
-def host_has_avx512() -> bool:
-    """Whether Numba compiles for a CPU with AVX-512 (one register per vector; else two, and spills)."""
+def _host_features(*names) -> bool:
+    """Whether Numba compiles for the host CPU and it has every feature in ``names`` (LLVM's names)."""
     try:
         from llvmlite import binding
 
         name = config.CPU_NAME
         if name not in (None, "", "host"):
             return False
-        return bool(binding.get_host_cpu_features().get("avx512f", False))
+        features = binding.get_host_cpu_features()
+        return all(bool(features.get(f, False)) for f in names)
     except Exception:  # pragma: no cover - a platform without host feature queries
         return False
+
+
+def host_has_avx512() -> bool:
+    """Whether Numba compiles for a CPU with AVX-512: one register per vector, 32 registers."""
+    return _host_features("avx512f")
+
+
+def host_has_avx2_fma() -> bool:
+    """Whether Numba compiles for a CPU with AVX2 and FMA: a vector is two 8-float registers, 16 registers."""
+    return _host_features("avx2", "fma")
