@@ -9,8 +9,9 @@ they differ in speed only.
 ============  =====================================================  ===================================
 path          condition                                              kernels
 ============  =====================================================  ===================================
-tiled         float32 on a CPU with AVX-512 (``TILED``), a stride    ``conv2d_tiled_forward`` (tiles
-              no longer than the kernel's extent and at most         across positions) or
+tiled         float32 on a CPU with AVX-512 or AVX2 + FMA            ``conv2d_tiled_forward`` (tiles
+              (``TILED``; tile sizes per ``WIDE_REGISTERS``), a      across positions) or
+              stride no longer than the kernel's extent and at most
               ``TILED_MAX_EXTRA`` of extra wide columns; takes       ``conv2d_ftiled_forward`` (across
               precedence over every path below. The backward pass    filters, small images; see
               also needs stride 1 or dilation 1, and finite x, dy    :func:`tiled_kind`);
