@@ -187,10 +187,20 @@ def tiled_block(Kg) -> int:
     return 4 if -(-Kg // 4) * 4 < -(-Kg // 8) * 8 else 8
 
 
-def grad_block() -> int:
-    """Filters per tile of the tiled weight gradient: 4 (by 4 taps) where a vector is one register
-    (``WIDE_REGISTERS``), else 2 (by 3 taps: 12 of AVX2's 16 registers; 4 by 4 would need 32)."""
-    return 4 if WIDE_REGISTERS else 2
+#: Without AVX-512, the weight gradient takes vectors across filters where the group's filters fill at
+#: least this share of their 16-filter vectors' lanes (measured on AVX2: 12 or 16 filters 0.5-0.85 of the
+#: time of the 2-by-3 tiles, 20 filters equal, 8 filters 1.1, 6 filters 1.6-1.7).
+FILTER_GRAD_MIN_FILL = 0.7
+
+
+def grad_block(Kg) -> int:
+    """Filters per tile of the tiled weight gradient for ``Kg`` filters per group: 4 (by 4 taps) where a
+    vector is one register (``WIDE_REGISTERS``); else 16 (one vector across filters, by 6 taps, no lane
+    sums to add up) where they fill ``FILTER_GRAD_MIN_FILL`` of the lanes, else 2 (by 3 taps). Each keeps
+    12 of AVX2's 16 registers for sums; 4 by 4 would need 32."""
+    if WIDE_REGISTERS:
+        return 4
+    return 16 if Kg / (-(-Kg // 16) * 16) >= FILTER_GRAD_MIN_FILL else 2
 
 
 #: The tiles with vectors across filters run at about this share of the speed of the tiles across
@@ -537,7 +547,7 @@ def _backward_tiled(dy4, x4, w4, groups, geo: Geometry, T):
     G, Kg = groups, K // groups
     if not np.isfinite(np.sum(w4)):
         return None
-    FB = grad_block()
+    FB = grad_block(Kg)
     nkb = -(-Kg // FB)
     parts = 1 if N * G >= T else min(nkb, -(-T // (N * G)))
     work = Kg * Cg * R * S * P * Q  # multiply-adds per (sample, group)

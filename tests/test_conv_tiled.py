@@ -284,7 +284,7 @@ def tiled_backward_on(monkeypatch, registers):
     monkeypatch.setattr(paths, "TILED_MIN_WORK", 0)
     taken = []
     real = CT.conv2d_tiled_weight_grad
-    monkeypatch.setattr(CT, "conv2d_tiled_weight_grad", lambda *a: (taken.append(1), real(*a))[1])
+    monkeypatch.setattr(CT, "conv2d_tiled_weight_grad", lambda *a: (taken.append(a[12]), real(*a))[1])  # FB
     return taken
 
 
@@ -300,6 +300,8 @@ def test_tiled_backward_matches_reference(cfg, threads, tiled_backward_on, threa
     inputs = [a.copy() for a in (dy, x, w)]
     dx, dw, db = F.conv2d_backward(dy, x, w, **kw)
     assert tiled_backward_on, "the tiled weight gradient did not run"
+    Kg = w.shape[0] // groups
+    assert set(tiled_backward_on) == {paths.grad_block(Kg)}
     want = ref.conv2d_backward(dy, x, w, s2, pad, d2, groups)
     for got, exp, name in zip((dx, dw, db), want, ("dx", "dweight", "dbias")):
         assert got.dtype == np.float32 and got.shape == exp.shape, name
@@ -416,27 +418,54 @@ def test_tiled_kernel_called_directly_with_every_block_size(KB):
     np.testing.assert_allclose(y4.reshape(want.shape), want, rtol=1e-5, atol=1e-5 * np.abs(want).max())
 
 
+def test_backward_tests_cover_every_weight_grad_tile(monkeypatch):
+    """The configurations above reach all three weight-gradient tiles (this CPU's or not)."""
+    blocks = set()
+    for wide in (True, False):
+        monkeypatch.setattr(paths, "WIDE_REGISTERS", wide)
+        blocks |= {paths.grad_block(c[4] // c[10]) for c in BACKWARD}
+    assert blocks == {4, 2, 16}
+
+
 def test_filter_block_size_pads_least(monkeypatch):
     monkeypatch.setattr(paths, "WIDE_REGISTERS", True)
     assert [paths.tiled_block(k) for k in (1, 4, 5, 6, 8, 12, 16, 20, 64)] == [4, 4, 8, 8, 8, 4, 8, 4, 8]
-    assert paths.grad_block() == 4
+    assert {paths.grad_block(k) for k in (1, 6, 16, 64)} == {4}
     monkeypatch.setattr(paths, "WIDE_REGISTERS", False)  # AVX2: 16 registers of 8 floats
     assert {paths.tiled_block(k) for k in (1, 4, 5, 6, 8, 12, 16, 20, 64)} == {6}
-    assert paths.grad_block() == 2
+    # vectors across filters where the filters fill 70% of the vectors' lanes
+    assert [paths.grad_block(k) for k in (1, 6, 8, 11, 12, 16, 20, 23, 32, 33, 64)] == [
+        2,
+        2,
+        2,
+        2,
+        16,
+        16,
+        2,
+        16,
+        16,
+        2,
+        16,
+    ]
 
 
-@pytest.mark.parametrize("FB", [4, 2])
-def test_weight_grad_tiles_called_directly(FB):
-    """Both weight-gradient tiles (4 filters by 4 taps, 2 by 3) against the loops: 7 filters and 5*2*3 = 30
-    taps fill neither tile's blocks evenly; samples split over two chunks summed by the caller."""
-    x, w, b, kw, (s2, pad, d2, groups) = _case((3, 5, 9, 8, 7, 2, 3, 1, 1, 1, 1), seed=4)
+@pytest.mark.parametrize("K", [7, 33])
+@pytest.mark.parametrize("FB", [4, 2, 16])
+def test_weight_grad_tiles_called_directly(FB, K):
+    """Every weight-gradient tile (4 filters by 4 taps, 2 by 3, 16-filter vectors by 6 taps) against the
+    loops: 7 or 33 filters and 5*2*3 = 30 taps fill no tile's blocks evenly; samples split over two chunks
+    summed by the caller; with 33 filters the second chunk in two parts of the filter blocks."""
+    x, w, b, kw, (s2, pad, d2, groups) = _case((3, 5, 9, 8, K, 2, 3, 1, 1, 1, 1), seed=4)
     P, Q = 10, 8
-    dy = np.random.default_rng(5).normal(size=(3, 7, P, Q)).astype(np.float32)
-    dwt = np.zeros((2, 1, 7, 30), dtype=np.float32)
-    dbt = np.zeros((2, 7), dtype=np.float32)
-    fin = np.zeros((2, 1), dtype=np.float32)
-    for c, (i0, i1) in enumerate(((0, 2), (2, 3))):
-        CT.conv2d_tiled_weight_grad(x, dy, 2, 3, 1, 1, 1, 1, 1, 1, P, Q, FB, 1, i0, i1, dwt[c], dbt[c], fin[c])
+    dy = np.random.default_rng(5).normal(size=(3, K, P, Q)).astype(np.float32)
+    dwt = np.zeros((3, 1, K, 30), dtype=np.float32)
+    dbt = np.zeros((3, K), dtype=np.float32)
+    fin = np.zeros((3, 1), dtype=np.float32)
+    CT.conv2d_tiled_weight_grad(x, dy, 2, 3, 1, 1, 1, 1, 1, 1, P, Q, FB, 1, 0, 2, dwt[0], dbt[0], fin[0])
+    # sample 2 alone, its filters in two parts: items (sample, part) are it = part * N + n
+    for c, part in ((1, 0), (2, 1)):
+        it = part * 3 + 2
+        CT.conv2d_tiled_weight_grad(x, dy, 2, 3, 1, 1, 1, 1, 1, 1, P, Q, FB, 2, it, it + 1, dwt[c], dbt[c], fin[c])
     _, dw_want, db_want = ref.conv2d_backward(dy, x, w, s2, pad, d2, groups)
     np.testing.assert_allclose(dwt.sum(0).reshape(w.shape), dw_want, rtol=1e-4, atol=1e-4 * np.abs(dw_want).max())
     np.testing.assert_allclose(dbt.sum(0), db_want, rtol=1e-4, atol=1e-4 * np.abs(db_want).max())

@@ -801,8 +801,14 @@ def conv2d_tiled_weight_grad(
     positions j of dy_wide[k, j] * xp[toff[t] + j], with ``dy_wide`` dy at the wide width (zero in the
     dropped columns), in tiles of FB filters by TB taps (4 by 4, or 2 by 3 for ``FB = 2``: CPUs without
     AVX-512) whose sums are vectors of 16 lanes, added up across a block of samples before the lanes are;
-    part ``part`` does a range of the FB-filter blocks.
+    part ``part`` does a range of the FB-filter blocks. ``FB = 16``: vectors across filters instead
+    (:func:`conv2d_ftiled_weight_grad`, the same items and sums).
     """
+    if FB == 16:
+        conv2d_ftiled_weight_grad(
+            x, dy4, R, S, sh, sw, ph, pw, dil_h, dil_w, P, Q, parts, i0, i1, dweight_t, db_t, finite_t
+        )
+        return
     TB = 4 if FB == 4 else 3
     N = x.shape[0]
     G, Kg, T = dweight_t.shape
@@ -854,3 +860,128 @@ def conv2d_tiled_weight_grad(
                         o = (kb * ntb + t // TB) * 16 + TB * a + t % TB
                         dweight_t[g, kb * FB + a, t] += gacc[o]
                         gacc[o] = 0.0
+
+
+# --- weight gradient with vectors across filters (CPUs without AVX-512) ------------------------------
+#
+# The tiles above hold sums over positions in the lanes of a vector, whose 16 lanes must be added up at
+# the end of every tile (4 rounds of vpairsum for 16 sums); with short sums (batch 1, small planes) that
+# step costs as much as the multiplications. Here a vector holds 16 filters of one tap instead:
+# dweight[k0 : k0+16, t] = sum over samples and positions j of dy[k0 : k0+16, j] * xp[toff[t] + j], the
+# filters' dy at j (one vector load from dy transposed, positions by filters) times the input at j for
+# each tap (one number, broadcast). A tile is 16 filters by 6 taps: 6 vectors of sums, 12 AVX2
+# registers; nothing to add up across lanes, and the dropped columns (q >= Q) are skipped, not computed.
+
+#: Taps per tile of the weight gradient with vectors across filters.
+WTILE_TAPS = 6
+
+
+@njit(cache=True)
+def _wtile(dyf, KV, kv, xpf, size, toff, t0, P, Q, Wph, m, acc, ao):
+    """acc[ao + 16*b : ao + 16*(b+1)] += sum over samples i < m and positions (p, q) of
+    dyt[i, p*Q + q, 16*kv : 16*kv + 16] * xpf[i*size + toff[t0 + b] + p*Wph + q], b < 6.
+
+    ``dyf``: ``dyt`` (m, P*Q, KV) flattened, the block's dy transposed, filters innermost (KV a multiple of
+    16, zero past the group's last filter); ``xpf`` the block's padded inputs, ``size`` apart; ``acc`` the
+    tiles' running sums.
+    """
+    o0 = toff[t0]
+    o1 = toff[t0 + 1]
+    o2 = toff[t0 + 2]
+    o3 = toff[t0 + 3]
+    o4 = toff[t0 + 4]
+    o5 = toff[t0 + 5]
+    a0 = vload(acc, ao)
+    a1 = vload(acc, ao + 16)
+    a2 = vload(acc, ao + 32)
+    a3 = vload(acc, ao + 48)
+    a4 = vload(acc, ao + 64)
+    a5 = vload(acc, ao + 80)
+    for i in range(m):
+        for p in range(P):
+            xi = i * size + p * Wph
+            di = (i * P + p) * Q * KV + kv * 16
+            for q in range(Q):
+                y = vload(dyf, di + q * KV)
+                j = xi + q
+                a0 = vfma(vbcast(xpf, o0 + j), y, a0)
+                a1 = vfma(vbcast(xpf, o1 + j), y, a1)
+                a2 = vfma(vbcast(xpf, o2 + j), y, a2)
+                a3 = vfma(vbcast(xpf, o3 + j), y, a3)
+                a4 = vfma(vbcast(xpf, o4 + j), y, a4)
+                a5 = vfma(vbcast(xpf, o5 + j), y, a5)
+    vstore(acc, ao, a0)
+    vstore(acc, ao + 16, a1)
+    vstore(acc, ao + 32, a2)
+    vstore(acc, ao + 48, a3)
+    vstore(acc, ao + 64, a4)
+    vstore(acc, ao + 80, a5)
+
+
+@njit(cache=True, nogil=True)
+def conv2d_ftiled_weight_grad(
+    x, dy4, R, S, sh, sw, ph, pw, dil_h, dil_w, P, Q, parts, i0, i1, dweight_t, db_t, finite_t
+):
+    """As :func:`conv2d_tiled_weight_grad` (same items, sums and finiteness check) with vectors across filters.
+
+    Part ``part`` of a (group, part) does a range of the group's 16-filter vectors; the tiles' sums are kept
+    in ``acc`` (tap-major, 16 filters per vector) across the chunk's run of samples of one (group, part)
+    and added into ``dweight_t`` at its end. Each sum runs over the samples in order, then the positions.
+    """
+    N = x.shape[0]
+    G, Kg, T = dweight_t.shape
+    Cg = T // (R * S)
+    Hph, Wph, L, Lpad, size = tile_layout(P, Q, R, S, sh, sw, dil_h, dil_w, Cg, 1)
+    toff = _tap_offsets(Cg, R, S, sh, sw, dil_h, dil_w, Hph, Wph)
+    nkv = -(-Kg // 16)
+    KV = nkv * 16
+    ntb = -(-T // WTILE_TAPS)
+    toff6 = np.empty(ntb * WTILE_TAPS, dtype=np.intp)  # taps in whole tiles; the extra ones re-read tap 0
+    toff6[:] = toff[0]
+    toff6[:T] = toff
+    mb = max(1, min(N, GRAD_BLOCK_NUMBERS // (size + P * Q * KV)))  # samples per block
+    xpb = np.zeros((mb, size), dtype=np.float32)  # padded phases of a block of samples (one group)
+    dyt = np.zeros((mb, P * Q, KV), dtype=np.float32)  # their dy, positions by filters
+    xpf = xpb.reshape(mb * size)
+    dyf = dyt.reshape(mb * P * Q * KV)
+    one = vsplat(np.float32(1.0))
+    acc = np.zeros(nkv * ntb * WTILE_TAPS * 16, dtype=np.float32)  # tile (kv, tb), tap b: 16 filters' sums
+    lanes = np.empty(16, dtype=np.float32)
+    plane = Cg * sh * sw * Hph * Wph
+    it = i0
+    while it < i1:
+        n0 = it % N
+        g = (it // N) // parts
+        part = (it // N) % parts
+        m = min(mb, N - n0, i1 - it)  # samples in this block
+        kv0 = part * nkv // parts
+        kv1 = (part + 1) * nkv // parts
+        run = it // N
+        for i in range(m):
+            _pad_phases(x[n0 + i], g * Cg, ph, pw, sh, sw, Hph, Wph, xpb[i, :plane])
+            finite_t[0] += _lane_sum(xpf, i * size, plane, np.float32(0.0), lanes)
+            for k in range(kv0 * 16, min(kv1 * 16, Kg)):
+                src = dy4[n0 + i, g * Kg + k]  # (P, Q)
+                for p in range(P):
+                    for q in range(Q):
+                        dyt[i, p * Q + q, k] = src[p, q]
+            for kv in range(kv0, kv1):  # the bias gradient: 16 filters' sums per vector add
+                s = vzero()
+                for j in range(P * Q):
+                    s = vfma(vload(dyf, (i * P * Q + j) * KV + kv * 16), one, s)
+                vstore(lanes, 0, s)
+                for a in range(min(16, Kg - kv * 16)):
+                    db_t[g * Kg + kv * 16 + a] += lanes[a]
+        for kv in range(kv0, kv1):
+            for tb in range(ntb):
+                ao = (kv * ntb + tb) * WTILE_TAPS * 16
+                _wtile(dyf, KV, kv, xpf, size, toff6, tb * WTILE_TAPS, P, Q, Wph, m, acc, ao)
+        it += m
+        if it == i1 or it // N != run:  # the end of this (group, part)'s samples in the chunk
+            for kv in range(kv0, kv1):
+                for t in range(T):
+                    o = ((kv * ntb + t // WTILE_TAPS) * WTILE_TAPS + t % WTILE_TAPS) * 16
+                    for a in range(min(16, Kg - kv * 16)):
+                        dweight_t[g, kv * 16 + a, t] += acc[o + a]
+                    for a in range(16):
+                        acc[o + a] = 0.0
