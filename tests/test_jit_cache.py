@@ -101,3 +101,49 @@ def test_every_kernel_module_uses_the_fallback_njit():
         assert not re.search(r"from numba import .*\bnjit\b|numba\.njit|@numba\.", text), path.name
         if "@njit" in text:
             assert "from ._jit import njit" in text, path.name
+
+
+CALLEE = "from catlab._kernels._jit import njit\n\n\n@njit(cache=True)\ndef step(x):\n    return x + {inc}\n"
+CALLER = (
+    "from catlab._kernels._jit import njit\n\nfrom callee import step\n\n\n"
+    "@njit(cache=True)\ndef run(x):\n    return step(x) * 10\n"
+)
+
+
+def _run_caller(tmp_path, cache):
+    import subprocess
+    import sys
+
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(cache), PYTHONPATH=str(tmp_path), PYTHONDONTWRITEBYTECODE="1")
+    out = subprocess.run(
+        [sys.executable, "-c", "import caller; print(caller.run(1))"], env=env, capture_output=True, text=True
+    )
+    assert out.returncode == 0, out.stderr
+    return int(out.stdout.split()[-1])
+
+
+def test_a_cached_kernel_is_recompiled_when_a_module_beside_it_changes(tmp_path):
+    """Numba's freshness check looks at a kernel's own file only: after an edit to a callee in another
+    module (a ``git pull`` in an editable install), the cached caller would still run the old callee.
+    The stamp catlab adds (a digest of the modules beside the kernel) makes the caller recompile."""
+    cache = tmp_path / "cache"
+    (tmp_path / "caller.py").write_text(CALLER)
+    (tmp_path / "callee.py").write_text(CALLEE.format(inc=1))
+    assert _run_caller(tmp_path, cache) == 20
+    assert any(p.suffix == ".nbi" for p in cache.rglob("*"))  # cached
+    assert _run_caller(tmp_path, cache) == 20  # from the cache
+    (tmp_path / "callee.py").write_text(CALLEE.format(inc=2))  # caller.py untouched
+    assert _run_caller(tmp_path, cache) == 30
+
+
+def test_the_sources_digest_changes_with_any_sibling(tmp_path):
+    (tmp_path / "a.py").write_text("x = 1\n")
+    (tmp_path / "b.txt").write_text("not a module\n")
+    first = _jit.sources_digest(str(tmp_path))
+    assert _jit.sources_digest(str(tmp_path)) == first  # computed once per process
+    _jit._digests.clear()
+    (tmp_path / "b.txt").write_text("changed, but not a module\n")
+    assert _jit.sources_digest(str(tmp_path)) == first
+    _jit._digests.clear()
+    (tmp_path / "a.py").write_text("x = 2\n")
+    assert _jit.sources_digest(str(tmp_path)) != first

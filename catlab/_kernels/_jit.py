@@ -18,10 +18,21 @@ locator available`` and the import fails. This decorator then falls back to
 
 The fallback applies to catlab's kernels only: ``numba.config`` is restored
 after each decoration.
+
+Numba decides whether a cached kernel is fresh by the modification time and
+size of the kernel's own source file only, but a kernel's compiled code
+includes the kernels it calls, from other modules too (the ``prange``
+wrappers in ``parallel.py`` call every other module's kernels). After an
+update that changes a callee but not its caller's file (``git pull`` in an
+editable install), Numba would load the caller with the old callee inside:
+wrong results, or memory corruption when the arguments changed meaning. So
+each cached kernel's freshness stamp also holds a digest of every module
+beside it (:func:`sources_digest`): any edit there recompiles them all.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import stat
 import tempfile
@@ -91,6 +102,39 @@ def _compile_with_fallback(func, options):
     return numba.njit(cache=False, **options)(func)
 
 
+_digests: dict[str, str] = {}
+
+
+def sources_digest(directory: str) -> str:
+    """SHA-256 of the names and contents of the ``*.py`` files in ``directory`` (computed once per process)."""
+    if directory not in _digests:
+        h = hashlib.sha256()
+        for name in sorted(os.listdir(directory)):
+            if name.endswith(".py"):
+                with open(os.path.join(directory, name), "rb") as f:
+                    h.update(name.encode() + b"\0" + f.read() + b"\0")
+        _digests[directory] = h.hexdigest()
+    return _digests[directory]
+
+
+def _stamp_with_siblings(dispatcher, func):
+    """Make ``dispatcher``'s cache fresh only while the modules beside ``func``'s file are unchanged.
+
+    Numba keeps the stamp in ``dispatcher._cache._cache_file._source_stamp`` (Numba 0.59 to 0.6x), compared
+    for equality with the one saved in the cache index; without a cache (``NullCache``) there is none.
+    """
+    cache_file = getattr(getattr(dispatcher, "_cache", None), "_cache_file", None)
+    if cache_file is None or not hasattr(cache_file, "_source_stamp"):
+        return dispatcher
+    directory = os.path.dirname(os.path.abspath(func.__code__.co_filename))
+    try:
+        digest = sources_digest(directory)
+    except OSError:  # sources not readable: Numba's own stamp only
+        return dispatcher
+    cache_file._source_stamp = (cache_file._source_stamp, digest)
+    return dispatcher
+
+
 def njit(func=None, *, cache: bool = False, **options):
     """``numba.njit`` that never fails for want of a writable cache directory.
 
@@ -105,11 +149,11 @@ def njit(func=None, *, cache: bool = False, **options):
         with _lock:
             if not _state["needs_fallback"]:
                 try:
-                    return numba.njit(cache=True, **options)(f)
+                    return _stamp_with_siblings(numba.njit(cache=True, **options)(f), f)
                 except RuntimeError as e:
                     if "no locator available" not in str(e):
                         raise
                     _state["needs_fallback"] = True
-            return _compile_with_fallback(f, options)
+            return _stamp_with_siblings(_compile_with_fallback(f, options), f)
 
     return decorate if func is None else decorate(func)
