@@ -208,6 +208,12 @@ def grad_block(Kg) -> int:
 #: and tap: 17 loads per 16 multiply-adds with 16 filters, 10 with 32); measured on 8x8 to 16x16 images.
 FILTER_TILES_SPEED = {16: 0.55, 32: 0.8}
 
+#: The same without AVX-512, for the tiles of 6 positions by 16 filters against those of 6 filters by 16
+#: positions (both 8 loads per 12 register multiply-adds): measured on AVX2 (AMD Zen 3) at 0.69-1.05 of
+#: the positions' time where 16, 32 or 64 filters fill the vectors (7x7 16->16 0.69, VGG 0.84, LeNet c2
+#: 0.79, stride-2 5x5 16->32 1.05), 1.17 with 20 filters: weighed equal.
+FILTER_TILES_SPEED_AVX2 = 1.0
+
 
 def tiled_kind(Kg, R, S, geo: Geometry) -> tuple[str, int]:
     """``("positions", KB)`` or ``("filters", KV)``: which tiled forward kernel, and its filters per tile.
@@ -217,18 +223,26 @@ def tiled_kind(Kg, R, S, geo: Geometry) -> tuple[str, int]:
     """
     sh, sw, _, _, dil_h, dil_w, P, Q = geo
     KB = tiled_block(Kg)
-    if not WIDE_REGISTERS:
-        return "positions", KB  # the tiles across filters hold 16 vectors of sums: 32 AVX2 registers
     Wph = ((Q - 1) * sw + dil_w * (S - 1) + sw) // sw
     L = (P - 1) * Wph + Q
     tile = _tiled.tile_size(KB)
     kept_positions = P * Q / (-(-L // tile) * tile) * Kg / (-(-Kg // KB) * KB)
-    KV = 16 if Kg <= 16 else 32
-    PT = _tiled.FTILE_16 if KV == 16 else _tiled.FTILE_32
+    KV = 16 if Kg <= 16 or not WIDE_REGISTERS else 32
+    PT = filter_tile_positions(KV)
     kept_filters = P * Q / (-(-(P * Q) // PT) * PT) * Kg / (-(-Kg // KV) * KV)
-    if kept_filters * FILTER_TILES_SPEED[KV] > kept_positions:
+    speed = FILTER_TILES_SPEED[KV] if WIDE_REGISTERS else FILTER_TILES_SPEED_AVX2
+    if kept_filters * speed > kept_positions:
         return "filters", KV
     return "positions", KB
+
+
+def filter_tile_positions(KV) -> int:
+    """Positions per tile of the tiles across filters with KV filters: 16 for KV = 16 where a vector is one
+    register (``WIDE_REGISTERS``), else 6 (12 of AVX2's 16 registers hold the sums); 8 for KV = 32 (which
+    :func:`tiled_kind` chooses only with AVX-512)."""
+    if KV == 32:
+        return _tiled.FTILE_32
+    return _tiled.FTILE_16 if WIDE_REGISTERS else _tiled.FTILE_6
 
 
 def pack_filters(w4, groups, KB):
@@ -355,7 +369,9 @@ def _forward_tiled(x4, w4, b, groups, geo: Geometry, T):
         kernel, parallel, before = _tiled.conv2d_tiled_forward, _par.conv2d_tiled_forward, (x4, w3, b, *geometry, KB)
     else:  # packed tap by tap
         wpk = pack_filters(w4, G, KB)  # (G, nkb, Cg*R*S, KB)
-        kernel, parallel, before = _tiled.conv2d_ftiled_forward, _par.conv2d_ftiled_forward, (x4, wpk, b, *geometry)
+        PT = filter_tile_positions(KB)
+        kernel, parallel = _tiled.conv2d_ftiled_forward, _par.conv2d_ftiled_forward
+        before = (x4, wpk, b, *geometry, PT)
     _threads.run_kernel(kernel, parallel, N * G * parts, n, (*before, parts), (y4,))
     return y4.reshape(N, K, P, Q)
 

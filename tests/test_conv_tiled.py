@@ -392,7 +392,10 @@ def test_tile_kind_choice(monkeypatch):
     without AVX-512 always 6 filters by 16 positions (the tiles across filters would spill)."""
     G = paths.Geometry
     monkeypatch.setattr(paths, "WIDE_REGISTERS", False)
-    for Kg, P in ((64, 8), (64, 32), (16, 8), (20, 16)):
+    for Kg, P in ((64, 8), (64, 32), (16, 8), (32, 16)):  # 16-filter vectors filled: 6 positions by 16 filters
+        assert paths.tiled_kind(Kg, 3, 3, G(1, 1, 1, 1, 1, 1, P, P)) == ("filters", 16)
+        assert paths.filter_tile_positions(16) == 6
+    for Kg, P in ((20, 16), (6, 28), (40, 16)):  # 20 filters fill 20 of 32 lanes: 6 filters by 16 positions
         assert paths.tiled_kind(Kg, 3, 3, G(1, 1, 1, 1, 1, 1, P, P)) == ("positions", 6)
     monkeypatch.setattr(paths, "WIDE_REGISTERS", True)
     assert paths.tiled_kind(64, 3, 3, G(1, 1, 1, 1, 1, 1, 8, 8)) == ("filters", 32)  # rows of 10 for 8 kept
@@ -414,8 +417,10 @@ def test_tiled_kernel_called_directly_with_every_block_size(KB):
     KV = 16  # and the tiles across filters, with the filters packed tap by tap
     wpk = paths.pack_filters(w, 1, KV)
     assert wpk.shape == (1, 1, 5 * 9, KV)
-    CT.conv2d_ftiled_forward(x, wpk, b, 3, 3, 1, 1, 1, 1, 1, 1, P, Q, 1, 0, 2, y4)
-    np.testing.assert_allclose(y4.reshape(want.shape), want, rtol=1e-5, atol=1e-5 * np.abs(want).max())
+    for PT in (CT.FTILE_16, CT.FTILE_6):  # 16 positions (AVX-512) or 6 (AVX2) per tile
+        y4[:] = np.nan
+        CT.conv2d_ftiled_forward(x, wpk, b, 3, 3, 1, 1, 1, 1, 1, 1, P, Q, PT, 1, 0, 2, y4)
+        np.testing.assert_allclose(y4.reshape(want.shape), want, rtol=1e-5, atol=1e-5 * np.abs(want).max())
 
 
 def test_backward_tests_cover_every_weight_grad_tile(monkeypatch):

@@ -440,9 +440,10 @@ def conv2d_tiled_input_grad(dy4, wph, toffs, phases, Hd, Wd, T0, L0, sh, sw, KB,
 # tap (1 or 2 vector loads, from ``wv[t]``) times each position's input (one number each, broadcast to
 # all lanes): 16 fused multiply-adds. The finished tile is transposed into y on the way out.
 
-#: Positions per tile for 16 and 32 filters per tile.
+#: Positions per tile for 16 and 32 filters per tile, and for 16 filters on CPUs without AVX-512.
 FTILE_16 = 16
 FTILE_32 = 8
+FTILE_6 = 6
 
 
 @njit(cache=True)
@@ -591,19 +592,52 @@ def _ftile32(xp, toff, wv, bs, yt):
     vstore(yt[7], 16, c7)
 
 
+@njit(cache=True)
+def _ftile6(xp, toff, wv, bs, yt):
+    """yt[i, 0:16] = sum over taps t of wv[t, 0:16] * xp[toff[t] + bs[i]], i < 6: for CPUs without AVX-512
+    (6 vectors of sums in 12 of the 16 AVX2 registers; the 16-position tile would need 32)."""
+    b0 = bs[0]
+    b1 = bs[1]
+    b2 = bs[2]
+    b3 = bs[3]
+    b4 = bs[4]
+    b5 = bs[5]
+    a0 = vzero()
+    a1 = vzero()
+    a2 = vzero()
+    a3 = vzero()
+    a4 = vzero()
+    a5 = vzero()
+    for t in range(toff.shape[0]):
+        o = toff[t]
+        w = vload(wv[t], 0)
+        a0 = vfma(w, vbcast(xp, o + b0), a0)
+        a1 = vfma(w, vbcast(xp, o + b1), a1)
+        a2 = vfma(w, vbcast(xp, o + b2), a2)
+        a3 = vfma(w, vbcast(xp, o + b3), a3)
+        a4 = vfma(w, vbcast(xp, o + b4), a4)
+        a5 = vfma(w, vbcast(xp, o + b5), a5)
+    vstore(yt[0], 0, a0)
+    vstore(yt[1], 0, a1)
+    vstore(yt[2], 0, a2)
+    vstore(yt[3], 0, a3)
+    vstore(yt[4], 0, a4)
+    vstore(yt[5], 0, a5)
+
+
 @njit(cache=True, nogil=True)
-def conv2d_ftiled_forward(x, wpk, b, R, S, sh, sw, ph, pw, dil_h, dil_w, P, Q, parts, i0, i1, y4):
+def conv2d_ftiled_forward(x, wpk, b, R, S, sh, sw, ph, pw, dil_h, dil_w, P, Q, PT, parts, i0, i1, y4):
     """As :func:`conv2d_tiled_forward` with vectors across filters: ``wpk`` (G, nkv, Cg*R*S, KV), KV 16 or 32.
 
-    Tiles of 16 positions by 16 filters (KV = 16) or 8 by 32 (KV = 32), the positions (p, q) taken in
-    row-major order without gaps (the last tile repeats the last position); same items as there.
+    Tiles of ``PT`` positions by KV filters: 16 by 16 or 6 by 16 (CPUs without AVX-512) for KV = 16, 8 by 32
+    for KV = 32; the positions (p, q) taken in row-major order without gaps (the last tile repeats the last
+    position); same items as there.
     """
     G, nkv, T, KV = wpk.shape
     Cg = T // (R * S)
     Kg = y4.shape[2]
     Hph, Wph, L, Lpad, size = tile_layout(P, Q, R, S, sh, sw, dil_h, dil_w, Cg, 16)
     toff = _tap_offsets(Cg, R, S, sh, sw, dil_h, dil_w, Hph, Wph)
-    PT = FTILE_16 if KV == 16 else FTILE_32
     npos = P * Q
     nt = -(-npos // PT)
     bases = np.empty(nt * PT, dtype=np.intp)  # where position j's window starts in a phase plane
@@ -628,7 +662,9 @@ def conv2d_ftiled_forward(x, wpk, b, R, S, sh, sw, ph, pw, dil_h, dil_w, P, Q, p
             kn = min(KV, Kg - k0)
             for tt in range(nt):
                 j0 = tt * PT
-                if KV == 16:
+                if PT == FTILE_6:
+                    _ftile6(xp, toff, wv, bases[j0 : j0 + PT], yt)
+                elif KV == 16:
                     _ftile16(xp, toff, wv, bases[j0 : j0 + PT], yt)
                 else:
                     _ftile32(xp, toff, wv, bases[j0 : j0 + PT], yt)

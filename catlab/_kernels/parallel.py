@@ -78,10 +78,10 @@ def conv2d_tiled_input_grad(n, items, dy4, wph, toffs, phases, Hd, Wd, T0, L0, s
 
 
 @_njit_parallel
-def conv2d_ftiled_forward(n, items, x, wpk, b, R, S, sh, sw, ph, pw, dil_h, dil_w, P, Q, parts, y4):
+def conv2d_ftiled_forward(n, items, x, wpk, b, R, S, sh, sw, ph, pw, dil_h, dil_w, P, Q, PT, parts, y4):
     for t in prange(n):
         _tiled.conv2d_ftiled_forward(
-            x, wpk, b, R, S, sh, sw, ph, pw, dil_h, dil_w, P, Q, parts, t * items // n, (t + 1) * items // n, y4
+            x, wpk, b, R, S, sh, sw, ph, pw, dil_h, dil_w, P, Q, PT, parts, t * items // n, (t + 1) * items // n, y4
         )
 
 
