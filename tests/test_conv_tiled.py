@@ -373,7 +373,7 @@ def test_filter_tiles_match_reference(cfg, KV, threads, tiled_forced, monkeypatc
     """The kernels with vectors across filters (chosen for small images), forced on every geometry."""
     x, w, b, kw, (s2, pad, d2, groups) = _case(cfg, seed=1)
     monkeypatch.setattr(TH, "num_threads", lambda: threads)
-    monkeypatch.setattr(paths, "tiled_kind", lambda Kg, R, S, geo: ("filters", KV))
+    monkeypatch.setattr(paths, "tiled_kind", lambda Kg, R, S, geo, N=None: ("filters", KV))
     taken = []
     real = CT.conv2d_ftiled_forward
     monkeypatch.setattr(TH, "numba_parallel", lambda n_chunks: False)  # the spy below runs on the pool only
@@ -397,6 +397,10 @@ def test_tile_kind_choice(monkeypatch):
         assert paths.filter_tile_positions(16) == 6
     for Kg, P in ((20, 16), (6, 28), (40, 16)):  # 20 filters fill 20 of 32 lanes: 6 filters by 16 positions
         assert paths.tiled_kind(Kg, 3, 3, G(1, 1, 1, 1, 1, 1, P, P)) == ("positions", 6)
+    # small batches: the filters' packing would cost more than the tiles save
+    assert paths.tiled_kind(64, 3, 3, G(1, 1, 1, 1, 1, 1, 8, 8), N=1) == ("positions", 6)
+    assert paths.tiled_kind(64, 3, 3, G(1, 1, 1, 1, 1, 1, 32, 32), N=1) == ("positions", 6)
+    assert paths.tiled_kind(64, 3, 3, G(1, 1, 1, 1, 1, 1, 8, 8), N=32) == ("filters", 16)
     monkeypatch.setattr(paths, "WIDE_REGISTERS", True)
     assert paths.tiled_kind(64, 3, 3, G(1, 1, 1, 1, 1, 1, 8, 8)) == ("filters", 32)  # rows of 10 for 8 kept
     assert paths.tiled_kind(64, 3, 3, G(1, 1, 1, 1, 1, 1, 32, 32)) == ("positions", 8)  # rows of 34 for 32

@@ -264,12 +264,15 @@ def _every_chunked_op(x, w, rng_seed=0):
         *F.conv2d_backward(F.conv2d(x32, w32, stride=2, padding=1), x32, w32, stride=2, padding=1),  # dx phases
     )
     real_kind = _conv_paths.tiled_kind
-    _conv_paths.tiled_kind = lambda Kg, R, S, geo: ("positions", _conv_paths.tiled_block(Kg))  # across positions
+    _conv_paths.tiled_kind = lambda Kg, R, S, geo, N=None: (
+        "positions",
+        _conv_paths.tiled_block(Kg),
+    )  # across positions
     try:
         out["conv tiled, positions"] = (F.conv2d(x32, w32, padding=1), F.conv2d(x32[:1], w32, padding=1))
     finally:
         _conv_paths.tiled_kind = real_kind
-    _conv_paths.tiled_kind = lambda Kg, R, S, geo: ("filters", 16)  # the tiles across filters, too
+    _conv_paths.tiled_kind = lambda Kg, R, S, geo, N=None: ("filters", 16)  # the tiles across filters, too
     try:
         out["conv filter tiles"] = (F.conv2d(x32, w32, padding=1), F.conv2d(x32[:1], w32, padding=1))
     finally:
