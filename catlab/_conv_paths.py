@@ -94,9 +94,13 @@ WIDE_MAX_EXTRA = 0.5
 WIDE_ONE_THREAD_WORK = 2e7
 
 #: A convolution is split among threads only in chunks of at least this many
-#: multiply-adds (about 5 us of work; ten times more when catlab's pool of Python
-#: threads runs the chunks, see :func:`catlab._threads.chunks_for`).
-MIN_CHUNK_WORK = 3e5
+#: multiply-adds (about 30-60 us of work; ten times more when catlab's pool of Python
+#: threads runs the chunks, see :func:`catlab._threads.chunks_for`). Waking a sleeping
+#: thread costs tens of microseconds on a virtual machine: on 2 vCPUs (AMD EPYC, KVM),
+#: batch-1 layers of 1-2.5e6 multiply-adds ran their forward and backward passes
+#: 10-30% faster in one chunk than in two (this was 3e5, about 5 us of work, tuned
+#: where threads woke faster).
+MIN_CHUNK_WORK = 2e6
 
 
 #: Whether Numba compiles for AVX-512 (a 16-float vector is one register, 32 of them) or only AVX2 with

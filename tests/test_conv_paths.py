@@ -208,6 +208,7 @@ def test_functional_dispatch_for_any_thread_count(cfg, threads, thread_backend, 
     N, C, H, W, Kf, R, S, stride, pad = cfg
     monkeypatch.setattr(TH, "num_threads", lambda: threads)
     monkeypatch.setattr(paths, "WIDE_ONE_THREAD_WORK", 0)  # one sample: im2col's row blocks, split
+    monkeypatch.setattr(paths, "MIN_CHUNK_WORK", 3e5)  # chunks of 3e5 multiply-adds: these layers split 3 ways
     used = chunks_used
     r = np.random.default_rng(8)
     x, w, b = r.normal(size=(N, C, H, W)), r.normal(size=(Kf, C, R, S)), r.normal(size=Kf)
