@@ -219,7 +219,7 @@ FILTER_TILES_SPEED = {16: 0.55, 32: 0.8}
 FILTER_TILES_SPEED_AVX2 = 1.0
 
 #: ... and only for at least this many output positions in the batch: packing the filters tap by tap costs
-#: about 1 ns per weight (40 us for 64 filters of 64x3x3, measured on AVX2; a page-faulting copy either way),
+#: about 1 ns per weight (40 us for 64 filters of 64x3x3 measured on AVX2, NumPy's copies 51 us),
 #: which at batch 1 made them 1.1-1.3x slower than the tiles across positions, which read the weights as
 #: they are (8x8 to 32x32 images, 16-64 channels; one 16x8x8 layer the other way, 0.83x).
 FILTER_TILES_MIN_POSITIONS = 2048
@@ -264,7 +264,7 @@ def pack_filters(w4, groups, KB):
     """``wpk`` (G, nkb, Cg*R*S, KB): each group's filters in blocks of KB, tap by tap, zero past the last."""
     K, Cg, R, S = w4.shape
     wf = np.ascontiguousarray(w4, dtype=np.float32).reshape(-1)
-    return _tiled.pack_filter_vectors(wf, groups, K // groups, Cg * R * S, KB)  # compiled: 50-90 us less
+    return _tiled.pack_filter_vectors(wf, groups, K // groups, Cg * R * S, KB)  # (G, nkb, Cg*R*S, KB)
 
 
 def choose(N, C, K, groups, R, S, geo: Geometry, T) -> str:
