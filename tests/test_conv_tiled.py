@@ -7,6 +7,7 @@ not whole blocks, planes smaller than one tile), for one and several chunks
 and both thread backends; inf and NaN; and the path choice.
 """
 
+import functools
 import os
 import subprocess
 import sys
@@ -223,6 +224,27 @@ def _case(cfg, seed=0):
     return x, w, b, kw, (s2, pad, d2, groups)
 
 
+@functools.cache
+def _ref_forward(cfg, seed):
+    """The float64 reference loops' output for ``_case(cfg, seed)``, computed once: every tile family and
+    thread count is compared with the same loops' result (they are the slow part of these tests)."""
+    x, w, b, _, (s2, pad, d2, groups) = _case(cfg, seed)
+    y = ref.conv2d(x, w, b, s2, pad, d2, groups)
+    y.setflags(write=False)  # shared by the tests that read it
+    return y
+
+
+@functools.cache
+def _ref_backward(cfg, seed, dy_seed, dy_shape):
+    """(dx, dweight, dbias) of the reference loops for ``_case(cfg, seed)`` and dy drawn with ``dy_seed``."""
+    x, w, b, _, (s2, pad, d2, groups) = _case(cfg, seed)
+    dy = np.random.default_rng(dy_seed).normal(size=dy_shape).astype(np.float32)
+    grads = ref.conv2d_backward(dy, x, w, s2, pad, d2, groups)
+    for g in grads:
+        g.setflags(write=False)  # shared by the tests that read them
+    return grads
+
+
 @pytest.fixture(params=[True, False], ids=["avx512-tiles", "avx2-tiles"])
 def registers(request, monkeypatch):
     """Both families of tiles whatever this CPU is: 8 or 4 filters by 32 or 64 positions and 4-by-4 gradient
@@ -262,7 +284,7 @@ def test_tiled_forward_matches_reference(cfg, threads, tiled_on, thread_backend,
     monkeypatch.setattr(TH, "numba_parallel", lambda n_chunks: False)  # chunks on the pool, seen by the spy
     y = F.conv2d(x, w, b, **kw)
     assert tiled_on, "the tiled kernel did not run"
-    want = ref.conv2d(x, w, b, s2, pad, d2, groups)
+    want = _ref_forward(cfg, 0)
     assert y.dtype == np.float32 and y.shape == want.shape
     np.testing.assert_allclose(y, want, rtol=1e-5, atol=2e-5 * np.abs(want).max())
     np.testing.assert_array_equal(x, x_before)
@@ -302,7 +324,7 @@ def test_tiled_backward_matches_reference(cfg, threads, tiled_backward_on, threa
     assert tiled_backward_on, "the tiled weight gradient did not run"
     Kg = w.shape[0] // groups
     assert set(tiled_backward_on) == {paths.grad_block(Kg)}
-    want = ref.conv2d_backward(dy, x, w, s2, pad, d2, groups)
+    want = _ref_backward(cfg, 2, 3, y.shape)  # for this same dy
     for got, exp, name in zip((dx, dw, db), want, ("dx", "dweight", "dbias")):
         assert got.dtype == np.float32 and got.shape == exp.shape, name
         np.testing.assert_allclose(got, exp, rtol=1e-4, atol=2e-5 * np.abs(exp).max(), err_msg=name)
@@ -380,7 +402,7 @@ def test_filter_tiles_match_reference(cfg, KV, threads, tiled_forced, monkeypatc
     monkeypatch.setattr(CT, "conv2d_ftiled_forward", lambda *a: (taken.append(1), real(*a))[1])
     y = F.conv2d(x, w, b, **kw)
     assert taken, "the filter-tile kernel did not run"
-    want = ref.conv2d(x, w, b, s2, pad, d2, groups)
+    want = _ref_forward(cfg, 1)
     np.testing.assert_allclose(y, want, rtol=1e-5, atol=2e-5 * np.abs(want).max())
     monkeypatch.setattr(TH, "num_threads", lambda: 3)  # any chunking: the same bits
     monkeypatch.setattr(TH, "chunks_for", lambda items, work, threads, min_work=0: min(items, threads))
