@@ -37,6 +37,13 @@ BLAS inside the kernels
     BLAS to one thread while any catlab kernel runs, from whatever thread, and
     restores it when the last one finishes. It needs :mod:`threadpoolctl`;
     without it, it does nothing.
+
+NumPy's BLAS
+    A matrix product small enough for one chunk runs faster in NumPy's own
+    BLAS (``@``) on the calling thread than through a kernel's ``np.dot``
+    (SciPy's copy: LeNet's linear layers took 1.15-1.2x as long on an AVX2 CPU).
+    :class:`numpy_blas_single_threaded` keeps NumPy's BLAS on one thread
+    around such a product, the same way.
 """
 
 from __future__ import annotations
@@ -216,29 +223,25 @@ def _per_thread(lib) -> bool:
 
 
 _blas_lock = threading.Lock()
-_blas_users = 0
-_blas_saved: list = []
+_blas_users = [0, 0]  # callers inside a block, per BLAS copy (0: the kernels', 1: NumPy's)
+_blas_saved: tuple = ([], [])  # the process-wide limits to restore when the last caller leaves
 
 
-class kernel_blas_single_threaded:
-    """Context manager: the kernels' BLAS runs on one thread inside the block, from any thread.
+class _single_threaded_blas:
+    """Context manager: one copy of BLAS (``which`` 0: the kernels', 1: NumPy's) on one thread inside the block.
 
     Process-wide limits (OpenBLAS with pthreads) are set by the first caller
     to enter and restored by the last to leave, so calls from several Python
     threads at once never restore a limit while another call still runs.
     Per-thread limits (OpenMP builds) are set and restored by each caller.
-
-    Examples
-    --------
-    >>> with kernel_blas_single_threaded():
-    ...     pass
     """
 
     __slots__ = ("_own",)
+    which = 0
 
     def __enter__(self):
-        global _blas_users
-        libs = _kernel_blas()
+        which = self.which
+        libs = _blas_libs()[which]
         self._own = []
         if not libs:
             return self
@@ -249,29 +252,68 @@ class kernel_blas_single_threaded:
                     _set_blas_threads(lib, 1)
                     self._own.append((lib, n))
         with _blas_lock:
-            _blas_users += 1
-            if _blas_users == 1:
+            _blas_users[which] += 1
+            if _blas_users[which] == 1:
                 for lib in libs:
                     if not _per_thread(lib):
                         n = _get_blas_threads(lib)
                         if n != 1:
                             _set_blas_threads(lib, 1)
-                            _blas_saved.append((lib, n))
+                            _blas_saved[which].append((lib, n))
         return self
 
     def __exit__(self, *exc):
-        global _blas_users
-        if not _kernel_blas():
+        which = self.which
+        if not _blas_libs()[which]:
             return False
         for lib, n in self._own:
             _set_blas_threads(lib, n)
         with _blas_lock:
-            _blas_users -= 1
-            if _blas_users == 0:
-                while _blas_saved:
-                    lib, n = _blas_saved.pop()
+            _blas_users[which] -= 1
+            if _blas_users[which] == 0:
+                saved = _blas_saved[which]
+                while saved:
+                    lib, n = saved.pop()
                     _set_blas_threads(lib, n)
         return False
+
+
+class kernel_blas_single_threaded(_single_threaded_blas):
+    """Context manager: the kernels' BLAS runs on one thread inside the block, from any thread.
+
+    See :class:`_single_threaded_blas` for how concurrent callers share the limit.
+
+    Examples
+    --------
+    >>> with kernel_blas_single_threaded():
+    ...     pass
+    """
+
+    __slots__ = ()
+    which = 0
+
+
+class numpy_blas_single_threaded(_single_threaded_blas):
+    """Context manager: NumPy's own BLAS runs on one thread inside the block, from any thread.
+
+    For matrix products that catlab runs with NumPy's ``@`` on the calling thread: NumPy's OpenBLAS
+    threads busy-wait after a multi-threaded product and slow the kernels that run next, so catlab
+    never lets them start. Without :mod:`threadpoolctl` it does nothing (and
+    :func:`numpy_blas_limitable` is False).
+
+    Examples
+    --------
+    >>> with numpy_blas_single_threaded():
+    ...     pass
+    """
+
+    __slots__ = ()
+    which = 1
+
+
+def numpy_blas_limitable() -> bool:
+    """Whether NumPy's BLAS was found and its threads can be limited (:class:`numpy_blas_single_threaded`)."""
+    return bool(_blas_libs()[1])
 
 
 class blas_limit:

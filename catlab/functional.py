@@ -1042,18 +1042,26 @@ def _matmul(kernel, parallel, items, work_per_item, before, after):
 
 
 def _product(a, b):
-    """``a @ b`` for 2-D ``a`` (C-contiguous) and ``b``: NumPy's for small products, else catlab's threads.
+    """``a @ b`` for 2-D ``a`` and ``b``: NumPy's BLAS on this thread up to one chunk's work, else catlab's threads.
 
-    NumPy's BLAS threads busy-wait after each large product and slow whatever runs next
-    (a LeNet training step took 2.4 times as long); catlab's kernels keep their BLAS on one thread.
+    Beyond one chunk's work the rows are cut into chunks, each a kernel whose ``np.dot`` calls
+    SciPy's BLAS on one thread. NumPy's BLAS never runs on more than one thread: its threads
+    busy-wait after each product and slow whatever runs next (a LeNet training step took 2.4
+    times as long).
     """
     M, K = a.shape
     Ncol = b.shape[1]
     if M * K * Ncol <= _SMALL_PRODUCT:
         return a @ b
-    # (one row: a single chunk, a matrix-vector product on the kernel BLAS's one thread)
+    n = _threads.chunks_for(M, K * Ncol, _threads.num_threads(), _paths.MIN_CHUNK_WORK)
+    if n == 1 and _threads.numpy_blas_limitable():
+        # one chunk: NumPy's BLAS, faster than the kernel's np.dot (SciPy's OpenBLAS): LeNet's linear
+        # layers at batch 64 (400 -> 120, 120 -> 84) took 0.82-0.86 of the time on an AVX2 CPU
+        with _threads.numpy_blas_single_threaded():
+            return a @ b
     out = np.empty((M, Ncol), dtype=a.dtype)
-    _matmul(_linear.matmul_rows, _par.matmul_rows, M, K * Ncol, (a, b), (out,))
+    a = np.ascontiguousarray(a)  # (the kernel's rows)
+    _threads.run_kernel(_linear.matmul_rows, _par.matmul_rows, M, n, (a, b), (out,), blas=True)
     return out
 
 
@@ -1105,7 +1113,7 @@ def linear_backward(dy: Array, x: Array, weight: Array) -> tuple[Array, Array, A
             (dweight,),
         )
     else:
-        dweight = _product(np.ascontiguousarray(dy.T), x)  # (out, N) @ (N, in)
+        dweight = _product(dy.T, x)  # (out, N) @ (N, in)
     return dx, dweight, dy.sum(axis=0)
 
 

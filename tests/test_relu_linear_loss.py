@@ -162,3 +162,62 @@ def test_large_linear_products_on_catlab_threads_match_numpy(N, dtype, thread_ba
     np.testing.assert_allclose(dx, dy64 @ w64, **tol)
     np.testing.assert_allclose(dw, dy64.T @ x64, **tol)
     np.testing.assert_allclose(db, dy64.sum(axis=0), **tol)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_one_chunk_linear_products_use_numpy_blas_on_one_thread(threads, monkeypatch):
+    """A product of at most one chunk's work runs in NumPy's BLAS, held to one thread while it runs (its
+    threads would busy-wait afterwards); larger ones are split into chunks of catlab's kernels."""
+    from catlab import _threads as TH
+    from catlab import functional as Fm
+
+    if not TH.numpy_blas_limitable():
+        pytest.skip("threadpoolctl cannot see NumPy's BLAS here: every product runs in the kernels")
+    monkeypatch.setattr(TH, "num_threads", lambda: threads)
+    inside = []
+    real = TH.numpy_blas_single_threaded
+
+    class spy(real):
+        __slots__ = ()
+
+        def __enter__(self):
+            out = super().__enter__()
+            inside.append([lib.num_threads for lib in TH._blas_libs()[1]])
+            return out
+
+    monkeypatch.setattr(TH, "numpy_blas_single_threaded", spy)
+    launches = []
+    real_kernel = TH.run_kernel
+    monkeypatch.setattr(TH, "run_kernel", lambda *a, **k: (launches.append(a[3]), real_kernel(*a, **k))[1])
+    before = [lib.num_threads for lib in TH._blas_libs()[1]]
+    r = np.random.default_rng(5)
+    x, w, dy = (r.normal(size=s).astype(np.float32) for s in ((64, 120), (84, 120), (64, 84)))
+    assert 64 * 120 * 84 > Fm._SMALL_PRODUCT and 64 * 120 * 84 < Fm._paths.MIN_CHUNK_WORK
+    y = F.linear(x, w)
+    dx, dw, _ = F.linear_backward(dy, x, w)
+    x64, w64, dy64 = (a.astype(np.float64) for a in (x, w, dy))
+    np.testing.assert_allclose(y, x64 @ w64.T, rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(dx, dy64 @ w64, rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(dw, dy64.T @ x64, rtol=1e-5, atol=1e-4)
+    assert len(inside) == 3 and all(n == [1] * len(before) for n in inside)  # three products, each on one thread
+    assert launches == []
+    assert [lib.num_threads for lib in TH._blas_libs()[1]] == before  # restored
+    xb, wb = r.normal(size=(64, 800)).astype(np.float32), r.normal(size=(600, 800)).astype(np.float32)
+    expected = xb.astype(np.float64) @ wb.T.astype(np.float64)
+    np.testing.assert_allclose(F.linear(xb, wb), expected, rtol=1e-4, atol=1e-3)
+    assert len(inside) == 3 + (threads == 1) and launches == ([2] if threads == 2 else [])
+
+
+def test_numpy_blas_limit_restores_the_thread_counts():
+    from catlab import _threads as TH
+
+    if not TH.numpy_blas_limitable():
+        pytest.skip("threadpoolctl cannot see NumPy's BLAS here")
+    libs = TH._blas_libs()[1]
+    before = [lib.num_threads for lib in libs]
+    with TH.numpy_blas_single_threaded():
+        assert all(lib.num_threads == 1 for lib in libs)
+        with TH.numpy_blas_single_threaded():  # nested (as from two Python threads): the outer one restores
+            pass
+        assert all(lib.num_threads == 1 for lib in libs)
+    assert [lib.num_threads for lib in libs] == before
