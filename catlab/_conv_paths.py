@@ -66,6 +66,7 @@ and width, ``T`` the thread count.
 
 from __future__ import annotations
 
+import functools
 from typing import NamedTuple
 
 import numpy as np
@@ -491,9 +492,20 @@ def input_grad_phases(w4, G, sh, sw, ph, pw, H, W, P, Q):
     out. ``wph`` (G, F, Cg, Tmax): phase f's filters, tap (k, r', s') at (k*Ra + r')*Sb + s'; ``toffs``
     (F, Tmax): where each tap starts in the padded dy; ``phases`` (F, 9): h0, w0, rows, cols, taps (the
     kernel reads these five), then a, b, top, left. The filters are rearranged by a compiled loop: NumPy's
-    strided copies and reshapes cost 40-130 us per call, which matters at batch 1.
+    strided copies and reshapes cost 40-130 us per call, which matters at batch 1; the rest depends on the
+    shapes only and is kept for the last 64 of them (:func:`_input_grad_layout`: 36 us a call at batch 1).
     """
     K, Cg, R, S = w4.shape
+    phases, toffs, Hd, Wd, T0, L0, Tmax = _input_grad_layout(K, Cg, R, S, G, sh, sw, ph, pw, H, W, P, Q)
+    wph = _tiled.input_grad_filters(np.ascontiguousarray(w4).reshape(-1), K, Cg, R, S, G, sh, sw, phases, Tmax)
+    return wph, toffs, phases, Hd, Wd, T0, L0
+
+
+@functools.lru_cache(maxsize=64)
+def _input_grad_layout(K, Cg, R, S, G, sh, sw, ph, pw, H, W, P, Q):
+    """(phases, toffs, Hd, Wd, T0, L0, Tmax) of :func:`input_grad_phases`: the shapes' part, computed once.
+
+    The arrays are shared by every call with these shapes; the kernels only read them."""
     Kg = K // G
     found = []  # (h0, w0, rows, cols, a, b, Ra, Sb, top, left)
     for a in range(sh):
@@ -514,10 +526,8 @@ def input_grad_phases(w4, G, sh, sw, ph, pw, H, W, P, Q):
         [(h0, w0, rows, cols, Kg * Ra * Sb, a, b, top, left) for h0, w0, rows, cols, a, b, Ra, Sb, top, left in found],
         dtype=np.intp,
     ).reshape(len(found), 9)
-    wph, toffs = _tiled.input_grad_filters(
-        np.ascontiguousarray(w4).reshape(-1), K, Cg, R, S, G, sh, sw, phases, Hd, Wd, T0, L0, Tmax
-    )
-    return wph, toffs, phases, Hd, Wd, T0, L0
+    toffs = _tiled.input_grad_taps(Kg, R, S, sh, sw, phases, Hd, Wd, T0, L0, Tmax)
+    return phases, toffs, Hd, Wd, T0, L0, Tmax
 
 
 def input_grad_tiled(dy4, w4, groups, geo: Geometry, H, W, T):

@@ -365,6 +365,13 @@ def test_strided_input_gradient_one_kernel_for_every_phase(
         pad = ((padding[0], padding[0]), (padding[1], padding[1]))
         want = ref.conv2d_backward(dy, x, w, stride, pad, (1, 1), groups)[0]
         np.testing.assert_allclose(dx, want, rtol=1e-4, atol=2e-5 * np.abs(want).max())
+    # the same shapes with other filters and dy: the phases' layout comes from the cache, the filters do not
+    w2, dy2 = np.ascontiguousarray(-2 * w[::-1]), np.ascontiguousarray(dy[:, ::-1])
+    hits = paths._input_grad_layout.cache_info().hits
+    dx2 = paths.input_grad_tiled(dy2, w2, groups, geo, H, W, 1)
+    assert paths._input_grad_layout.cache_info().hits == hits + 1
+    want2 = ref.conv2d_backward(dy2, x, w2, stride, pad, (1, 1), groups)[0]
+    np.testing.assert_allclose(dx2, want2, rtol=1e-4, atol=2e-5 * np.abs(want2).max())
 
 
 def test_tiled_backward_path_choice(monkeypatch):

@@ -316,25 +316,38 @@ def conv2d_tiled_forward(x, w3, b, R, S, sh, sw, ph, pw, dil_h, dil_w, P, Q, KB,
 
 
 @njit(cache=True)
-def input_grad_filters(wf, K, Cg, R, S, G, sh, sw, phases, Hd, Wd, T0, L0, Tmax):
-    """(wph, toffs) of ``_conv_paths.input_grad_phases`` from the flat weights ``wf`` (K*Cg*R*S,).
-
-    wph[g, f, c, (k*Ra + r')*Sb + s'] = w[g*Kg + k, c, a + (Ra-1-r')*sh, b + (Sb-1-s')*sw] (the phase's
-    sub-kernel, flipped and transposed per group), zero past the phase's taps; toffs[f, t] is where tap t
-    reads the padded dy. Written in wph's order, reading each filter's R*S block whole.
-    """
-    Kg = K // G
+def input_grad_taps(Kg, R, S, sh, sw, phases, Hd, Wd, T0, L0, Tmax):
+    """``toffs`` (F, Tmax) of ``_conv_paths.input_grad_phases``: where tap (k, r', s') of phase f, at
+    (k*Ra + r')*Sb + s', reads the padded dy (Kg, Hd, Wd); zero past the phase's taps."""
     F = phases.shape[0]
-    wph = np.empty((G, F, Cg, Tmax), dtype=np.float32)
     toffs = np.zeros((F, Tmax), dtype=np.intp)
     for f in range(F):
-        taps, a, b, top, left = phases[f, 4], phases[f, 5], phases[f, 6], phases[f, 7], phases[f, 8]
+        a, b, top, left = phases[f, 5], phases[f, 6], phases[f, 7], phases[f, 8]
         Ra = (R - a + sh - 1) // sh
         Sb = (S - b + sw - 1) // sw
         for k in range(Kg):
             for r in range(Ra):
                 for s in range(Sb):
                     toffs[f, (k * Ra + r) * Sb + s] = k * Hd * Wd + (r - top + T0) * Wd + (s - left + L0)
+    return toffs
+
+
+@njit(cache=True)
+def input_grad_filters(wf, K, Cg, R, S, G, sh, sw, phases, Tmax):
+    """``wph`` (G, F, Cg, Tmax) of ``_conv_paths.input_grad_phases`` from the flat weights ``wf`` (K*Cg*R*S,).
+
+    wph[g, f, c, (k*Ra + r')*Sb + s'] = w[g*Kg + k, c, a + (Ra-1-r')*sh, b + (Sb-1-s')*sw] (the phase's
+    sub-kernel, flipped and transposed per group), zero past the phase's taps. Written in wph's order,
+    reading each filter's R*S block whole (reading the weights in their own order and scattering the
+    writes took twice as long).
+    """
+    Kg = K // G
+    F = phases.shape[0]
+    wph = np.empty((G, F, Cg, Tmax), dtype=np.float32)
+    for f in range(F):
+        taps, a, b = phases[f, 4], phases[f, 5], phases[f, 6]
+        Ra = (R - a + sh - 1) // sh
+        Sb = (S - b + sw - 1) // sw
         for g in range(G):
             for c in range(Cg):
                 row = wph[g, f, c]
@@ -345,7 +358,7 @@ def input_grad_filters(wf, K, Cg, R, S, G, sh, sw, phases, Hd, Wd, T0, L0, Tmax)
                         src = (g * Kg * Cg + c) * R * S + (a + (Ra - 1 - r) * sh) * S + b + (Sb - 1 - s) * sw
                         for k in range(Kg):
                             row[(k * Ra + r) * Sb + s] = wf[src + k * Cg * R * S]
-    return wph, toffs
+    return wph
 
 
 @njit(cache=True, nogil=True)
