@@ -1052,10 +1052,10 @@ def conv2d_ftiled_weight_grad(
                 _wtile(dyf, KV, kv, xpf, size, toff6, tb * WTILE_TAPS, P, Q, Wph, m, acc, ao)
         it += m
         if it == i1 or it // N != run:  # the end of this (group, part)'s samples in the chunk
-            for kv in range(kv0, kv1):
-                for t in range(T):
-                    o = ((kv * ntb + t // WTILE_TAPS) * WTILE_TAPS + t % WTILE_TAPS) * 16
-                    for a in range(min(16, Kg - kv * 16)):
-                        dweight_t[g, kv * 16 + a, t] += acc[o + a]
-                    for a in range(16):
-                        acc[o + a] = 0.0
+            for kv in range(kv0, kv1):  # each filter's row in order (by taps: 1.2x the time at batch 1)
+                ak = kv * ntb * WTILE_TAPS * 16  # tile (kv, 0): tap t's 16 sums at ak + 16*t
+                for a in range(min(16, Kg - kv * 16)):
+                    row = dweight_t[g, kv * 16 + a]  # (T,)
+                    for t in range(T):
+                        row[t] += acc[ak + t * 16 + a]
+                acc[ak : ak + ntb * WTILE_TAPS * 16] = 0.0
