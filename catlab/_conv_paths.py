@@ -19,8 +19,9 @@ tiled         float32 on a CPU with AVX-512 or AVX2 + FMA            ``conv2d_ti
                                                                      dx as tiled forward passes of dy
                                                                      (stride 1) or
                                                                      ``conv2d_tiled_input_grad`` (every
-                                                                     stride phase; see
-                                                                     :func:`input_grad_tiled`)
+                                                                     stride phase; across dx channels:
+                                                                     ``conv2d_ftiled_input_grad``, see
+                                                                     :func:`input_grad_kind`)
 direct        stride 1, one group, C_in <= ``DIRECT_MAX_CHANNELS``   ``conv2d_direct_forward``,
               and C_out <= ``DIRECT_MAX_FILTERS``; the forward pass  ``conv2d_direct_backward``
               only with fewer samples than threads (else wide:
@@ -539,9 +540,10 @@ def input_grad_tiled(dy4, w4, groups, geo: Geometry, H, W, T):
     With stride sh, the rows h with (h + ph) % sh == a only meet the taps r = a, a + sh, a + 2*sh, ... and
     dy's rows i, i - 1, i - 2, ... for i = (h + ph) // sh: a stride-1 convolution with that sub-kernel,
     flipped; likewise for the columns, so dx is sh*sw such convolutions, each written to its phase of dx,
-    all done by one kernel (:func:`catlab._kernels.conv_tiled.conv2d_tiled_input_grad`) from one padded
-    copy of each sample's dy (separate passes padded dy once per phase and copied each result into dx:
-    1.1-1.5x the time at batch 64; see :func:`input_grad_phases`).
+    all done by one kernel (:func:`catlab._kernels.conv_tiled.conv2d_tiled_input_grad`, or its version with
+    vectors across dx channels, see :func:`input_grad_kind`) from one padded copy of each sample's dy
+    (separate passes padded dy once per phase and copied each result into dx: 1.1-1.5x the time at batch
+    64; see :func:`input_grad_phases`).
     """
     N, K, P, Q = dy4.shape
     _, Cg, R, S = w4.shape
@@ -553,23 +555,58 @@ def input_grad_tiled(dy4, w4, groups, geo: Geometry, H, W, T):
         w_flip = np.ascontiguousarray(wt[:, :, ::-1, ::-1])
         return _dy_forward(dy4, w_flip, G, dil_h * (R - 1) - ph, dil_w * (S - 1) - pw, H, W, dil_h, dil_w, T)
     dx = np.empty((N, C, H, W), dtype=np.float32)  # (N, C, H, W), every phase written once
-    wph, toffs, info, Hd, Wd, T0, L0 = input_grad_phases(w4, G, sh, sw, ph, pw, H, W, P, Q)
-    KB = tiled_block(Cg)
-    nkb = -(-Cg // KB)
+    phases, toffs, Hd, Wd, T0, L0, Tmax = _input_grad_layout(K, Cg, R, S, G, sh, sw, ph, pw, H, W, P, Q)
+    wf = np.ascontiguousarray(w4).reshape(-1)
+    if input_grad_kind(Cg, phases, Wd) == "filters":
+        filters = _tiled.input_grad_filter_vectors(wf, K, Cg, R, S, G, sh, sw, phases, Tmax)  # (G, F, ncv, Tmax, 16)
+        nkb, block = filters.shape[2], filter_tile_positions(16)
+        kernel, parallel = _tiled.conv2d_ftiled_input_grad, _par.conv2d_ftiled_input_grad
+    else:
+        filters = _tiled.input_grad_filters(wf, K, Cg, R, S, G, sh, sw, phases, Tmax)  # (G, F, Cg, Tmax)
+        block = tiled_block(Cg)
+        nkb = -(-Cg // block)
+        kernel, parallel = _tiled.conv2d_tiled_input_grad, _par.conv2d_tiled_input_grad
     parts = 1 if N * G >= T else min(nkb, -(-T // (N * G)))
     work = Cg * Kg * R * S * P * Q  # multiply-adds per (sample, group), about those of the forward pass
     n = _threads.chunks_for(N * G * parts, work / parts, T, MIN_CHUNK_WORK)
     if n == 1:
         parts = 1
     _threads.run_kernel(
-        _tiled.conv2d_tiled_input_grad,
-        _par.conv2d_tiled_input_grad,
+        kernel,
+        parallel,
         N * G * parts,
         n,
-        (np.ascontiguousarray(dy4), wph, toffs, info, Hd, Wd, T0, L0, sh, sw, KB, parts),
+        (np.ascontiguousarray(dy4), filters, toffs, phases, Hd, Wd, T0, L0, sh, sw, block, parts),
         (dx,),
     )
     return dx
+
+
+def input_grad_kind(Cg, phases, Wd) -> str:
+    """``"positions"`` or ``"filters"``: which kernel computes a strided input gradient (as :func:`tiled_kind`).
+
+    :func:`catlab._kernels.conv_tiled.conv2d_tiled_input_grad` computes whole tiles of wide positions per
+    phase (rows ``Wd`` apart) for blocks of :func:`tiled_block` dx channels;
+    :func:`catlab._kernels.conv_tiled.conv2d_ftiled_input_grad` tiles of :func:`filter_tile_positions`
+    positions (none wide) for vectors of 16 channels. The kind that keeps the larger share of its work
+    (weighed by each phase's taps), weighed by its speed as in :func:`tiled_kind`; ``phases`` as from
+    :func:`input_grad_phases`.
+    """
+    KB = tiled_block(Cg)
+    tile = _tiled.tile_size(KB)
+    PT = filter_tile_positions(16)
+    useful = comp_pos = comp_filt = 0
+    for _, _, rows, cols, taps, *_ in phases.tolist():
+        L = (rows - 1) * Wd + cols
+        useful += taps * rows * cols
+        comp_pos += taps * -(-L // tile) * tile
+        comp_filt += taps * -(-(rows * cols) // PT) * PT
+    if useful == 0:
+        return "positions"
+    kept_positions = useful / comp_pos * Cg / (-(-Cg // KB) * KB)
+    kept_filters = useful / comp_filt * Cg / (-(-Cg // 16) * 16)
+    speed = FILTER_TILES_SPEED[16] if WIDE_REGISTERS else FILTER_TILES_SPEED_AVX2
+    return "filters" if kept_filters * speed > kept_positions else "positions"
 
 
 def _backward_tiled(dy4, x4, w4, groups, geo: Geometry, T):

@@ -339,13 +339,16 @@ def test_tiled_backward_matches_reference(cfg, threads, tiled_backward_on, threa
         (1, 4, 13, 11, 6, 3, 2, (3, 2), (2, 1), 2),  # a row phase starting at row 1; groups
         (2, 3, 9, 10, 4, 1, 3, (2, 2), (0, 1), 1),  # 1-row kernel, stride 2: row phase 1 meets no tap (zeros)
         (1, 6, 16, 16, 20, 5, 5, (2, 2), (2, 2), 1),  # 6 dx channels: one block of 8, rows past the last
+        (1, 40, 10, 10, 8, 3, 3, (2, 2), (1, 1), 1),  # 40 dx channels: 3 vectors of 16, split in parts
     ],
 )
+@pytest.mark.parametrize("kind", ["positions", "filters"])
 def test_strided_input_gradient_one_kernel_for_every_phase(
-    N, C, H, W, K, R, S, stride, padding, groups, registers, monkeypatch
+    N, C, H, W, K, R, S, stride, padding, groups, kind, registers, monkeypatch
 ):
-    """dx for a stride > 1 by conv2d_tiled_input_grad (one padded dy for all phases; phases no tap reaches are
-    zero), in one chunk, one per item and in parts of the channels, against the loops."""
+    """dx for a stride > 1 by conv2d_tiled_input_grad or conv2d_ftiled_input_grad (one padded dy for all
+    phases; phases no tap reaches are zero), in one chunk, one per item and in parts of the channels,
+    against the loops."""
     rng = np.random.default_rng(11)
     x = rng.standard_normal((N, C, H, W)).astype(np.float32)
     w = rng.standard_normal((K, C // groups, R, S)).astype(np.float32)
@@ -353,14 +356,16 @@ def test_strided_input_gradient_one_kernel_for_every_phase(
     Q = (W + 2 * padding[1] - S) // stride[1] + 1
     dy = rng.standard_normal((N, K, P, Q)).astype(np.float32)
     calls = []
-    real = CT.conv2d_tiled_input_grad
+    name = "conv2d_tiled_input_grad" if kind == "positions" else "conv2d_ftiled_input_grad"
+    real = getattr(CT, name)
     monkeypatch.setattr(TH, "numba_parallel", lambda n_chunks: False)  # chunks on the pool, seen by the spy
-    monkeypatch.setattr(CT, "conv2d_tiled_input_grad", lambda *a: (calls.append(a[-3:-1]), real(*a))[1])
+    monkeypatch.setattr(CT, name, lambda *a: (calls.append(a[-3:-1]), real(*a))[1])
+    monkeypatch.setattr(paths, "input_grad_kind", lambda *a: kind)
     geo = paths.Geometry(*stride, *padding, 1, 1, P, Q)
     for threads in (1, N * groups, N * groups + 1):  # the last: fewer items than threads, parts of the channels
         calls.clear()
         dx = paths.input_grad_tiled(dy, w, groups, geo, H, W, threads)
-        assert calls, "the one-kernel strided input gradient did not run"
+        assert calls, f"the one-kernel strided input gradient ({kind}) did not run"
         assert calls[0][0] == 0 and all(c0[1] == c1[0] for c0, c1 in zip(calls, calls[1:]))  # every item once
         pad = ((padding[0], padding[0]), (padding[1], padding[1]))
         want = ref.conv2d_backward(dy, x, w, stride, pad, (1, 1), groups)[0]
@@ -372,6 +377,17 @@ def test_strided_input_gradient_one_kernel_for_every_phase(
     assert paths._input_grad_layout.cache_info().hits == hits + 1
     want2 = ref.conv2d_backward(dy2, x, w2, stride, pad, (1, 1), groups)[0]
     np.testing.assert_allclose(dx2, want2, rtol=1e-4, atol=2e-5 * np.abs(want2).max())
+
+
+def test_strided_input_gradient_kind_choice(registers):
+    """Without AVX-512: vectors across dx channels where 16 or more channels fill them (an 8x8 phase of a
+    stride-2 3x3 layer computes 80 wide positions for 64 kept), across positions for 3 channels. With
+    AVX-512 the tiles across filters run at 0.55 of the others' speed (FILTER_TILES_SPEED): positions."""
+    for Cg, R, pad, H, avx2 in [(32, 3, 1, 16, "filters"), (64, 3, 1, 32, "filters"), (3, 7, 3, 32, "positions")]:
+        P = (H + 2 * pad - R) // 2 + 1
+        phases, _, _, Wd, *_ = paths._input_grad_layout(16, Cg, R, R, 1, 2, 2, pad, pad, H, H, P, P)
+        expected = "positions" if registers else avx2
+        assert paths.input_grad_kind(Cg, phases, Wd) == expected, (Cg, R, H)
 
 
 def test_tiled_backward_path_choice(monkeypatch):

@@ -263,20 +263,31 @@ def _every_chunked_op(x, w, rng_seed=0):
         *F.conv2d_backward(y32[:1], x32[:1], w32, padding=1),
         *F.conv2d_backward(F.conv2d(x32, w32, stride=2, padding=1), x32, w32, stride=2, padding=1),  # dx phases
     )
-    real_kind = _conv_paths.tiled_kind
+    real_kind, real_dx_kind = _conv_paths.tiled_kind, _conv_paths.input_grad_kind
+    y32s = F.conv2d(x32, w32, stride=2, padding=1)
     _conv_paths.tiled_kind = lambda Kg, R, S, geo, N=None: (
         "positions",
         _conv_paths.tiled_block(Kg),
     )  # across positions
+    _conv_paths.input_grad_kind = lambda *a: "positions"
     try:
-        out["conv tiled, positions"] = (F.conv2d(x32, w32, padding=1), F.conv2d(x32[:1], w32, padding=1))
+        out["conv tiled, positions"] = (
+            F.conv2d(x32, w32, padding=1),
+            F.conv2d(x32[:1], w32, padding=1),
+            F.conv2d_backward(y32s, x32, w32, stride=2, padding=1)[0],  # dx phases
+        )
     finally:
-        _conv_paths.tiled_kind = real_kind
+        _conv_paths.tiled_kind, _conv_paths.input_grad_kind = real_kind, real_dx_kind
     _conv_paths.tiled_kind = lambda Kg, R, S, geo, N=None: ("filters", 16)  # the tiles across filters, too
+    _conv_paths.input_grad_kind = lambda *a: "filters"
     try:
-        out["conv filter tiles"] = (F.conv2d(x32, w32, padding=1), F.conv2d(x32[:1], w32, padding=1))
+        out["conv filter tiles"] = (
+            F.conv2d(x32, w32, padding=1),
+            F.conv2d(x32[:1], w32, padding=1),
+            F.conv2d_backward(y32s, x32, w32, stride=2, padding=1)[0],  # dx phases
+        )
     finally:
-        _conv_paths.tiled_kind = real_kind
+        _conv_paths.tiled_kind, _conv_paths.input_grad_kind = real_kind, real_dx_kind
     out["winograd 2"] = _winograd.conv2d_winograd(x, w, padding=1, m=2)
     out["winograd 4"] = _winograd.conv2d_winograd(x, w, padding=1, m=4)
     dy2 = r.normal(size=(N, C, H // 2, W // 2))

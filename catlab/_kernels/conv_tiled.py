@@ -714,6 +714,108 @@ def conv2d_ftiled_forward(x, wpk, b, R, S, sh, sw, ph, pw, dil_h, dil_w, P, Q, P
                         row[i] = yt[i, k] + bk
 
 
+@njit(cache=True)
+def input_grad_filter_vectors(wf, K, Cg, R, S, G, sh, sw, phases, Tmax):
+    """``wpv`` (G, F, ncv, Tmax, 16): the filters of :func:`input_grad_filters` with vectors across dx channels.
+
+    wpv[g, f, v, t, l] = wph[g, f, 16*v + l, t], zero past the group's last dx channel and past the phase's
+    taps: tap t of phase f holds one weight for each of 16 dx channels, for :func:`conv2d_ftiled_input_grad`.
+    """
+    Kg = K // G
+    F = phases.shape[0]
+    ncv = -(-Cg // 16)
+    wpv = np.zeros((G, F, ncv, Tmax, 16), dtype=np.float32)
+    for f in range(F):
+        a, b = phases[f, 5], phases[f, 6]
+        Ra = (R - a + sh - 1) // sh
+        Sb = (S - b + sw - 1) // sw
+        for g in range(G):
+            for c in range(Cg):
+                dst = wpv[g, f, c // 16]  # (Tmax, 16)
+                lane = c % 16
+                for r in range(Ra):
+                    for s in range(Sb):
+                        src = (g * Kg * Cg + c) * R * S + (a + (Ra - 1 - r) * sh) * S + b + (Sb - 1 - s) * sw
+                        for k in range(Kg):
+                            dst[(k * Ra + r) * Sb + s, lane] = wf[src + k * Cg * R * S]
+    return wpv
+
+
+@njit(cache=True, nogil=True)
+def conv2d_ftiled_input_grad(dy4, wpv, toffs, phases, Hd, Wd, T0, L0, sh, sw, PT, parts, i0, i1, dx):
+    """As :func:`conv2d_tiled_input_grad` with vectors across dx channels: ``wpv`` (G, F, ncv, Tmax, 16).
+
+    Tiles of ``PT`` positions of a phase (16, or 6 on CPUs without AVX-512; row-major, no wide columns,
+    the last tile repeating the last position) by 16 dx channels; parts split the channels' vectors.
+    Where the phases are small (an 8x8 phase has rows of 9 or 10 wide positions and 80 computed for 64
+    kept) and the group has 16 or more channels, they compute less than the tiles across positions.
+    """
+    N, K, P, Q = dy4.shape
+    G, F, ncv, Tmax, KV = wpv.shape
+    Kg = K // G
+    Cg = dx.shape[1] // G
+    size = Kg * Hd * Wd
+    most = 1
+    for f in range(F):
+        L = (phases[f, 2] - 1) * Wd + phases[f, 3]
+        last = 0
+        for t in range(phases[f, 4]):
+            last = max(last, toffs[f, t])
+        size = max(size, last + L)
+        most = max(most, phases[f, 2] * phases[f, 3])
+    xp = np.zeros(size, dtype=np.float32)  # dy of one (sample, group), padded; the zeros around stay zero
+    yt = np.empty((PT, KV), dtype=np.float32)  # one tile, positions by dx channels
+    bases = np.empty(-(-most // PT) * PT, dtype=np.intp)  # where each position of a phase reads xp
+    copied = -1
+    for it in range(i0, i1):
+        ng = it // parts
+        part = it % parts
+        n = ng // G
+        g = ng % G
+        if ng != copied:
+            for k in range(Kg):
+                for p in range(P):
+                    d = (k * Hd + T0 + p) * Wd + L0
+                    for q in range(Q):
+                        xp[d + q] = dy4[n, g * Kg + k, p, q]
+            copied = ng
+        cv0 = part * ncv // parts
+        cv1 = (part + 1) * ncv // parts
+        for f in range(F):
+            h0 = phases[f, 0]
+            w0 = phases[f, 1]
+            rows = phases[f, 2]
+            cols = phases[f, 3]
+            if phases[f, 4] == 0:  # no tap reaches this phase
+                for v in range(cv0, cv1):
+                    for c in range(g * Cg + v * KV, g * Cg + min(Cg, (v + 1) * KV)):
+                        for i in range(rows):
+                            for j in range(cols):
+                                dx[n, c, h0 + i * sh, w0 + j * sw] = 0.0
+                continue
+            toff = toffs[f, : phases[f, 4]]
+            npos = rows * cols
+            nt = -(-npos // PT)
+            for j in range(nt * PT):
+                jj = min(j, npos - 1)
+                bases[j] = (jj // cols) * Wd + jj % cols
+            for v in range(cv0, cv1):
+                wv = wpv[g, f, v, : phases[f, 4]]  # (taps, 16)
+                c0 = g * Cg + v * KV
+                cn = min(KV, Cg - v * KV)
+                for tt in range(nt):
+                    j0 = tt * PT
+                    if PT == FTILE_6:
+                        _ftile6(xp, toff, wv, bases[j0 : j0 + PT], yt)
+                    else:
+                        _ftile16(xp, toff, wv, bases[j0 : j0 + PT], yt)
+                    for i in range(min(PT, npos - j0)):
+                        h = h0 + ((j0 + i) // cols) * sh
+                        w = w0 + ((j0 + i) % cols) * sw
+                        for c in range(cn):
+                            dx[n, c0 + c, h, w] = yt[i, c]
+
+
 # --- weight gradient ------------------------------------------------------------------------------
 
 

@@ -78,6 +78,14 @@ def conv2d_tiled_input_grad(n, items, dy4, wph, toffs, phases, Hd, Wd, T0, L0, s
 
 
 @_njit_parallel
+def conv2d_ftiled_input_grad(n, items, dy4, wpv, toffs, phases, Hd, Wd, T0, L0, sh, sw, PT, parts, dx):
+    for t in prange(n):
+        _tiled.conv2d_ftiled_input_grad(
+            dy4, wpv, toffs, phases, Hd, Wd, T0, L0, sh, sw, PT, parts, t * items // n, (t + 1) * items // n, dx
+        )
+
+
+@_njit_parallel
 def conv2d_ftiled_forward(n, items, x, wpk, b, R, S, sh, sw, ph, pw, dil_h, dil_w, P, Q, PT, parts, y4):
     for t in prange(n):
         _tiled.conv2d_ftiled_forward(
