@@ -480,8 +480,9 @@ def _dy_forward(dy4, w_sub, groups, top, left, rows, cols, dil_h, dil_w, T):
     return _forward_tiled(src, w_sub, np.zeros(C, dtype=np.float32), groups, geo, T)  # (N, C, rows, cols)
 
 
-def input_grad_phases(w4, G, sh, sw, ph, pw, H, W, P, Q):
-    """The stride phases of dx for ``conv2d_tiled_input_grad``: (wph, toffs, phases, Hd, Wd, T0, L0).
+@functools.lru_cache(maxsize=64)
+def _input_grad_layout(K, Cg, R, S, G, sh, sw, ph, pw, H, W, P, Q):
+    """The stride phases of dx for the strided input gradient: (phases, toffs, Hd, Wd, T0, L0, Tmax).
 
     Phase (a, b) holds the rows h with (h + ph) % sh == a and the columns with (w + pw) % sw == b; they
     meet the taps r = a, a + sh, ... and s = b, b + sw, ... (Ra by Sb of them) and dy's rows
@@ -490,23 +491,14 @@ def input_grad_phases(w4, G, sh, sw, ph, pw, H, W, P, Q):
     flipped and transposed per group. One padded dy (Hd, Wd) serves every phase: dy[p, q] at row
     T0 + p, column L0 + q, T0 and L0 the largest of the phases' paddings. A phase no tap reaches (a
     stride longer than the kernel) has 0 taps: its dx is zero. Phases without rows or columns are left
-    out. ``wph`` (G, F, Cg, Tmax): phase f's filters, tap (k, r', s') at (k*Ra + r')*Sb + s'; ``toffs``
-    (F, Tmax): where each tap starts in the padded dy; ``phases`` (F, 9): h0, w0, rows, cols, taps (the
-    kernel reads these five), then a, b, top, left. The filters are rearranged by a compiled loop: NumPy's
-    strided copies and reshapes cost 40-130 us per call, which matters at batch 1; the rest depends on the
-    shapes only and is kept for the last 64 of them (:func:`_input_grad_layout`: 36 us a call at batch 1).
+    out. ``toffs`` (F, Tmax): where tap (k, r', s'), at (k*Ra + r')*Sb + s', starts in the padded dy;
+    ``phases`` (F, 9): h0, w0, rows, cols, taps (the kernels read these five), then a, b, top, left.
+
+    All of it depends on the shapes only: it is kept for the last 64 of them (36 us a call at batch 1),
+    and the arrays are shared by every call with these shapes (the kernels only read them). The filters
+    are rearranged per call by compiled loops (:func:`catlab._kernels.conv_tiled.input_grad_filters` and
+    ``input_grad_filter_vectors``: NumPy's strided copies and reshapes cost 40-130 us per call).
     """
-    K, Cg, R, S = w4.shape
-    phases, toffs, Hd, Wd, T0, L0, Tmax = _input_grad_layout(K, Cg, R, S, G, sh, sw, ph, pw, H, W, P, Q)
-    wph = _tiled.input_grad_filters(np.ascontiguousarray(w4).reshape(-1), K, Cg, R, S, G, sh, sw, phases, Tmax)
-    return wph, toffs, phases, Hd, Wd, T0, L0
-
-
-@functools.lru_cache(maxsize=64)
-def _input_grad_layout(K, Cg, R, S, G, sh, sw, ph, pw, H, W, P, Q):
-    """(phases, toffs, Hd, Wd, T0, L0, Tmax) of :func:`input_grad_phases`: the shapes' part, computed once.
-
-    The arrays are shared by every call with these shapes; the kernels only read them."""
     Kg = K // G
     found = []  # (h0, w0, rows, cols, a, b, Ra, Sb, top, left)
     for a in range(sh):
@@ -543,7 +535,7 @@ def input_grad_tiled(dy4, w4, groups, geo: Geometry, H, W, T):
     all done by one kernel (:func:`catlab._kernels.conv_tiled.conv2d_tiled_input_grad`, or its version with
     vectors across dx channels, see :func:`input_grad_kind`) from one padded copy of each sample's dy
     (separate passes padded dy once per phase and copied each result into dx: 1.1-1.5x the time at batch
-    64; see :func:`input_grad_phases`).
+    64; see :func:`_input_grad_layout`).
     """
     N, K, P, Q = dy4.shape
     _, Cg, R, S = w4.shape
@@ -590,7 +582,7 @@ def input_grad_kind(Cg, phases, Wd) -> str:
     :func:`catlab._kernels.conv_tiled.conv2d_ftiled_input_grad` tiles of :func:`filter_tile_positions`
     positions (none wide) for vectors of 16 channels. The kind that keeps the larger share of its work
     (weighed by each phase's taps), weighed by its speed as in :func:`tiled_kind`; ``phases`` as from
-    :func:`input_grad_phases`.
+    :func:`_input_grad_layout`.
     """
     KB = tiled_block(Cg)
     tile = _tiled.tile_size(KB)

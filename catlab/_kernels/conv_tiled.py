@@ -317,7 +317,7 @@ def conv2d_tiled_forward(x, w3, b, R, S, sh, sw, ph, pw, dil_h, dil_w, P, Q, KB,
 
 @njit(cache=True)
 def input_grad_taps(Kg, R, S, sh, sw, phases, Hd, Wd, T0, L0, Tmax):
-    """``toffs`` (F, Tmax) of ``_conv_paths.input_grad_phases``: where tap (k, r', s') of phase f, at
+    """``toffs`` (F, Tmax) for ``_conv_paths._input_grad_layout``: where tap (k, r', s') of phase f, at
     (k*Ra + r')*Sb + s', reads the padded dy (Kg, Hd, Wd); zero past the phase's taps."""
     F = phases.shape[0]
     toffs = np.zeros((F, Tmax), dtype=np.intp)
@@ -334,7 +334,7 @@ def input_grad_taps(Kg, R, S, sh, sw, phases, Hd, Wd, T0, L0, Tmax):
 
 @njit(cache=True)
 def input_grad_filters(wf, K, Cg, R, S, G, sh, sw, phases, Tmax):
-    """``wph`` (G, F, Cg, Tmax) of ``_conv_paths.input_grad_phases`` from the flat weights ``wf`` (K*Cg*R*S,).
+    """``wph`` (G, F, Cg, Tmax) for the phases of ``_conv_paths._input_grad_layout``, from ``wf`` (K*Cg*R*S,).
 
     wph[g, f, c, (k*Ra + r')*Sb + s'] = w[g*Kg + k, c, a + (Ra-1-r')*sh, b + (Sb-1-s')*sw] (the phase's
     sub-kernel, flipped and transposed per group), zero past the phase's taps. Written in wph's order,
@@ -361,6 +361,28 @@ def input_grad_filters(wf, K, Cg, R, S, G, sh, sw, phases, Tmax):
     return wph
 
 
+@njit(cache=True)
+def _copy_dy(dy4, n, k0, Kg, Hd, Wd, T0, L0, xp):
+    """xp[(k*Hd + T0 + p)*Wd + L0 + q] = dy4[n, k0 + k, p, q] for k < Kg: one sample's dy of a group, padded
+    (the zeros around are never written)."""
+    P = dy4.shape[2]
+    Q = dy4.shape[3]
+    for k in range(Kg):
+        for p in range(P):
+            d = (k * Hd + T0 + p) * Wd + L0
+            for q in range(Q):
+                xp[d + q] = dy4[n, k0 + k, p, q]
+
+
+@njit(cache=True)
+def _zero_phase(dx, n, c0, c1, h0, w0, rows, cols, sh, sw):
+    """dx[n, c, h0 + i*sh, w0 + j*sw] = 0 for c0 <= c < c1, i < rows, j < cols: a stride phase no tap reaches."""
+    for c in range(c0, c1):
+        for i in range(rows):
+            for j in range(cols):
+                dx[n, c, h0 + i * sh, w0 + j * sw] = 0.0
+
+
 @njit(cache=True, nogil=True)
 def conv2d_tiled_input_grad(dy4, wph, toffs, phases, Hd, Wd, T0, L0, sh, sw, KB, parts, i0, i1, dx):
     """dx of items (n, g, part), i0 <= it < i1, for a stride > 1 (see ``_conv_paths.input_grad_tiled``).
@@ -373,7 +395,7 @@ def conv2d_tiled_input_grad(dy4, wph, toffs, phases, Hd, Wd, T0, L0, sh, sw, KB,
     ``wph`` (G, F, Cg, Tmax): phase f's filter matrix, the dx channels of the group by its Kg*Ra*Sb taps;
     ``toffs`` (F, Tmax): where each of those taps starts in ``xp``; ``phases`` (F, 5): the phase's first row
     h0 and column w0 in dx, its rows and columns, and its taps (0: the phase of dx is zero); all from
-    ``_conv_paths.input_grad_phases``. Output (i, j) of phase f lies at wide
+    ``_conv_paths._input_grad_layout``. Output (i, j) of phase f lies at wide
     position i*Wd + j and goes to dx[n, g*Cg + c, h0 + i*sh, w0 + j*sw]. Items as the forward kernels;
     parts split the dx channels' blocks.
     """
@@ -398,11 +420,7 @@ def conv2d_tiled_input_grad(dy4, wph, toffs, phases, Hd, Wd, T0, L0, sh, sw, KB,
         n = ng // G
         g = ng % G
         if ng != copied:
-            for k in range(Kg):
-                for p in range(P):
-                    d = (k * Hd + T0 + p) * Wd + L0
-                    for q in range(Q):
-                        xp[d + q] = dy4[n, g * Kg + k, p, q]
+            _copy_dy(dy4, n, g * Kg, Kg, Hd, Wd, T0, L0, xp)
             copied = ng
         kb0 = part * nkb // parts
         kb1 = (part + 1) * nkb // parts
@@ -413,10 +431,7 @@ def conv2d_tiled_input_grad(dy4, wph, toffs, phases, Hd, Wd, T0, L0, sh, sw, KB,
             cols = phases[f, 3]
             if phases[f, 4] == 0:  # no tap reaches this phase
                 if part == 0:
-                    for c in range(g * Cg, (g + 1) * Cg):
-                        for i in range(rows):
-                            for j in range(cols):
-                                dx[n, c, h0 + i * sh, w0 + j * sw] = 0.0
+                    _zero_phase(dx, n, g * Cg, (g + 1) * Cg, h0, w0, rows, cols, sh, sw)
                 continue
             toff = toffs[f, : phases[f, 4]]
             wg = wph[g, f]  # (Cg, Tmax)
@@ -773,11 +788,7 @@ def conv2d_ftiled_input_grad(dy4, wpv, toffs, phases, Hd, Wd, T0, L0, sh, sw, PT
         n = ng // G
         g = ng % G
         if ng != copied:
-            for k in range(Kg):
-                for p in range(P):
-                    d = (k * Hd + T0 + p) * Wd + L0
-                    for q in range(Q):
-                        xp[d + q] = dy4[n, g * Kg + k, p, q]
+            _copy_dy(dy4, n, g * Kg, Kg, Hd, Wd, T0, L0, xp)
             copied = ng
         cv0 = part * ncv // parts
         cv1 = (part + 1) * ncv // parts
@@ -787,11 +798,8 @@ def conv2d_ftiled_input_grad(dy4, wpv, toffs, phases, Hd, Wd, T0, L0, sh, sw, PT
             rows = phases[f, 2]
             cols = phases[f, 3]
             if phases[f, 4] == 0:  # no tap reaches this phase
-                for v in range(cv0, cv1):
-                    for c in range(g * Cg + v * KV, g * Cg + min(Cg, (v + 1) * KV)):
-                        for i in range(rows):
-                            for j in range(cols):
-                                dx[n, c, h0 + i * sh, w0 + j * sw] = 0.0
+                c1 = g * Cg + min(Cg, cv1 * KV)
+                _zero_phase(dx, n, g * Cg + cv0 * KV, c1, h0, w0, rows, cols, sh, sw)
                 continue
             toff = toffs[f, : phases[f, 4]]
             npos = rows * cols
