@@ -193,6 +193,22 @@ def tiled_block(Kg) -> int:
     return 4 if -(-Kg // 4) * 4 < -(-Kg // 8) * 8 else 8
 
 
+def tiled_filters(Kg, KB) -> int:
+    """Filters the tiles across positions compute for ``Kg`` (the kept ones and those thrown away): whole
+    blocks of ``KB``; with KB = 6 (AVX2) the last block is a tile of 2, 4 or 6 filters, whichever holds the
+    filters left (:func:`catlab._kernels.conv_tiled._tile_run`: 20 filters are 6, 6, 6 and 2).
+
+    Examples
+    --------
+    >>> tiled_filters(20, 6), tiled_filters(16, 6), tiled_filters(20, 8)
+    (20, 16, 24)
+    """
+    if KB != 6:
+        return -(-Kg // KB) * KB
+    left = Kg % 6
+    return Kg - left + (0 if left == 0 else 2 if left <= 2 else 4 if left <= 4 else 6)
+
+
 #: Without AVX-512, the weight gradient takes vectors across filters where the group's filters fill at
 #: least this share of their 16-filter vectors' lanes (measured on AVX2: 12 or 16 filters 0.5-0.85 of the
 #: time of the 2-by-3 tiles, 20 filters equal, 8 filters 1.1, 6 filters 1.6-1.7).
@@ -231,7 +247,8 @@ def tiled_kind(Kg, R, S, geo: Geometry, N=None) -> tuple[str, int]:
     """``("positions", KB)`` or ``("filters", KV)``: which tiled forward kernel, and its filters per tile.
 
     Each computes some positions or filters it throws away (the wide rows and whole tiles of positions;
-    filters up to a whole tile); the kind that keeps the larger share of its work, weighed by its speed.
+    filters up to a whole tile, :func:`tiled_filters`); the kind that keeps the larger share of its work,
+    weighed by its speed.
     Without AVX-512, and for fewer than ``FILTER_TILES_MIN_POSITIONS`` positions in the ``N`` samples (if
     given), the tiles across positions: packing the filters for the others costs about a nanosecond per
     weight, as much as the whole layer at batch 1 on small images.
@@ -243,7 +260,7 @@ def tiled_kind(Kg, R, S, geo: Geometry, N=None) -> tuple[str, int]:
     Wph = ((Q - 1) * sw + dil_w * (S - 1) + sw) // sw
     L = (P - 1) * Wph + Q
     tile = _tiled.tile_size(KB)
-    kept_positions = P * Q / (-(-L // tile) * tile) * Kg / (-(-Kg // KB) * KB)
+    kept_positions = P * Q / (-(-L // tile) * tile) * Kg / tiled_filters(Kg, KB)
     KV = 16 if Kg <= 16 or not WIDE_REGISTERS else 32
     PT = filter_tile_positions(KV)
     kept_filters = P * Q / (-(-(P * Q) // PT) * PT) * Kg / (-(-Kg // KV) * KV)
@@ -595,7 +612,7 @@ def input_grad_kind(Cg, phases, Wd) -> str:
         comp_filt += taps * -(-(rows * cols) // PT) * PT
     if useful == 0:
         return "positions"
-    kept_positions = useful / comp_pos * Cg / (-(-Cg // KB) * KB)
+    kept_positions = useful / comp_pos * Cg / tiled_filters(Cg, KB)
     kept_filters = useful / comp_filt * Cg / (-(-Cg // 16) * 16)
     speed = FILTER_TILES_SPEED[16] if WIDE_REGISTERS else FILTER_TILES_SPEED_AVX2
     return "filters" if kept_filters * speed > kept_positions else "positions"

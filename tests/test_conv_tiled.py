@@ -472,6 +472,26 @@ def test_tiled_kernel_called_directly_with_every_block_size(KB):
         np.testing.assert_allclose(y4.reshape(want.shape), want, rtol=1e-5, atol=1e-5 * np.abs(want).max())
 
 
+@pytest.mark.parametrize("K", range(1, 14))
+def test_avx2_tiles_of_the_last_filters(K):
+    """With 6 filters a tile (AVX2), the last block of a group takes a tile of 2 or 4 filters (2 filters: 32
+    positions a tile, a last 16 by the tile of 4): every remainder 0-5 of 1-13 filters, against the loops, on
+    a 22x22 output whose 528 wide positions make a second block of one 16-position tile."""
+    x, w, b, kw, (s2, pad, d2, groups) = _case((2, 3, 22, 22, K, 3, 3, 1, 1, 1, 1), seed=K)
+    P = Q = 22
+    want = ref.conv2d(x, w, b, s2, pad, d2, groups)
+    y4 = np.full((2, 1, K, P * Q), np.nan, dtype=np.float32)
+    CT.conv2d_tiled_forward(x, w.reshape(1, K, 27), b, 3, 3, 1, 1, 1, 1, 1, 1, P, Q, 6, 1, 0, 2, y4)
+    np.testing.assert_allclose(y4.reshape(want.shape), want, rtol=1e-5, atol=1e-5 * np.abs(want).max())
+
+
+def test_filters_computed_by_the_tiles_across_positions():
+    """Whole blocks of 8 or 4 (AVX-512); with 6 (AVX2) a last tile of 2, 4 or 6 filters."""
+    assert [paths.tiled_filters(k, 6) for k in range(1, 14)] == [2, 2, 4, 4, 6, 6, 8, 8, 10, 10, 12, 12, 14]
+    assert [paths.tiled_filters(k, 8) for k in (1, 8, 9, 20)] == [8, 8, 16, 24]
+    assert [paths.tiled_filters(k, 4) for k in (1, 4, 5, 20)] == [4, 4, 8, 20]
+
+
 def test_backward_tests_cover_every_weight_grad_tile(monkeypatch):
     """The configurations above reach all three weight-gradient tiles (this CPU's or not)."""
     blocks = set()

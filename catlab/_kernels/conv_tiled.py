@@ -12,7 +12,8 @@ is and keeps a tile of outputs in registers (:mod:`catlab._kernels.simd`):
   (c, r, s) reads ``xp[toff[c, r, s] + j]``: for every tap, a run of outputs
   reads a contiguous run of inputs (columns q >= Q are computed and dropped);
 - a tile is KB = 8 filters by 32 consecutive positions j (or 4 by 64): sixteen
-  vectors of sixteen running sums. For each tap the kernel loads the tile's
+  vectors of sixteen running sums (without AVX-512, 6 filters by 16 positions,
+  and a group's last 1-4 filters 4 by 16 or 2 by 32: see ``_tile_run``). For each tap the kernel loads the tile's
   inputs (two or four vectors, unaligned) and adds them, times the tap's
   weight for each of the KB filters, into the sums: 16 fused multiply-adds
   per 2-4 loads, all operands in registers;
@@ -257,6 +258,83 @@ def _tile6(xp, toff, wg, k0, j0, yw, c0):
 
 
 @njit(cache=True)
+def _tile6of4(xp, toff, wg, k0, j0, yw, c0):
+    """As :func:`_tile6` for the last 3 or 4 filters of a group (k < 4): no sums for filters that do not exist."""
+    last = wg.shape[0] - 1
+    w0 = wg[min(k0, last)]
+    w1 = wg[min(k0 + 1, last)]
+    w2 = wg[min(k0 + 2, last)]
+    w3 = wg[min(k0 + 3, last)]
+    a0 = vzero()
+    a1 = vzero()
+    a2 = vzero()
+    a3 = vzero()
+    for t in range(toff.shape[0]):
+        x0 = vload(xp, toff[t] + j0)
+        a0 = vfma(vbcast(w0, t), x0, a0)
+        a1 = vfma(vbcast(w1, t), x0, a1)
+        a2 = vfma(vbcast(w2, t), x0, a2)
+        a3 = vfma(vbcast(w3, t), x0, a3)
+    vstore(yw[0], c0, a0)
+    vstore(yw[1], c0, a1)
+    vstore(yw[2], c0, a2)
+    vstore(yw[3], c0, a3)
+
+
+@njit(cache=True)
+def _tile6of2(xp, toff, wg, k0, j0, yw, c0):
+    """As :func:`_tile6` for the last 1 or 2 filters of a group (k < 2), over 32 positions ``j0 .. j0+31``:
+    four vectors of sums (eight AVX2 registers), enough to keep both fused multiply-add units busy while
+    each waits on its last result (two vectors, with 16 positions, ran at half the speed)."""
+    last = wg.shape[0] - 1
+    w0 = wg[min(k0, last)]
+    w1 = wg[min(k0 + 1, last)]
+    a0 = vzero()
+    a1 = vzero()
+    b0 = vzero()
+    b1 = vzero()
+    for t in range(toff.shape[0]):
+        x0 = vload(xp, toff[t] + j0)
+        x1 = vload(xp, toff[t] + j0 + 16)
+        u0 = vbcast(w0, t)
+        u1 = vbcast(w1, t)
+        a0 = vfma(u0, x0, a0)
+        a1 = vfma(u0, x1, a1)
+        b0 = vfma(u1, x0, b0)
+        b1 = vfma(u1, x1, b1)
+    vstore(yw[0], c0, a0)
+    vstore(yw[0], c0 + 16, a1)
+    vstore(yw[1], c0, b0)
+    vstore(yw[1], c0 + 16, b1)
+
+
+@njit(cache=True)
+def _tile_run(xp, toff, wg, k0, KB, jb, je, tile, yw):
+    """The tiles of KB filters from ``k0`` (fewer past the group's last) for the positions ``jb <= j0 < je``
+    of one block, into ``yw[:, j0 - jb]``. With KB = 6 the last block of filters takes a tile of 4 or 2
+    filters where that is enough (20 filters: 6, 6, 6, 2 instead of 24 computed): a narrower tile runs at
+    about the same speed per multiply-add on AVX2, since each tap still waits on its fused multiply-adds."""
+    kn = wg.shape[0] - k0
+    if KB == 6 and kn <= 2:  # 32 positions a tile; a last 16 (je - jb is a multiple of 16) by the tile of 4
+        for j0 in range(jb, je, 32):
+            if j0 + 32 <= je:
+                _tile6of2(xp, toff, wg, k0, j0, yw, j0 - jb)
+            else:
+                _tile6of4(xp, toff, wg, k0, j0, yw, j0 - jb)
+        return
+    for j0 in range(jb, je, tile):
+        if KB == 8:
+            _tile8(xp, toff, wg, k0, j0, yw, j0 - jb)
+        elif KB == 6:
+            if kn > 4:
+                _tile6(xp, toff, wg, k0, j0, yw, j0 - jb)
+            else:
+                _tile6of4(xp, toff, wg, k0, j0, yw, j0 - jb)
+        else:
+            _tile4(xp, toff, wg, k0, j0, yw, j0 - jb)
+
+
+@njit(cache=True)
 def _scatter(yw, jb, je, Wph, Q, k0, Kg, b, bias0, yg):
     """yg[k0 + k, p*Q + q] = yw[k, j - jb] + b[bias0 + k0 + k] for the block's positions j = p*Wph + q < je, q < Q."""
     KB = yw.shape[0]
@@ -302,13 +380,7 @@ def conv2d_tiled_forward(x, w3, b, R, S, sh, sw, ph, pw, dil_h, dil_w, P, Q, KB,
         for jb in range(0, Lpad, BLOCK):
             je = min(jb + BLOCK, Lpad)
             for kb in range(kb0, kb1):
-                for j0 in range(jb, je, tile):
-                    if KB == 8:
-                        _tile8(xp, toff, w3[g], kb * KB, j0, yw, j0 - jb)
-                    elif KB == 6:
-                        _tile6(xp, toff, w3[g], kb * KB, j0, yw, j0 - jb)
-                    else:
-                        _tile4(xp, toff, w3[g], kb * KB, j0, yw, j0 - jb)
+                _tile_run(xp, toff, w3[g], kb * KB, KB, jb, je, tile, yw)
                 _scatter(yw, jb, min(je, L), Wph, Q, kb * KB, Kg, b, g * Kg, yg)
 
 
@@ -440,13 +512,7 @@ def conv2d_tiled_input_grad(dy4, wph, toffs, phases, Hd, Wd, T0, L0, sh, sw, KB,
             for jb in range(0, Lpad, BLOCK):
                 je = min(jb + BLOCK, Lpad)
                 for kb in range(kb0, kb1):
-                    for j0 in range(jb, je, tile):
-                        if KB == 8:
-                            _tile8(xp, toff, wg, kb * KB, j0, yw, j0 - jb)
-                        elif KB == 6:
-                            _tile6(xp, toff, wg, kb * KB, j0, yw, j0 - jb)
-                        else:
-                            _tile4(xp, toff, wg, kb * KB, j0, yw, j0 - jb)
+                    _tile_run(xp, toff, wg, kb * KB, KB, jb, je, tile, yw)
                     kn = min(KB, Cg - kb * KB)
                     i = jb // Wd
                     while i * Wd < min(je, L):  # the block's rows: kept columns to their places in dx
