@@ -381,14 +381,14 @@ def forward(x4, w4, b, groups, geo: Geometry):
 
 
 def _forward_tiled(x4, w4, b, groups, geo: Geometry, T):
-    """The forward pass on the register-tiled kernels; items (sample, group, part of the filter blocks)."""
+    """The forward pass on the register-tiled kernels; items (sample, group, part of the positions)."""
     N = x4.shape[0]
     K, Cg, R, S = w4.shape
     sh, sw, ph, pw, dil_h, dil_w, P, Q = geo
     G, Kg = groups, K // groups
     kind, KB = tiled_kind(Kg, R, S, geo, N=N * G)
-    nkb = -(-Kg // KB)
-    parts = 1 if N * G >= T else min(nkb, -(-T // (N * G)))
+    # fewer samples than threads: each (sample, group) in parts, ranges of its tiles of positions
+    parts = 1 if N * G >= T else min(max(1, P * Q // 64), -(-T // (N * G)))
     work = Kg * Cg * R * S * P * Q  # multiply-adds per (sample, group)
     n = _threads.chunks_for(N * G * parts, work / parts, T, MIN_CHUNK_WORK)
     if n == 1:

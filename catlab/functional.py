@@ -1227,6 +1227,10 @@ def _channel_vector(v, name, C, dtype):
     return v
 
 
+#: The batch sums that evaluation does not compute (a float64 vector of length 0).
+_NO_VALUES = np.empty(0)
+
+
 def _bn_setup(x, running_mean, running_var, weight, bias, training, eps):
     x = V.float_array(x, "x", None)
     if x.ndim < 2:
@@ -1365,28 +1369,29 @@ def batch_norm(
     ):
         raise ValueError(f"momentum must be a number in [0, 1], got {momentum!r}")
     N, C, L = x3.shape
+    dt = x.dtype
+    shift = sx = sxx = _NO_VALUES
     if training:
         shift = x3[0, :, 0].astype(np.float64)  # (C,)
         sx, sxx = np.empty(C), np.empty(C)
         _bn_channels(C, N * L, _norm.sums, _par.sums, (x3, shift), (sx, sxx))
-        m = sx / M
-        mean = shift + m
-        var = np.maximum(sxx / M - m * m, 0.0)
-    else:
-        mean, var = rm.astype(np.float64), rv.astype(np.float64)
-    invstd = 1.0 / np.sqrt(var + eps)
-    a = invstd if weight is None else weight * invstd  # (C,) float64
-    b = -mean * a if bias is None else bias - mean * a
+    a, b = np.empty(C, dtype=dt), np.empty(C, dtype=dt)  # y = x * a + b, per channel
+    given = training and rm is not None
+    new_rm = np.empty(C if given else 0, dtype=dt)
+    new_rv = np.empty(C if given else 0, dtype=dt)
+    none = np.empty(0, dtype=dt)  # an absent vector
+    _norm.forward_coefficients(
+        training, shift, sx, sxx, M,
+        none if rm is None else rm, none if rv is None else rv,
+        none if weight is None else weight, none if bias is None else bias,
+        float(momentum), float(eps), a, b, new_rm, new_rv,
+    )  # fmt: skip
     y = np.empty_like(x)
-    _bn_channels(
-        C, N * L, _norm.scale_shift, _par.scale_shift, (x3, a.astype(x.dtype), b.astype(x.dtype)), (y.reshape(N, C, L),)
-    )
+    _bn_channels(C, N * L, _norm.scale_shift, _par.scale_shift, (x3, a, b), (y.reshape(N, C, L),))
     if not training:
         return y
     if rm is None:
         return y, None, None
-    new_rm = ((1 - momentum) * rm + momentum * mean).astype(x.dtype)
-    new_rv = ((1 - momentum) * rv + momentum * var * (M / (M - 1))).astype(x.dtype)
     return y, new_rm, new_rv
 
 
@@ -1444,32 +1449,18 @@ def batch_norm_backward(
     shift = x3[0, :, 0].astype(np.float64) if training else rm.astype(np.float64)  # (C,)
     sx, sxx, sdy, sdyx = np.empty(C), np.empty(C), np.empty(C), np.empty(C)
     _bn_channels(C, 2 * N * L, _norm.sums_backward, _par.sums_backward, (x3, dy3, shift), (sx, sxx, sdy, sdyx))
-    w = np.ones(C) if weight is None else weight.astype(np.float64)
-    if training:
-        m = sx / M
-        mean = shift + m
-        invstd = 1.0 / np.sqrt(np.maximum(sxx / M - m * m, 0.0) + eps)
-        dweight = invstd * (sdyx - m * sdy)  # sum dy * xhat
-        a = w * invstd
-        k = -a * invstd * dweight / M
-        const = -a * sdy / M - k * mean
-    else:
-        invstd = 1.0 / np.sqrt(rv.astype(np.float64) + eps)
-        dweight = invstd * sdyx
-        a = w * invstd
-        k = np.zeros(C)
-        const = np.zeros(C)
-    dx = np.empty_like(x)
     dt = x.dtype
-    _bn_channels(
-        C,
-        N * L,
-        _norm.scale_shift2,
-        _par.scale_shift2,
-        (dy3, x3, a.astype(dt), k.astype(dt), const.astype(dt)),
-        (dx.reshape(N, C, L),),
-    )
-    return dx, dweight.astype(dt), sdy.astype(dt)
+    a, k, b = np.empty(C, dtype=dt), np.empty(C, dtype=dt), np.empty(C, dtype=dt)  # dx = dy * a + x * k + b
+    dweight, dbias = np.empty(C, dtype=dt), np.empty(C, dtype=dt)
+    none = np.empty(0, dtype=dt)  # an absent vector
+    _norm.backward_coefficients(
+        training, shift, sx, sxx, sdy, sdyx, M,
+        none if rv is None else rv, none if weight is None else weight,
+        float(eps), a, k, b, dweight, dbias,
+    )  # fmt: skip
+    dx = np.empty_like(x)
+    _bn_channels(C, N * L, _norm.scale_shift2, _par.scale_shift2, (dy3, x3, a, k, b), (dx.reshape(N, C, L),))
+    return dx, dweight, dbias
 
 
 # ----------------------------------------------------------------------------

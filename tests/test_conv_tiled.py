@@ -485,6 +485,29 @@ def test_avx2_tiles_of_the_last_filters(K):
     np.testing.assert_allclose(y4.reshape(want.shape), want, rtol=1e-5, atol=1e-5 * np.abs(want).max())
 
 
+@pytest.mark.parametrize("parts", [2, 3, 40])
+def test_forward_parts_split_the_positions(parts):
+    """Fewer samples than threads: each sample's items are ranges of its tiles of positions, every filter
+    (40 parts: more than the 33 tiles of 16, so some parts are empty). Each item called on its own (as
+    the threads would) into one output, for both kinds of tile, against the loops."""
+    x, w, b, kw, (s2, pad, d2, groups) = _case((2, 3, 22, 22, 13, 3, 3, 1, 1, 1, 1), seed=7)
+    P = Q = 22
+    want = ref.conv2d(x, w, b, s2, pad, d2, groups)
+    wpk = paths.pack_filters(w, 1, 16)
+    for kind in ("positions", "filters"):
+        y4 = np.full((2, 1, 13, P * Q), np.nan, dtype=np.float32)
+        for it in range(2 * parts):  # items (n, part) are it = n * parts + part
+            if kind == "positions":
+                CT.conv2d_tiled_forward(
+                    x, w.reshape(1, 13, 27), b, 3, 3, 1, 1, 1, 1, 1, 1, P, Q, 6, parts, it, it + 1, y4
+                )
+            else:
+                CT.conv2d_ftiled_forward(x, wpk, b, 3, 3, 1, 1, 1, 1, 1, 1, P, Q, CT.FTILE_6, parts, it, it + 1, y4)
+        np.testing.assert_allclose(
+            y4.reshape(want.shape), want, rtol=1e-5, atol=1e-5 * np.abs(want).max(), err_msg=kind
+        )
+
+
 def test_filters_computed_by_the_tiles_across_positions():
     """Whole blocks of 8 or 4 (AVX-512); with 6 (AVX2) a last tile of 2, 4 or 6 filters."""
     assert [paths.tiled_filters(k, 6) for k in range(1, 14)] == [2, 2, 4, 4, 6, 6, 8, 8, 10, 10, 12, 12, 14]

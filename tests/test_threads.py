@@ -258,7 +258,7 @@ def _every_chunked_op(x, w, rng_seed=0):
     y32 = F.conv2d(x32, w32, padding=1)
     out["conv tiled"] = (
         y32,
-        F.conv2d(x32[:1], w32, padding=1),  # one sample: parts of the filter blocks
+        F.conv2d(x32[:1], w32, padding=1),  # one sample: parts of the positions
         *F.conv2d_backward(y32, x32, w32, padding=1),
         *F.conv2d_backward(y32[:1], x32[:1], w32, padding=1),
         *F.conv2d_backward(F.conv2d(x32, w32, stride=2, padding=1), x32, w32, stride=2, padding=1),  # dx phases

@@ -30,7 +30,9 @@ Layouts: ``x`` (N, C, H, W); ``w3`` (G, Kg, Cg*R*S); ``y4`` (N, G, Kg, P*Q); the
 tiles across filters (below) take ``wpk`` (G, nkv, Cg*R*S, KV), filters packed
 tap by tap.
 Items: (sample n, group g, part) with ``parts`` parts per (n, g), each a
-contiguous range of filter blocks (parts > 1 only for fewer samples than threads).
+contiguous range of the tiles of positions, all filters (parts > 1 only for
+fewer samples than threads; positions split more evenly than blocks of filters:
+16 filters are blocks of 6, 6 and 4 on AVX2, split 6 + 10).
 """
 
 import numpy as np
@@ -362,6 +364,7 @@ def conv2d_tiled_forward(x, w3, b, R, S, sh, sw, ph, pw, dil_h, dil_w, P, Q, KB,
     nkb = -(-Kg // KB)
     tile = tile_size(KB)
     Hph, Wph, L, Lpad, size = tile_layout(P, Q, R, S, sh, sw, dil_h, dil_w, Cg, tile)
+    ntiles = Lpad // tile
     toff = _tap_offsets(Cg, R, S, sh, sw, dil_h, dil_w, Hph, Wph)
     xp = np.zeros(size, dtype=np.float32)  # the padded phases of one (sample, group); border and tail stay zero
     yw = np.empty((KB, BLOCK), dtype=np.float32)  # one block of KB filters' wide outputs
@@ -374,12 +377,12 @@ def conv2d_tiled_forward(x, w3, b, R, S, sh, sw, ph, pw, dil_h, dil_w, P, Q, KB,
         if ng != padded:
             _pad_phases(x[n], g * Cg, ph, pw, sh, sw, Hph, Wph, xp[: Cg * sh * sw * Hph * Wph])
             padded = ng
-        kb0 = part * nkb // parts
-        kb1 = (part + 1) * nkb // parts
+        t0 = part * ntiles // parts * tile  # this part's wide positions: whole tiles
+        t1 = (part + 1) * ntiles // parts * tile
         yg = y4[n, g]  # (Kg, P*Q)
-        for jb in range(0, Lpad, BLOCK):
-            je = min(jb + BLOCK, Lpad)
-            for kb in range(kb0, kb1):
+        for jb in range(t0, t1, BLOCK):
+            je = min(jb + BLOCK, t1)
+            for kb in range(nkb):
                 _tile_run(xp, toff, w3[g], kb * KB, KB, jb, je, tile, yw)
                 _scatter(yw, jb, min(je, L), Wph, Q, kb * KB, Kg, b, g * Kg, yg)
 
@@ -775,11 +778,11 @@ def conv2d_ftiled_forward(x, wpk, b, R, S, sh, sw, ph, pw, dil_h, dil_w, P, Q, P
             _pad_phases(x[n], g * Cg, ph, pw, sh, sw, Hph, Wph, xp[: Cg * sh * sw * Hph * Wph])
             padded = ng
         yg = y4[n, g]  # (Kg, P*Q)
-        for kv in range(part * nkv // parts, (part + 1) * nkv // parts):
+        for kv in range(nkv):
             wv = wpk[g, kv]  # (T, KV)
             k0 = kv * KV
             kn = min(KV, Kg - k0)
-            for tt in range(nt):
+            for tt in range(part * nt // parts, (part + 1) * nt // parts):  # this part's tiles of positions
                 j0 = tt * PT
                 if PT == FTILE_6:
                     _ftile6(xp, toff, wv, bases[j0 : j0 + PT], yt)
