@@ -1231,6 +1231,11 @@ def _channel_vector(v, name, C, dtype):
 _NO_VALUES = np.empty(0)
 
 
+def _or_absent(v, dtype):
+    """``v``, or for None a vector of length 0: how the compiled batch-norm coefficients take an absent one."""
+    return np.empty(0, dtype=dtype) if v is None else v
+
+
 def _bn_setup(x, running_mean, running_var, weight, bias, training, eps):
     x = V.float_array(x, "x", None)
     if x.ndim < 2:
@@ -1379,12 +1384,9 @@ def batch_norm(
     given = training and rm is not None
     new_rm = np.empty(C if given else 0, dtype=dt)
     new_rv = np.empty(C if given else 0, dtype=dt)
-    none = np.empty(0, dtype=dt)  # an absent vector
     _norm.forward_coefficients(
-        training, shift, sx, sxx, M,
-        none if rm is None else rm, none if rv is None else rv,
-        none if weight is None else weight, none if bias is None else bias,
-        float(momentum), float(eps), a, b, new_rm, new_rv,
+        training, shift, sx, sxx, M, _or_absent(rm, dt), _or_absent(rv, dt), _or_absent(weight, dt),
+        _or_absent(bias, dt), float(momentum), float(eps), a, b, new_rm, new_rv,
     )  # fmt: skip
     y = np.empty_like(x)
     _bn_channels(C, N * L, _norm.scale_shift, _par.scale_shift, (x3, a, b), (y.reshape(N, C, L),))
@@ -1452,10 +1454,8 @@ def batch_norm_backward(
     dt = x.dtype
     a, k, b = np.empty(C, dtype=dt), np.empty(C, dtype=dt), np.empty(C, dtype=dt)  # dx = dy * a + x * k + b
     dweight, dbias = np.empty(C, dtype=dt), np.empty(C, dtype=dt)
-    none = np.empty(0, dtype=dt)  # an absent vector
     _norm.backward_coefficients(
-        training, shift, sx, sxx, sdy, sdyx, M,
-        none if rv is None else rv, none if weight is None else weight,
+        training, shift, sx, sxx, sdy, sdyx, M, _or_absent(rv, dt), _or_absent(weight, dt),
         float(eps), a, k, b, dweight, dbias,
     )  # fmt: skip
     dx = np.empty_like(x)
