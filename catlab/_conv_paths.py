@@ -31,6 +31,9 @@ wide          not direct, a sample per thread (or a small layer), a  ``conv2d_wi
               width (of a stride phase) adds at most
               ``WIDE_MAX_EXTRA`` of extra columns; 1x1 stride-1
               unpadded kernels skip the copy (a plain product)
+product       1x1, stride 1, no padding, one group, the work of one  NumPy's ``matmul`` per sample
+              chunk (:func:`plain_product`); after tiled             (:func:`_forward_product`,
+                                                                     :func:`_backward_product`)
 im2col        everything else (fewer samples than threads: then      ``conv2d_im2col_forward``,
               row blocks; strides longer than the kernel)            ``conv2d_im2col_backward``,
                                                                      ``conv2d_im2col_scatter``
@@ -96,13 +99,14 @@ WIDE_MAX_EXTRA = 0.5
 WIDE_ONE_THREAD_WORK = 2e7
 
 #: A convolution is split among threads only in chunks of at least this many
-#: multiply-adds (about 30-60 us of work; ten times more when catlab's pool of Python
-#: threads runs the chunks, see :func:`catlab._threads.chunks_for`). Waking a sleeping
-#: thread costs tens of microseconds on a virtual machine: on 2 vCPUs (AMD EPYC, KVM),
-#: batch-1 layers of 1-2.5e6 multiply-adds ran their forward and backward passes
-#: 10-30% faster in one chunk than in two (this was 3e5, about 5 us of work, tuned
-#: where threads woke faster).
-MIN_CHUNK_WORK = 2e6
+#: multiply-adds (about 15-30 us of work; ten times more when catlab's pool of Python
+#: threads runs the chunks, see :func:`catlab._threads.chunks_for`). Starting Numba's
+#: threads costs about 2 us while they still spin after the last call (up to 100 us idle,
+#: measured on 2 vCPUs, AMD EPYC, KVM) and about 30 us once they sleep (1 ms idle). On a
+#: quiet machine, batch-1 forward passes of 1-2.5e6 multiply-adds ran 0.7-0.9x the time in
+#: two chunks (64x8x8 -> 64 3x3: 0.65 of the kernel's time; 7x7 16x16x16 -> 16: 0.72);
+#: this was 2e6 when measured on a busy machine, where one chunk was 10-30% faster.
+MIN_CHUNK_WORK = 1e6
 
 
 #: Whether Numba compiles for AVX-512 (a 16-float vector is one register, 32 of them) or only AVX2 with
@@ -117,10 +121,12 @@ TILED = WIDE_REGISTERS or _simd.host_has_avx2_fma()
 #: The tiled kernels compute the wide layout's extra columns too; used up to this share of them.
 TILED_MAX_EXTRA = 0.5
 
-#: Below this many forward multiply-adds the other paths are as fast and cost less per call (packing
-#: the filters, choosing the tiles, the checks of the backward pass: about 10 us against 3-5 us on a
-#: 1x1x4x4 input, measured); LeNet's first layer at batch 1 does 1.2e5, its second 2.4e5.
-TILED_MIN_WORK = 5e5
+#: Below this many forward multiply-adds the backward pass keeps the other paths: measured at batch 1 on
+#: 2 threads (AVX2), the tiled backward took 1.1-1.8x their time from 580 to 3.5e5 multiply-adds (more
+#: steps per call: the weights' check, the flipped filters, two kernels), and 0.7-0.8x from 4.1e5 up
+#: (16x8x8 -> 16 5x5, 32x8x8 -> 32 3x3). The forward pass takes the tiled kernels at any size: 0.5-0.6x
+#: the time of the others down to a 4x4 image of 4 channels (12 us against 20).
+TILED_MIN_WORK = 4e5
 
 
 class Geometry(NamedTuple):
@@ -163,9 +169,9 @@ def use_wide(N, T, sh, sw, P, Q, R, S, dil_h, dil_w, work=None) -> bool:
     return wide_extra(P, Q, R, S, sh, sw, dil_h, dil_w) <= 1 + WIDE_MAX_EXTRA
 
 
-def use_tiled(dtype, R, S, geo: Geometry, work=None) -> bool:
-    """Whether a forward pass takes the register-tiled kernels (module table); ``work``: its multiply-adds."""
-    if not TILED or dtype != np.float32 or (work is not None and work < TILED_MIN_WORK):
+def use_tiled(dtype, R, S, geo: Geometry) -> bool:
+    """Whether a forward pass takes the register-tiled kernels (module table)."""
+    if not TILED or dtype != np.float32:
         return False
     sh, sw, ph, pw, dil_h, dil_w, P, Q = geo
     if sh > dil_h * (R - 1) + 1 or sw > dil_w * (S - 1) + 1:
@@ -176,12 +182,15 @@ def use_tiled(dtype, R, S, geo: Geometry, work=None) -> bool:
 
 
 def use_tiled_backward(dtype, R, S, geo: Geometry, work=None) -> bool:
-    """Whether a backward pass takes the tiled kernels: as the forward, and stride 1 or dilation 1 (the input
-    gradient is then one forward convolution of dy with the flipped filters, or one per stride phase)."""
+    """Whether a backward pass takes the tiled kernels: as the forward, stride 1 or dilation 1 (the input
+    gradient is then one forward convolution of dy with the flipped filters, or one per stride phase), and
+    at least ``TILED_MIN_WORK`` forward multiply-adds (``work``, if given)."""
     sh, sw, _, _, dil_h, dil_w = geo[:6]
     if (sh, sw) != (1, 1) and (dil_h, dil_w) != (1, 1):
         return False
-    return use_tiled(dtype, R, S, geo, work)
+    if work is not None and work < TILED_MIN_WORK:
+        return False
+    return use_tiled(dtype, R, S, geo)
 
 
 def tiled_block(Kg) -> int:
@@ -310,6 +319,45 @@ def winograd_tile(x4, w4, groups, geo: Geometry) -> int:
     return 0
 
 
+def plain_product(N, C, K, groups, R, S, geo: Geometry, T) -> bool:
+    """Whether a call is a 1x1 convolution without stride, padding or groups whose work fits one chunk: then
+    each sample is one matrix product, done by NumPy's BLAS on the calling thread (:func:`_forward_product`).
+
+    Measured at batch 1 (AVX2, 2 threads), 64x16x16 -> 32: forward 12 us for the product against 35 us for
+    the wide kernel's call (the kernels' BLAS, the thread limit set and restored around it, per-call checks).
+    """
+    if groups != 1 or (R, S, geo.sh, geo.sw, geo.ph, geo.pw) != (1, 1, 1, 1, 0, 0):
+        return False
+    if not _threads.numpy_blas_limitable():
+        return False  # NumPy's BLAS might start its own threads (see catlab._threads)
+    return _threads.chunks_for(N, K * C * geo.P * geo.Q, T, MIN_CHUNK_WORK) == 1
+
+
+def _forward_product(x4, w4, b):
+    """y (N, K, P, Q) of a plain 1x1 convolution (:func:`plain_product`): w (K, C) @ x[n] (C, H*W) + b."""
+    N, C, H, W = x4.shape
+    K = w4.shape[0]
+    with _threads.numpy_blas_single_threaded():
+        y = np.matmul(w4.reshape(K, C), x4.reshape(N, C, H * W))  # (N, K, H*W)
+    y += b.reshape(K, 1)
+    return y.reshape(N, K, H, W)
+
+
+def _backward_product(dy4, x4, w4):
+    """(dx, dweight, db) of a plain 1x1 convolution (:func:`plain_product`), by NumPy's BLAS on this thread."""
+    N, C, H, W = x4.shape
+    K = w4.shape[0]
+    dy3 = dy4.reshape(N, K, H * W)  # (N, K, H*W)
+    x3 = x4.reshape(N, C, H * W)  # (N, C, H*W)
+    with _threads.numpy_blas_single_threaded():
+        dx = np.matmul(w4.reshape(K, C).T, dy3)  # (N, C, H*W)
+        dweight = dy3[0] @ x3[0].T  # (K, C)
+        for n in range(1, N):  # the batch sum in sample order
+            dweight += dy3[n] @ x3[n].T
+    db = dy3.sum(axis=(0, 2))  # (K,)
+    return dx.reshape(N, C, H, W), dweight.reshape(w4.shape), db
+
+
 def _row_blocks(N, T):
     """Blocks of output rows per sample so that ``T`` threads all get work: 1 when N >= T."""
     return 1 if N >= T else -(-T // N)
@@ -326,8 +374,10 @@ def forward(x4, w4, b, groups, geo: Geometry):
     K, Cg, R, S = w4.shape
     sh, sw, ph, pw, dil_h, dil_w, P, Q = geo
     T = _threads.num_threads()
-    if use_tiled(x4.dtype, R, S, geo, N * K * Cg * R * S * P * Q):
+    if use_tiled(x4.dtype, R, S, geo):
         return _forward_tiled(x4, w4, b, groups, geo, T)
+    if plain_product(N, C, K, groups, R, S, geo, T):
+        return _forward_product(x4, w4, b)
     path = choose(N, C, K, groups, R, S, geo, T)
     if path == "direct" and N >= T and use_wide(N, T, sh, sw, P, Q, R, S, dil_h, dil_w):
         path = "wide"  # measured twice as fast with a sample per thread (module table)
@@ -387,8 +437,9 @@ def _forward_tiled(x4, w4, b, groups, geo: Geometry, T):
     sh, sw, ph, pw, dil_h, dil_w, P, Q = geo
     G, Kg = groups, K // groups
     kind, KB = tiled_kind(Kg, R, S, geo, N=N * G)
-    # fewer samples than threads: each (sample, group) in parts, ranges of its tiles of positions
-    parts = 1 if N * G >= T else min(max(1, P * Q // 64), -(-T // (N * G)))
+    # fewer samples than threads: each (sample, group) in parts (the tiled kernels' units of a tile of
+    # positions by a block of filters; the tiles across filters split their tiles of positions)
+    parts = 1 if N * G >= T else -(-T // (N * G))
     work = Kg * Cg * R * S * P * Q  # multiply-adds per (sample, group)
     n = _threads.chunks_for(N * G * parts, work / parts, T, MIN_CHUNK_WORK)
     if n == 1:
@@ -422,6 +473,8 @@ def backward(dy4, x4, w4, groups, geo: Geometry):
         grads = _backward_tiled(dy4, x4, w4, groups, geo, T)
         if grads is not None:
             return grads
+    if plain_product(N, C, K, groups, R, S, geo, T):
+        return _backward_product(dy4, x4, w4)
     path = choose(N, C, K, groups, R, S, geo, T)
     db = np.empty(K, dtype=x4.dtype)  # (K,)
     if path == "direct":
@@ -484,6 +537,20 @@ def backward(dy4, x4, w4, groups, geo: Geometry):
             (dx,),
         )
     return dx, dweight.reshape(w4.shape), db
+
+
+def flipped_filters(w4, groups):
+    """wt (C, Kg, R, S), wt[g*Cg + c, k, r, s] = w4[g*Kg + k, c, R-1-r, S-1-s]: the filters of the stride-1
+    input gradient, a forward convolution of dy (:func:`input_grad_tiled`).
+
+    3x3 filters by :func:`catlab._kernels.conv_tiled.flipped_filters_3x3`; others by NumPy's copy through
+    the transposed, reversed view (about 0.75 ns a weight; compiled loops over R*S taps were slower).
+    """
+    K, Cg, R, S = w4.shape
+    if (R, S) == (3, 3):
+        return _tiled.flipped_filters_3x3(w4, groups)
+    wt = w4.reshape(groups, K // groups, Cg, R, S).transpose(0, 2, 1, 3, 4).reshape(groups * Cg, K // groups, R, S)
+    return np.ascontiguousarray(wt[:, :, ::-1, ::-1])
 
 
 def _dy_forward(dy4, w_sub, groups, top, left, rows, cols, dil_h, dil_w, T):
@@ -559,9 +626,8 @@ def input_grad_tiled(dy4, w4, groups, geo: Geometry, H, W, T):
     sh, sw, ph, pw, dil_h, dil_w = geo[:6]
     G, Kg = groups, K // groups
     C = G * Cg
-    wt = w4.reshape(G, Kg, Cg, R, S).transpose(0, 2, 1, 3, 4).reshape(C, Kg, R, S)  # (C, Kg, R, S) per group
     if (sh, sw) == (1, 1):
-        w_flip = np.ascontiguousarray(wt[:, :, ::-1, ::-1])
+        w_flip = flipped_filters(w4, G)  # (C, Kg, R, S)
         return _dy_forward(dy4, w_flip, G, dil_h * (R - 1) - ph, dil_w * (S - 1) - pw, H, W, dil_h, dil_w, T)
     dx = np.empty((N, C, H, W), dtype=np.float32)  # (N, C, H, W), every phase written once
     phases, toffs, Hd, Wd, T0, L0, Tmax = _input_grad_layout(K, Cg, R, S, G, sh, sw, ph, pw, H, W, P, Q)
@@ -618,6 +684,14 @@ def input_grad_kind(Cg, phases, Wd) -> str:
     return "filters" if kept_filters * speed > kept_positions else "positions"
 
 
+def _weight_grad_rows(*args):
+    """``conv2d_tiled_weight_grad`` for :func:`catlab._threads.run_kernel` with ``before`` = (its arguments up
+    to ``parts``, dweight, db) and ``sums`` = (finite,): one sample's chunks add into the same dweight and db
+    (distinct rows) and only the finiteness check is per chunk (as ``parallel.conv2d_tiled_weight_grad_rows``)."""
+    *head, dweight, db, i0, i1, finite = args
+    _tiled.conv2d_tiled_weight_grad(*head, i0, i1, dweight, db, finite)
+
+
 def _backward_tiled(dy4, x4, w4, groups, geo: Geometry, T):
     """The backward pass on the tiled kernels: dweight and dbias, then dx by :func:`input_grad_tiled`.
 
@@ -629,7 +703,7 @@ def _backward_tiled(dy4, x4, w4, groups, geo: Geometry, T):
     K, Cg, R, S = w4.shape
     sh, sw, ph, pw, dil_h, dil_w, P, Q = geo
     G, Kg = groups, K // groups
-    if not np.isfinite(np.sum(w4)):
+    if not _tiled.all_finite(w4.reshape(-1)):
         return None
     FB = grad_block(Kg)
     nkb = -(-Kg // FB)
@@ -638,17 +712,25 @@ def _backward_tiled(dy4, x4, w4, groups, geo: Geometry, T):
     n = _threads.chunks_for(N * G * parts, work / parts, T, MIN_CHUNK_WORK)
     if n == 1:
         parts = 1
-    dweight = np.empty((G, Kg, Cg * R * S), dtype=np.float32)  # (G, Kg, Cg*R*S)
-    db = np.empty(K, dtype=np.float32)  # (K,)
+    args = (x4, dy4, R, S, sh, sw, ph, pw, dil_h, dil_w, P, Q, FB, parts)
     finite = np.empty(1, dtype=np.float32)  # 0, or NaN if x holds an inf or NaN
-    _threads.run_kernel(
-        _tiled.conv2d_tiled_weight_grad,
-        _par.conv2d_tiled_weight_grad,
-        N * G * parts,
-        n,
-        (x4, dy4, R, S, sh, sw, ph, pw, dil_h, dil_w, P, Q, FB, parts),
-        sums=(dweight, db, finite),
-    )
+    if N == 1:  # the items are distinct (group, part)s writing distinct filters' rows: no per-chunk copies
+        dweight = np.zeros((G, Kg, Cg * R * S), dtype=np.float32)  # (G, Kg, Cg*R*S)
+        db = np.zeros(K, dtype=np.float32)  # (K,)
+        _threads.run_kernel(
+            _weight_grad_rows, _par.conv2d_tiled_weight_grad_rows, G * parts, n, (*args, dweight, db), sums=(finite,)
+        )
+    else:
+        dweight = np.empty((G, Kg, Cg * R * S), dtype=np.float32)  # (G, Kg, Cg*R*S)
+        db = np.empty(K, dtype=np.float32)  # (K,)
+        _threads.run_kernel(
+            _tiled.conv2d_tiled_weight_grad,
+            _par.conv2d_tiled_weight_grad,
+            N * G * parts,
+            n,
+            args,
+            sums=(dweight, db, finite),
+        )
     if not (np.isfinite(finite[0]) and np.isfinite(np.sum(db))):  # db: the sum of dy over all but channels
         return None
     dx = input_grad_tiled(dy4, w4, G, geo, H, W, T)  # (N, C, H, W)

@@ -1034,10 +1034,15 @@ def linear(x: Array, weight: Array, bias: Array | None = None) -> Array:
 #: thread (OpenBLAS wakes its own threads only for larger ones); larger ones to catlab's kernels.
 _SMALL_PRODUCT = 65536
 
+#: A matrix product is split among catlab's threads only in chunks of at least this many multiply-adds;
+#: below, NumPy's BLAS on the calling thread: 64 x 400 x 120 (LeNet's first linear layer at batch 64)
+#: took 79 us there and 106 us in two chunks of the kernels' BLAS on two threads (AVX2, quiet machine).
+_PRODUCT_CHUNK_WORK = 2e6
+
 
 def _matmul(kernel, parallel, items, work_per_item, before, after):
     """Run a matrix-product kernel of :mod:`catlab._kernels.linear` over ``items`` rows on catlab's threads."""
-    n = _threads.chunks_for(items, work_per_item, _threads.num_threads(), _paths.MIN_CHUNK_WORK)
+    n = _threads.chunks_for(items, work_per_item, _threads.num_threads(), _PRODUCT_CHUNK_WORK)
     _threads.run_kernel(kernel, parallel, items, n, before, after, blas=True)
 
 
@@ -1053,7 +1058,7 @@ def _product(a, b):
     Ncol = b.shape[1]
     if M * K * Ncol <= _SMALL_PRODUCT:
         return a @ b
-    n = _threads.chunks_for(M, K * Ncol, _threads.num_threads(), _paths.MIN_CHUNK_WORK)
+    n = _threads.chunks_for(M, K * Ncol, _threads.num_threads(), _PRODUCT_CHUNK_WORK)
     if n == 1 and _threads.numpy_blas_limitable():
         # one chunk: NumPy's BLAS, faster than the kernel's np.dot (SciPy's OpenBLAS): LeNet's linear
         # layers at batch 64 (400 -> 120, 120 -> 84) took 0.82-0.86 of the time on an AVX2 CPU

@@ -296,6 +296,49 @@ def test_wide_path_is_taken_and_matches_reference(cfg, dtype, threads, monkeypat
     np.testing.assert_allclose(db, db_ref, rtol=tol["rtol"], atol=10 * tol["atol"])
 
 
+# N, C, H, W, K, R, S, stride, padding, dilation, groups: plain 1x1 convolutions within one chunk's work
+PLAIN = [
+    (1, 6, 5, 7, 4, 1, 1, 1, 0, 1, 1),
+    (3, 5, 4, 4, 7, 1, 1, 1, 0, 2, 1),  # dilation changes nothing for a 1x1 kernel
+    (1, 64, 16, 16, 32, 1, 1, 1, 0, 1, 1),  # the benchmark's 1x1 layer at batch 1
+]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("cfg", PLAIN)
+def test_plain_1x1_products_match_reference(cfg, dtype, monkeypatch):
+    """A 1x1 convolution without stride, padding or groups, small enough for one chunk: each sample one
+    matrix product on NumPy's BLAS (no kernel runs), against the loops; the batch sum of dweight in order."""
+    if not TH.numpy_blas_limitable():
+        pytest.skip("threadpoolctl cannot limit NumPy's BLAS here: the kernels take these calls")
+    monkeypatch.setattr(TH, "num_threads", lambda: 2)
+    calls = []
+    monkeypatch.setattr(TH, "run_kernel", lambda *a, **k: calls.append(a[0]))  # none may run
+    x, w, b, kw = _data(cfg, dtype)
+    x_before = x.copy()
+    y = F.conv2d(x, w, b, **kw)
+    dy = np.random.default_rng(1).normal(size=y.shape).astype(dtype)
+    dx, dw, db = F.conv2d_backward(dy, x, w, **kw)
+    assert calls == []
+    y_ref, (dx_ref, dw_ref, db_ref) = _ref(cfg, x, w, b, dy)
+    assert y.dtype == dx.dtype == dw.dtype == db.dtype == dtype
+    assert y.shape == y_ref.shape and dx.shape == x.shape and dw.shape == w.shape
+    tol = _tol(dtype)
+    for got, want in ((y, y_ref), (dx, dx_ref), (dw, dw_ref), (db, db_ref)):
+        np.testing.assert_allclose(got, want, rtol=tol["rtol"], atol=10 * tol["atol"])
+    np.testing.assert_array_equal(x, x_before)
+
+
+def test_plain_product_choice():
+    geo = paths.Geometry(1, 1, 0, 0, 1, 1, 16, 16)
+    assert paths.plain_product(1, 64, 32, 1, 1, 1, geo, 2) is TH.numpy_blas_limitable()
+    assert not paths.plain_product(64, 64, 32, 1, 1, 1, geo, 2)  # a chunk per thread: the kernels
+    assert not paths.plain_product(1, 64, 32, 2, 1, 1, geo, 2)  # groups
+    assert not paths.plain_product(1, 64, 32, 1, 3, 3, paths.Geometry(1, 1, 1, 1, 1, 1, 16, 16), 2)
+    assert not paths.plain_product(1, 64, 32, 1, 1, 1, paths.Geometry(2, 2, 0, 0, 1, 1, 8, 8), 2)  # stride
+    assert not paths.plain_product(1, 64, 32, 1, 1, 1, paths.Geometry(1, 1, 1, 1, 1, 1, 18, 18), 2)  # padding
+
+
 @pytest.mark.parametrize("chunks", [1, 2, 5])
 @pytest.mark.parametrize("cfg", [WIDE[1], WIDE[2], WIDE[3], WIDE[4], WIDE[7], WIDE[8], WIDE[11], WIDE[12]])
 def test_wide_kernels_under_every_partition(cfg, chunks):

@@ -22,6 +22,7 @@ from catlab import _conv_paths as paths
 from catlab import _threads as TH
 from catlab import functional as F
 from catlab._kernels import conv_tiled as CT
+from catlab._kernels import parallel as PAR
 from catlab._kernels import simd
 
 # --- the vector operations ----------------------------------------------------------------------
@@ -485,11 +486,14 @@ def test_avx2_tiles_of_the_last_filters(K):
     np.testing.assert_allclose(y4.reshape(want.shape), want, rtol=1e-5, atol=1e-5 * np.abs(want).max())
 
 
-@pytest.mark.parametrize("parts", [2, 3, 40])
-def test_forward_parts_split_the_positions(parts):
-    """Fewer samples than threads: each sample's items are ranges of its tiles of positions, every filter
-    (40 parts: more than the 33 tiles of 16, so some parts are empty). Each item called on its own (as
-    the threads would) into one output, for both kinds of tile, against the loops."""
+@pytest.mark.parametrize("parts", [2, 3, 7, 40, 150])
+def test_forward_parts_split_the_work(parts):
+    """Fewer samples than threads: each sample's items are parts of its work, for the tiles across positions
+    ranges of its units (blocks of positions, then blocks of filters, then tiles: 13 filters are tiles of 6,
+    6 and 2, and 22x22 wide positions 33 tiles of 16 in blocks of 32 and 1, so cuts fall inside blocks and
+    inside filter blocks; 150 parts: more than the 99 units, some parts empty), for the tiles across filters
+    ranges of the tiles of positions. Each item called on its own (as the threads would) into one output,
+    against the loops."""
     x, w, b, kw, (s2, pad, d2, groups) = _case((2, 3, 22, 22, 13, 3, 3, 1, 1, 1, 1), seed=7)
     P = Q = 22
     want = ref.conv2d(x, w, b, s2, pad, d2, groups)
@@ -506,6 +510,45 @@ def test_forward_parts_split_the_positions(parts):
         np.testing.assert_allclose(
             y4.reshape(want.shape), want, rtol=1e-5, atol=1e-5 * np.abs(want).max(), err_msg=kind
         )
+
+
+@pytest.mark.parametrize("RS", [(3, 3), (3, 2)])
+@pytest.mark.parametrize("groups", [1, 2])
+def test_flipped_filters_and_finiteness(groups, RS):
+    """The stride-1 input gradient's filters (transposed per group, flipped; 3x3 by their own copy), and
+    the weights' finiteness check."""
+    w = np.random.default_rng(3).normal(size=(6, 4, *RS)).astype(np.float32)
+    wt = paths.flipped_filters(w, groups)
+    assert wt.shape == (4 * groups, 6 // groups, *RS) and wt.flags.c_contiguous
+    for k in range(6):
+        g, kk = divmod(k, 6 // groups)
+        for c in range(4):  # the group's channels: weight.shape[1]
+            np.testing.assert_array_equal(wt[g * 4 + c, kk], w[k, c, ::-1, ::-1])
+    assert CT.all_finite(w.reshape(-1))
+    for value in (np.inf, -np.inf, np.nan):
+        w2 = w.copy()
+        w2[5, 3, 2, 1] = value
+        assert not CT.all_finite(w2.reshape(-1))
+
+
+def test_weight_grad_of_one_sample_in_rows():
+    """One sample on Numba's threads: chunks of (group, part) items add into the same dweight and db (their
+    rows are distinct), every count of chunks, against the loops."""
+    x, w, b, kw, (s2, pad, d2, groups) = _case((1, 6, 9, 8, 40, 2, 3, 1, 1, 1, 2), seed=8)
+    P, Q = 10, 8
+    dy = np.random.default_rng(9).normal(size=(1, 40, P, Q)).astype(np.float32)
+    _, dw_want, db_want = ref.conv2d_backward(dy, x, w, s2, pad, d2, groups)
+    for FB in (2, 4, 16):
+        parts = -(-20 // FB)  # every block of filters a part of its own
+        for n in (1, 2, 3, 2 * parts):
+            dw = np.zeros((2, 20, 18), dtype=np.float32)
+            db = np.zeros(40, dtype=np.float32)
+            fin = np.zeros((n, 1), dtype=np.float32)
+            PAR.conv2d_tiled_weight_grad_rows(n, 2 * parts, x, dy, 2, 3, 1, 1, 1, 1, 1, 1, P, Q, FB, parts, dw, db, fin)
+            tol = 1e-4 * np.abs(dw_want).max()
+            np.testing.assert_allclose(dw.reshape(w.shape), dw_want, rtol=1e-4, atol=tol, err_msg=f"FB={FB} n={n}")
+            np.testing.assert_allclose(db, db_want, rtol=1e-4, atol=1e-4 * np.abs(db_want).max())
+            assert np.all(fin == 0)
 
 
 def test_filters_computed_by_the_tiles_across_positions():
@@ -592,9 +635,9 @@ def test_tiled_path_choice(monkeypatch):
     assert paths.use_tiled(np.dtype(np.float32), 1, 1, paths.Geometry(1, 1, 1, 1, 1, 1, 18, 18))  # padded 1x1
     # a 7x7 kernel over rows of 2 outputs: the wide rows (8 long) would be 3.6 times the work
     assert not paths.use_tiled(np.dtype(np.float32), 7, 7, paths.Geometry(1, 1, 3, 3, 1, 1, 8, 2))
-    # tiny layers keep the other paths (as fast there, and cheaper per call)
-    assert not paths.use_tiled(np.dtype(np.float32), 3, 3, geo, work=paths.TILED_MIN_WORK - 1)
-    assert paths.use_tiled(np.dtype(np.float32), 3, 3, geo, work=paths.TILED_MIN_WORK)
+    # tiny layers keep the other paths in the backward pass (fewer steps per call), not in the forward
+    assert not paths.use_tiled_backward(np.dtype(np.float32), 3, 3, geo, work=paths.TILED_MIN_WORK - 1)
+    assert paths.use_tiled_backward(np.dtype(np.float32), 3, 3, geo, work=paths.TILED_MIN_WORK)
     monkeypatch.setattr(paths, "TILED", False)
     assert not paths.use_tiled(np.dtype(np.float32), 3, 3, geo)
 

@@ -192,7 +192,7 @@ def test_one_chunk_linear_products_use_numpy_blas_on_one_thread(threads, monkeyp
     before = [lib.num_threads for lib in TH._blas_libs()[1]]
     r = np.random.default_rng(5)
     x, w, dy = (r.normal(size=s).astype(np.float32) for s in ((64, 120), (84, 120), (64, 84)))
-    assert 64 * 120 * 84 > Fm._SMALL_PRODUCT and 64 * 120 * 84 < Fm._paths.MIN_CHUNK_WORK
+    assert 64 * 120 * 84 > Fm._SMALL_PRODUCT and 64 * 120 * 84 < Fm._PRODUCT_CHUNK_WORK
     y = F.linear(x, w)
     dx, dw, _ = F.linear_backward(dy, x, w)
     x64, w64, dy64 = (a.astype(np.float64) for a in (x, w, dy))

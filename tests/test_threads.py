@@ -261,6 +261,8 @@ def _every_chunked_op(x, w, rng_seed=0):
         F.conv2d(x32[:1], w32, padding=1),  # one sample: parts of the positions
         *F.conv2d_backward(y32, x32, w32, padding=1),
         *F.conv2d_backward(y32[:1], x32[:1], w32, padding=1),
+        # one sample, 40 filters: three blocks of 16 (or ten of 4) in parts, adding into the same rows
+        *F.conv2d_backward(np.tile(y32[:1], (1, 3, 1, 1))[:, :40], x32[:1], np.tile(w32, (3, 1, 1, 1))[:40], padding=1),
         *F.conv2d_backward(F.conv2d(x32, w32, stride=2, padding=1), x32, w32, stride=2, padding=1),  # dx phases
     )
     real_kind, real_dx_kind = _conv_paths.tiled_kind, _conv_paths.input_grad_kind

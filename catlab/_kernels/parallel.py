@@ -122,6 +122,37 @@ def conv2d_tiled_weight_grad(
 
 
 @_njit_parallel
+def conv2d_tiled_weight_grad_rows(
+    n, items, x, dy4, R, S, sh, sw, ph, pw, dil_h, dil_w, P, Q, FB, parts, dweight, db, finite_t
+):
+    """As ``conv2d_tiled_weight_grad`` for one sample: its items are distinct (group, part)s, which write
+    distinct rows of ``dweight`` (G, Kg, Cg*R*S) and ``db`` (K,) (zeroed by the caller), so every chunk adds
+    into them directly; only ``finite_t`` (n, 1) is per chunk."""
+    for t in prange(n):
+        _tiled.conv2d_tiled_weight_grad(
+            x,
+            dy4,
+            R,
+            S,
+            sh,
+            sw,
+            ph,
+            pw,
+            dil_h,
+            dil_w,
+            P,
+            Q,
+            FB,
+            parts,
+            t * items // n,
+            (t + 1) * items // n,
+            dweight,
+            db,
+            finite_t[t],
+        )
+
+
+@_njit_parallel
 def conv2d_im2col_forward(n, items, x, w3, b, R, S, sh, sw, ph, pw, dil_h, dil_w, P, Q, nb, y4):
     for t in prange(n):
         _conv.conv2d_im2col_forward(
