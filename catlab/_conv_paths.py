@@ -553,15 +553,70 @@ def flipped_filters(w4, groups):
     return np.ascontiguousarray(wt[:, :, ::-1, ::-1])
 
 
-def _dy_forward(dy4, w_sub, groups, top, left, rows, cols, dil_h, dil_w, T):
-    """``rows`` x ``cols`` outputs of the tiled forward pass of dy4 (N, K, P, Q) with the filters ``w_sub``
-    (C, Kg, r, s), dy padded by ``top`` and ``left`` (cropped where negative) and by zeros below and right."""
+def _dy_source(dy4, top, left, rows, cols, dil_h, dil_w):
+    """(dy4 cropped where ``top`` or ``left`` is negative, the geometry of its forward pass) for
+    :func:`_dy_forward`."""
     src = dy4
     if top < 0 or left < 0:
         src = np.ascontiguousarray(dy4[:, :, max(0, -top) :, max(0, -left) :])
+    return src, Geometry(1, 1, max(0, top), max(0, left), dil_h, dil_w, rows, cols)
+
+
+def _dy_forward(dy4, w_sub, groups, top, left, rows, cols, dil_h, dil_w, T):
+    """``rows`` x ``cols`` outputs of the tiled forward pass of dy4 (N, K, P, Q) with the filters ``w_sub``
+    (C, Kg, r, s), dy padded by ``top`` and ``left`` (cropped where negative) and by zeros below and right."""
+    src, geo = _dy_source(dy4, top, left, rows, cols, dil_h, dil_w)
     C = w_sub.shape[0]
-    geo = Geometry(1, 1, max(0, top), max(0, left), dil_h, dil_w, rows, cols)
     return _forward_tiled(src, w_sub, np.zeros(C, dtype=np.float32), groups, geo, T)  # (N, C, rows, cols)
+
+
+def _backward_pair(dy4, x4, w4, groups, geo: Geometry, FB):
+    """One sample's tiled backward pass as two whole kernels at once on two threads
+    (``parallel.conv2d_tiled_backward_pair``, or ``..._strided``): the weight gradient on one, the input
+    gradient on the other (for a stride > 1, every stride phase as in :func:`input_grad_tiled`).
+
+    Splitting each kernel between the two threads instead ran them one after the other, each cut in parts
+    that re-pad their input: measured on 2 threads (AVX2) in one process, batch 1, the whole backward pass
+    took 0.61-0.64 of that time for 64x8x8 -> 64 3x3, 0.68-0.75 for 32x16x16 -> 32 and -> 64, and 0.68-0.79
+    for 16x15x15 -> 32 (two runs).
+    Returns (dx, dweight (G, Kg, Cg*R*S), db, finite (1,)), or None where the stride-1 input gradient's
+    forward pass would take the tiles across filters (the caller then runs the kernels in turn).
+    """
+    _, C, H, W = x4.shape
+    K, Cg, R, S = w4.shape
+    sh, sw, ph, pw, dil_h, dil_w, P, Q = geo
+    G, Kg = groups, K // groups
+    dweight = np.zeros((G, Kg, Cg * R * S), dtype=np.float32)  # (G, Kg, Cg*R*S)
+    db = np.zeros(K, dtype=np.float32)  # (K,)
+    finite = np.zeros(1, dtype=np.float32)
+    if (sh, sw) != (1, 1):  # every stride phase of dx by one kernel (dilation 1: use_tiled_backward)
+        phases, toffs, Hd, Wd, T0, L0, Tmax = _input_grad_layout(K, Cg, R, S, G, sh, sw, ph, pw, H, W, P, Q)
+        wf = w4.reshape(-1)
+        if _strided_kind(K, Cg, R, S, G, sh, sw, ph, pw, H, W, P, Q) == "filters":
+            wpv = _tiled.input_grad_filter_vectors(wf, K, Cg, R, S, G, sh, sw, phases, Tmax)  # (G, F, ncv, Tmax, 16)
+            wph = np.empty((0, 0, 0, 0), dtype=np.float32)
+            block = filter_tile_positions(16)
+        else:
+            wph = _tiled.input_grad_filters(wf, K, Cg, R, S, G, sh, sw, phases, Tmax)  # (G, F, Cg, Tmax)
+            wpv = np.empty((0, 0, 0, 0, 0), dtype=np.float32)
+            block = tiled_block(Cg)
+        dx = np.empty((1, C, H, W), dtype=np.float32)  # (1, C, H, W), every phase written once
+        before = (x4, dy4, R, S, sh, sw, ph, pw, P, Q, FB, dweight, db, finite, G)
+        before += (wph, wpv, toffs, phases, Hd, Wd, T0, L0, block)
+        _threads.run_kernel(
+            _tiled.conv2d_tiled_backward_pair_strided, _par.conv2d_tiled_backward_pair_strided, 2, 2, before, (dx,)
+        )
+        return dx, dweight, db, finite
+    src, geo_dx = _dy_source(dy4, dil_h * (R - 1) - ph, dil_w * (S - 1) - pw, H, W, dil_h, dil_w)
+    kind, KB = tiled_kind(Cg, R, S, geo_dx, N=G)
+    if kind != "positions":
+        return None
+    w3 = flipped_filters(w4, G).reshape(G, Cg, Kg * R * S)  # (G, Cg, Kg*R*S): dx's "filters" per group
+    dx4 = np.empty((1, G, Cg, H * W), dtype=np.float32)  # (1, G, Cg, H*W)
+    before = (x4, dy4, R, S, ph, pw, dil_h, dil_w, P, Q, FB, dweight, db, finite)
+    before += (src, w3, np.zeros(C, dtype=np.float32), geo_dx.ph, geo_dx.pw, H, W, KB)
+    _threads.run_kernel(_tiled.conv2d_tiled_backward_pair, _par.conv2d_tiled_backward_pair, 2, 2, before, (dx4,))
+    return dx4.reshape(1, C, H, W), dweight, db, finite
 
 
 @functools.lru_cache(maxsize=64)
@@ -632,7 +687,7 @@ def input_grad_tiled(dy4, w4, groups, geo: Geometry, H, W, T):
     dx = np.empty((N, C, H, W), dtype=np.float32)  # (N, C, H, W), every phase written once
     phases, toffs, Hd, Wd, T0, L0, Tmax = _input_grad_layout(K, Cg, R, S, G, sh, sw, ph, pw, H, W, P, Q)
     wf = np.ascontiguousarray(w4).reshape(-1)
-    if input_grad_kind(Cg, phases, Wd) == "filters":
+    if _strided_kind(K, Cg, R, S, G, sh, sw, ph, pw, H, W, P, Q) == "filters":
         filters = _tiled.input_grad_filter_vectors(wf, K, Cg, R, S, G, sh, sw, phases, Tmax)  # (G, F, ncv, Tmax, 16)
         nkb, block = filters.shape[2], filter_tile_positions(16)
         kernel, parallel = _tiled.conv2d_ftiled_input_grad, _par.conv2d_ftiled_input_grad
@@ -655,6 +710,13 @@ def input_grad_tiled(dy4, w4, groups, geo: Geometry, H, W, T):
         (dx,),
     )
     return dx
+
+
+@functools.lru_cache(maxsize=64)
+def _strided_kind(K, Cg, R, S, G, sh, sw, ph, pw, H, W, P, Q) -> str:
+    """:func:`input_grad_kind` for these shapes, kept for the last 64 of them (10 us a call at batch 1)."""
+    phases, _, _, Wd, *_ = _input_grad_layout(K, Cg, R, S, G, sh, sw, ph, pw, H, W, P, Q)
+    return input_grad_kind(Cg, phases, Wd)
 
 
 def input_grad_kind(Cg, phases, Wd) -> str:
@@ -706,9 +768,16 @@ def _backward_tiled(dy4, x4, w4, groups, geo: Geometry, T):
     if not _tiled.all_finite(w4.reshape(-1)):
         return None
     FB = grad_block(Kg)
+    work = Kg * Cg * R * S * P * Q  # multiply-adds per (sample, group)
+    if N == 1 and T == 2 and _threads.chunks_for(2, G * work, T, MIN_CHUNK_WORK) == 2:
+        pair = _backward_pair(dy4, x4, w4, G, geo, FB)
+        if pair is not None:
+            dx, dweight, db, finite = pair
+            if not (np.isfinite(finite[0]) and np.isfinite(np.sum(db))):
+                return None
+            return dx, dweight.reshape(w4.shape), db
     nkb = -(-Kg // FB)
     parts = 1 if N * G >= T else min(nkb, -(-T // (N * G)))
-    work = Kg * Cg * R * S * P * Q  # multiply-adds per (sample, group)
     n = _threads.chunks_for(N * G * parts, work / parts, T, MIN_CHUNK_WORK)
     if n == 1:
         parts = 1

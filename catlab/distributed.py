@@ -89,10 +89,20 @@ def _worker(rank, world_size, port, net, x, y, cfg, outdir):
         model = DistributedDataParallel(tnet)  # copies rank 0's weights to all
 
     data = TensorDataset(torch.from_numpy(x), torch.from_numpy(y))
-    sampler = DistributedSampler(data, num_replicas=world_size, rank=rank, shuffle=True, seed=cfg["seed"])
+    sampler = DistributedSampler(
+        data,
+        num_replicas=world_size,
+        rank=rank,
+        shuffle=True,
+        seed=cfg["seed"],
+    )
     per_process = cfg["batch_size"] // world_size  # global batch / processes
     loader = DataLoader(data, batch_size=per_process, sampler=sampler)
-    opt = torch.optim.SGD(model.parameters(), lr=cfg["lr"], momentum=cfg["momentum"])
+    opt = torch.optim.SGD(
+        model.parameters(),
+        lr=cfg["lr"],
+        momentum=cfg["momentum"],
+    )
 
     losses, shards = [], []
     model.train()
@@ -109,9 +119,15 @@ def _worker(rank, world_size, port, net, x, y, cfg, outdir):
     seconds = time.perf_counter() - start
 
     out = Path(outdir)
-    checkpoint.save(from_torch_state_dict(tnet.state_dict()), out / f"weights_rank{rank}.npz")
+    weights = from_torch_state_dict(tnet.state_dict())
+    checkpoint.save(weights, out / f"weights_rank{rank}.npz")
     with atomic_write(out / f"log_rank{rank}.npz") as f:
-        np.savez(f, losses=np.array(losses), seconds=np.array(seconds), shards=np.stack(shards))
+        np.savez(
+            f,
+            losses=np.array(losses),
+            seconds=np.array(seconds),
+            shards=np.stack(shards),
+        )
     if world_size > 1:
         dist.destroy_process_group()
 
@@ -249,11 +265,13 @@ def train_data_parallel(
     with tempfile.TemporaryDirectory(prefix="catlab-ddp-") as outdir:
         # The catlab model and the arrays are pickled into each process's arguments:
         # every process gets its own copy (torch tensors would be shared memory).
-        mp.spawn(_worker, args=(world_size, port, model, x, y, cfg, outdir), nprocs=world_size, join=True)
+        args = (world_size, port, model, x, y, cfg, outdir)
+        mp.spawn(_worker, args=args, nprocs=world_size, join=True)
         out = Path(outdir)
-        copies = [
-            checkpoint.load(copy.deepcopy(model), out / f"weights_rank{r}.npz") for r in range(world_size)
-        ]  # the trained weights, back in catlab
+        copies = []  # the trained weights, back in catlab
+        for r in range(world_size):
+            path = out / f"weights_rank{r}.npz"
+            copies.append(checkpoint.load(copy.deepcopy(model), path))
         logs = []
         for r in range(world_size):
             with np.load(out / f"log_rank{r}.npz", allow_pickle=False) as f:

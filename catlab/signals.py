@@ -68,18 +68,20 @@ def _correlate(a, b, mode, name_a, name_b):
     n, m = a.size, b.size
     if mode != "full" and m > n:
         raise ValueError(
-            f"mode={mode!r}: {name_b} (length {m}) must not be longer than {name_a} (length {n}); "
-            "swap the arguments or use mode='full'"
+            f"mode={mode!r}: {name_b} (length {m}) must not be longer "
+            f"than {name_a} (length {n}); swap the arguments or use mode='full'"
         )
     if mode == "full":
         left = right = m - 1
     elif mode == "same":
-        # NumPy's 'same' is the centre of the full output: it starts at index (m - 1) // 2
+        # NumPy's 'same' is the centre of the full output:
+        # it starts at index (m - 1) // 2
         left, right = m - 1 - (m - 1) // 2, (m - 1) // 2
     else:
         left = right = 0
     x = np.concatenate([np.zeros(left, dtype), a, np.zeros(right, dtype)])
-    return conv1d(x[None, None, :], np.ascontiguousarray(b)[None, None, :])[0, 0]
+    w = np.ascontiguousarray(b)
+    return conv1d(x[None, None, :], w[None, None, :])[0, 0]  # (N, C, L) views
 
 
 def convolve(a: ArrayLike, b: ArrayLike, mode: Literal["full", "same", "valid"] = "full") -> Array:

@@ -252,6 +252,13 @@ _SHOWN_JS = (
     % _HASH_JS
 )
 
+# Code blocks of the article (cells' code, markdown code, included sources; not cell outputs) wider than
+# their column: (overflow in px, the longest line).
+_OVERFLOW_JS = """() => Array.from(document.querySelectorAll('.bd-article div.highlight pre'))
+  .filter(e => !e.closest('.cell_output') && e.clientWidth > 0 && e.scrollWidth > e.clientWidth + 1)
+  .map(e => [e.scrollWidth - e.clientWidth,
+             e.textContent.split('\\n').reduce((a, l) => l.length > a.length ? l : a, '')])"""
+
 _DARK_JS = """async () => {
   document.documentElement.dataset.theme = 'dark';
   document.documentElement.dataset.mode = 'dark';
@@ -419,6 +426,10 @@ def visit(browser, base_url: str, name: str) -> dict:
         first.scroll_into_view_if_needed()
         page.screenshot(path=str(OUT / f"{name.replace('/', '__')}-dark.png"))
 
+    # Code that scrolls sideways: every collapsed cell opened, each code block (not outputs) measured.
+    page.evaluate("() => document.querySelectorAll('details').forEach(d => { d.open = true; })")
+    rec["code_overflow"] = page.evaluate(_OVERFLOW_JS)
+
     weight = {"total": 0, "requests": 0, "document": 0, "widgets_js": 0, "mathjax": 0, "images": 0}
     for req in finished:
         try:
@@ -547,6 +558,15 @@ def test_figures_readable_in_dark_theme(visited, name):
 def _search_word(title: str) -> str | None:
     words = [w for w in re.findall(r"[A-Za-z]{5,}", title)]
     return max(words, key=len) if words else None
+
+
+@pytest.mark.parametrize("name", PAGES)
+def test_code_fits_without_sideways_scrolling(visited, name):
+    """At 1280x900, with every collapsed cell opened, no code block scrolls sideways: book/ruff.toml keeps the
+    chapters' code within 80 columns and book/_static/catlab.css sets code at 0.8rem, where 80 columns fit
+    the article's column (at the theme's 14px they did not: 119 blocks scrolled)."""
+    over = visited(name)["code_overflow"]
+    assert not over, f"{name}: code blocks wider than their column (px over, longest line): {over}"
 
 
 @pytest.mark.parametrize("name", PAGES)

@@ -308,6 +308,8 @@ def tiled_backward_on(monkeypatch, registers):
     taken = []
     real = CT.conv2d_tiled_weight_grad
     monkeypatch.setattr(CT, "conv2d_tiled_weight_grad", lambda *a: (taken.append(a[12]), real(*a))[1])  # FB
+    pair = CT.conv2d_tiled_backward_pair  # one sample on two threads: it calls the weight gradient itself
+    monkeypatch.setattr(CT, "conv2d_tiled_backward_pair", lambda *a: (taken.append(a[10]), pair(*a))[1])
     return taken
 
 
@@ -361,7 +363,7 @@ def test_strided_input_gradient_one_kernel_for_every_phase(
     real = getattr(CT, name)
     monkeypatch.setattr(TH, "numba_parallel", lambda n_chunks: False)  # chunks on the pool, seen by the spy
     monkeypatch.setattr(CT, name, lambda *a: (calls.append(a[-3:-1]), real(*a))[1])
-    monkeypatch.setattr(paths, "input_grad_kind", lambda *a: kind)
+    monkeypatch.setattr(paths, "_strided_kind", lambda *a: kind)
     geo = paths.Geometry(*stride, *padding, 1, 1, P, Q)
     for threads in (1, N * groups, N * groups + 1):  # the last: fewer items than threads, parts of the channels
         calls.clear()
@@ -549,6 +551,70 @@ def test_weight_grad_of_one_sample_in_rows():
             np.testing.assert_allclose(dw.reshape(w.shape), dw_want, rtol=1e-4, atol=tol, err_msg=f"FB={FB} n={n}")
             np.testing.assert_allclose(db, db_want, rtol=1e-4, atol=1e-4 * np.abs(db_want).max())
             assert np.all(fin == 0)
+
+
+# one sample: N, C, H, W, K, R, S, stride, padding, dilation, groups
+PAIR = [
+    (1, 16, 8, 8, 16, 3, 3, 1, 1, 1, 1),
+    (1, 6, 9, 11, 10, 5, 3, 1, (2, 1), (1, 2), 2),  # groups, dilation, rectangular kernel
+    (1, 4, 10, 10, 7, 3, 3, 1, 3, 1, 1),  # padding beyond the kernel's extent: dy cropped
+    (1, 8, 12, 11, 12, 3, 3, 2, 1, 1, 1),  # stride 2: every phase of dx by the strided kernel
+    (1, 4, 13, 11, 6, 3, 2, (3, 2), (2, 1), 1, 2),  # unequal strides, groups
+    (1, 40, 10, 10, 8, 3, 3, 2, 1, 1, 1),  # 40 dx channels: vectors of 16 where the tiles go across them
+]
+
+
+@pytest.mark.parametrize("dx_kind", [None, "positions", "filters"])
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("cfg", PAIR)
+def test_backward_pair_of_one_sample(cfg, threads, dx_kind, registers, thread_backend, monkeypatch):
+    """One sample on two threads: the weight gradient and the input gradient as two whole kernels at once
+    (in one chunk too), against the loops; the pair is taken where a stride-1 input gradient tiles
+    positions, and for every stride > 1 with either kind of tile (``dx_kind``: forced, or chosen)."""
+    if dx_kind is not None:
+        monkeypatch.setattr(paths, "_strided_kind", lambda *a: dx_kind)
+    monkeypatch.setattr(paths, "TILED", True)
+    monkeypatch.setattr(paths, "TILED_MIN_WORK", 0)
+    monkeypatch.setattr(paths, "MIN_CHUNK_WORK", 1)
+    monkeypatch.setattr(TH, "num_threads", lambda: 2)
+    if threads == 1:  # the pair's two items in one chunk, on the calling thread
+        real = TH.run_kernel
+        monkeypatch.setattr(TH, "run_kernel", lambda k, p, items, n, *a, **kw: real(k, p, items, 1, *a, **kw))
+    pairs = []
+    real_pair = paths._backward_pair
+    monkeypatch.setattr(
+        paths, "_backward_pair", lambda *a: (lambda r: (pairs.append(r is not None), r)[1])(real_pair(*a))
+    )
+    x, w, b, kw, (s2, pad, d2, groups) = _case(cfg, seed=11)
+    y = F.conv2d(x, w, b, **kw)
+    dy = np.random.default_rng(12).normal(size=y.shape).astype(np.float32)
+    x_before, w_before, dy_before = x.copy(), w.copy(), dy.copy()
+    dx, dw, db = F.conv2d_backward(dy, x, w, **kw)
+    stride = cfg[7] if isinstance(cfg[7], tuple) else (cfg[7], cfg[7])
+    # AVX2's tiles: always the pair; AVX-512 may tile the filters of a stride-1 input gradient
+    assert pairs and (pairs[0] or (registers and stride == (1, 1)))
+    dx_want, dw_want, db_want = ref.conv2d_backward(dy, x, w, s2, pad, d2, groups)
+    for got, want in ((dx, dx_want), (dw, dw_want), (db, db_want)):
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4 * np.abs(want).max())
+    for a, before in ((x, x_before), (w, w_before), (dy, dy_before)):
+        np.testing.assert_array_equal(a, before)
+
+
+def test_backward_pair_falls_back_for_non_finite_input(monkeypatch):
+    """An inf in x: the pair's weight gradient reports it and the other kernels give torch's result (NaN
+    only where the inf meets a weight), as in the float64 reference."""
+    monkeypatch.setattr(paths, "TILED", True)
+    monkeypatch.setattr(paths, "TILED_MIN_WORK", 0)
+    monkeypatch.setattr(paths, "MIN_CHUNK_WORK", 1)
+    monkeypatch.setattr(TH, "num_threads", lambda: 2)
+    x, w, b, kw, (s2, pad, d2, groups) = _case(PAIR[0], seed=13)
+    x[0, 3, 4, 5] = np.inf
+    dy = np.random.default_rng(14).normal(size=(1, 16, 8, 8)).astype(np.float32)
+    dx, dw, db = F.conv2d_backward(dy, x, w, **kw)
+    dx_want, dw_want, db_want = ref.conv2d_backward(dy, x.astype(np.float64), w, s2, pad, d2, groups)
+    np.testing.assert_array_equal(np.isnan(dw), np.isnan(dw_want))
+    np.testing.assert_array_equal(np.isinf(dw), np.isinf(dw_want))
+    np.testing.assert_allclose(dx, dx_want, rtol=1e-4, atol=1e-4 * np.abs(dx_want).max())
 
 
 def test_filters_computed_by_the_tiles_across_positions():

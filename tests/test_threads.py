@@ -261,27 +261,35 @@ def _every_chunked_op(x, w, rng_seed=0):
         F.conv2d(x32[:1], w32, padding=1),  # one sample: parts of the positions
         *F.conv2d_backward(y32, x32, w32, padding=1),
         *F.conv2d_backward(y32[:1], x32[:1], w32, padding=1),
-        # one sample, 40 filters: three blocks of 16 (or ten of 4) in parts, adding into the same rows
-        *F.conv2d_backward(np.tile(y32[:1], (1, 3, 1, 1))[:, :40], x32[:1], np.tile(w32, (3, 1, 1, 1))[:40], padding=1),
         *F.conv2d_backward(F.conv2d(x32, w32, stride=2, padding=1), x32, w32, stride=2, padding=1),  # dx phases
     )
-    real_kind, real_dx_kind = _conv_paths.tiled_kind, _conv_paths.input_grad_kind
+    real_pair = _conv_paths._backward_pair
+    _conv_paths._backward_pair = lambda *a: None  # no pair: each kernel in parts, one after the other
+    try:
+        # one sample, 40 filters: three blocks of 16 (or ten of 4) in parts, adding into the same rows
+        dy40, w40 = np.tile(y32[:1], (1, 3, 1, 1))[:, :40], np.tile(w32, (3, 1, 1, 1))[:40]
+        out["conv tiled, one sample in parts"] = F.conv2d_backward(dy40, x32[:1], w40, padding=1)
+    finally:
+        _conv_paths._backward_pair = real_pair
+    real_kind, real_dx_kind = _conv_paths.tiled_kind, _conv_paths._strided_kind
     y32s = F.conv2d(x32, w32, stride=2, padding=1)
     _conv_paths.tiled_kind = lambda Kg, R, S, geo, N=None: (
         "positions",
         _conv_paths.tiled_block(Kg),
     )  # across positions
-    _conv_paths.input_grad_kind = lambda *a: "positions"
+    _conv_paths._strided_kind = lambda *a: "positions"
     try:
         out["conv tiled, positions"] = (
             F.conv2d(x32, w32, padding=1),
             F.conv2d(x32[:1], w32, padding=1),
             F.conv2d_backward(y32s, x32, w32, stride=2, padding=1)[0],  # dx phases
+            # one sample, stride 2: the weight gradient and every phase of dx at once (a pair of kernels)
+            *F.conv2d_backward(y32s[:1], x32[:1], w32, stride=2, padding=1),
         )
     finally:
-        _conv_paths.tiled_kind, _conv_paths.input_grad_kind = real_kind, real_dx_kind
+        _conv_paths.tiled_kind, _conv_paths._strided_kind = real_kind, real_dx_kind
     _conv_paths.tiled_kind = lambda Kg, R, S, geo, N=None: ("filters", 16)  # the tiles across filters, too
-    _conv_paths.input_grad_kind = lambda *a: "filters"
+    _conv_paths._strided_kind = lambda *a: "filters"
     try:
         out["conv filter tiles"] = (
             F.conv2d(x32, w32, padding=1),
@@ -289,7 +297,7 @@ def _every_chunked_op(x, w, rng_seed=0):
             F.conv2d_backward(y32s, x32, w32, stride=2, padding=1)[0],  # dx phases
         )
     finally:
-        _conv_paths.tiled_kind, _conv_paths.input_grad_kind = real_kind, real_dx_kind
+        _conv_paths.tiled_kind, _conv_paths._strided_kind = real_kind, real_dx_kind
     out["winograd 2"] = _winograd.conv2d_winograd(x, w, padding=1, m=2)
     out["winograd 4"] = _winograd.conv2d_winograd(x, w, padding=1, m=4)
     dy2 = r.normal(size=(N, C, H // 2, W // 2))

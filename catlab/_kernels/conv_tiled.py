@@ -33,9 +33,11 @@ Items: (sample n, group g, part) with ``parts`` parts per (n, g) (parts > 1
 only for fewer samples than threads). The work of one (n, g) is a sequence of
 units, one tile of positions for one block of filters, ordered by block of
 positions, then block of filters, then tile; each part does a contiguous range
-of it (an equal share of the units, wherever the cuts fall: splitting only the
-tiles, 5 of them on an 8x8 image, gave one of two threads 3; splitting only the
-blocks of filters, 16 filters on AVX2 were 6 + 10).
+of it: an equal share of the work wherever the cuts fall, each unit weighed by
+the filters its tile computes (a group's last tile of 2 or 4 filters on AVX2
+costs a third or two thirds of one of 6). Splitting only the tiles, 5 of them
+on an 8x8 image, gave one of two threads 3; splitting only the blocks of
+filters, 16 filters on AVX2 were 6 + 10.
 """
 
 import numpy as np
@@ -340,6 +342,15 @@ def _tile_run(xp, toff, wg, k0, KB, jb, je, tile, yw):
 
 
 @njit(cache=True)
+def _tile_filters(kn, KB):
+    """Filters the tile for a group's ``kn`` last filters computes (:func:`_tile_run`): KB, or with KB = 6
+    the tile of 2, 4 or 6 that holds them."""
+    if KB != 6 or kn > 4:
+        return KB
+    return 2 if kn <= 2 else 4
+
+
+@njit(cache=True)
 def _scatter(yw, jb, je, Wph, Q, k0, Kg, b, bias0, yg):
     """yg[k0 + k, p*Q + q] = yw[k, j - jb] + b[bias0 + k0 + k] for the block's positions j = p*Wph + q < je, q < Q."""
     KB = yw.shape[0]
@@ -369,7 +380,8 @@ def conv2d_tiled_forward(x, w3, b, R, S, sh, sw, ph, pw, dil_h, dil_w, P, Q, KB,
     Hph, Wph, L, Lpad, size = tile_layout(P, Q, R, S, sh, sw, dil_h, dil_w, Cg, tile)
     ntiles = Lpad // tile
     tpb = BLOCK // tile  # tiles per block
-    units = nkb * ntiles
+    per_tile = (nkb - 1) * KB + _tile_filters(Kg - (nkb - 1) * KB, KB)  # filters computed per tile of positions
+    units = ntiles * per_tile  # the work of one (sample, group), in filter-tiles
     toff = _tap_offsets(Cg, R, S, sh, sw, dil_h, dil_w, Hph, Wph)
     xp = np.zeros(size, dtype=np.float32)  # the padded phases of one (sample, group); border and tail stay zero
     yw = np.empty((KB, BLOCK), dtype=np.float32)  # one block of KB filters' wide outputs
@@ -382,22 +394,61 @@ def conv2d_tiled_forward(x, w3, b, R, S, sh, sw, ph, pw, dil_h, dil_w, P, Q, KB,
         if ng != padded:
             _pad_phases(x[n], g * Cg, ph, pw, sh, sw, Hph, Wph, xp[: Cg * sh * sw * Hph * Wph])
             padded = ng
-        u0 = part * units // parts  # this part's units (block, filter block, tile), in that order
+        # this part's units (block, filter block, tile), in that order, by their filters' share of the work
+        u0 = part * units // parts
         u1 = (part + 1) * units // parts
         yg = y4[n, g]  # (Kg, P*Q)
         for bi in range(-(-ntiles // tpb)):
             nt = min(tpb, ntiles - bi * tpb)  # tiles in this block
-            first = nkb * bi * tpb  # the block's first unit
+            first = bi * tpb * per_tile  # the work before this block
             if first >= u1:
                 break
             for kb in range(nkb):
-                lo = max(0, u0 - first - kb * nt)
-                hi = min(nt, u1 - first - kb * nt)
+                wk = _tile_filters(Kg - kb * KB, KB)
+                start = first + nt * kb * KB  # the work before this filter block's tiles (all but the last full)
+                # tile tt belongs to the part whose range holds the work before it, start + tt * wk
+                lo = min(nt, max(0, -(-(u0 - start) // wk)))
+                hi = min(nt, max(0, -(-(u1 - start) // wk)))
                 if hi > lo:
                     jb = (bi * tpb + lo) * tile
                     je = (bi * tpb + hi) * tile
                     _tile_run(xp, toff, w3[g], kb * KB, KB, jb, je, tile, yw)
                     _scatter(yw, jb, min(je, L), Wph, Q, kb * KB, Kg, b, g * Kg, yg)
+
+
+@njit(cache=True, nogil=True)
+def conv2d_tiled_backward_pair(
+    x, dy4, R, S, ph, pw, dil_h, dil_w, P, Q, FB, dweight, db, finite, src, w3, b, top, left, H, W, KB, i0, i1, dx4
+):
+    """Items i0 <= it < i1 of one sample's stride-1 backward pass, two whole kernels: item 0 the weight and
+    bias gradients of every group (:func:`conv2d_tiled_weight_grad` into ``dweight`` (G, Kg, Cg*R*S),
+    ``db`` and ``finite``, zeroed by the caller), item 1 the input gradient: the tiled forward pass of
+    ``src`` (dy, cropped where need be, padded by ``top`` and ``left``) with the flipped filters ``w3``
+    (G, Cg, Kg*R*S) into ``dx4`` (1, G, Cg, H*W). On two threads they run at the same time."""
+    G = w3.shape[0]
+    for it in range(i0, i1):
+        if it == 0:
+            conv2d_tiled_weight_grad(x, dy4, R, S, 1, 1, ph, pw, dil_h, dil_w, P, Q, FB, 1, 0, G, dweight, db, finite)
+        else:
+            conv2d_tiled_forward(src, w3, b, R, S, 1, 1, top, left, dil_h, dil_w, H, W, KB, 1, 0, G, dx4)
+
+
+@njit(cache=True, nogil=True)
+def conv2d_tiled_backward_pair_strided(
+    x, dy4, R, S, sh, sw, ph, pw, P, Q, FB, dweight, db, finite, G, wph, wpv, toffs, phases, Hd, Wd, T0, L0, KB,
+    i0, i1, dx,
+):  # fmt: skip
+    """As :func:`conv2d_tiled_backward_pair` for a stride > 1 (dilation 1): item 0 the weight and bias
+    gradients, item 1 the input gradient of every stride phase into ``dx`` (1, C, H, W), its arguments from
+    ``_conv_paths._input_grad_layout``: :func:`conv2d_tiled_input_grad` with ``wph`` and ``KB`` channels a
+    tile, or where ``wph`` is empty :func:`conv2d_ftiled_input_grad` with ``wpv`` and ``KB`` positions."""
+    for it in range(i0, i1):
+        if it == 0:
+            conv2d_tiled_weight_grad(x, dy4, R, S, sh, sw, ph, pw, 1, 1, P, Q, FB, 1, 0, G, dweight, db, finite)
+        elif wph.size:
+            conv2d_tiled_input_grad(dy4, wph, toffs, phases, Hd, Wd, T0, L0, sh, sw, KB, 1, 0, G, dx)
+        else:
+            conv2d_ftiled_input_grad(dy4, wpv, toffs, phases, Hd, Wd, T0, L0, sh, sw, KB, 1, 0, G, dx)
 
 
 # --- the backward pass's checks and the stride-1 input gradient's filters ----------------------------

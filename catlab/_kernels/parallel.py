@@ -153,6 +153,29 @@ def conv2d_tiled_weight_grad_rows(
 
 
 @_njit_parallel
+def conv2d_tiled_backward_pair(
+    n, items, x, dy4, R, S, ph, pw, dil_h, dil_w, P, Q, FB, dweight, db, finite, src, w3, b, top, left, H, W, KB, dx4
+):
+    for t in prange(n):
+        _tiled.conv2d_tiled_backward_pair(
+            x, dy4, R, S, ph, pw, dil_h, dil_w, P, Q, FB, dweight, db, finite, src, w3, b, top, left, H, W, KB,
+            t * items // n, (t + 1) * items // n, dx4,
+        )  # fmt: skip
+
+
+@_njit_parallel
+def conv2d_tiled_backward_pair_strided(
+    n, items, x, dy4, R, S, sh, sw, ph, pw, P, Q, FB, dweight, db, finite, G, wph, wpv, toffs, phases, Hd, Wd,
+    T0, L0, KB, dx,
+):  # fmt: skip
+    for t in prange(n):
+        _tiled.conv2d_tiled_backward_pair_strided(
+            x, dy4, R, S, sh, sw, ph, pw, P, Q, FB, dweight, db, finite, G, wph, wpv, toffs, phases, Hd, Wd, T0, L0,
+            KB, t * items // n, (t + 1) * items // n, dx,
+        )  # fmt: skip
+
+
+@_njit_parallel
 def conv2d_im2col_forward(n, items, x, w3, b, R, S, sh, sw, ph, pw, dil_h, dil_w, P, Q, nb, y4):
     for t in prange(n):
         _conv.conv2d_im2col_forward(
