@@ -121,12 +121,16 @@ TILED = WIDE_REGISTERS or _simd.host_has_avx2_fma()
 #: The tiled kernels compute the wide layout's extra columns too; used up to this share of them.
 TILED_MAX_EXTRA = 0.5
 
-#: Below this many forward multiply-adds the backward pass keeps the other paths: measured at batch 1 on
-#: 2 threads (AVX2), the tiled backward took 1.1-1.8x their time from 580 to 3.5e5 multiply-adds (more
-#: steps per call: the weights' check, the flipped filters, two kernels), and 0.7-0.8x from 4.1e5 up
-#: (16x8x8 -> 16 5x5, 32x8x8 -> 32 3x3). The forward pass takes the tiled kernels at any size: 0.5-0.6x
-#: the time of the others down to a 4x4 image of 4 channels (12 us against 20).
-TILED_MIN_WORK = 4e5
+#: Below this many forward multiply-adds the backward pass keeps the other paths, and so does the
+#: forward pass of the few-channel layers the direct kernels take (LeNet's first layer): measured at batch 1
+#: on 2 threads (AVX2), the tiled backward took 1.1-1.8x their time from 580 to 3.5e5 multiply-adds (more
+#: steps per call: the weights' check, the flipped filters, two kernels) and 0.7-0.8x from 4.1e5 up. Other
+#: forward passes take the tiled kernels at any size: 0.5-0.6x the time of the wide and im2col kernels down
+#: to a 4x4 image of 4 channels (12 us against 20). Keeping LeNet at batch 2 off the tiled kernels also
+#: keeps the cold start (``catlab.bench``'s compile times: every kernel the first LeNet step needs, compiled
+#: afresh) from compiling them: 18 s with them off, 32 s with the tiled forward and backward on (a busy
+#: machine; 12 s quiet).
+TILED_MIN_WORK = 5e5
 
 
 class Geometry(NamedTuple):
@@ -169,9 +173,10 @@ def use_wide(N, T, sh, sw, P, Q, R, S, dil_h, dil_w, work=None) -> bool:
     return wide_extra(P, Q, R, S, sh, sw, dil_h, dil_w) <= 1 + WIDE_MAX_EXTRA
 
 
-def use_tiled(dtype, R, S, geo: Geometry) -> bool:
-    """Whether a forward pass takes the register-tiled kernels (module table)."""
-    if not TILED or dtype != np.float32:
+def use_tiled(dtype, R, S, geo: Geometry, few=False) -> bool:
+    """Whether a forward pass takes the register-tiled kernels (module table); ``few``: a few-channel layer
+    (:func:`use_direct`) of less than ``TILED_MIN_WORK`` multiply-adds, which keeps the direct kernels."""
+    if not TILED or dtype != np.float32 or few:
         return False
     sh, sw, ph, pw, dil_h, dil_w, P, Q = geo
     if sh > dil_h * (R - 1) + 1 or sw > dil_w * (S - 1) + 1:
@@ -374,7 +379,8 @@ def forward(x4, w4, b, groups, geo: Geometry):
     K, Cg, R, S = w4.shape
     sh, sw, ph, pw, dil_h, dil_w, P, Q = geo
     T = _threads.num_threads()
-    if use_tiled(x4.dtype, R, S, geo):
+    few = use_direct(C, K, groups, sh, sw) and N * K * Cg * R * S * P * Q < TILED_MIN_WORK
+    if use_tiled(x4.dtype, R, S, geo, few):
         return _forward_tiled(x4, w4, b, groups, geo, T)
     if plain_product(N, C, K, groups, R, S, geo, T):
         return _forward_product(x4, w4, b)

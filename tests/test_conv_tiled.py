@@ -701,9 +701,11 @@ def test_tiled_path_choice(monkeypatch):
     assert paths.use_tiled(np.dtype(np.float32), 1, 1, paths.Geometry(1, 1, 1, 1, 1, 1, 18, 18))  # padded 1x1
     # a 7x7 kernel over rows of 2 outputs: the wide rows (8 long) would be 3.6 times the work
     assert not paths.use_tiled(np.dtype(np.float32), 7, 7, paths.Geometry(1, 1, 3, 3, 1, 1, 8, 2))
-    # tiny layers keep the other paths in the backward pass (fewer steps per call), not in the forward
+    # tiny layers keep the other paths in the backward pass (fewer steps per call), and in the forward pass
+    # only the few-channel ones of the direct kernels
     assert not paths.use_tiled_backward(np.dtype(np.float32), 3, 3, geo, work=paths.TILED_MIN_WORK - 1)
     assert paths.use_tiled_backward(np.dtype(np.float32), 3, 3, geo, work=paths.TILED_MIN_WORK)
+    assert not paths.use_tiled(np.dtype(np.float32), 3, 3, geo, few=True)
     monkeypatch.setattr(paths, "TILED", False)
     assert not paths.use_tiled(np.dtype(np.float32), 3, 3, geo)
 
