@@ -302,14 +302,29 @@ BACKWARD = [c for c in TILED if c[7] == 1 or c[9] == 1] + [
 
 @pytest.fixture
 def tiled_backward_on(monkeypatch, registers):
-    """As ``tiled_on``, for the backward pass: records each tiled weight-gradient kernel call (same caveat)."""
+    """As ``tiled_on``, for the backward pass: records the filters per tile (FB) of each tiled weight-gradient
+    kernel that ``catlab._threads.run_kernel`` runs: alone, into one sample's rows, or in a pair with the
+    input gradient. It spies on ``run_kernel``, not on the kernel: the pairs call the weight gradient from
+    compiled code, and a pair compiled while a Python spy stood in the kernel's place would fail, and Numba
+    keeps a failed compilation for those argument types for the rest of the process."""
     monkeypatch.setattr(paths, "TILED", True)
     monkeypatch.setattr(paths, "TILED_MIN_WORK", 0)
     taken = []
-    real = CT.conv2d_tiled_weight_grad
-    monkeypatch.setattr(CT, "conv2d_tiled_weight_grad", lambda *a: (taken.append(a[12]), real(*a))[1])  # FB
-    pair = CT.conv2d_tiled_backward_pair  # one sample on two threads: it calls the weight gradient itself
-    monkeypatch.setattr(CT, "conv2d_tiled_backward_pair", lambda *a: (taken.append(a[10]), pair(*a))[1])
+    fb_at = {  # where FB is among the kernel's leading arguments
+        "conv2d_tiled_weight_grad": 12,
+        "_weight_grad_rows": 12,
+        "conv2d_tiled_backward_pair": 10,
+        "conv2d_tiled_backward_pair_strided": 10,
+    }
+    real = TH.run_kernel
+
+    def spy(kernel, parallel, items, n_chunks, before=(), *args, **kwargs):
+        name = getattr(getattr(kernel, "py_func", kernel), "__name__", "")
+        if name in fb_at:
+            taken.append(before[fb_at[name]])
+        return real(kernel, parallel, items, n_chunks, before, *args, **kwargs)
+
+    monkeypatch.setattr(TH, "run_kernel", spy)
     return taken
 
 
