@@ -233,16 +233,34 @@ def grad_block(Kg) -> int:
     """Filters per tile of the tiled weight gradient for ``Kg`` filters per group: 4 (by 4 taps) where a
     vector is one register (``WIDE_REGISTERS``); else 16 (one vector across filters, by 6 taps, no lane
     sums to add up) where they fill ``FILTER_GRAD_MIN_FILL`` of the lanes, else 2 (by 3 taps). Each keeps
-    12 of AVX2's 16 registers for sums; 4 by 4 would need 32."""
-    if WIDE_REGISTERS:
-        return 4
-    return 16 if Kg / (-(-Kg // 16) * 16) >= FILTER_GRAD_MIN_FILL else 2
+    12 of AVX2's 16 registers for sums; 4 by 4 would need 32.
 
+    On AMD Zen 4 (``CPU_NAME`` ``znver4``, AVX-512) also 16 where they fill the lanes as much: measured at
+    0.70-0.94 of the 4-by-4 tiles' backward time (2 threads; batch 64: ch 64x8x8 -> 64 3x3 0.84, 7x7
+    16x16x16 -> 16 0.88, VGG 64x32x32 -> 64 0.94, stride-2 32x16x16 -> 64 0.87; batch 1: ch 64x8x8
+    0.70, 32x16x16 -> 64 0.82)."""
+    fills = Kg / (-(-Kg // 16) * 16) >= FILTER_GRAD_MIN_FILL
+    if WIDE_REGISTERS:
+        return 16 if fills and CPU_NAME == "znver4" else 4
+    return 16 if fills else 2
+
+
+#: LLVM's name of the CPU the kernels are compiled for: the speeds below differ between CPUs with the
+#: same registers.
+CPU_NAME = _simd.host_cpu_name()
 
 #: The tiles with vectors across filters run at about this share of the speed of the tiles across
 #: positions on the same useful work, for 16 and 32 filters per tile (they load one number per position
-#: and tap: 17 loads per 16 multiply-adds with 16 filters, 10 with 32); measured on 8x8 to 16x16 images.
+#: and tap: 17 loads per 16 multiply-adds with 16 filters, 10 with 32); measured on 8x8 to 16x16 images
+#: on an Intel CPU with AVX-512 (two 512-bit fused multiply-add units: the loads are what limits).
 FILTER_TILES_SPEED = {16: 0.55, 32: 0.8}
+
+#: The same on AMD Zen 4 (LLVM's ``znver4``), which runs one 512-bit fused multiply-add per cycle (on
+#: two 256-bit units), so the tiles' extra loads mostly hide behind them: measured on 18 layers at batch
+#: 64 (2 threads), 16 filters per tile ran at 0.72-0.96 (median 0.89) of the positions' speed, 32 at
+#: 0.70-0.79 (median 0.75); ch 64x8x8 -> 64 3x3 took 0.82 of the time with 16 filters per tile than with
+#: 32, LeNet's second layer 0.78 and ch 16x8x8 -> 16 0.81 of the time with 16 than across positions.
+FILTER_TILES_SPEED_ZEN4 = {16: 0.89, 32: 0.75}
 
 #: The same without AVX-512, for the tiles of 6 positions by 16 filters against those of 6 filters by 16
 #: positions (both 8 loads per 12 register multiply-adds): measured on AVX2 (AMD Zen 3) at 0.69-1.05 of
@@ -253,8 +271,17 @@ FILTER_TILES_SPEED_AVX2 = 1.0
 #: ... and only for at least this many output positions in the batch: packing the filters tap by tap costs
 #: about 1 ns per weight (40 us for 64 filters of 64x3x3 measured on AVX2, NumPy's copies 51 us),
 #: which at batch 1 made them 1.1-1.3x slower than the tiles across positions, which read the weights as
-#: they are (8x8 to 32x32 images, 16-64 channels; one 16x8x8 layer the other way, 0.83x).
+#: they are (8x8 to 32x32 images, 16-64 channels; one 16x8x8 layer the other way, 0.83x). With AVX-512
+#: (Zen 4) at batch 1: 1.1-2.2x slower (ch 64x8x8 -> 64 3x3: 160 us with 32 filters per tile, 73 us
+#: across positions; s2 32x16x16 -> 64 83 against 72).
 FILTER_TILES_MIN_POSITIONS = 2048
+
+
+def filter_tiles_speed(KV) -> float:
+    """The speed of the tiles across ``KV`` filters against the tiles across positions on this CPU."""
+    if not WIDE_REGISTERS:
+        return FILTER_TILES_SPEED_AVX2
+    return (FILTER_TILES_SPEED_ZEN4 if CPU_NAME == "znver4" else FILTER_TILES_SPEED)[KV]
 
 
 def tiled_kind(Kg, R, S, geo: Geometry, N=None) -> tuple[str, int]:
@@ -262,26 +289,26 @@ def tiled_kind(Kg, R, S, geo: Geometry, N=None) -> tuple[str, int]:
 
     Each computes some positions or filters it throws away (the wide rows and whole tiles of positions;
     filters up to a whole tile, :func:`tiled_filters`); the kind that keeps the larger share of its work,
-    weighed by its speed.
-    Without AVX-512, and for fewer than ``FILTER_TILES_MIN_POSITIONS`` positions in the ``N`` samples (if
-    given), the tiles across positions: packing the filters for the others costs about a nanosecond per
-    weight, as much as the whole layer at batch 1 on small images.
+    weighed by its speed (:func:`filter_tiles_speed`; with AVX-512 and more than 16 filters, tiles of 16
+    and of 32 filters are both weighed).
+    For fewer than ``FILTER_TILES_MIN_POSITIONS`` positions in the ``N`` samples (if given), the tiles
+    across positions: packing the filters for the others costs about a nanosecond per weight, as much as
+    the whole layer at batch 1 on small images.
     """
     sh, sw, _, _, dil_h, dil_w, P, Q = geo
     KB = tiled_block(Kg)
-    if not WIDE_REGISTERS and N is not None and N * P * Q < FILTER_TILES_MIN_POSITIONS:
+    if N is not None and N * P * Q < FILTER_TILES_MIN_POSITIONS:
         return "positions", KB
     Wph = ((Q - 1) * sw + dil_w * (S - 1) + sw) // sw
     L = (P - 1) * Wph + Q
     tile = _tiled.tile_size(KB)
-    kept_positions = P * Q / (-(-L // tile) * tile) * Kg / tiled_filters(Kg, KB)
-    KV = 16 if Kg <= 16 or not WIDE_REGISTERS else 32
-    PT = filter_tile_positions(KV)
-    kept_filters = P * Q / (-(-(P * Q) // PT) * PT) * Kg / (-(-Kg // KV) * KV)
-    speed = FILTER_TILES_SPEED[KV] if WIDE_REGISTERS else FILTER_TILES_SPEED_AVX2
-    if kept_filters * speed > kept_positions:
-        return "filters", KV
-    return "positions", KB
+    best, kind = P * Q / (-(-L // tile) * tile) * Kg / tiled_filters(Kg, KB), ("positions", KB)
+    for KV in (16, 32) if WIDE_REGISTERS and Kg > 16 else (16,):
+        PT = filter_tile_positions(KV)
+        kept_filters = P * Q / (-(-(P * Q) // PT) * PT) * Kg / (-(-Kg // KV) * KV)
+        if kept_filters * filter_tiles_speed(KV) > best:
+            best, kind = kept_filters * filter_tiles_speed(KV), ("filters", KV)
+    return kind
 
 
 def filter_tile_positions(KV) -> int:
@@ -748,8 +775,7 @@ def input_grad_kind(Cg, phases, Wd) -> str:
         return "positions"
     kept_positions = useful / comp_pos * Cg / tiled_filters(Cg, KB)
     kept_filters = useful / comp_filt * Cg / (-(-Cg // 16) * 16)
-    speed = FILTER_TILES_SPEED[16] if WIDE_REGISTERS else FILTER_TILES_SPEED_AVX2
-    return "filters" if kept_filters * speed > kept_positions else "positions"
+    return "filters" if kept_filters * filter_tiles_speed(16) > kept_positions else "positions"
 
 
 def _weight_grad_rows(*args):

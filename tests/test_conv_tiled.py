@@ -65,6 +65,17 @@ def test_vector_operations_in_python():
         simd.vbcast(x, 20)
 
 
+def test_host_cpu_name_is_what_numba_compiles_for(monkeypatch):
+    """LLVM's name of the host CPU, or the one Numba is told to compile for (NUMBA_CPU_NAME)."""
+    from llvmlite import binding
+
+    monkeypatch.setattr(simd.config, "CPU_NAME", None)
+    assert simd.host_cpu_name() == binding.get_host_cpu_name() != ""
+    monkeypatch.setattr(simd.config, "CPU_NAME", "generic")
+    assert simd.host_cpu_name() == "generic"
+    assert not simd.host_has_avx512() and not simd.host_has_avx2_fma()  # generic code: no tiles
+
+
 def test_fused_multiply_add_rounds_once():
     """(1 + 2^-23) * (1 - 2^-23) = 1 - 2^-46: a fused multiply-add minus 1 keeps the -2^-46, two roundings lose it."""
     a = np.full(16, 1 + 2.0**-23, dtype=np.float32)
@@ -251,6 +262,7 @@ def registers(request, monkeypatch):
     """Both families of tiles whatever this CPU is: 8 or 4 filters by 32 or 64 positions and 4-by-4 gradient
     tiles (AVX-512), or 6 by 16 and 2-by-3 gradient tiles (AVX2); each is correct anywhere, fast on its CPU."""
     monkeypatch.setattr(paths, "WIDE_REGISTERS", request.param)
+    monkeypatch.setattr(paths, "CPU_NAME", "skylake-avx512")  # not Zen 4's choices (test_..._per_cpu)
     return request.param
 
 
@@ -397,14 +409,17 @@ def test_strided_input_gradient_one_kernel_for_every_phase(
     np.testing.assert_allclose(dx2, want2, rtol=1e-4, atol=2e-5 * np.abs(want2).max())
 
 
-def test_strided_input_gradient_kind_choice(registers):
+@pytest.mark.parametrize("cpu", ["skylake-avx512", "znver4"])
+def test_strided_input_gradient_kind_choice(registers, cpu, monkeypatch):
     """Without AVX-512: vectors across dx channels where 16 or more channels fill them (an 8x8 phase of a
     stride-2 3x3 layer computes 80 wide positions for 64 kept), across positions for 3 channels. With
-    AVX-512 the tiles across filters run at 0.55 of the others' speed (FILTER_TILES_SPEED): positions."""
+    AVX-512 on Intel the tiles across filters run at 0.55 of the others' speed (FILTER_TILES_SPEED):
+    positions; on AMD Zen 4 at 0.89 (FILTER_TILES_SPEED_ZEN4): as without AVX-512."""
+    monkeypatch.setattr(paths, "CPU_NAME", cpu)
     for Cg, R, pad, H, avx2 in [(32, 3, 1, 16, "filters"), (64, 3, 1, 32, "filters"), (3, 7, 3, 32, "positions")]:
         P = (H + 2 * pad - R) // 2 + 1
         phases, _, _, Wd, *_ = paths._input_grad_layout(16, Cg, R, R, 1, 2, 2, pad, pad, H, H, P, P)
-        expected = "positions" if registers else avx2
+        expected = "positions" if registers and cpu != "znver4" else avx2
         assert paths.input_grad_kind(Cg, phases, Wd) == expected, (Cg, R, H)
 
 
@@ -465,10 +480,32 @@ def test_tile_kind_choice(monkeypatch):
     assert paths.tiled_kind(64, 3, 3, G(1, 1, 1, 1, 1, 1, 32, 32), N=1) == ("positions", 6)
     assert paths.tiled_kind(64, 3, 3, G(1, 1, 1, 1, 1, 1, 8, 8), N=32) == ("filters", 16)
     monkeypatch.setattr(paths, "WIDE_REGISTERS", True)
+    monkeypatch.setattr(paths, "CPU_NAME", "skylake-avx512")  # Intel: FILTER_TILES_SPEED
     assert paths.tiled_kind(64, 3, 3, G(1, 1, 1, 1, 1, 1, 8, 8)) == ("filters", 32)  # rows of 10 for 8 kept
     assert paths.tiled_kind(64, 3, 3, G(1, 1, 1, 1, 1, 1, 32, 32)) == ("positions", 8)  # rows of 34 for 32
     assert paths.tiled_kind(16, 3, 3, G(1, 1, 1, 1, 1, 1, 8, 8)) == ("positions", 8)  # 16-filter tiles: slower
     assert paths.tiled_kind(20, 5, 5, G(1, 1, 2, 2, 1, 1, 16, 16)) == ("positions", 4)  # 20 = 5 blocks of 4
+    # with AVX-512 too, small batches keep the tiles that read the weights as they are
+    assert paths.tiled_kind(64, 3, 3, G(1, 1, 1, 1, 1, 1, 8, 8), N=1) == ("positions", 8)
+    assert paths.tiled_kind(64, 3, 3, G(1, 1, 1, 1, 1, 1, 8, 8), N=32) == ("filters", 32)
+    monkeypatch.setattr(paths, "CPU_NAME", "znver4")  # AMD Zen 4: 16 filters per tile at 0.89, 32 at 0.75
+    assert paths.tiled_kind(64, 3, 3, G(1, 1, 1, 1, 1, 1, 8, 8)) == ("filters", 16)
+    assert paths.tiled_kind(16, 3, 3, G(1, 1, 1, 1, 1, 1, 8, 8)) == ("filters", 16)  # 0.89 > 64/96 kept
+    assert paths.tiled_kind(64, 3, 3, G(1, 1, 1, 1, 1, 1, 32, 32)) == ("positions", 8)  # 0.94 kept > 0.89
+    assert paths.tiled_kind(20, 5, 5, G(1, 1, 2, 2, 1, 1, 16, 16)) == ("positions", 4)  # 20 of 32 lanes
+    assert paths.tiled_kind(64, 3, 3, G(1, 1, 1, 1, 1, 1, 8, 8), N=1) == ("positions", 8)
+
+
+def test_filter_tiles_speed_per_cpu(monkeypatch):
+    """The speed of the tiles across filters: one for AVX2, per filters per tile with AVX-512, Zen 4's own."""
+    monkeypatch.setattr(paths, "WIDE_REGISTERS", False)
+    assert paths.filter_tiles_speed(16) == paths.FILTER_TILES_SPEED_AVX2
+    monkeypatch.setattr(paths, "WIDE_REGISTERS", True)
+    for cpu, table in [("skylake-avx512", paths.FILTER_TILES_SPEED), ("znver4", paths.FILTER_TILES_SPEED_ZEN4)]:
+        monkeypatch.setattr(paths, "CPU_NAME", cpu)
+        assert [paths.filter_tiles_speed(kv) for kv in (16, 32)] == [table[16], table[32]]
+    assert paths.FILTER_TILES_SPEED[16] < paths.FILTER_TILES_SPEED[32]  # Intel: 32 per tile
+    assert paths.FILTER_TILES_SPEED_ZEN4[16] > paths.FILTER_TILES_SPEED_ZEN4[32]  # Zen 4: 16 per tile
 
 
 @pytest.mark.parametrize("KB", [4, 6, 8])
@@ -641,6 +678,7 @@ def test_filters_computed_by_the_tiles_across_positions():
 
 def test_backward_tests_cover_every_weight_grad_tile(monkeypatch):
     """The configurations above reach all three weight-gradient tiles (this CPU's or not)."""
+    monkeypatch.setattr(paths, "CPU_NAME", "skylake-avx512")
     blocks = set()
     for wide in (True, False):
         monkeypatch.setattr(paths, "WIDE_REGISTERS", wide)
@@ -651,7 +689,22 @@ def test_backward_tests_cover_every_weight_grad_tile(monkeypatch):
 def test_filter_block_size_pads_least(monkeypatch):
     monkeypatch.setattr(paths, "WIDE_REGISTERS", True)
     assert [paths.tiled_block(k) for k in (1, 4, 5, 6, 8, 12, 16, 20, 64)] == [4, 4, 8, 8, 8, 4, 8, 4, 8]
+    monkeypatch.setattr(paths, "CPU_NAME", "skylake-avx512")
     assert {paths.grad_block(k) for k in (1, 6, 16, 64)} == {4}
+    monkeypatch.setattr(paths, "CPU_NAME", "znver4")  # Zen 4: 16-filter vectors where they fill 70% of lanes
+    assert [paths.grad_block(k) for k in (1, 6, 8, 11, 12, 16, 20, 23, 32, 33, 64)] == [
+        4,
+        4,
+        4,
+        4,
+        16,
+        16,
+        4,
+        16,
+        16,
+        4,
+        16,
+    ]
     monkeypatch.setattr(paths, "WIDE_REGISTERS", False)  # AVX2: 16 registers of 8 floats
     assert {paths.tiled_block(k) for k in (1, 4, 5, 6, 8, 12, 16, 20, 64)} == {6}
     # vectors across filters where the filters fill 70% of the vectors' lanes

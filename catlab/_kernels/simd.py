@@ -293,6 +293,19 @@ def _host_features(*names) -> bool:
         return False
 
 
+def host_cpu_name() -> str:
+    """LLVM's name of the CPU Numba compiles for (``"znver4"``, ``"skylake-avx512"``, ...), or ``""``."""
+    try:
+        from llvmlite import binding
+
+        name = config.CPU_NAME
+        if name not in (None, "", "host"):
+            return str(name)
+        return str(binding.get_host_cpu_name())
+    except Exception:  # pragma: no cover - a platform without host queries
+        return ""
+
+
 def host_has_avx512() -> bool:
     """Whether Numba compiles for a CPU with AVX-512: one register per vector, 32 registers."""
     return _host_features("avx512f")
