@@ -191,8 +191,8 @@ def test_one_chunk_linear_products_use_numpy_blas_on_one_thread(threads, monkeyp
     monkeypatch.setattr(TH, "run_kernel", lambda *a, **k: (launches.append(a[3]), real_kernel(*a, **k))[1])
     before = [lib.num_threads for lib in TH._blas_libs()[1]]
     r = np.random.default_rng(5)
-    x, w, dy = (r.normal(size=s).astype(np.float32) for s in ((64, 120), (84, 120), (64, 84)))
-    assert 64 * 120 * 84 > Fm._SMALL_PRODUCT and 64 * 120 * 84 < Fm._PRODUCT_CHUNK_WORK
+    x, w, dy = (r.normal(size=s).astype(np.float32) for s in ((32, 120), (84, 120), (32, 84)))
+    assert Fm._SMALL_PRODUCT < 32 * 120 * 84 < min(2 * Fm._FORWARD_CHUNK_WORK, Fm._PRODUCT_CHUNK_WORK)
     y = F.linear(x, w)
     dx, dw, _ = F.linear_backward(dy, x, w)
     x64, w64, dy64 = (a.astype(np.float64) for a in (x, w, dy))
@@ -206,6 +206,27 @@ def test_one_chunk_linear_products_use_numpy_blas_on_one_thread(threads, monkeyp
     expected = xb.astype(np.float64) @ wb.T.astype(np.float64)
     np.testing.assert_allclose(F.linear(xb, wb), expected, rtol=1e-4, atol=1e-3)
     assert len(inside) == 3 + (threads == 1) and launches == ([2] if threads == 2 else [])
+
+
+@pytest.mark.parametrize("N, M, split", [(16, 300, "weight"), (64, 120, "weight"), (300, 120, "x")])
+def test_split_forward_products_split_the_weight_rows_for_small_batches(N, M, split, monkeypatch):
+    """Beyond one chunk, x @ weight.T runs as rows of y.T = weight @ x.T on catlab's threads (each thread
+    packs only its share of the weight) while the batch is smaller than the outputs, else by x's rows; y is
+    C-contiguous either way and equals NumPy's float64 product up to round-off."""
+    from catlab import _threads as TH
+    from catlab import functional as Fm
+
+    monkeypatch.setattr(TH, "num_threads", lambda: 2)
+    launches = []
+    real_kernel = TH.run_kernel
+    monkeypatch.setattr(TH, "run_kernel", lambda *a, **k: (launches.append(a[2:4]), real_kernel(*a, **k))[1])
+    r = np.random.default_rng(N)
+    x, w, b = (r.normal(size=s).astype(np.float32) for s in ((N, 400), (M, 400), (M,)))
+    assert N * 400 * M >= 2 * max(Fm._FORWARD_CHUNK_WORK, Fm._PRODUCT_CHUNK_WORK * (split == "x"))
+    y = F.linear(x, w, b)
+    assert y.flags.c_contiguous and y.shape == (N, M)
+    np.testing.assert_allclose(y, x.astype(np.float64) @ w.T.astype(np.float64) + b, rtol=1e-4, atol=1e-3)
+    assert launches == [((M if split == "weight" else N), 2)]  # (items, chunks)
 
 
 def test_numpy_blas_limit_restores_the_thread_counts():
