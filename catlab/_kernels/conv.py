@@ -430,10 +430,17 @@ def _phase_dims(P, Q, R, S, sh, sw, dil_h, dil_w):
 
 @njit(cache=True, inline="always")
 def _pad_row(x_n, c, h, v0, sw, n, xp, d):
-    """xp[d : d + n] = x_n[c, h, v0 :: sw][:n] (one phase's share of an input row)."""
+    """xp[d : d + n] = x_n[c, h, v0 :: sw][:n] (one phase's share of an input row).
+
+    With stride 1 through views of the row and of xp from ``d``: their indices from 0 are known not to be
+    negative, so the copy loop vectorises (indexed as ``xp[d + t] = x_n[c, h, t]``, every index was
+    checked for wrapping around: 0.55-0.7 ns a number on AMD Zen 4, against 0.15-0.3 with the views;
+    32 channels of 27x27 took 16.3 us a sample, 5.0 with the views)."""
     if sw == 1:
+        src = x_n[c, h]
+        dst = xp[d:]
         for t in range(n):
-            xp[d + t] = x_n[c, h, t]
+            dst[t] = src[t]
     else:
         for t in range(n):
             xp[d + t] = x_n[c, h, v0 + t * sw]
@@ -444,9 +451,9 @@ def _pad_phases(x_n, c0, ph, pw, sh, sw, Hph, Wph, xp):
     """Copy channels c0 .. c0 + Cg - 1 of x_n (C, H, W) into their places in xp's Cg*sh*sw phase planes.
 
     Input pixels no output reads (past Hph*sh - ph rows or Wph*sw - pw columns) are skipped;
-    the zero border is left as is. Planes under 4 KiB are copied with the channels innermost and plain
-    indices (small planes have many short rows: array views and divisions by the stride per row cost more
-    than the copy), larger ones channel by channel with a view per row (channels 4 KiB apart or more would
+    the zero border is left as is. Planes under 4 KiB are copied with the channels innermost
+    (:func:`_pad_row`; small planes have many short rows: divisions by the stride per row cost more than
+    the copy), larger ones channel by channel with a view per row (channels 4 KiB apart or more would
     compete for the same L1 sets, and long rows copy fastest from views).
     """
     H = x_n.shape[1]

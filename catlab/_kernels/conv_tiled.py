@@ -558,9 +558,10 @@ def _copy_dy(dy4, n, k0, Kg, Hd, Wd, T0, L0, xp):
     Q = dy4.shape[3]
     for k in range(Kg):
         for p in range(P):
-            d = (k * Hd + T0 + p) * Wd + L0
+            src = dy4[n, k0 + k, p]  # views: the copy vectorises (see conv._pad_row)
+            dst = xp[(k * Hd + T0 + p) * Wd + L0 :]
             for q in range(Q):
-                xp[d + q] = dy4[n, k0 + k, p, q]
+                dst[q] = src[q]
 
 
 @njit(cache=True)
@@ -1210,8 +1211,10 @@ def conv2d_tiled_weight_grad(
             for k in range(kb0 * FB, min(kb1 * FB, Kg)):
                 d = (i * nkb * FB + k) * Lpad
                 for p in range(P):
+                    src = dy4[n0 + i, g * Kg + k, p]  # views: the copy vectorises (see conv._pad_row)
+                    dst = dyf[d + p * Wph :]
                     for q in range(Q):
-                        dyf[d + p * Wph + q] = dy4[n0 + i, g * Kg + k, p, q]
+                        dst[q] = src[q]
                 db_t[g * Kg + k] += _lane_sum(dyf, d, Lpad, np.float32(1.0), lanes)  # 0 in the dropped columns
         for kb in range(kb0, kb1):
             for tb in range(ntb):
