@@ -65,6 +65,26 @@ def test_vector_operations_in_python():
         simd.vbcast(x, 20)
 
 
+def test_transpose_of_sixteen_vectors():
+    """vtranspose16 compiled (4 rounds of shuffles in registers) and in Python: out[j, :16] = a[:16, j], the rest
+    of both arrays untouched; too few rows or lanes is an IndexError in Python (and under NUMBA_BOUNDSCHECK)."""
+
+    @numba.njit(cache=False)
+    def transpose(a, out):
+        simd.vtranspose16(a, out)
+
+    a = np.random.default_rng(3).normal(size=(18, 20)).astype(np.float32)
+    for fn in (transpose, simd.vtranspose16):
+        out = np.full((17, 16), 7.0, dtype=np.float32)
+        fn(a, out)
+        np.testing.assert_array_equal(out[:16], a[:16, :16].T)
+        np.testing.assert_array_equal(out[16], 7.0)
+    with pytest.raises(IndexError, match="16 rows"):
+        simd.vtranspose16(a[:15], np.empty((16, 16), np.float32))
+    first_lanes = [simd._interleave_masks(k)[0][:4] for k in (8, 4, 2, 1)]  # lane j from a (< 16) or b
+    assert first_lanes == [[0, 1, 2, 3], [0, 1, 2, 3], [0, 1, 16, 17], [0, 16, 2, 18]]
+
+
 def test_host_cpu_name_is_what_numba_compiles_for(monkeypatch):
     """LLVM's name of the host CPU, or the one Numba is told to compile for (NUMBA_CPU_NAME)."""
     from llvmlite import binding

@@ -44,7 +44,7 @@ import numpy as np
 
 from ._jit import njit
 from .conv import _pad_phases, _phase_dims, _tap_offset
-from .simd import vbcast, vfma, vload, vpairsum, vsplat, vstore, vzero
+from .simd import vbcast, vfma, vload, vpairsum, vsplat, vstore, vtranspose16, vzero
 
 #: Positions per tile for each filter-block size KB (16 vectors of sums either way).
 TILE_8 = 32
@@ -650,7 +650,9 @@ def conv2d_tiled_input_grad(dy4, wph, toffs, phases, Hd, Wd, T0, L0, sh, sw, KB,
 # the tile around: a vector holds 16 filters of one position, and a tile is 16 positions (any 16 of the
 # P*Q, none wasted) by 16 filters, or 8 positions by 32 filters. Per tap: the filters' weights at that
 # tap (1 or 2 vector loads, from ``wv[t]``) times each position's input (one number each, broadcast to
-# all lanes): 16 fused multiply-adds. The finished tile is transposed into y on the way out.
+# all lanes): 16 fused multiply-adds. The finished tile is transposed into y on the way out (a full tile
+# of 16 by 16 in registers, ``vtranspose16``, and stored as 16 vectors: 0.94-0.99 of the forward time
+# on AMD Zen 4 against 256 numbers copied one by one).
 
 #: Positions per tile for 16 and 32 filters per tile, and for 16 filters on CPUs without AVX-512.
 FTILE_16 = 16
@@ -883,6 +885,8 @@ def conv2d_ftiled_forward(x, wpk, b, R, S, sh, sw, ph, pw, dil_h, dil_w, P, Q, P
         bases[j] = (jj // Q) * Wph + jj % Q
     xp = np.zeros(size, dtype=np.float32)
     yt = np.empty((PT, KV), dtype=np.float32)  # one tile, positions by filters
+    ytt = np.empty((16, 16), dtype=np.float32)  # a tile of 16 by 16 transposed: filters by positions
+    one = vsplat(np.float32(1.0))
     padded = -1
     for it in range(i0, i1):
         ng = it // parts
@@ -906,6 +910,12 @@ def conv2d_ftiled_forward(x, wpk, b, R, S, sh, sw, ph, pw, dil_h, dil_w, P, Q, P
                 else:
                     _ftile32(xp, toff, wv, bases[j0 : j0 + PT], yt)
                 jn = min(PT, npos - j0)
+                if KV == 16 and PT == 16 and jn == 16:  # transposed in registers, stored as vectors
+                    vtranspose16(yt, ytt)  # (16 filters, 16 positions)
+                    for k in range(kn):
+                        bias = vsplat(b[g * Kg + k0 + k])
+                        vstore(yg[k0 + k], j0, vfma(vload(ytt[k], 0), one, bias))  # y + b, rounded once
+                    continue
                 for k in range(kn):
                     bk = b[g * Kg + k0 + k]
                     row = yg[k0 + k, j0 : j0 + jn]

@@ -17,6 +17,9 @@ seven operations on it, each one to three LLVM instructions:
 ``vfma(a, b, c)``    ``a * b + c`` lane by lane, rounded once (fused)
 ``vpairsum(a, b)``   sums of neighbouring lanes: ``a[0]+a[1], a[2]+a[3],
                      ..., a[14]+a[15], b[0]+b[1], ..., b[14]+b[15]``
+``vtranspose16(a,    ``out[j, 0:16] = a[0:16, j]`` for j < 16 (2-D C-contiguous
+out)``               float32 arrays): sixteen rows loaded, transposed in
+                     registers by 4 rounds of 16 two-register shuffles
 ===================  ==================================================
 
 Four rounds of ``vpairsum`` turn sixteen vectors into one whose lane ``r``
@@ -41,7 +44,7 @@ import numpy as np
 from llvmlite import ir
 from numba import types
 from numba.core import cgutils, config
-from numba.extending import intrinsic, models, overload, register_model
+from numba.extending import intrinsic, models, overload, register_jitable, register_model
 
 #: Lanes of one vector.
 LANES = 16
@@ -172,6 +175,40 @@ def _pairsum(typingctx, a, b):
     return sig, codegen
 
 
+def _interleave_masks(k):
+    """Shuffle masks of one transposing round: blocks of ``k`` lanes taken alternately from two vectors,
+    the even blocks of each (``lo``) or the odd ones (``hi``); rounds with k = 8, 4, 2, 1 on the pairs of
+    rows (i, i + k), i & k == 0, transpose sixteen rows."""
+    lo, hi = [], []
+    for j in range(LANES):
+        q, o = divmod(j, k)
+        p, side = divmod(q, 2)
+        lo.append(2 * p * k + o + LANES * side)
+        hi.append((2 * p + 1) * k + o + LANES * side)
+    return lo, hi
+
+
+def _round_intrinsic(k):
+    lo, hi = (ir.Constant(ir.VectorType(ir.IntType(32), LANES), m) for m in _interleave_masks(k))
+    pair = types.UniTuple(float32x16, 2)
+
+    @intrinsic
+    def _round(typingctx, a, b):
+        if not (a == float32x16 and b == float32x16):
+            return None
+
+        def codegen(context, builder, sig, args):
+            out = (builder.shuffle_vector(args[0], args[1], lo), builder.shuffle_vector(args[0], args[1], hi))
+            return context.make_tuple(builder, sig.return_type, out)
+
+        return pair(float32x16, float32x16), codegen
+
+    return _round
+
+
+_round8, _round4, _round2, _round1 = (_round_intrinsic(k) for k in (8, 4, 2, 1))
+
+
 def _check(a, i):
     if i < 0 or i + LANES > a.shape[0]:
         raise IndexError("catlab simd: a vector of 16 lanes from index i runs past the array")
@@ -218,6 +255,13 @@ def vpairsum(a, b):
     """Sums of neighbouring lanes, ``a``'s eight then ``b``'s: ``[a[0] + a[1], ..., b[14] + b[15]]``."""
     ab = np.concatenate([a, b]).astype(np.float32)
     return (ab[0::2] + ab[1::2]).astype(np.float32)
+
+
+def vtranspose16(a, out):
+    """``out[j, 0:16] = a[0:16, j]`` for j < 16; ``a`` and ``out`` 2-D C-contiguous float32, at least 16 by 16."""
+    if a.shape[0] < LANES or a.shape[1] < LANES or out.shape[0] < LANES or out.shape[1] < LANES:
+        raise IndexError("catlab simd: vtranspose16 needs 16 rows of 16 lanes in both arrays")
+    out[:LANES, :LANES] = a[:LANES, :LANES].T
 
 
 @overload(vzero)
@@ -314,3 +358,76 @@ def host_has_avx512() -> bool:
 def host_has_avx2_fma() -> bool:
     """Whether Numba compiles for a CPU with AVX2 and FMA: a vector is two 8-float registers, 16 registers."""
     return _host_features("avx2", "fma")
+
+
+@register_jitable
+def _transpose16(a, out):
+    r0, r1, r2, r3 = _load(a[0], 0), _load(a[1], 0), _load(a[2], 0), _load(a[3], 0)
+    r4, r5, r6, r7 = _load(a[4], 0), _load(a[5], 0), _load(a[6], 0), _load(a[7], 0)
+    r8, r9, r10, r11 = _load(a[8], 0), _load(a[9], 0), _load(a[10], 0), _load(a[11], 0)
+    r12, r13, r14, r15 = _load(a[12], 0), _load(a[13], 0), _load(a[14], 0), _load(a[15], 0)
+    r0, r8 = _round8(r0, r8)
+    r1, r9 = _round8(r1, r9)
+    r2, r10 = _round8(r2, r10)
+    r3, r11 = _round8(r3, r11)
+    r4, r12 = _round8(r4, r12)
+    r5, r13 = _round8(r5, r13)
+    r6, r14 = _round8(r6, r14)
+    r7, r15 = _round8(r7, r15)
+    r0, r4 = _round4(r0, r4)
+    r1, r5 = _round4(r1, r5)
+    r2, r6 = _round4(r2, r6)
+    r3, r7 = _round4(r3, r7)
+    r8, r12 = _round4(r8, r12)
+    r9, r13 = _round4(r9, r13)
+    r10, r14 = _round4(r10, r14)
+    r11, r15 = _round4(r11, r15)
+    r0, r2 = _round2(r0, r2)
+    r1, r3 = _round2(r1, r3)
+    r4, r6 = _round2(r4, r6)
+    r5, r7 = _round2(r5, r7)
+    r8, r10 = _round2(r8, r10)
+    r9, r11 = _round2(r9, r11)
+    r12, r14 = _round2(r12, r14)
+    r13, r15 = _round2(r13, r15)
+    r0, r1 = _round1(r0, r1)
+    r2, r3 = _round1(r2, r3)
+    r4, r5 = _round1(r4, r5)
+    r6, r7 = _round1(r6, r7)
+    r8, r9 = _round1(r8, r9)
+    r10, r11 = _round1(r10, r11)
+    r12, r13 = _round1(r12, r13)
+    r14, r15 = _round1(r14, r15)
+    _store(out[0], 0, r0)
+    _store(out[1], 0, r1)
+    _store(out[2], 0, r2)
+    _store(out[3], 0, r3)
+    _store(out[4], 0, r4)
+    _store(out[5], 0, r5)
+    _store(out[6], 0, r6)
+    _store(out[7], 0, r7)
+    _store(out[8], 0, r8)
+    _store(out[9], 0, r9)
+    _store(out[10], 0, r10)
+    _store(out[11], 0, r11)
+    _store(out[12], 0, r12)
+    _store(out[13], 0, r13)
+    _store(out[14], 0, r14)
+    _store(out[15], 0, r15)
+
+
+@overload(vtranspose16)
+def _ol_vtranspose16(a, out):
+    if not all(
+        isinstance(t, types.Array) and t.ndim == 2 and t.dtype == types.float32 and t.layout == "C" for t in (a, out)
+    ):
+        return None
+    if config.BOUNDSCHECK:
+
+        def checked(a, out):
+            if a.shape[0] < LANES or a.shape[1] < LANES or out.shape[0] < LANES or out.shape[1] < LANES:
+                raise IndexError("catlab simd: vtranspose16 needs 16 rows of 16 lanes in both arrays")
+            _transpose16(a, out)
+
+        return checked
+    return lambda a, out: _transpose16(a, out)
