@@ -305,9 +305,9 @@ def tiled_kind(Kg, R, S, geo: Geometry, N=None) -> tuple[str, int]:
     best, kind = P * Q / (-(-L // tile) * tile) * Kg / tiled_filters(Kg, KB), ("positions", KB)
     for KV in (16, 32) if WIDE_REGISTERS and Kg > 16 else (16,):
         PT = filter_tile_positions(KV)
-        kept_filters = P * Q / (-(-(P * Q) // PT) * PT) * Kg / (-(-Kg // KV) * KV)
-        if kept_filters * filter_tiles_speed(KV) > best:
-            best, kind = kept_filters * filter_tiles_speed(KV), ("filters", KV)
+        weighed = P * Q / (-(-(P * Q) // PT) * PT) * Kg / (-(-Kg // KV) * KV) * filter_tiles_speed(KV)
+        if weighed > best:
+            best, kind = weighed, ("filters", KV)
     return kind
 
 
