@@ -262,6 +262,15 @@ FILTER_TILES_SPEED = {16: 0.55, 32: 0.8}
 #: 32, LeNet's second layer 0.78 and ch 16x8x8 -> 16 0.81 of the time with 16 than across positions.
 FILTER_TILES_SPEED_ZEN4 = {16: 0.89, 32: 0.75}
 
+#: ... except that on Zen 4, once the tiles across 16 filters stored their output as vectors and read
+#: strided inputs without a phase split, they ran as fast as the tiles across positions per computed
+#: number wherever a filter block's packed weights (``taps`` x 16 x 4 bytes) fit the 32 KiB first-level
+#: cache, ``FILTER_TILES_L1_TAPS`` taps or fewer: measured on 14 layers at batch 64 (one thread) at 0.84-1.19
+#: (median 1.0) of their speed, against 0.88 for VGG's 576 taps (64x32x32 -> 64 3x3: 1.067x the time of
+#: the tiles across positions, whose wide rows keep 94% of their work).
+FILTER_TILES_SPEED_ZEN4_L1 = 1.0
+FILTER_TILES_L1_TAPS = 512
+
 #: The same without AVX-512, for the tiles of 6 positions by 16 filters against those of 6 filters by 16
 #: positions (both 8 loads per 12 register multiply-adds): measured on AVX2 (AMD Zen 3) at 0.69-1.05 of
 #: the positions' time where 16, 32 or 64 filters fill the vectors (7x7 16->16 0.69, VGG 0.84, LeNet c2
@@ -277,20 +286,26 @@ FILTER_TILES_SPEED_AVX2 = 1.0
 FILTER_TILES_MIN_POSITIONS = 2048
 
 
-def filter_tiles_speed(KV) -> float:
-    """The speed of the tiles across ``KV`` filters against the tiles across positions on this CPU."""
+def filter_tiles_speed(KV, taps=None) -> float:
+    """The speed of the tiles across ``KV`` filters against the tiles across positions on this CPU, for
+    filters of ``taps`` weights each (Cg*R*S; if given: on Zen 4 at most ``FILTER_TILES_L1_TAPS`` of them
+    run 16 filters per tile at ``FILTER_TILES_SPEED_ZEN4_L1``)."""
     if not WIDE_REGISTERS:
         return FILTER_TILES_SPEED_AVX2
-    return (FILTER_TILES_SPEED_ZEN4 if CPU_NAME == "znver4" else FILTER_TILES_SPEED)[KV]
+    if CPU_NAME != "znver4":
+        return FILTER_TILES_SPEED[KV]
+    if KV == 16 and taps is not None and taps <= FILTER_TILES_L1_TAPS:
+        return FILTER_TILES_SPEED_ZEN4_L1
+    return FILTER_TILES_SPEED_ZEN4[KV]
 
 
-def tiled_kind(Kg, R, S, geo: Geometry, N=None) -> tuple[str, int]:
+def tiled_kind(Kg, R, S, geo: Geometry, N=None, taps=None) -> tuple[str, int]:
     """``("positions", KB)`` or ``("filters", KV)``: which tiled forward kernel, and its filters per tile.
 
     Each computes some positions or filters it throws away (the wide rows and whole tiles of positions;
     filters up to a whole tile, :func:`tiled_filters`); the kind that keeps the larger share of its work,
-    weighed by its speed (:func:`filter_tiles_speed`; with AVX-512 and more than 16 filters, tiles of 16
-    and of 32 filters are both weighed).
+    weighed by its speed (:func:`filter_tiles_speed` for filters of ``taps`` weights, if given; with
+    AVX-512 and more than 16 filters, tiles of 16 and of 32 filters are both weighed).
     For fewer than ``FILTER_TILES_MIN_POSITIONS`` positions in the ``N`` samples (if given), the tiles
     across positions: packing the filters for the others costs about a nanosecond per weight, as much as
     the whole layer at batch 1 on small images.
@@ -305,7 +320,7 @@ def tiled_kind(Kg, R, S, geo: Geometry, N=None) -> tuple[str, int]:
     best, kind = P * Q / (-(-L // tile) * tile) * Kg / tiled_filters(Kg, KB), ("positions", KB)
     for KV in (16, 32) if WIDE_REGISTERS and Kg > 16 else (16,):
         PT = filter_tile_positions(KV)
-        weighed = P * Q / (-(-(P * Q) // PT) * PT) * Kg / (-(-Kg // KV) * KV) * filter_tiles_speed(KV)
+        weighed = P * Q / (-(-(P * Q) // PT) * PT) * Kg / (-(-Kg // KV) * KV) * filter_tiles_speed(KV, taps)
         if weighed > best:
             best, kind = weighed, ("filters", KV)
     return kind
@@ -469,7 +484,7 @@ def _forward_tiled(x4, w4, b, groups, geo: Geometry, T):
     K, Cg, R, S = w4.shape
     sh, sw, ph, pw, dil_h, dil_w, P, Q = geo
     G, Kg = groups, K // groups
-    kind, KB = tiled_kind(Kg, R, S, geo, N=N * G)
+    kind, KB = tiled_kind(Kg, R, S, geo, N=N * G, taps=Cg * R * S)
     # fewer samples than threads: each (sample, group) in parts (the tiled kernels' units of a tile of
     # positions by a block of filters; the tiles across filters split their tiles of positions)
     parts = 1 if N * G >= T else -(-T // (N * G))

@@ -471,7 +471,7 @@ def test_filter_tiles_match_reference(cfg, KV, threads, tiled_forced, monkeypatc
     """The kernels with vectors across filters (chosen for small images), forced on every geometry."""
     x, w, b, kw, (s2, pad, d2, groups) = _case(cfg, seed=1)
     monkeypatch.setattr(TH, "num_threads", lambda: threads)
-    monkeypatch.setattr(paths, "tiled_kind", lambda Kg, R, S, geo, N=None: ("filters", KV))
+    monkeypatch.setattr(paths, "tiled_kind", lambda Kg, R, S, geo, N=None, taps=None: ("filters", KV))
     taken = []
     real = CT.conv2d_ftiled_forward
     monkeypatch.setattr(TH, "numba_parallel", lambda n_chunks: False)  # the spy below runs on the pool only
@@ -514,6 +514,16 @@ def test_tile_kind_choice(monkeypatch):
     assert paths.tiled_kind(64, 3, 3, G(1, 1, 1, 1, 1, 1, 32, 32)) == ("positions", 8)  # 0.94 kept > 0.89
     assert paths.tiled_kind(20, 5, 5, G(1, 1, 2, 2, 1, 1, 16, 16)) == ("positions", 4)  # 20 of 32 lanes
     assert paths.tiled_kind(64, 3, 3, G(1, 1, 1, 1, 1, 1, 8, 8), N=1) == ("positions", 8)
+    # filters whose packed block fits the first-level cache (Cg*R*S <= 512 taps) at the positions' speed
+    vgg = G(1, 1, 1, 1, 1, 1, 32, 32)
+    assert paths.tiled_kind(64, 3, 3, vgg, taps=64 * 9) == ("positions", 8)  # 0.94 kept > 0.89
+    assert paths.tiled_kind(64, 3, 3, vgg, taps=16 * 9) == ("filters", 16)  # 1.0 > 0.94
+    odd = G(1, 1, 1, 1, 1, 1, 15, 15)  # wide rows of 17 in tiles of 32: 225 of 256 kept; 16 by 16: 225 of 240
+    assert paths.tiled_kind(32, 3, 3, odd, taps=16 * 9) == ("filters", 16)
+    assert paths.tiled_kind(32, 3, 3, odd, taps=64 * 9) == ("positions", 8)  # 0.89 * 225/240 < 225/256
+    assert paths.tiled_kind(20, 5, 5, G(1, 1, 2, 2, 1, 1, 16, 16), taps=16 * 25) == ("positions", 4)
+    monkeypatch.setattr(paths, "CPU_NAME", "skylake-avx512")  # Intel: the taps change nothing
+    assert paths.tiled_kind(32, 3, 3, odd, taps=16 * 9) == paths.tiled_kind(32, 3, 3, odd) == ("positions", 8)
 
 
 def test_filter_tiles_speed_per_cpu(monkeypatch):
@@ -526,6 +536,13 @@ def test_filter_tiles_speed_per_cpu(monkeypatch):
         assert [paths.filter_tiles_speed(kv) for kv in (16, 32)] == [table[16], table[32]]
     assert paths.FILTER_TILES_SPEED[16] < paths.FILTER_TILES_SPEED[32]  # Intel: 32 per tile
     assert paths.FILTER_TILES_SPEED_ZEN4[16] > paths.FILTER_TILES_SPEED_ZEN4[32]  # Zen 4: 16 per tile
+    # Zen 4, 16 filters whose packed weights fit the first-level cache: their own speed
+    for taps, want in [(512, paths.FILTER_TILES_SPEED_ZEN4_L1), (513, paths.FILTER_TILES_SPEED_ZEN4[16])]:
+        assert paths.filter_tiles_speed(16, taps) == want
+    assert paths.filter_tiles_speed(32, 9) == paths.FILTER_TILES_SPEED_ZEN4[32]
+    assert paths.FILTER_TILES_SPEED_ZEN4_L1 > paths.FILTER_TILES_SPEED_ZEN4[16]
+    monkeypatch.setattr(paths, "CPU_NAME", "skylake-avx512")
+    assert paths.filter_tiles_speed(16, 9) == paths.FILTER_TILES_SPEED[16]
 
 
 @pytest.mark.parametrize("KB", [4, 6, 8])

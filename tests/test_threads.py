@@ -273,7 +273,7 @@ def _every_chunked_op(x, w, rng_seed=0):
         _conv_paths._backward_pair = real_pair
     real_kind, real_dx_kind = _conv_paths.tiled_kind, _conv_paths._strided_kind
     y32s = F.conv2d(x32, w32, stride=2, padding=1)
-    _conv_paths.tiled_kind = lambda Kg, R, S, geo, N=None: (
+    _conv_paths.tiled_kind = lambda Kg, R, S, geo, N=None, taps=None: (
         "positions",
         _conv_paths.tiled_block(Kg),
     )  # across positions
@@ -288,7 +288,7 @@ def _every_chunked_op(x, w, rng_seed=0):
         )
     finally:
         _conv_paths.tiled_kind, _conv_paths._strided_kind = real_kind, real_dx_kind
-    _conv_paths.tiled_kind = lambda Kg, R, S, geo, N=None: ("filters", 16)  # the tiles across filters, too
+    _conv_paths.tiled_kind = lambda Kg, R, S, geo, N=None, taps=None: ("filters", 16)  # the tiles across filters, too
     _conv_paths._strided_kind = lambda *a: "filters"
     try:
         out["conv filter tiles"] = (
