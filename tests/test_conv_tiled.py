@@ -190,6 +190,10 @@ def _pad_phases_model(x_n, c0, Cg, ph, pw, sh, sw, Hph, Wph):
         (2, 9, 9, 0, 0, 2, 2, 1),  # the last input row and column are read by no output: skipped
         (2, 9, 11, 1, 1, 2, 3, 1),
         (2, 40, 33, 0, 0, 2, 2, 1),
+        (2, 5, 70, 1, 3, 2, 2, 0),  # stride 2, rows of 70: two whole steps of 32 numbers and a masked end
+        (2, 40, 45, 2, 2, 1, 2, 0),  # long rows, the even columns to phase 0
+        (3, 6, 1, 0, 1, 2, 2, 0),  # rows of one number
+        (2, 12, 17, 1, 0, 2, 2, 2),
     ],
 )
 def test_pad_phases_against_a_numpy_model(C, H, W, ph, pw, sh, sw, cut):
@@ -205,6 +209,43 @@ def test_pad_phases_against_a_numpy_model(C, H, W, ph, pw, sh, sw, cut):
     np.testing.assert_array_equal(xp, _pad_phases_model(x_n, 1, C, ph, pw, sh, sw, Hph, Wph))
 
 
+@pytest.mark.parametrize("C, H, W, pw", [(3, 8, 8, 1), (2, 33, 40, 3)])
+def test_pad_phases_float64_at_stride_2(C, H, W, pw):
+    """float64 (the BLAS kernels' other dtype) takes split_pairs's plain loop: the same planes."""
+    from catlab._kernels.conv import _pad_phases
+
+    x_n = np.random.default_rng(W).standard_normal((C, H, W))
+    Hph, Wph = -(-(H + 2) // 2), -(-(W + 2 * pw) // 2)
+    xp = np.zeros(C * 4 * Hph * Wph)
+    _pad_phases(x_n, 0, 1, pw, 2, 2, Hph, Wph, xp)
+    np.testing.assert_array_equal(xp, _pad_phases_model(x_n, 0, C, 1, pw, 2, 2, Hph, Wph))
+
+
+def test_split_pairs_into_even_and_odd_numbers():
+    """split_pairs compiled (vector steps of 32, masked ends) and in Python: even[:ne] = src[0:n:2][:ne],
+    odd[:no] = src[1:n:2][:no], nothing else written, nothing of src past n read (a NaN there stays out)."""
+
+    @numba.njit(cache=False)
+    def split(src, n, even, ne, odd, no):
+        simd.split_pairs(src, n, even, ne, odd, no)
+
+    rng = np.random.default_rng(5)
+    for fn in (split, simd.split_pairs):
+        for n in (0, 1, 2, 15, 16, 17, 31, 32, 33, 64, 70):
+            src = np.full(n + 40, np.nan, dtype=np.float32)
+            src[:n] = rng.standard_normal(n)
+            for ne, no in [((n + 1) // 2, n // 2), (max(0, (n + 1) // 2 - 3), n // 2), (0, 0)]:
+                even = np.full(60, 7.0, dtype=np.float32)
+                odd = np.full(60, 7.0, dtype=np.float32)
+                fn(src, n, even, ne, odd, no)
+                np.testing.assert_array_equal(even[:ne], src[0:n:2][:ne])
+                np.testing.assert_array_equal(odd[:no], src[1:n:2][:no])
+                assert (even[ne:] == 7.0).all() and (odd[no:] == 7.0).all(), (n, ne, no)
+    with pytest.raises(IndexError, match="split_pairs"):
+        simd.split_pairs(np.zeros(8, np.float32), 8, np.zeros(8, np.float32), 5, np.zeros(8, np.float32), 4)
+    assert simd._MASKED_STORE.startswith("llvm.masked.store.v16f32")
+
+
 def test_compiled_vector_loads_are_bounds_checked_under_numba_boundscheck(tmp_path):
     code = (
         "import numba, numpy as np\n"
@@ -218,12 +259,17 @@ def test_compiled_vector_loads_are_bounds_checked_under_numba_boundscheck(tmp_pa
         "def g(a, i, out):\n    simd.vstore(out, 0, simd.vbcast(a, i))\n"
         "g(a, 19, out)\n"
         "try:\n    g(a, 20, out)\nexcept IndexError as e:\n    print('IndexError', e)\n"
+        "@numba.njit\n"
+        "def h(a, ne, e, o):\n    simd.split_pairs(a, 20, e, ne, o, 10)\n"
+        "e, o = np.zeros(10, np.float32), np.zeros(10, np.float32)\n"
+        "h(a, 10, e, o)\n"
+        "try:\n    h(a, 11, e, o)\nexcept IndexError as e:\n    print('IndexError', e)\n"
     )
     env = dict(os.environ, NUMBA_BOUNDSCHECK="1", NUMBA_CACHE_DIR=str(tmp_path))
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     lines = out.stdout.splitlines()
-    assert len(lines) == 2 and all(line.startswith("IndexError") for line in lines), out.stdout + out.stderr
-    assert "16 lanes" in lines[0] and "broadcast" in lines[1]
+    assert len(lines) == 3 and all(line.startswith("IndexError") for line in lines), out.stdout + out.stderr
+    assert "16 lanes" in lines[0] and "broadcast" in lines[1] and "split_pairs" in lines[2]
 
 
 # --- the tiled forward ----------------------------------------------------------------------------

@@ -36,6 +36,7 @@ run single-threaded (the caller arranges that).
 import numpy as np
 
 from ._jit import njit
+from .simd import split_pairs
 
 
 @njit(cache=True)
@@ -447,6 +448,20 @@ def _pad_row(x_n, c, h, v0, sw, n, xp, d):
             xp[d + t] = x_n[c, h, v0 + t * sw]
 
 
+@njit(cache=True, inline="always")
+def _split_row(src, W, pw, xp, d, HW, Wph):
+    """An input row ``src`` (W,) into its two column phases at stride 2: column w to phase (w + pw) % 2,
+    position (w + pw) // 2 of the row that starts at ``xp[d]`` (phase 0) and ``xp[d + HW]`` (phase 1);
+    columns past the phases' ``Wph`` positions are skipped. By :func:`catlab._kernels.simd.split_pairs`:
+    vector loads, shuffles and (masked) stores, where indexed stores cost about 1.3 ns a number."""
+    be = pw % 2  # the phase of the even columns; it starts at position pw // 2 (the odd ones' at (pw + 1) // 2)
+    je = pw // 2
+    jo = (pw + 1) // 2
+    ne = max(0, min((W + 1) // 2, Wph - je))
+    no = max(0, min(W // 2, Wph - jo))
+    split_pairs(src, W, xp[d + be * HW + je :], ne, xp[d + (1 - be) * HW + jo :], no)
+
+
 @njit(cache=True)
 def _pad_phases(x_n, c0, ph, pw, sh, sw, Hph, Wph, xp):
     """Copy channels c0 .. c0 + Cg - 1 of x_n (C, H, W) into their places in xp's Cg*sh*sw phase planes.
@@ -470,6 +485,9 @@ def _pad_phases(x_n, c0, ph, pw, sh, sw, Hph, Wph, xp):
                 a = ih % sh
                 i = ih // sh
                 src = x_n[c0 + c, h]  # a view per long row: its copy loop vectorises best
+                if sw == 2:
+                    _split_row(src, W, pw, xp, ((c * sh + a) * 2) * HW + i * Wph, HW, Wph)
+                    continue
                 for b in range(sw):
                     v0 = (b - pw) % sw  # first input column in phase b
                     j0 = (v0 + pw) // sw
@@ -484,15 +502,11 @@ def _pad_phases(x_n, c0, ph, pw, sh, sw, Hph, Wph, xp):
         return
     cstep = sh * sw * HW  # from one channel's phase planes to the next's
     if sw == 2:  # both column phases in one pass along the row: column w goes to phase (w + pw) % 2
-        wmax = min(W, 2 * Wph - pw)
         for h in range(min(H, Hph * sh - ph)):
             ih = h + ph
             d0 = (ih % sh) * 2 * HW + (ih // sh) * Wph  # phase (ih % sh, 0) of channel 0, row ih // sh
             for c in range(Cg):
-                d = d0 + c * cstep
-                for w in range(wmax):
-                    v = w + pw
-                    xp[d + (v & 1) * HW + (v >> 1)] = x_n[c0 + c, h, w]
+                _split_row(x_n[c0 + c, h], W, pw, xp, d0 + c * cstep, HW, Wph)
         return
     for h in range(min(H, Hph * sh - ph)):
         ih = h + ph

@@ -6,7 +6,8 @@ and stored on every step, and LLVM does not promote arrays to registers. The
 register-tiled convolution (:mod:`catlab._kernels.conv_tiled`) needs exactly
 that, so this module gives Numba a type whose values are LLVM vectors,
 ``<16 x float>`` (one AVX-512 register; two AVX2 registers elsewhere), and
-seven operations on it, each one to three LLVM instructions:
+seven operations on it, each one to three LLVM instructions, and two that move
+whole rows through shuffles (the last two below):
 
 ===================  ==================================================
 ``vzero()``          the vector of sixteen zeros
@@ -20,6 +21,11 @@ seven operations on it, each one to three LLVM instructions:
 ``vtranspose16(a,    ``out[j, 0:16] = a[0:16, j]`` for j < 16 (2-D C-contiguous
 out)``               float32 arrays): sixteen rows loaded, transposed in
                      registers by 4 rounds of 16 two-register shuffles
+``split_pairs(src,   ``even[:ne] = src[0::2][:ne]``, ``odd[:no] =
+n, even, ne, odd,    src[1::2][:no]``, reading ``src[:n]`` only (a row
+no)``                split into its two stride phases): 32 numbers per
+                     step, two loads, two shuffles and two stores, the
+                     ends of the row by masked loads and stores
 ===================  ==================================================
 
 Four rounds of ``vpairsum`` turn sixteen vectors into one whose lane ``r``
@@ -208,6 +214,74 @@ def _round_intrinsic(k):
 
 _round8, _round4, _round2, _round1 = (_round_intrinsic(k) for k in (8, 4, 2, 1))
 
+_I32V = ir.VectorType(ir.IntType(32), LANES)
+_LANE_INDEX = ir.Constant(_I32V, list(range(LANES)))
+
+
+def _first_lanes(builder, n):
+    """The mask of lanes 0 .. n - 1 (all for n >= 16, none for n <= 0), from an intp ``n``."""
+    n = builder.select(builder.icmp_signed(">", n, ir.Constant(n.type, LANES)), ir.Constant(n.type, LANES), n)
+    n = builder.select(builder.icmp_signed("<", n, ir.Constant(n.type, 0)), ir.Constant(n.type, 0), n)
+    n32 = builder.trunc(n, ir.IntType(32))
+    one = builder.insert_element(ir.Constant(_I32V, ir.Undefined), n32, ir.Constant(ir.IntType(32), 0))
+    splat = builder.shuffle_vector(one, ir.Constant(_I32V, ir.Undefined), ir.Constant(_I32V, [0] * LANES))
+    return builder.icmp_signed("<", _LANE_INDEX, splat)
+
+
+# LLVM's masked loads and stores; the names carry the typed pointer llvmlite writes (newer LLVMs remangle them)
+_MASKED_LOAD = f"llvm.masked.load.v{LANES}f32.p0v{LANES}f32"
+_MASKED_STORE = f"llvm.masked.store.v{LANES}f32.p0v{LANES}f32"
+
+
+@intrinsic
+def _load_first(typingctx, arr, idx, n):
+    """Lanes 0 .. n - 1 from ``arr[idx:]``, zero in the others; memory past them is not read."""
+    if not (_is_float32_vector_array(arr) and isinstance(idx, types.Integer) and isinstance(n, types.Integer)):
+        return None
+    sig = float32x16(arr, types.intp, types.intp)
+
+    def codegen(context, builder, sig, args):
+        ptr = _vector_pointer(context, builder, sig.args[0], args[0], args[1])
+        mask = _first_lanes(builder, args[2])
+        fnty = ir.FunctionType(_VEC, [ptr.type, ir.IntType(32), mask.type, _VEC])
+        fn = cgutils.get_or_insert_function(builder.module, fnty, _MASKED_LOAD)
+        return builder.call(fn, [ptr, ir.Constant(ir.IntType(32), 4), mask, ir.Constant(_VEC, [0.0] * LANES)])
+
+    return sig, codegen
+
+
+@intrinsic
+def _store_first(typingctx, arr, idx, v, n):
+    """``arr[idx : idx + n] = v[:n]`` (n <= 16); memory past them is not written."""
+    if not (_is_float32_vector_array(arr) and isinstance(idx, types.Integer) and v == float32x16):
+        return None
+    if not isinstance(n, types.Integer):
+        return None
+    sig = types.void(arr, types.intp, float32x16, types.intp)
+
+    def codegen(context, builder, sig, args):
+        ptr = _vector_pointer(context, builder, sig.args[0], args[0], args[1])
+        mask = _first_lanes(builder, args[3])
+        fnty = ir.FunctionType(ir.VoidType(), [_VEC, ptr.type, ir.IntType(32), mask.type])
+        fn = cgutils.get_or_insert_function(builder.module, fnty, _MASKED_STORE)
+        builder.call(fn, [args[2], ptr, ir.Constant(ir.IntType(32), 4), mask])
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+@intrinsic
+def _evens_odds(typingctx, a, b):
+    """(a[0], a[2], ..., b[14]; a[1], a[3], ..., b[15]): 32 numbers split by parity."""
+    if not (a == float32x16 and b == float32x16):
+        return None
+
+    def codegen(context, builder, sig, args):
+        out = (builder.shuffle_vector(args[0], args[1], _EVEN), builder.shuffle_vector(args[0], args[1], _ODD))
+        return context.make_tuple(builder, sig.return_type, out)
+
+    return types.UniTuple(float32x16, 2)(float32x16, float32x16), codegen
+
 
 def _check(a, i):
     if i < 0 or i + LANES > a.shape[0]:
@@ -262,6 +336,51 @@ def vtranspose16(a, out):
     if a.shape[0] < LANES or a.shape[1] < LANES or out.shape[0] < LANES or out.shape[1] < LANES:
         raise IndexError("catlab simd: vtranspose16 needs 16 rows of 16 lanes in both arrays")
     out[:LANES, :LANES] = a[:LANES, :LANES].T
+
+
+def split_pairs(src, n, even, ne, odd, no):
+    """``even[:ne] = src[0:n:2][:ne]``, ``odd[:no] = src[1:n:2][:no]``: a row split into its two stride phases.
+
+    ``ne`` and ``no`` may not exceed the numbers ``src[:n]`` holds for them. Compiled for 1-D C-contiguous
+    float32 arrays, 32 numbers a step by vector loads, shuffles and stores (the row's end by masked ones,
+    which touch no memory past it); for any other arrays a plain loop.
+    """
+    if ne > (n + 1) // 2 or no > n // 2 or ne > even.shape[0] or no > odd.shape[0] or n > src.shape[0]:
+        raise IndexError("catlab simd: split_pairs past an array")
+    even[:ne] = src[0:n:2][:ne]
+    odd[:no] = src[1:n:2][:no]
+
+
+@register_jitable
+def _split_pairs_vectors(src, n, even, ne, odd, no):
+    for t in range(0, max(ne, no), LANES):
+        a = _load_first(src, 2 * t, n - 2 * t)  # src[2t : 2t + 16]
+        b = _load_first(src, 2 * t + LANES, n - 2 * t - LANES)  # src[2t + 16 : 2t + 32]
+        e, o = _evens_odds(a, b)
+        _store_first(even, t, e, ne - t)
+        _store_first(odd, t, o, no - t)
+
+
+@overload(split_pairs)
+def _ol_split_pairs(src, n, even, ne, odd, no):
+    if not all(_is_float32_vector_array(t) for t in (src, even, odd)):
+
+        def plain(src, n, even, ne, odd, no):
+            for t in range(ne):
+                even[t] = src[2 * t]
+            for t in range(no):
+                odd[t] = src[2 * t + 1]
+
+        return plain
+    if config.BOUNDSCHECK:
+
+        def checked(src, n, even, ne, odd, no):
+            if ne > (n + 1) // 2 or no > n // 2 or ne > even.shape[0] or no > odd.shape[0] or n > src.shape[0]:
+                raise IndexError("catlab simd: split_pairs past an array")
+            _split_pairs_vectors(src, n, even, ne, odd, no)
+
+        return checked
+    return lambda src, n, even, ne, odd, no: _split_pairs_vectors(src, n, even, ne, odd, no)
 
 
 @overload(vzero)
