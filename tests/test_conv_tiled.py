@@ -221,6 +221,28 @@ def test_pad_phases_float64_at_stride_2(C, H, W, pw):
     np.testing.assert_array_equal(xp, _pad_phases_model(x_n, 0, C, 1, pw, 2, 2, Hph, Wph))
 
 
+def test_copy_row_copies_exactly_n_numbers():
+    """copy_row compiled (16 numbers a step, the last one masked), on float64 (a plain loop) and in Python:
+    dst[:n] = src[:n], nothing past n written or read (a NaN there stays out)."""
+
+    @numba.njit(cache=False)
+    def copy(src, n, dst):
+        simd.copy_row(src, n, dst)
+
+    rng = np.random.default_rng(6)
+    for fn in (copy, simd.copy_row):
+        for dtype in (np.float32, np.float64):
+            for n in (0, 1, 8, 15, 16, 17, 31, 32, 33, 50):
+                src = np.full(n + 20, np.nan, dtype=dtype)
+                src[:n] = rng.standard_normal(n)
+                dst = np.full(n + 20, 7.0, dtype=dtype)
+                fn(src, n, dst[3:])
+                np.testing.assert_array_equal(dst[3 : 3 + n], src[:n])
+                assert (dst[:3] == 7.0).all() and (dst[3 + n :] == 7.0).all(), (n, dtype)
+    with pytest.raises(IndexError, match="copy_row"):
+        simd.copy_row(np.zeros(8, np.float32), 9, np.zeros(9, np.float32))
+
+
 def test_split_pairs_into_even_and_odd_numbers():
     """split_pairs compiled (vector steps of 32, masked ends) and in Python: even[:ne] = src[0:n:2][:ne],
     odd[:no] = src[1:n:2][:no], nothing else written, nothing of src past n read (a NaN there stays out)."""
@@ -264,12 +286,17 @@ def test_compiled_vector_loads_are_bounds_checked_under_numba_boundscheck(tmp_pa
         "e, o = np.zeros(10, np.float32), np.zeros(10, np.float32)\n"
         "h(a, 10, e, o)\n"
         "try:\n    h(a, 11, e, o)\nexcept IndexError as e:\n    print('IndexError', e)\n"
+        "@numba.njit\n"
+        "def k(a, n, out):\n    simd.copy_row(a, n, out)\n"
+        "k(a, 16, out)\n"
+        "try:\n    k(a, 17, out)\nexcept IndexError as e:\n    print('IndexError', e)\n"
     )
     env = dict(os.environ, NUMBA_BOUNDSCHECK="1", NUMBA_CACHE_DIR=str(tmp_path))
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     lines = out.stdout.splitlines()
-    assert len(lines) == 3 and all(line.startswith("IndexError") for line in lines), out.stdout + out.stderr
+    assert len(lines) == 4 and all(line.startswith("IndexError") for line in lines), out.stdout + out.stderr
     assert "16 lanes" in lines[0] and "broadcast" in lines[1] and "split_pairs" in lines[2]
+    assert "copy_row" in lines[3]
 
 
 # --- the tiled forward ----------------------------------------------------------------------------

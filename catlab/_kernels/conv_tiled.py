@@ -44,7 +44,7 @@ import numpy as np
 
 from ._jit import njit
 from .conv import _pad_phases, _phase_dims, _tap_offset
-from .simd import vbcast, vfma, vload, vpairsum, vsplat, vstore, vtranspose16, vzero
+from .simd import copy_row, vbcast, vfma, vload, vpairsum, vsplat, vstore, vtranspose16, vzero
 
 #: Positions per tile for each filter-block size KB (16 vectors of sums either way).
 TILE_8 = 32
@@ -558,10 +558,7 @@ def _copy_dy(dy4, n, k0, Kg, Hd, Wd, T0, L0, xp):
     Q = dy4.shape[3]
     for k in range(Kg):
         for p in range(P):
-            src = dy4[n, k0 + k, p]  # views: the copy vectorises (see conv._pad_row)
-            dst = xp[(k * Hd + T0 + p) * Wd + L0 :]
-            for q in range(Q):
-                dst[q] = src[q]
+            copy_row(dy4[n, k0 + k, p], Q, xp[(k * Hd + T0 + p) * Wd + L0 :])  # (see conv._pad_row)
 
 
 @njit(cache=True)
@@ -1227,10 +1224,7 @@ def conv2d_tiled_weight_grad(
             for k in range(kb0 * FB, min(kb1 * FB, Kg)):
                 d = (i * nkb * FB + k) * Lpad
                 for p in range(P):
-                    src = dy4[n0 + i, g * Kg + k, p]  # views: the copy vectorises (see conv._pad_row)
-                    dst = dyf[d + p * Wph :]
-                    for q in range(Q):
-                        dst[q] = src[q]
+                    copy_row(dy4[n0 + i, g * Kg + k, p], Q, dyf[d + p * Wph :])  # (see conv._pad_row)
                 db_t[g * Kg + k] += _lane_sum(dyf, d, Lpad, np.float32(1.0), lanes)  # 0 in the dropped columns
         for kb in range(kb0, kb1):
             for tb in range(ntb):
