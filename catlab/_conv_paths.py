@@ -639,18 +639,11 @@ def _backward_pair(dy4, x4, w4, groups, geo: Geometry, FB):
     finite = np.zeros(1, dtype=np.float32)
     if (sh, sw) != (1, 1):  # every stride phase of dx by one kernel (dilation 1: use_tiled_backward)
         phases, toffs, Hd, Wd, T0, L0, Tmax = _input_grad_layout(K, Cg, R, S, G, sh, sw, ph, pw, H, W, P, Q)
-        wf = w4.reshape(-1)
-        if _strided_kind(K, Cg, R, S, G, sh, sw, ph, pw, H, W, P, Q) == "filters":
-            wpv = _tiled.input_grad_filter_vectors(wf, K, Cg, R, S, G, sh, sw, phases, Tmax)  # (G, F, ncv, Tmax, 16)
-            wph = np.empty((0, 0, 0, 0), dtype=np.float32)
-            block = filter_tile_positions(16)
-        else:
-            wph = _tiled.input_grad_filters(wf, K, Cg, R, S, G, sh, sw, phases, Tmax)  # (G, F, Cg, Tmax)
-            wpv = np.empty((0, 0, 0, 0, 0), dtype=np.float32)
-            block = tiled_block(Cg)
+        across = _strided_kind(K, Cg, R, S, G, sh, sw, ph, pw, H, W, P, Q) == "filters"
+        block = filter_tile_positions(16) if across else tiled_block(Cg)
         dx = np.empty((1, C, H, W), dtype=np.float32)  # (1, C, H, W), every phase written once
         before = (x4, dy4, R, S, sh, sw, ph, pw, P, Q, FB, dweight, db, finite, G)
-        before += (wph, wpv, toffs, phases, Hd, Wd, T0, L0, block)
+        before += (np.ascontiguousarray(w4).reshape(-1), across, Tmax, toffs, phases, Hd, Wd, T0, L0, block)
         _threads.run_kernel(
             _tiled.conv2d_tiled_backward_pair_strided, _par.conv2d_tiled_backward_pair_strided, 2, 2, before, (dx,)
         )

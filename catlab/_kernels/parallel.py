@@ -165,13 +165,13 @@ def conv2d_tiled_backward_pair(
 
 @_njit_parallel
 def conv2d_tiled_backward_pair_strided(
-    n, items, x, dy4, R, S, sh, sw, ph, pw, P, Q, FB, dweight, db, finite, G, wph, wpv, toffs, phases, Hd, Wd,
-    T0, L0, KB, dx,
+    n, items, x, dy4, R, S, sh, sw, ph, pw, P, Q, FB, dweight, db, finite, G, wf, across, Tmax, toffs, phases, Hd,
+    Wd, T0, L0, KB, dx,
 ):  # fmt: skip
     for t in prange(n):
         _tiled.conv2d_tiled_backward_pair_strided(
-            x, dy4, R, S, sh, sw, ph, pw, P, Q, FB, dweight, db, finite, G, wph, wpv, toffs, phases, Hd, Wd, T0, L0,
-            KB, t * items // n, (t + 1) * items // n, dx,
+            x, dy4, R, S, sh, sw, ph, pw, P, Q, FB, dweight, db, finite, G, wf, across, Tmax, toffs, phases, Hd, Wd,
+            T0, L0, KB, t * items // n, (t + 1) * items // n, dx,
         )  # fmt: skip
 
 
