@@ -1061,8 +1061,10 @@ def _product_nt(x, weight):
     """
     N, K = x.shape
     M = weight.shape[0]  # out_features
+    if N >= M or N * K * M <= _SMALL_PRODUCT:  # (as many samples as outputs: by x's rows)
+        return _product(x, weight.T)
     n = _threads.chunks_for(M, K * N, _threads.num_threads(), _FORWARD_CHUNK_WORK)
-    if n == 1 or N >= M or N * K * M <= _SMALL_PRODUCT:  # (as many samples as outputs: by x's rows)
+    if n == 1:
         return _product(x, weight.T)
     yt = np.empty((M, N), dtype=x.dtype)  # (out, N): y.T
     before = (np.ascontiguousarray(weight), np.ascontiguousarray(x).T)  # (out, in) rows, (in, N) F-contiguous
