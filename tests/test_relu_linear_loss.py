@@ -174,6 +174,7 @@ def test_one_chunk_linear_products_use_numpy_blas_on_one_thread(threads, monkeyp
     if not TH.numpy_blas_limitable():
         pytest.skip("threadpoolctl cannot see NumPy's BLAS here: every product runs in the kernels")
     monkeypatch.setattr(TH, "num_threads", lambda: threads)
+    monkeypatch.setattr(Fm, "LINEAR_TILED_MIN_ROWS", 10**9)  # (float32 batches of 16 or more take the tiles)
     inside = []
     real = TH.numpy_blas_single_threaded
 
@@ -217,6 +218,7 @@ def test_split_forward_products_split_the_weight_rows_for_small_batches(N, M, sp
     from catlab import functional as Fm
 
     monkeypatch.setattr(TH, "num_threads", lambda: 2)
+    monkeypatch.setattr(Fm, "LINEAR_TILED_MIN_ROWS", 10**9)  # (the BLAS path, as float64 and large layers take)
     launches = []
     real_kernel = TH.run_kernel
     monkeypatch.setattr(TH, "run_kernel", lambda *a, **k: (launches.append(a[2:4]), real_kernel(*a, **k))[1])

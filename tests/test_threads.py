@@ -319,6 +319,8 @@ def _every_chunked_op(x, w, rng_seed=0):
         F.linear(xl[:1], wl, np.ones(300)),  # batch 1: rows of the weight
         *F.linear_backward(r.normal(size=(N, 300)), xl, wl),
     )
+    x32, w32, dy32 = (r.normal(size=s).astype(np.float32) for s in ((20, 40), (30, 40), (20, 30)))
+    out["linear, tiles"] = (F.linear(x32, w32, np.ones(30, np.float32)), *F.linear_backward(dy32, x32, w32))
     rm, rv = np.zeros(C), np.ones(C)
     out["batch norm"] = (*F.batch_norm(x, rm, rv, training=True), *F.batch_norm_backward(dyx, x, training=True))
     y, mask = F.dropout(x, 0.5, rng=np.random.default_rng(1), return_mask=True)

@@ -690,8 +690,8 @@ def pack_filter_vectors(wf, G, Kg, T, KV):
 
 
 @njit(cache=True)
-def _ftile16(xp, toff, wv, bs, yt):
-    """yt[i, 0:16] = sum over taps t of wv[t, 0:16] * xp[toff[t] + bs[i]], i < 16."""
+def _ftile16(xp, toff, wv, col, bs, yt):
+    """yt[i, 0:16] = sum over taps t of wv[t, col:col+16] * xp[toff[t] + bs[i]], i < 16."""
     b0 = bs[0]
     b1 = bs[1]
     b2 = bs[2]
@@ -726,7 +726,7 @@ def _ftile16(xp, toff, wv, bs, yt):
     a15 = vzero()
     for t in range(toff.shape[0]):
         o = toff[t]
-        w = vload(wv[t], 0)
+        w = vload(wv[t], col)
         a0 = vfma(w, vbcast(xp, o + b0), a0)
         a1 = vfma(w, vbcast(xp, o + b1), a1)
         a2 = vfma(w, vbcast(xp, o + b2), a2)
@@ -836,8 +836,8 @@ def _ftile32(xp, toff, wv, bs, yt):
 
 
 @njit(cache=True)
-def _ftile6(xp, toff, wv, bs, yt):
-    """yt[i, 0:16] = sum over taps t of wv[t, 0:16] * xp[toff[t] + bs[i]], i < 6: for CPUs without AVX-512
+def _ftile6(xp, toff, wv, col, bs, yt):
+    """yt[i, 0:16] = sum over taps t of wv[t, col:col+16] * xp[toff[t] + bs[i]], i < 6: for CPUs without AVX-512
     (6 vectors of sums in 12 of the 16 AVX2 registers; the 16-position tile would need 32)."""
     b0 = bs[0]
     b1 = bs[1]
@@ -853,7 +853,7 @@ def _ftile6(xp, toff, wv, bs, yt):
     a5 = vzero()
     for t in range(toff.shape[0]):
         o = toff[t]
-        w = vload(wv[t], 0)
+        w = vload(wv[t], col)
         a0 = vfma(w, vbcast(xp, o + b0), a0)
         a1 = vfma(w, vbcast(xp, o + b1), a1)
         a2 = vfma(w, vbcast(xp, o + b2), a2)
@@ -914,9 +914,9 @@ def conv2d_ftiled_forward(x, wpk, b, R, S, sh, sw, ph, pw, dil_h, dil_w, P, Q, P
             for tt in range(part * nt // parts, (part + 1) * nt // parts):  # this part's tiles of positions
                 j0 = tt * PT
                 if PT == FTILE_6:
-                    _ftile6(xp, toff, wv, bases[j0 : j0 + PT], yt)
+                    _ftile6(xp, toff, wv, 0, bases[j0 : j0 + PT], yt)
                 elif KV == 16:
-                    _ftile16(xp, toff, wv, bases[j0 : j0 + PT], yt)
+                    _ftile16(xp, toff, wv, 0, bases[j0 : j0 + PT], yt)
                 else:
                     _ftile32(xp, toff, wv, bases[j0 : j0 + PT], yt)
                 jn = min(PT, npos - j0)
@@ -1018,9 +1018,9 @@ def conv2d_ftiled_input_grad(dy4, wpv, toffs, phases, Hd, Wd, T0, L0, sh, sw, PT
                 for tt in range(nt):
                     j0 = tt * PT
                     if PT == FTILE_6:
-                        _ftile6(xp, toff, wv, bases[j0 : j0 + PT], yt)
+                        _ftile6(xp, toff, wv, 0, bases[j0 : j0 + PT], yt)
                     else:
-                        _ftile16(xp, toff, wv, bases[j0 : j0 + PT], yt)
+                        _ftile16(xp, toff, wv, 0, bases[j0 : j0 + PT], yt)
                     for i in range(min(PT, npos - j0)):
                         h = h0 + ((j0 + i) // cols) * sh
                         w = w0 + ((j0 + i) % cols) * sw

@@ -342,6 +342,18 @@ def linear_outer_backward(n, items, a, b, out):
         _linear.linear_outer_backward(a, b, t * items // n, (t + 1) * items // n, out)
 
 
+@_njit_parallel
+def linear_tiled_forward(n, items, x, w, b, PT, parts, y):
+    for t in prange(n):
+        _linear.linear_tiled_forward(x, w, b, PT, parts, t * items // n, (t + 1) * items // n, y)
+
+
+@_njit_parallel
+def linear_tiled_backward(n, items, dy, x, w, PT, dx, dw):
+    for t in prange(n):
+        _linear.linear_tiled_backward(dy, x, w, PT, t * items // n, (t + 1) * items // n, dx, dw)
+
+
 # --- normalisation, dropout, global pooling (catlab.functional) ----------------------------------
 
 

@@ -6,8 +6,8 @@ and stored on every step, and LLVM does not promote arrays to registers. The
 register-tiled convolution (:mod:`catlab._kernels.conv_tiled`) needs exactly
 that, so this module gives Numba a type whose values are LLVM vectors,
 ``<16 x float>`` (one AVX-512 register; two AVX2 registers elsewhere), and
-seven operations on it, each one to three LLVM instructions, and three that
-move whole rows (the last three below):
+seven operations on it, each one to three LLVM instructions, and four that
+move whole blocks or rows (the last four below):
 
 ===================  ==================================================
 ``vzero()``          the vector of sixteen zeros
@@ -21,6 +21,9 @@ move whole rows (the last three below):
 ``vtranspose16(a,    ``out[j, 0:16] = a[0:16, j]`` for j < 16 (2-D C-contiguous
 out)``               float32 arrays): sixteen rows loaded, transposed in
                      registers by 4 rounds of 16 two-register shuffles
+``vtranspose16_at(   the same from columns ``c`` to ``c + 15`` of ``a``:
+a, c, out)``         ``out[j, 0:16] = a[0:16, c + j]`` (a 16-by-16 block
+                     of a wider matrix)
 ``copy_row(src, n,   ``dst[:n] = src[:n]``: 16 numbers a step, the last
 dst)``               step masked (rows of 8 to 32 numbers, the padding
                      of small images, copy at 0.2 ns a number)
@@ -336,9 +339,15 @@ def vpairsum(a, b):
 
 def vtranspose16(a, out):
     """``out[j, 0:16] = a[0:16, j]`` for j < 16; ``a`` and ``out`` 2-D C-contiguous float32, at least 16 by 16."""
-    if a.shape[0] < LANES or a.shape[1] < LANES or out.shape[0] < LANES or out.shape[1] < LANES:
+    vtranspose16_at(a, 0, out)
+
+
+def vtranspose16_at(a, c, out):
+    """``out[j, 0:16] = a[0:16, c + j]`` for j < 16; ``a`` and ``out`` 2-D C-contiguous float32, ``a`` with at
+    least 16 rows and ``c + 16`` columns, ``out`` at least 16 by 16."""
+    if c < 0 or a.shape[0] < LANES or a.shape[1] < c + LANES or out.shape[0] < LANES or out.shape[1] < LANES:
         raise IndexError("catlab simd: vtranspose16 needs 16 rows of 16 lanes in both arrays")
-    out[:LANES, :LANES] = a[:LANES, :LANES].T
+    out[:LANES, :LANES] = a[:LANES, c : c + LANES].T
 
 
 def copy_row(src, n, dst):
@@ -518,11 +527,11 @@ def host_has_avx2_fma() -> bool:
 
 
 @register_jitable
-def _transpose16(a, out):
-    r0, r1, r2, r3 = _load(a[0], 0), _load(a[1], 0), _load(a[2], 0), _load(a[3], 0)
-    r4, r5, r6, r7 = _load(a[4], 0), _load(a[5], 0), _load(a[6], 0), _load(a[7], 0)
-    r8, r9, r10, r11 = _load(a[8], 0), _load(a[9], 0), _load(a[10], 0), _load(a[11], 0)
-    r12, r13, r14, r15 = _load(a[12], 0), _load(a[13], 0), _load(a[14], 0), _load(a[15], 0)
+def _transpose16(a, c, out):
+    r0, r1, r2, r3 = _load(a[0], c), _load(a[1], c), _load(a[2], c), _load(a[3], c)
+    r4, r5, r6, r7 = _load(a[4], c), _load(a[5], c), _load(a[6], c), _load(a[7], c)
+    r8, r9, r10, r11 = _load(a[8], c), _load(a[9], c), _load(a[10], c), _load(a[11], c)
+    r12, r13, r14, r15 = _load(a[12], c), _load(a[13], c), _load(a[14], c), _load(a[15], c)
     r0, r8 = _round8(r0, r8)
     r1, r9 = _round8(r1, r9)
     r2, r10 = _round8(r2, r10)
@@ -573,18 +582,29 @@ def _transpose16(a, out):
     _store(out[15], 0, r15)
 
 
+def _c_float32_matrices(*arrays) -> bool:
+    return all(
+        isinstance(t, types.Array) and t.ndim == 2 and t.dtype == types.float32 and t.layout == "C" for t in arrays
+    )
+
+
 @overload(vtranspose16)
 def _ol_vtranspose16(a, out):
-    if not all(
-        isinstance(t, types.Array) and t.ndim == 2 and t.dtype == types.float32 and t.layout == "C" for t in (a, out)
-    ):
+    if not _c_float32_matrices(a, out):
+        return None
+    return lambda a, out: vtranspose16_at(a, 0, out)
+
+
+@overload(vtranspose16_at)
+def _ol_vtranspose16_at(a, c, out):
+    if not (_c_float32_matrices(a, out) and isinstance(c, types.Integer)):
         return None
     if config.BOUNDSCHECK:
 
-        def checked(a, out):
-            if a.shape[0] < LANES or a.shape[1] < LANES or out.shape[0] < LANES or out.shape[1] < LANES:
+        def checked(a, c, out):
+            if c < 0 or a.shape[0] < LANES or a.shape[1] < c + LANES or out.shape[0] < LANES or out.shape[1] < LANES:
                 raise IndexError("catlab simd: vtranspose16 needs 16 rows of 16 lanes in both arrays")
-            _transpose16(a, out)
+            _transpose16(a, c, out)
 
         return checked
-    return lambda a, out: _transpose16(a, out)
+    return lambda a, c, out: _transpose16(a, c, out)
