@@ -10,7 +10,8 @@ with the same inputs and the same number of threads for every contender, it
    interleaved round by round, each sample preceded by untimed calls of the
    same library so that the other's spinning worker threads have gone quiet;
    the NumPy baseline in a separate pass, see :func:`time_interleaved`) and prints time,
-   GFLOP/s, the ratio to torch (forward alone, backward, and both), the share
+   GFLOP/s, the ratio to torch (forward alone, backward, and both; the median
+   of the ratios of each round, :func:`paired_ratio`), the share
    of the matmul peak, and the extra memory one call needs: first on the
    shapes the conv paths were tuned on (:data:`CONV_WORKLOADS`), then on
    shapes they were not (:data:`UNTUNED_CONV_WORKLOADS`: odd sizes, 16-64
@@ -472,11 +473,16 @@ def time_call(fn, repeats, min_time=2e-3):
 
 
 def time_interleaved(fns, repeats, min_time=10e-3):
-    """Median seconds per call of each function in ``fns`` (a dict), sampled in turn.
+    """Median seconds per call of each function in ``fns`` (a dict), sampled in turn (:func:`time_rounds`)."""
+    return {key: statistics.median(v) for key, v in time_rounds(fns, repeats, min_time).items()}
+
+
+def time_rounds(fns, repeats, min_time=10e-3):
+    """Seconds per call of each function in ``fns`` (a dict) in each of ``repeats`` rounds: key -> list.
 
     Each function is warmed up, then every round takes one sample of each
     (enough calls to last ``min_time``), so a change in the machine's load
-    hits all of them alike; the median over ``repeats`` rounds is returned.
+    hits all of them alike (:func:`paired_ratio` compares them round by round).
     Before each sample the function runs untimed for another ``min_time / 2``
     (at least one call): the previous contender's worker threads (OpenMP's and
     OpenBLAS's busy-wait for some milliseconds after their last task) would
@@ -498,7 +504,24 @@ def time_interleaved(fns, repeats, min_time=10e-3):
             for _ in range(n):
                 fn()
             samples[key].append((time.perf_counter() - t0) / n)
-    return {key: statistics.median(v) for key, v in samples.items()}
+    return samples
+
+
+def paired_ratio(a, b):
+    """Median over rounds of ``a[i] / b[i]``: two contenders' times compared within each round.
+
+    A shared machine's load changes over seconds; both samples of one round see about the same load,
+    so the ratio of each round is steadier than the ratio of the two medians (which may come from
+    different rounds). ``a`` and ``b`` are per-round times (or sums of them), of equal length.
+
+    Examples
+    --------
+    >>> paired_ratio([1.0, 2.0, 4.0], [2.0, 4.0, 4.0])  # rounds 2 and 3 ran under more load
+    0.5
+    """
+    if len(a) != len(b) or not a:
+        raise ValueError(f"paired_ratio needs two equally long non-empty lists, got {len(a)} and {len(b)}")
+    return statistics.median(x / y for x, y in zip(a, b))
 
 
 def _rss_hwm():
@@ -810,15 +833,21 @@ CONV_COLUMNS = [
 ]
 
 
+def _paired(rec, key, of_medians):
+    """The record's round-by-round ratio ``key`` (:func:`paired_ratio`), else the ratio of the medians."""
+    x = rec.get(key)
+    return of_medians if x is None else x
+
+
 def conv_rows(records, peak):
     """Three rows per conv record (forward, backward, fwd+bwd) for :data:`CONV_COLUMNS`."""
     rows = []
     for rec in records:
         torch = rec.get("torch")
-        for phase, keys, mult in (
-            ("forward", ("forward_s",), 1),
-            ("backward", ("backward_s",), 2),
-            ("fwd+bwd", ("forward_s", "backward_s"), 3),
+        for phase, keys, mult, xkey in (
+            ("forward", ("forward_s",), 1, "forward_x_torch"),
+            ("backward", ("backward_s",), 2, "backward_x_torch"),
+            ("fwd+bwd", ("forward_s", "backward_s"), 3, "fwd_bwd_x_torch"),
         ):
             c = sum(rec["catlab"][k] for k in keys)
             nm = sum(rec["numpy"][k] for k in keys) if "numpy" in rec else None
@@ -836,7 +865,7 @@ def conv_rows(records, peak):
                     f"{100 * gf / peak:.1f}",
                     _f(None if nm is None else 1e3 * nm, ".3f"),
                     _f(None if tt is None else 1e3 * tt, ".3f"),
-                    _f(None if tt is None else c / tt, ".2f"),
+                    _f(None if tt is None else _paired(rec, xkey, c / tt), ".2f"),
                     mem_s,
                 ]
             )
@@ -886,13 +915,14 @@ def ops_rows(records):
     for rec in records:
         c, t = rec["catlab"], rec.get("torch")
         ms = [None if d is None else f"{1e3 * d[k]:.3f}" for d in (c, t) for k in ("forward_s", "backward_s")]
+        both = None if t is None else (c["forward_s"] + c["backward_s"]) / (t["forward_s"] + t["backward_s"])
         ratios = (
             [None] * 3
             if t is None
             else [
-                f"{(c['forward_s'] + c['backward_s']) / (t['forward_s'] + t['backward_s']):.2f}",
-                f"{c['forward_s'] / t['forward_s']:.2f}",
-                f"{c['backward_s'] / t['backward_s']:.2f}",
+                f"{_paired(rec, 'fwd_bwd_x_torch', both):.2f}",
+                f"{_paired(rec, 'forward_x_torch', c['forward_s'] / t['forward_s']):.2f}",
+                f"{_paired(rec, 'backward_x_torch', c['backward_s'] / t['backward_s']):.2f}",
             ]
         )
         rows.append([rec["name"], str(rec["shape"][0])] + ms + ratios)
@@ -959,13 +989,26 @@ def _time_contenders(cont, threads, repeats):
     """
     head = {who: fb for who, fb in cont.items() if who in ("catlab", "torch")}
     rest = {who: fb for who, fb in cont.items() if who not in head}
-    tf, tb = {}, {}
+    rf, rb = {}, {}
     with _threads.blas_limit(threads):
         for group, reps in ((head, repeats), (rest, max(1, min(repeats, 3)))):
             if group:
-                tf.update(time_interleaved({who: fb[0] for who, fb in group.items()}, reps))
-                tb.update(time_interleaved({who: fb[1] for who, fb in group.items()}, reps))
-    return tf, tb
+                rf.update(time_rounds({who: fb[0] for who, fb in group.items()}, reps))
+                rb.update(time_rounds({who: fb[1] for who, fb in group.items()}, reps))
+    tf = {who: statistics.median(v) for who, v in rf.items()}
+    tb = {who: statistics.median(v) for who, v in rb.items()}
+    return tf, tb, rf, rb
+
+
+def _x_torch(rec, rf, rb):
+    """The records' ratios to torch, round by round (:func:`paired_ratio`): forward, backward, fwd+bwd."""
+    if "torch" not in rf:
+        return
+    fb = [f + b for f, b in zip(rf["catlab"], rb["catlab"])]
+    tfb = [f + b for f, b in zip(rf["torch"], rb["torch"])]
+    rec["forward_x_torch"] = paired_ratio(rf["catlab"], rf["torch"])
+    rec["backward_x_torch"] = paired_ratio(rb["catlab"], rb["torch"])
+    rec["fwd_bwd_x_torch"] = paired_ratio(fb, tfb)
 
 
 def measure_conv(workload, torch, threads, repeats, rtol, tuned=True):
@@ -991,7 +1034,7 @@ def measure_conv(workload, torch, threads, repeats, rtol, tuned=True):
         "flops_forward": flops,
         "max_rel_err": err,
     }
-    tf, tb = _time_contenders(cont, threads, repeats)
+    tf, tb, rf, rb = _time_contenders(cont, threads, repeats)
     for who in cont:
         rec[who] = {"forward_s": tf[who], "backward_s": tb[who]}
     fwd, bwd = cont["catlab"]
@@ -1003,9 +1046,9 @@ def measure_conv(workload, torch, threads, repeats, rtol, tuned=True):
     for phase, fl in (("forward", flops), ("backward", 2 * flops)):
         c[f"{phase}_gflops"] = fl / c[f"{phase}_s"] / 1e9
         c[f"{phase}_pct_peak"] = 100 * c[f"{phase}_gflops"] / _PEAK[0] if _PEAK else None
-        rec[f"{phase}_x_torch"] = c[f"{phase}_s"] / rec["torch"][f"{phase}_s"] if "torch" in rec else None
-    t = rec.get("torch")
-    rec["fwd_bwd_x_torch"] = (c["forward_s"] + c["backward_s"]) / (t["forward_s"] + t["backward_s"]) if t else None
+        rec[f"{phase}_x_torch"] = None
+    rec["fwd_bwd_x_torch"] = None
+    _x_torch(rec, rf, rb)
     return rec
 
 
@@ -1016,12 +1059,10 @@ def measure_op(workload, torch, threads, repeats, rtol):
     cont = op_contenders(kind, x, extra, dy, wlin, torch)
     err = check_contenders(name, cont, rtol)
     rec = {"name": name, "kind": kind, "shape": list(shape), "extra": extra, "max_rel_err": err}
-    tf, tb = _time_contenders(cont, threads, repeats)
+    tf, tb, rf, rb = _time_contenders(cont, threads, repeats)
     for who in cont:
         rec[who] = {"forward_s": tf[who], "backward_s": tb[who]}
-    if "torch" in rec:
-        c, t = rec["catlab"], rec["torch"]
-        rec["fwd_bwd_x_torch"] = (c["forward_s"] + c["backward_s"]) / (t["forward_s"] + t["backward_s"])
+    _x_torch(rec, rf, rb)
     return rec
 
 
@@ -1171,7 +1212,8 @@ def run(args):
                 f"rest of LeNet forward+backward {d['rest_of_lenet']:.2f}, total {d['total']:.2f}"
             )
     print(
-        "\nx torch: catlab's time / torch's time at equal threads (below 1 means catlab is faster); "
+        "\nx torch: catlab's time / torch's time at equal threads (below 1 means catlab is faster), the median "
+        "over the rounds\nof the two times measured in the same round (ms columns: medians of each); "
         "-: not measured (no torch);\n%peak: share of the matmul peak above; mem: extra memory of one call "
         "in this process, tracemalloc peak\n(NumPy arrays: outputs, per-chunk sums) / resident-set peak increase "
         "(also Numba workspaces, but not memory\nreused from earlier calls)."

@@ -293,9 +293,35 @@ def test_numpy_baseline_is_timed_apart_from_catlab_and_torch(monkeypatch):
     after each product) runs in a separate pass."""
     groups = []
     monkeypatch.setattr(
-        bench, "time_interleaved", lambda fns, reps: groups.append(sorted(fns)) or dict.fromkeys(fns, 1.0)
+        bench, "time_rounds", lambda fns, reps: groups.append(sorted(fns)) or {k: [1.0] * reps for k in fns}
     )
     cont = {who: (lambda: None, lambda: None) for who in ("catlab", "numpy", "torch")}
-    tf, tb = bench._time_contenders(cont, 1, 3)
+    tf, tb, rf, rb = bench._time_contenders(cont, 1, 3)
     assert groups == [["catlab", "torch"], ["catlab", "torch"], ["numpy"], ["numpy"]]
-    assert set(tf) == set(tb) == set(cont)
+    assert set(tf) == set(tb) == set(rf) == set(rb) == set(cont)
+    assert len(rf["catlab"]) == 3 and len(rf["numpy"]) == 3
+
+
+def test_ratios_to_torch_are_paired_round_by_round(monkeypatch):
+    """x torch is the median of each round's catlab / torch (both timed under that round's load), not the
+    ratio of the medians: here torch's median comes from a quiet round and catlab's from a busy one."""
+    assert bench.paired_ratio([1.0, 2.0, 4.0], [2.0, 4.0, 4.0]) == 0.5
+    with pytest.raises(ValueError, match="equally long"):
+        bench.paired_ratio([1.0], [1.0, 2.0])
+    with pytest.raises(ValueError, match="equally long"):
+        bench.paired_ratio([], [])
+    rounds = {  # three rounds: the load doubles, then doubles again; catlab takes 0.8 of torch's time in each
+        "forward": {"catlab": [0.8, 1.6, 3.2], "torch": [1.0, 2.0, 4.0]},
+        "backward": {"catlab": [1.8, 3.6, 7.2], "torch": [2.0, 4.0, 8.0]},
+    }
+    calls = iter(["forward", "backward"])
+    monkeypatch.setattr(bench, "time_rounds", lambda fns, reps: rounds[next(calls)])
+    x = np.zeros((2, 4), np.float32)
+    cont = {"catlab": (lambda: x, lambda: x), "torch": (lambda: x, lambda: x)}
+    monkeypatch.setattr(bench, "op_contenders", lambda *a, **k: cont)
+    rec = bench.measure_op(("relu", "relu", (2, 4), None), None, 1, 3, 1e-4)
+    assert rec["forward_x_torch"] == pytest.approx(0.8)
+    assert rec["backward_x_torch"] == pytest.approx(0.9)
+    assert rec["fwd_bwd_x_torch"] == pytest.approx(2.6 / 3.0)
+    row = bench.ops_rows([rec])[0]
+    assert row[-3:] == ["0.87", "0.80", "0.90"]
