@@ -85,6 +85,33 @@ def test_transpose_of_sixteen_vectors():
     assert first_lanes == [[0, 1, 2, 3], [0, 1, 2, 3], [0, 1, 16, 17], [0, 16, 2, 18]]
 
 
+@pytest.mark.parametrize("taps", [1, 9, 144])
+def test_run_tiles_equal_the_tiles_of_separate_bases(taps):
+    """_ftile16_run and _ftile32_run (positions side by side: one address register) give the sums of _ftile16
+    and _ftile32 bit for bit when the bases are b0, b0 + 1, ...; from any column of the weight rows (16
+    filters), and both equal float64 sums."""
+    r = np.random.default_rng(taps)
+    xp = r.normal(size=400).astype(np.float32)
+    toff = np.sort(r.choice(380, size=taps)).astype(np.intp)
+    wv = r.normal(size=(taps, 40)).astype(np.float32)
+    x64 = xp.astype(np.float64)
+    for b0, col in ((0, 0), (3, 24), (4, 7)):
+        run = np.full((16, 16), np.nan, np.float32)
+        tile = np.full((16, 16), np.nan, np.float32)
+        CT._ftile16_run(xp, toff, wv, col, b0, run)
+        CT._ftile16(xp, toff, wv, col, np.arange(b0, b0 + 16, dtype=np.intp), tile)
+        np.testing.assert_array_equal(run, tile)
+        want = x64[toff[None, :] + b0 + np.arange(16)[:, None]] @ wv[:, col : col + 16]
+        np.testing.assert_allclose(run, want, rtol=1e-5, atol=1e-5 * np.sqrt(taps))
+        w32 = np.ascontiguousarray(wv[:, :32])
+        run, tile = np.full((8, 32), np.nan, np.float32), np.full((8, 32), np.nan, np.float32)
+        CT._ftile32_run(xp, toff, w32, b0, run)
+        CT._ftile32(xp, toff, w32, np.arange(b0, b0 + 8, dtype=np.intp), tile)
+        np.testing.assert_array_equal(run, tile)
+        want = x64[toff[None, :] + b0 + np.arange(8)[:, None]] @ w32
+        np.testing.assert_allclose(run, want, rtol=1e-5, atol=1e-5 * np.sqrt(taps))
+
+
 def test_host_cpu_name_is_what_numba_compiles_for(monkeypatch):
     """LLVM's name of the host CPU, or the one Numba is told to compile for (NUMBA_CPU_NAME)."""
     from llvmlite import binding

@@ -762,6 +762,67 @@ def _ftile16(xp, toff, wv, col, bs, yt):
 
 
 @njit(cache=True)
+def _ftile16_run(xp, toff, wv, col, b0, yt):
+    """As :func:`_ftile16` for 16 positions side by side in one row (stride 1): bs[i] = b0 + i.
+
+    The 16 broadcasts of a tap then share one address register (displacements 0 to 60 bytes); with 16
+    bases LLVM kept 7 of them on the stack and reloaded them every tap. Measured alone on Zen 4: 111-116
+    GFLOP/s against 96-109 (144-784 taps).
+    """
+    a0 = vzero()
+    a1 = vzero()
+    a2 = vzero()
+    a3 = vzero()
+    a4 = vzero()
+    a5 = vzero()
+    a6 = vzero()
+    a7 = vzero()
+    a8 = vzero()
+    a9 = vzero()
+    a10 = vzero()
+    a11 = vzero()
+    a12 = vzero()
+    a13 = vzero()
+    a14 = vzero()
+    a15 = vzero()
+    for t in range(toff.shape[0]):
+        o = toff[t] + b0
+        w = vload(wv[t], col)
+        a0 = vfma(w, vbcast(xp, o), a0)
+        a1 = vfma(w, vbcast(xp, o + 1), a1)
+        a2 = vfma(w, vbcast(xp, o + 2), a2)
+        a3 = vfma(w, vbcast(xp, o + 3), a3)
+        a4 = vfma(w, vbcast(xp, o + 4), a4)
+        a5 = vfma(w, vbcast(xp, o + 5), a5)
+        a6 = vfma(w, vbcast(xp, o + 6), a6)
+        a7 = vfma(w, vbcast(xp, o + 7), a7)
+        a8 = vfma(w, vbcast(xp, o + 8), a8)
+        a9 = vfma(w, vbcast(xp, o + 9), a9)
+        a10 = vfma(w, vbcast(xp, o + 10), a10)
+        a11 = vfma(w, vbcast(xp, o + 11), a11)
+        a12 = vfma(w, vbcast(xp, o + 12), a12)
+        a13 = vfma(w, vbcast(xp, o + 13), a13)
+        a14 = vfma(w, vbcast(xp, o + 14), a14)
+        a15 = vfma(w, vbcast(xp, o + 15), a15)
+    vstore(yt[0], 0, a0)
+    vstore(yt[1], 0, a1)
+    vstore(yt[2], 0, a2)
+    vstore(yt[3], 0, a3)
+    vstore(yt[4], 0, a4)
+    vstore(yt[5], 0, a5)
+    vstore(yt[6], 0, a6)
+    vstore(yt[7], 0, a7)
+    vstore(yt[8], 0, a8)
+    vstore(yt[9], 0, a9)
+    vstore(yt[10], 0, a10)
+    vstore(yt[11], 0, a11)
+    vstore(yt[12], 0, a12)
+    vstore(yt[13], 0, a13)
+    vstore(yt[14], 0, a14)
+    vstore(yt[15], 0, a15)
+
+
+@njit(cache=True)
 def _ftile32(xp, toff, wv, bs, yt):
     """yt[i, 0:32] = sum over taps t of wv[t, 0:32] * xp[toff[t] + bs[i]], i < 8."""
     b0 = bs[0]
@@ -836,6 +897,73 @@ def _ftile32(xp, toff, wv, bs, yt):
 
 
 @njit(cache=True)
+def _ftile32_run(xp, toff, wv, b0, yt):
+    """As :func:`_ftile32` for 8 positions side by side in one row (stride 1): bs[i] = b0 + i (see
+    :func:`_ftile16_run`)."""
+    a0 = vzero()
+    a1 = vzero()
+    a2 = vzero()
+    a3 = vzero()
+    a4 = vzero()
+    a5 = vzero()
+    a6 = vzero()
+    a7 = vzero()
+    c0 = vzero()
+    c1 = vzero()
+    c2 = vzero()
+    c3 = vzero()
+    c4 = vzero()
+    c5 = vzero()
+    c6 = vzero()
+    c7 = vzero()
+    for t in range(toff.shape[0]):
+        o = toff[t] + b0
+        wt = wv[t]
+        w = vload(wt, 0)
+        u = vload(wt, 16)
+        v = vbcast(xp, o)
+        a0 = vfma(w, v, a0)
+        c0 = vfma(u, v, c0)
+        v = vbcast(xp, o + 1)
+        a1 = vfma(w, v, a1)
+        c1 = vfma(u, v, c1)
+        v = vbcast(xp, o + 2)
+        a2 = vfma(w, v, a2)
+        c2 = vfma(u, v, c2)
+        v = vbcast(xp, o + 3)
+        a3 = vfma(w, v, a3)
+        c3 = vfma(u, v, c3)
+        v = vbcast(xp, o + 4)
+        a4 = vfma(w, v, a4)
+        c4 = vfma(u, v, c4)
+        v = vbcast(xp, o + 5)
+        a5 = vfma(w, v, a5)
+        c5 = vfma(u, v, c5)
+        v = vbcast(xp, o + 6)
+        a6 = vfma(w, v, a6)
+        c6 = vfma(u, v, c6)
+        v = vbcast(xp, o + 7)
+        a7 = vfma(w, v, a7)
+        c7 = vfma(u, v, c7)
+    vstore(yt[0], 0, a0)
+    vstore(yt[0], 16, c0)
+    vstore(yt[1], 0, a1)
+    vstore(yt[1], 16, c1)
+    vstore(yt[2], 0, a2)
+    vstore(yt[2], 16, c2)
+    vstore(yt[3], 0, a3)
+    vstore(yt[3], 16, c3)
+    vstore(yt[4], 0, a4)
+    vstore(yt[4], 16, c4)
+    vstore(yt[5], 0, a5)
+    vstore(yt[5], 16, c5)
+    vstore(yt[6], 0, a6)
+    vstore(yt[6], 16, c6)
+    vstore(yt[7], 0, a7)
+    vstore(yt[7], 16, c7)
+
+
+@njit(cache=True)
 def _ftile6(xp, toff, wv, col, bs, yt):
     """yt[i, 0:16] = sum over taps t of wv[t, col:col+16] * xp[toff[t] + bs[i]], i < 6: for CPUs without AVX-512
     (6 vectors of sums in 12 of the 16 AVX2 registers; the 16-position tile would need 32)."""
@@ -880,6 +1008,8 @@ def conv2d_ftiled_forward(x, wpk, b, R, S, sh, sw, ph, pw, dil_h, dil_w, P, Q, P
     not split into stride phases: position (p, q) starts at ``p*sh*Wp + q*sw`` of the padded plane. The phase
     split, a strided copy, cost about 1 ns a number (8.5 us a sample of 32x16x16 at stride 2, against 28 us
     of arithmetic); the plain padding copies rows through views (:func:`catlab._kernels.conv._pad_row`).
+    A tile whose positions lie side by side in one row (stride 1) runs as :func:`_ftile16_run` or
+    :func:`_ftile32_run`: one address register for all its broadcasts.
     """
     G, nkv, T, KV = wpk.shape
     Cg = T // (R * S)
@@ -915,8 +1045,12 @@ def conv2d_ftiled_forward(x, wpk, b, R, S, sh, sw, ph, pw, dil_h, dil_w, P, Q, P
                 j0 = tt * PT
                 if PT == FTILE_6:
                     _ftile6(xp, toff, wv, 0, bases[j0 : j0 + PT], yt)
+                elif KV == 16 and sw == 1 and j0 % Q + 16 <= Q:  # 16 positions side by side in one row
+                    _ftile16_run(xp, toff, wv, 0, bases[j0], yt)
                 elif KV == 16:
                     _ftile16(xp, toff, wv, 0, bases[j0 : j0 + PT], yt)
+                elif sw == 1 and j0 % Q + 8 <= Q:
+                    _ftile32_run(xp, toff, wv, bases[j0], yt)
                 else:
                     _ftile32(xp, toff, wv, bases[j0 : j0 + PT], yt)
                 jn = min(PT, npos - j0)
