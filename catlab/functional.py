@@ -556,7 +556,7 @@ def _pool_indices(indices, shape, plane):
         raise TypeError(f"indices must have dtype int64 (as returned by max_pool2d), got {indices.dtype}")
     V.same_shape(indices, "indices", shape, "the forward output's shape")
     indices = np.ascontiguousarray(indices)
-    if indices.size and (indices.min() < 0 or indices.max() >= plane):
+    if indices.size and not _pool.indices_in_range(indices, plane):
         raise ValueError(
             f"indices must lie in [0, H*W) = [0, {plane}), got the range "
             f"[{indices.min()}, {indices.max()}]; pass the indices max_pool2d returned for this x"

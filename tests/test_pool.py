@@ -218,6 +218,23 @@ def test_bad_indices_are_rejected(indices, exc, match):
         F.max_pool2d_backward(DY, X, 2, indices=indices)
 
 
+def test_one_index_out_of_range_is_found_anywhere():
+    """The compiled range check (one pass) catches a single bad index at the first, a middle or the last
+    place, at both ends of the range; the boundaries 0 and H*W - 1 pass."""
+    from catlab._kernels import pool as KP
+
+    good = np.zeros((2, 3, 4, 4), np.int64)
+    good[1, 2, 3, 3] = 63
+    assert KP.indices_in_range(good, 64)
+    for where in ((0, 0, 0, 0), (1, 1, 2, 1), (1, 2, 3, 3)):
+        for bad in (-1, 64, 2**40):
+            ind = good.copy()
+            ind[where] = bad
+            assert not KP.indices_in_range(ind, 64)
+            with pytest.raises(ValueError, match=r"indices must lie in \[0, H\*W\)"):
+                F.max_pool2d_backward(DY, X, 2, indices=ind)
+
+
 def test_non_contiguous_indices_are_accepted(rng):
     x = rng.normal(size=(2, 3, 8, 8))
     y, idx = F.max_pool2d(x, 2, return_indices=True)
