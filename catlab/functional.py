@@ -1073,17 +1073,11 @@ def _unaliased_rows(a):
     return out
 
 
-def _tile_rows():
-    from ._kernels import conv_tiled
-
-    return conv_tiled.FTILE_16 if _paths.WIDE_REGISTERS else conv_tiled.FTILE_6
-
-
 def _linear_tiled_forward(x, weight, bias):
     """``x @ weight.T + bias`` by register tiles: items are blocks of 16 outputs, cut by samples if too few."""
     N = x.shape[0]
     M = weight.shape[0]
-    PT = _tile_rows()
+    PT = _paths.filter_tile_positions(16)  # rows per tile: 16 with AVX-512, else 6
     blocks = -(-M // 16)
     parts = min(-(-N // PT), -(-2 * _threads.num_threads() // blocks))  # (a thread per block and part)
     work = 16 * N * x.shape[1] / parts  # multiply-adds per item
@@ -1102,7 +1096,8 @@ def _linear_tiled_backward(dy, x, weight):
     n = _threads.chunks_for(blocks, 16 * N * weight.shape[0], _threads.num_threads(), LINEAR_TILED_CHUNK_WORK)
     dx = np.empty(x.shape, dtype=x.dtype)  # (N, in)
     dweight = np.empty(weight.shape, dtype=x.dtype)  # (out, in)
-    before = (_unaliased_rows(dy), np.ascontiguousarray(x), np.ascontiguousarray(weight), _tile_rows())
+    PT = _paths.filter_tile_positions(16)  # rows per tile
+    before = (_unaliased_rows(dy), np.ascontiguousarray(x), np.ascontiguousarray(weight), PT)
     _threads.run_kernel(_linear.linear_tiled_backward, _par.linear_tiled_backward, blocks, n, before, (dx, dweight))
     return dx, dweight
 
