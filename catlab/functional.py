@@ -521,11 +521,11 @@ def _pool_setup(x, kernel_size, stride, padding, dilation=1, ceil_mode=False):
             + (f" spanning ({span_h}, {span_w}) with dilation ({dil_h}, {dil_w})" if (dil_h, dil_w) != (1, 1) else "")
             + "; use a smaller window or a larger input"
         )
+    if not ceil_mode and dil_h == 1 and dil_w == 1:  # the common case: plain floor division (_pool_out)
+        return x, (kh, kw), (sh, sw), (ph, pw), (1, 1), ((H + 2 * ph - kh) // sh + 1, (W + 2 * pw - kw) // sw + 1)
     P = _pool_out(H, kh, sh, ph, dil_h, ceil_mode)
     Q = _pool_out(W, kw, sw, pw, dil_w, ceil_mode)
-    for axis, n, k, st, pd, d, out in (("H", H, kh, sh, ph, dil_h, P), ("W", W, kw, sw, pw, dil_w, Q))[
-        : 2 if dil_h > 1 or dil_w > 1 else 0
-    ]:
+    for axis, n, k, st, pd, d, out in ("H", H, kh, sh, ph, dil_h, P), ("W", W, kw, sw, pw, dil_w, Q):
         if d > 1:  # a dilated window can fall entirely into the padding; PyTorch then returns -inf
             starts = np.arange(out) * st - pd
             r_lo = np.where(starts < 0, (-starts + d - 1) // d, 0)
@@ -927,10 +927,13 @@ def relu(x: Array) -> Array:
     array([0., 0., 3.])
     """
     x = V.float_array(x, "x")
-    y = np.empty_like(x)
-    xf, yf = x.reshape(-1), y.reshape(-1)
-    _planes(xf.shape[0], 2, _act.relu_forward, _par.relu_forward, (xf,), (yf,))
-    return y
+    n = x.size
+    yf = np.empty(n, dtype=x.dtype)  # (x.size,)
+    if 2 * n < _threads.MIN_WORK:  # (as _planes, without its call: a small call is mostly fixed costs)
+        _act.relu_forward(x.reshape(-1), 0, n, yf)
+    else:
+        _planes(n, 2, _act.relu_forward, _par.relu_forward, (x.reshape(-1),), (yf,))
+    return yf.reshape(x.shape)
 
 
 def relu_backward(dy: Array, x: Array) -> Array:
@@ -964,10 +967,13 @@ def relu_backward(dy: Array, x: Array) -> Array:
     dy = V.float_array(dy, "dy")
     V.same_dtype(x, "x", dy=dy)
     V.same_shape(dy, "dy", x.shape, "the shape of x")
-    dx = np.empty_like(x)
-    dyf, xf, dxf = dy.reshape(-1), x.reshape(-1), dx.reshape(-1)
-    _planes(xf.shape[0], 2, _act.relu_backward, _par.relu_backward, (dyf, xf), (dxf,))
-    return dx
+    n = x.size
+    dxf = np.empty(n, dtype=x.dtype)  # (x.size,)
+    if 2 * n < _threads.MIN_WORK:  # (as _planes, without its call)
+        _act.relu_backward(dy.reshape(-1), x.reshape(-1), 0, n, dxf)
+    else:
+        _planes(n, 2, _act.relu_backward, _par.relu_backward, (dy.reshape(-1), x.reshape(-1)), (dxf,))
+    return dxf.reshape(x.shape)
 
 
 # ----------------------------------------------------------------------------

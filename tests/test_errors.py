@@ -220,8 +220,10 @@ def test_integer_arguments_never_change_the_compiled_types():
     from catlab._kernels import conv as K
     from catlab._kernels import pool as KP
 
-    x = np.random.default_rng(0).normal(size=(2, 2, 9, 9)).astype(np.float32)
-    w = np.ones((3, 2, 3, 3), np.float32)
+    # float64: float32 takes the register tiles (AVX2/AVX-512), and the kernels below would run only if an
+    # earlier test had called them (the test passed in the whole suite and failed alone)
+    x = np.random.default_rng(0).normal(size=(2, 2, 9, 9))
+    w = np.ones((3, 2, 3, 3))
     F.conv2d(x, w, stride=2)  # the wide path
     F.conv2d(x, w, stride=4)  # a stride longer than the kernel: im2col
     F.max_pool2d(x, 2)

@@ -240,35 +240,40 @@ def max_pool2d_indices_backward(dy2, ind2, i0, i1, dx2):
 
 
 @njit(cache=True)
-def _avg_windows(n_out, k, st, pd, n):
+def _avg_windows(n_out, k, st, pd, n, lo, hi, size):
     """Per output position along one axis: first and last+1 input cell and the window's padded length."""
-    lo = np.empty(n_out, dtype=np.int64)
-    hi = np.empty(n_out, dtype=np.int64)
-    size = np.empty(n_out, dtype=np.int64)
     for o in range(n_out):
         a = o * st - pd
         b = min(a + k, n + pd)  # the part past the padding (ceil_mode) never counts
         lo[o] = max(a, 0)
         hi[o] = min(b, n)
         size[o] = b - a
-    return lo, hi, size
 
 
 @njit(cache=True)
-def _avg_divisors(P, Q, kh, kw, sh, sw, ph, pw, H, W, include_pad, divisor):
-    """The windows' rows, columns and divisors (P, Q), PyTorch's rules (see the module docstring)."""
-    a0, a1, alen = _avg_windows(P, kh, sh, ph, H)
-    b0, b1, blen = _avg_windows(Q, kw, sw, pw, W)
+def _avg_axes(P, Q, kh, kw, sh, sw, ph, pw, H, W):
+    """``t`` (6, max(P, Q)) int64: the output rows' windows (``t[0]`` first row, ``t[1]`` last+1, ``t[2]``
+    padded length), then the columns' (``t[3:6]``); one allocation (a call on a tiny input is mostly them)."""
+    t = np.empty((6, max(P, Q)), dtype=np.int64)
+    _avg_windows(P, kh, sh, ph, H, t[0], t[1], t[2])
+    _avg_windows(Q, kw, sw, pw, W, t[3], t[4], t[5])
+    return t
+
+
+@njit(cache=True)
+def _avg_divisors(t, P, Q, include_pad, divisor):
+    """``div`` (P, Q) float64: each window's divisor from the windows ``t`` of :func:`_avg_axes`, PyTorch's
+    rules (see the module docstring)."""
     div = np.empty((P, Q), dtype=np.float64)
     for p in range(P):
         for q in range(Q):
             if divisor > 0:
                 div[p, q] = divisor
             elif include_pad:
-                div[p, q] = alen[p] * blen[q]
+                div[p, q] = t[2, p] * t[5, q]
             else:
-                div[p, q] = (a1[p] - a0[p]) * (b1[q] - b0[q])
-    return a0, a1, b0, b1, div
+                div[p, q] = (t[1, p] - t[0, p]) * (t[4, q] - t[3, q])
+    return div
 
 
 @njit(cache=True, nogil=True)
@@ -281,7 +286,9 @@ def avg_pool2d_forward(x3, kh, kw, sh, sw, ph, pw, include_pad, divisor, i0, i1,
     NC, H, W = x3.shape
     P = y3.shape[1]
     Q = y3.shape[2]
-    a0, a1, b0, b1, div = _avg_divisors(P, Q, kh, kw, sh, sw, ph, pw, H, W, include_pad, divisor)
+    t = _avg_axes(P, Q, kh, kw, sh, sw, ph, pw, H, W)  # (6, max(P, Q)) windows' rows and columns
+    a0, a1, b0, b1 = t[0], t[1], t[3], t[4]
+    div = _avg_divisors(t, P, Q, include_pad, divisor)  # (P, Q)
     rs = np.empty(W, dtype=np.float64)  # the window rows' sum, column by column
     for i in range(i0, i1):
         for p in range(P):
@@ -306,7 +313,9 @@ def avg_pool2d_backward(dy3, kh, kw, sh, sw, ph, pw, include_pad, divisor, i0, i
     NC, H, W = dx3.shape
     P = dy3.shape[1]
     Q = dy3.shape[2]
-    a0, a1, b0, b1, div = _avg_divisors(P, Q, kh, kw, sh, sw, ph, pw, H, W, include_pad, divisor)
+    t = _avg_axes(P, Q, kh, kw, sh, sw, ph, pw, H, W)  # (6, max(P, Q)) windows' rows and columns
+    a0, a1, b0, b1 = t[0], t[1], t[3], t[4]
+    div = _avg_divisors(t, P, Q, include_pad, divisor)  # (P, Q)
     cs = np.empty(W, dtype=np.float64)  # one output row's gradient spread over the input columns
     for i in range(i0, i1):
         for h in range(H):
