@@ -240,40 +240,32 @@ def max_pool2d_indices_backward(dy2, ind2, i0, i1, dx2):
 
 
 @njit(cache=True)
-def _avg_windows(n_out, k, st, pd, n, lo, hi, size):
-    """Per output position along one axis: first and last+1 input cell and the window's padded length."""
-    for o in range(n_out):
-        a = o * st - pd
-        b = min(a + k, n + pd)  # the part past the padding (ceil_mode) never counts
-        lo[o] = max(a, 0)
-        hi[o] = min(b, n)
-        size[o] = b - a
+def _avg_windows(P, Q, kh, kw, sh, sw, ph, pw, H, W, include_pad, divisor):
+    """The windows of every output row and column and their divisors, PyTorch's rules (module docstring).
 
-
-@njit(cache=True)
-def _avg_axes(P, Q, kh, kw, sh, sw, ph, pw, H, W):
-    """``t`` (6, max(P, Q)) int64: the output rows' windows (``t[0]`` first row, ``t[1]`` last+1, ``t[2]``
-    padded length), then the columns' (``t[3:6]``); one allocation (a call on a tiny input is mostly them)."""
-    t = np.empty((6, max(P, Q)), dtype=np.int64)
-    _avg_windows(P, kh, sh, ph, H, t[0], t[1], t[2])
-    _avg_windows(Q, kw, sw, pw, W, t[3], t[4], t[5])
-    return t
-
-
-@njit(cache=True)
-def _avg_divisors(t, P, Q, include_pad, divisor):
-    """``div`` (P, Q) float64: each window's divisor from the windows ``t`` of :func:`_avg_axes`, PyTorch's
-    rules (see the module docstring)."""
+    Returns ``t`` (4, max(P, Q)) int64: output row p's window takes input rows ``t[0, p]`` to
+    ``t[1, p] - 1``, output column q's columns ``t[2, q]`` to ``t[3, q] - 1``; and ``div`` (P, Q) float64.
+    Two allocations (a call on a tiny input is mostly its allocations) and one compiled function.
+    """
+    t = np.empty((4, max(P, Q)), dtype=np.int64)
     div = np.empty((P, Q), dtype=np.float64)
+    for axis in range(2):
+        n_out, k, st, pd, n = (P, kh, sh, ph, H) if axis == 0 else (Q, kw, sw, pw, W)
+        for o in range(n_out):
+            a = o * st - pd
+            b = min(a + k, n + pd)  # the part past the padding (ceil_mode) never counts
+            t[2 * axis, o] = max(a, 0)
+            t[2 * axis + 1, o] = min(b, n)
     for p in range(P):
+        alen = min(p * sh - ph + kh, H + ph) - (p * sh - ph)  # the window's padded length
         for q in range(Q):
             if divisor > 0:
                 div[p, q] = divisor
             elif include_pad:
-                div[p, q] = t[2, p] * t[5, q]
+                div[p, q] = alen * (min(q * sw - pw + kw, W + pw) - (q * sw - pw))
             else:
-                div[p, q] = (t[1, p] - t[0, p]) * (t[4, q] - t[3, q])
-    return div
+                div[p, q] = (t[1, p] - t[0, p]) * (t[3, q] - t[2, q])
+    return t, div
 
 
 @njit(cache=True, nogil=True)
@@ -286,9 +278,8 @@ def avg_pool2d_forward(x3, kh, kw, sh, sw, ph, pw, include_pad, divisor, i0, i1,
     NC, H, W = x3.shape
     P = y3.shape[1]
     Q = y3.shape[2]
-    t = _avg_axes(P, Q, kh, kw, sh, sw, ph, pw, H, W)  # (6, max(P, Q)) windows' rows and columns
-    a0, a1, b0, b1 = t[0], t[1], t[3], t[4]
-    div = _avg_divisors(t, P, Q, include_pad, divisor)  # (P, Q)
+    t, div = _avg_windows(P, Q, kh, kw, sh, sw, ph, pw, H, W, include_pad, divisor)  # (4, max(P, Q)), (P, Q)
+    a0, a1, b0, b1 = t[0], t[1], t[2], t[3]
     rs = np.empty(W, dtype=np.float64)  # the window rows' sum, column by column
     for i in range(i0, i1):
         for p in range(P):
@@ -313,9 +304,8 @@ def avg_pool2d_backward(dy3, kh, kw, sh, sw, ph, pw, include_pad, divisor, i0, i
     NC, H, W = dx3.shape
     P = dy3.shape[1]
     Q = dy3.shape[2]
-    t = _avg_axes(P, Q, kh, kw, sh, sw, ph, pw, H, W)  # (6, max(P, Q)) windows' rows and columns
-    a0, a1, b0, b1 = t[0], t[1], t[3], t[4]
-    div = _avg_divisors(t, P, Q, include_pad, divisor)  # (P, Q)
+    t, div = _avg_windows(P, Q, kh, kw, sh, sw, ph, pw, H, W, include_pad, divisor)  # (4, max(P, Q)), (P, Q)
+    a0, a1, b0, b1 = t[0], t[1], t[2], t[3]
     cs = np.empty(W, dtype=np.float64)  # one output row's gradient spread over the input columns
     for i in range(i0, i1):
         for h in range(H):
