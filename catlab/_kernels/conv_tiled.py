@@ -44,7 +44,7 @@ import numpy as np
 
 from ._jit import njit
 from .conv import _pad_phases, _phase_dims, _tap_offset
-from .simd import copy_row, vbcast, vfma, vload, vpairsum, vsplat, vstore, vtranspose16, vzero
+from .simd import copy_row, vbcast, vfma, vload, vpairsum, vsplat, vstore, vtranspose16, vtranspose16_at, vzero
 
 #: Positions per tile for each filter-block size KB (16 vectors of sums either way).
 TILE_8 = 32
@@ -1398,6 +1398,30 @@ WTILE_TAPS = 6
 
 
 @njit(cache=True)
+def _dy_by_filters(dy2, k0, kn, KV, kc, dyf, o, tb):
+    """dyf[o + j*KV + kc + a] = dy2[k0 + a, j] for a < kn (at most 16) and every position j < dy2.shape[1].
+
+    Transposes one sample's dy (filters by positions) into positions by filters, rows ``KV`` apart, for
+    :func:`_wtile`: 16 filters by 16 positions at a time in registers (``tb``: (16, 16) scratch), the rest
+    number by number. Element by element with stores ``KV`` numbers apart, the copy took about a third of
+    the weight gradient's time on 16x15x15 -> 32 3x3 (144 taps: little arithmetic per number of dy).
+    """
+    PQ = dy2.shape[1]
+    j0 = 0
+    if kn == 16:
+        rows = dy2[k0 : k0 + 16]  # (16, PQ)
+        while j0 + 16 <= PQ:
+            vtranspose16_at(rows, j0, tb)  # tb[r, a] = dy2[k0 + a, j0 + r]
+            for r in range(16):
+                vstore(dyf, o + (j0 + r) * KV + kc, vload(tb[r], 0))
+            j0 += 16
+    for a in range(kn):
+        src = dy2[k0 + a]
+        for j in range(j0, PQ):
+            dyf[o + j * KV + kc + a] = src[j]
+
+
+@njit(cache=True)
 def _wtile(dyf, KV, kv, xpf, size, toff, t0, P, Q, sh, sw, Wp, m, acc, ao):
     """acc[ao + 16*b : ao + 16*(b+1)] += sum over samples i < m and positions (p, q) of
     dyt[i, p*Q + q, 16*kv : 16*kv + 16] * xpf[i*size + toff[t0 + b] + p*sh*Wp + q*sw], b < 6.
@@ -1471,6 +1495,7 @@ def conv2d_ftiled_weight_grad(
     one = vsplat(np.float32(1.0))
     acc = np.zeros(nkv * ntb * WTILE_TAPS * 16, dtype=np.float32)  # tile (kv, tb), tap b: 16 filters' sums
     lanes = np.empty(16, dtype=np.float32)
+    tr16 = np.empty((16, 16), dtype=np.float32)  # 16 positions by 16 filters of dy, transposed in registers
     it = i0
     while it < i1:
         n0 = it % N
@@ -1483,11 +1508,10 @@ def conv2d_ftiled_weight_grad(
         for i in range(m):
             _pad_phases(x[n0 + i], g * Cg, ph, pw, 1, 1, Hp, Wp, xpb[i])
             finite_t[0] += _lane_sum(xpf, i * size, size, np.float32(0.0), lanes)
-            for k in range(kv0 * 16, min(kv1 * 16, Kg)):
-                src = dy4[n0 + i, g * Kg + k]  # (P, Q)
-                for p in range(P):
-                    for q in range(Q):
-                        dyt[i, p * Q + q, k] = src[p, q]
+            dy2 = dy4[n0 + i].reshape(dy4.shape[1], P * Q)  # (K, P*Q)
+            for kv in range(kv0, kv1):
+                kc = kv * 16
+                _dy_by_filters(dy2, g * Kg + kc, min(16, Kg - kc), KV, kc, dyf, i * P * Q * KV, tr16)
             for kv in range(kv0, kv1):  # the bias gradient: 16 filters' sums per vector add
                 s = vzero()
                 for j in range(P * Q):
